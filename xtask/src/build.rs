@@ -1,0 +1,217 @@
+//! Configuring and building qemu-system-TARGET out of tree.
+//!
+//! One build directory per (tree, target, options): configure runs once,
+//! after that ninja alone decides what is stale (it re-runs meson itself
+//! when a meson file changes), so an unchanged tree builds as a no-op.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::paths;
+
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    pub target: String,
+    pub configure_args: Vec<String>,
+    /// Sanitizers, as given to --sanitize: `address`, `undefined`.
+    pub sanitize: Vec<String>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> BuildOptions {
+        BuildOptions {
+            target: "x86_64".to_owned(),
+            configure_args: Vec::new(),
+            sanitize: Vec::new(),
+        }
+    }
+}
+
+pub struct Built {
+    pub binary: PathBuf,
+    /// The configure command line, for reports.
+    pub configure: Vec<String>,
+}
+
+const MARKER: &str = "xtask-configured";
+
+/// The configure arguments for a tree and options, python excepted.
+pub fn configure_args(tree: &Path, opts: &BuildOptions) -> Result<Vec<String>> {
+    let mut args = vec![
+        format!("--target-list={}-softmmu", opts.target),
+        "--without-default-devices".to_owned(),
+        "--disable-docs".to_owned(),
+    ];
+    // Debian's repacked source drops the firmware blobs that meson would
+    // otherwise insist on installing.
+    if !tree.join("pc-bios/bios-256k.bin").exists() {
+        args.push("--disable-install-blobs".to_owned());
+    }
+    for s in &opts.sanitize {
+        match s.as_str() {
+            "address" => args.push("--enable-asan".to_owned()),
+            "undefined" => args.push("--enable-ubsan".to_owned()),
+            other => bail!("--sanitize takes address and/or undefined, not `{other}`"),
+        }
+    }
+    args.extend(opts.configure_args.iter().cloned());
+    Ok(args)
+}
+
+pub fn build_dir(tree: &Path, opts: &BuildOptions, args: &[String]) -> PathBuf {
+    let mut parts = vec![tree.display().to_string()];
+    parts.extend(args.iter().cloned());
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let san = if opts.sanitize.is_empty() {
+        String::new()
+    } else {
+        format!("-{}", opts.sanitize.join("-"))
+    };
+    paths::qemu_cache().join(format!("build-{}{san}-{}", opts.target, paths::key(&refs)))
+}
+
+/// Configures when needed, then builds the one binary. Returns what was
+/// built and the step's summary.
+pub fn build(
+    sh: &Shell,
+    tree: &Path,
+    python: &Path,
+    opts: &BuildOptions,
+) -> Result<(Built, String)> {
+    let args = configure_args(tree, opts)?;
+    let dir = build_dir(tree, opts, &args);
+    let mut configure = vec![
+        tree.join("configure").display().to_string(),
+        format!("--python={}", python.display()),
+    ];
+    configure.extend(args);
+    let mut summary = Vec::new();
+    if !dir.join(MARKER).exists() {
+        run_configure(sh, &dir, &configure)?;
+        summary.push("configured".to_owned());
+    }
+    let name = format!("qemu-system-{}", opts.target);
+    let steps = run_ninja(sh, &dir, &name)?;
+    summary.push(match steps {
+        0 => format!("{name} up to date"),
+        n => format!("{name} built ({n} steps)"),
+    });
+    let binary = dir.join(&name);
+    if !binary.exists() {
+        bail!("ninja finished but {} does not exist", binary.display());
+    }
+    summary.push(format!("in {}", dir.display()));
+    Ok((Built { binary, configure }, summary.join(", ")))
+}
+
+fn run_configure(sh: &Shell, dir: &Path, configure: &[String]) -> Result<()> {
+    // A directory without the marker is a configure that did not finish.
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let log = dir.join("xtask-configure.log");
+    let (program, args) = configure.split_first().unwrap();
+    let _cd = sh.push_dir(dir);
+    let out = cmd!(sh, "{program} {args...}")
+        .quiet()
+        .ignore_status()
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&log, &text).with_context(|| format!("writing {}", log.display()))?;
+    if !out.status.success() {
+        crate::interrupt::check()?;
+        bail!(
+            "configure failed in {}:\n{}\n  full log: {}",
+            dir.display(),
+            last_lines(&text, 30),
+            log.display()
+        );
+    }
+    std::fs::write(dir.join(MARKER), configure.join("\n"))?;
+    Ok(())
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs ninja with progress on one line (a terminal) or one line per 10%
+/// (a log), keeping the whole output in a file. Returns how many build
+/// steps ran.
+fn run_ninja(sh: &Shell, dir: &Path, target: &str) -> Result<usize> {
+    let log_path = dir.join("xtask-build.log");
+    let mut log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let (reader, writer) = std::io::pipe().context("creating a pipe for ninja's output")?;
+    let mut command: std::process::Command = cmd!(sh, "ninja -C {dir} {target}").into();
+    command.stdout(writer.try_clone()?).stderr(writer);
+    let mut child = command.spawn().context("starting ninja")?;
+    // The command still holds the pipe's write ends; drop them so the read
+    // below ends when ninja does.
+    drop(command);
+    let terminal = std::io::stderr().is_terminal();
+    let mut steps = 0;
+    let mut last_decile = 0;
+    let mut output = String::new();
+    for line in BufReader::new(reader).lines() {
+        let line = line.context("reading ninja's output")?;
+        writeln!(log, "{line}")?;
+        output.push_str(&line);
+        output.push('\n');
+        let Some((done, total)) = progress(&line) else {
+            continue;
+        };
+        steps = done;
+        if terminal {
+            eprint!("\r    [{done}/{total}] building {target}\x1b[K");
+        } else if total > 0 && done * 10 / total > last_decile {
+            last_decile = done * 10 / total;
+            eprintln!("    build {}% ({done}/{total})", last_decile * 10);
+        }
+    }
+    if terminal && steps > 0 {
+        eprint!("\r\x1b[K");
+    }
+    let status = child.wait().context("waiting for ninja")?;
+    if !status.success() {
+        crate::interrupt::check()?;
+        let failed = output
+            .find("FAILED: ")
+            .map_or(output.as_str(), |i| &output[i..]);
+        bail!(
+            "building {target} failed:\n{}\n  full log: {}",
+            last_lines(failed, 30),
+            log_path.display()
+        );
+    }
+    Ok(steps)
+}
+
+/// `[12/345] Compiling ...` -> (12, 345).
+pub fn progress(line: &str) -> Option<(usize, usize)> {
+    let rest = line.strip_prefix('[')?;
+    let (counts, _) = rest.split_once(']')?;
+    let (done, total) = counts.split_once('/')?;
+    Some((done.trim().parse().ok()?, total.trim().parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ninja_progress() {
+        assert_eq!(progress("[12/345] Compiling C object x.o"), Some((12, 345)));
+        assert_eq!(progress("ninja: no work to do."), None);
+        assert_eq!(progress("[a/b] x"), None);
+    }
+}

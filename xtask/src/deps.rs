@@ -1,0 +1,228 @@
+//! Host dependencies of a QEMU build: found, installed, or named.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::paths;
+
+/// One thing a QEMU build needs from the host, and the Debian package
+/// that provides it.
+struct Need {
+    what: &'static str,
+    package: &'static str,
+    check: Check,
+}
+
+enum Check {
+    Program(&'static str),
+    PkgConfig(&'static str),
+    PythonModules(&'static str),
+    /// Debian 12's libfdt-dev ships no pkg-config file; QEMU looks for the
+    /// library and header directly, and so does this check.
+    Header(&'static str),
+}
+
+const NEEDS: &[Need] = &[
+    Need {
+        what: "git",
+        package: "git",
+        check: Check::Program("git"),
+    },
+    Need {
+        what: "ninja",
+        package: "ninja-build",
+        check: Check::Program("ninja"),
+    },
+    Need {
+        what: "flex",
+        package: "flex",
+        check: Check::Program("flex"),
+    },
+    Need {
+        what: "bison",
+        package: "bison",
+        check: Check::Program("bison"),
+    },
+    Need {
+        what: "pkg-config",
+        package: "pkg-config",
+        check: Check::Program("pkg-config"),
+    },
+    Need {
+        what: "dpkg-source",
+        package: "dpkg-dev",
+        check: Check::Program("dpkg-source"),
+    },
+    Need {
+        what: "xz",
+        package: "xz-utils",
+        check: Check::Program("xz"),
+    },
+    Need {
+        what: "python3",
+        package: "python3",
+        check: Check::Program("python3"),
+    },
+    Need {
+        what: "python3 venv",
+        package: "python3-venv",
+        check: Check::PythonModules("import venv, ensurepip"),
+    },
+    Need {
+        what: "glib-2.0",
+        package: "libglib2.0-dev",
+        check: Check::PkgConfig("glib-2.0"),
+    },
+    Need {
+        what: "pixman-1",
+        package: "libpixman-1-dev",
+        check: Check::PkgConfig("pixman-1"),
+    },
+    Need {
+        what: "libfdt",
+        package: "libfdt-dev",
+        check: Check::Header("libfdt.h"),
+    },
+    // Not required, but it turns every rebuild after the first into cache
+    // hits; installed when we can, never demanded.
+    Need {
+        what: "ccache",
+        package: "ccache",
+        check: Check::Program("ccache"),
+    },
+];
+
+const OPTIONAL: &[&str] = &["ccache"];
+
+fn present(sh: &Shell, need: &Need) -> bool {
+    match need.check {
+        Check::Program(name) => which::which(name).is_ok(),
+        Check::PkgConfig(module) => {
+            which::which("pkg-config").is_ok()
+                && cmd!(sh, "pkg-config --exists {module}")
+                    .quiet()
+                    .ignore_stderr()
+                    .run()
+                    .is_ok()
+        }
+        Check::Header(name) => Path::new("/usr/include").join(name).exists(),
+        Check::PythonModules(code) => cmd!(sh, "python3 -c {code}")
+            .quiet()
+            .ignore_stderr()
+            .ignore_stdout()
+            .run()
+            .is_ok(),
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Makes sure the host can build QEMU; returns the step's summary line.
+pub fn ensure_host(sh: &Shell) -> Result<String> {
+    let missing: Vec<&Need> = NEEDS.iter().filter(|n| !present(sh, n)).collect();
+    if missing.is_empty() {
+        return Ok("all present".to_owned());
+    }
+    let packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
+    let required: Vec<&str> = missing
+        .iter()
+        .filter(|n| !OPTIONAL.contains(&n.what))
+        .map(|n| n.what)
+        .collect();
+    if !is_root() || which::which("apt-get").is_err() {
+        if required.is_empty() {
+            return Ok("all required present (ccache missing: builds will not be cached)".into());
+        }
+        bail!(
+            "missing build dependencies: {}\n  install them with: sudo apt-get install -y {}",
+            required.join(", "),
+            packages.join(" ")
+        );
+    }
+    eprintln!("    installing {}", packages.join(" "));
+    // The package lists may be missing or stale on a fresh machine.
+    cmd!(sh, "apt-get update -qq")
+        .quiet()
+        .run()
+        .context("running apt-get update to install build dependencies")?;
+    let to_install = &packages;
+    cmd!(
+        sh,
+        "apt-get install -y -qq --no-install-recommends {to_install...}"
+    )
+    .env("DEBIAN_FRONTEND", "noninteractive")
+    .quiet()
+    .run()
+    .with_context(|| format!("installing {}", packages.join(" ")))?;
+    let still: Vec<&str> = NEEDS
+        .iter()
+        .filter(|n| !present(sh, n) && !OPTIONAL.contains(&n.what))
+        .map(|n| n.what)
+        .collect();
+    if !still.is_empty() {
+        bail!("still missing after apt-get install: {}", still.join(", "));
+    }
+    Ok(format!("installed {}", packages.join(" ")))
+}
+
+/// The meson version a tree asks for, from its pythondeps.toml:
+/// (minimum accepted, version the tree was tested with).
+fn meson_versions(tree: &Path) -> (String, Option<String>) {
+    let text = std::fs::read_to_string(tree.join("pythondeps.toml")).unwrap_or_default();
+    let line = text.lines().find(|l| l.trim_start().starts_with("meson ="));
+    let field = |name: &str| {
+        let line = line?;
+        let start = line.find(&format!("{name} = \""))? + name.len() + 4;
+        let end = line[start..].find('"')?;
+        Some(line[start..start + end].to_owned())
+    };
+    let accepted = field("accepted").unwrap_or_else(|| ">=1.5.0".to_owned());
+    (accepted, field("installed"))
+}
+
+/// A private virtual environment with the meson (and pycotap) that the
+/// tree's configure wants; Debian 12's meson is too old for current QEMU.
+/// Returns the venv's python, which configure gets as --python.
+pub fn ensure_python(sh: &Shell, tree: &Path) -> Result<(PathBuf, String)> {
+    let (accepted, installed) = meson_versions(tree);
+    let spec = match &installed {
+        Some(v) => format!("meson=={v}"),
+        None => format!("meson{accepted}"),
+    };
+    let venv = paths::qemu_cache().join(format!("pyenv-{}", paths::key(&[&spec])));
+    let python = venv.join("bin/python3");
+    let ready = venv.join(".xtask-ready");
+    if ready.exists() {
+        return Ok((python, format!("{spec} (cached venv)")));
+    }
+    // A venv is not relocatable, so it is built in place; the marker is
+    // written last, and a venv without it is rebuilt from scratch.
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv)
+            .with_context(|| format!("removing the incomplete venv {}", venv.display()))?;
+    }
+    cmd!(sh, "python3 -m venv {venv}")
+        .quiet()
+        .run()
+        .with_context(|| format!("creating a python venv at {}", venv.display()))?;
+    cmd!(
+        sh,
+        "{python} -m pip install --quiet --disable-pip-version-check {spec} pycotap"
+    )
+    .quiet()
+    .run()
+    .with_context(|| {
+        format!(
+            "installing {spec} and pycotap into {} with pip; \
+                 without a package index, install them by hand into that venv",
+            venv.display()
+        )
+    })?;
+    std::fs::write(&ready, &spec).with_context(|| format!("writing {}", ready.display()))?;
+    Ok((python, format!("{spec} installed into {}", venv.display())))
+}

@@ -1,0 +1,330 @@
+//! Wiring `monitor_hotplug` into QEMU's functional-test meson list.
+//!
+//! What wiring changed is recorded outside the tree (original bytes and
+//! modification time of every file), so unwiring restores the files byte
+//! for byte and a wired file the user has since edited is never clobbered.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::paths;
+
+const ENTRY: &str = "monitor_hotplug";
+const LIST: &str = "tests_generic_system = [";
+
+/// The meson files that have held the list: 10.1 and later keep generic
+/// tests in their own directory, 9.2 and 10.0 in the top file.
+const CANDIDATES: [&str; 2] = [
+    "tests/functional/generic/meson.build",
+    "tests/functional/meson.build",
+];
+
+#[derive(Debug, PartialEq)]
+pub enum Wired {
+    /// Wiring was added now.
+    Added(PathBuf),
+    /// Everything was already in place.
+    Already(PathBuf),
+    /// The tree predates functional tests: nothing to wire.
+    NoFunctionalTests,
+}
+
+/// Where the list lives, or why it cannot be wired.
+fn find_list(tree: &Path) -> Result<Option<PathBuf>> {
+    if !tree.join("tests/functional").is_dir() {
+        return Ok(None);
+    }
+    let mut looked = Vec::new();
+    for rel in CANDIDATES {
+        let path = tree.join(rel);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if text.lines().any(|l| l.trim_start().starts_with(LIST)) {
+            return Ok(Some(path));
+        }
+        looked.push(path.display().to_string());
+    }
+    if looked.is_empty() {
+        bail!(
+            "{} has no meson.build; expected {}",
+            tree.join("tests/functional").display(),
+            CANDIDATES.join(" or ")
+        );
+    }
+    bail!(
+        "found no `{LIST}` list in {}; this tree's functional tests are laid out in a way \
+         the xtask does not know: wire the test by hand or skip with --no-wire",
+        looked.join(" or ")
+    )
+}
+
+/// Inserts the entry into the list in sorted order, in the indentation of
+/// the list's own entries. Returns None when it is already there.
+pub fn insert_entry(text: &str) -> Option<String> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with(LIST))?;
+    let end = start
+        + lines[start..]
+            .iter()
+            .position(|l| l.trim_start().starts_with(']'))?;
+    let entries = &lines[start + 1..end];
+    let name = |l: &str| l.trim().trim_end_matches(',').trim_matches('\'').to_owned();
+    if entries.iter().any(|l| name(l) == ENTRY) {
+        return None;
+    }
+    let indent = entries
+        .iter()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| &l[..l.len() - l.trim_start().len()])
+        .unwrap_or("  ");
+    let at = entries
+        .iter()
+        .position(|l| {
+            let n = name(l);
+            !n.is_empty() && !n.starts_with('#') && n.as_str() > ENTRY
+        })
+        .map_or(end, |i| start + 1 + i);
+    let mut out: String = lines[..at].concat();
+    out.push_str(&format!("{indent}'{ENTRY}',\n"));
+    out.push_str(&lines[at..].concat());
+    Some(out)
+}
+
+fn state_path(tree: &Path) -> PathBuf {
+    paths::qemu_cache().join("wire").join(format!(
+        "{}.json",
+        paths::key(&[&tree.display().to_string()])
+    ))
+}
+
+fn mtime_secs(path: &Path) -> Result<f64> {
+    let m = std::fs::metadata(path)?.modified()?;
+    Ok(m.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64())
+}
+
+fn set_mtime(path: &Path, secs: f64) -> Result<()> {
+    let file = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {} to restore its time", path.display()))?;
+    file.set_modified(UNIX_EPOCH + Duration::from_secs_f64(secs))
+        .with_context(|| format!("restoring the modification time of {}", path.display()))
+}
+
+/// Writes through a temporary file in the same directory, so a failure
+/// leaves either the old or the new content, never half of one.
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let dir = path
+        .parent()
+        .context("a file to write has a parent directory")?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        tmp.as_file().set_permissions(meta.permissions())?;
+    }
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The test file meson needs next to the list: a TAP wrapper around the
+/// qmp-tests binary, pointed at the QEMU that meson hands it.
+fn wrapper_script(qmp_tests: &Path) -> String {
+    format!(
+        r#"#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Dynamic QMP monitor hotplug: runs the qmp-tests suite against the QEMU
+# binary meson hands to functional tests, and passes its TAP through.
+# Written by `cargo xtask wire`; `cargo xtask unwire` removes it.
+
+import os
+import subprocess
+import sys
+
+QMP_TESTS = os.environ.get("QMP_TESTS_BIN", {bin:?})
+
+if os.environ.get("QEMU_TEST_PRECACHE"):
+    # Nothing to download: mark the pre-cache step done.
+    open(os.environ["QEMU_TEST_PRECACHE"], "w").close()
+    sys.exit(0)
+
+qemu = os.environ.get("QEMU_TEST_QEMU_BINARY")
+if not qemu:
+    print("1..0 # SKIP QEMU_TEST_QEMU_BINARY is not set")
+    sys.exit(0)
+if not os.access(QMP_TESTS, os.X_OK):
+    print("Bail out! qmp-tests binary not found at " + QMP_TESTS +
+          "; run `cargo xtask build` in the qemu-hotplug-tests checkout")
+    sys.exit(1)
+sys.exit(subprocess.call([QMP_TESTS, "--tap", "--qemu", qemu]))
+"#,
+        bin = qmp_tests.display().to_string()
+    )
+}
+
+/// Wires the tree. `keep_times` gives changed files their old modification
+/// time, so a temporary wiring does not make ninja re-run meson each time.
+pub fn wire(tree: &Path, qmp_tests: &Path, keep_times: bool) -> Result<Wired> {
+    let Some(list) = find_list(tree)? else {
+        return Ok(Wired::NoFunctionalTests);
+    };
+    let test = list.with_file_name(format!("test_{ENTRY}.py"));
+    let text =
+        std::fs::read_to_string(&list).with_context(|| format!("reading {}", list.display()))?;
+    let new_list = insert_entry(&text);
+    let new_test = (!test.exists()).then(|| wrapper_script(qmp_tests));
+    if new_list.is_none() && new_test.is_none() {
+        return Ok(Wired::Already(list));
+    }
+    let state = state_path(tree);
+    if state.exists() {
+        bail!(
+            "{} records an earlier wiring of {} that the tree no longer shows; \
+             check the tree, then remove that file",
+            state.display(),
+            tree.display()
+        );
+    }
+    let list_mtime = mtime_secs(&list)?;
+    let mut files = Vec::new();
+    if let Some(wired) = &new_list {
+        files.push(json!({"path": list, "original": text, "wired": wired, "mtime": list_mtime}));
+    }
+    if let Some(wired) = &new_test {
+        files.push(json!({"path": test, "original": null, "wired": wired, "mtime": null}));
+    }
+    // The record is written first: an interrupted wiring can always be undone.
+    std::fs::create_dir_all(state.parent().unwrap())?;
+    write_atomic(
+        &state,
+        &serde_json::to_string_pretty(&json!({"tree": tree, "files": files}))?,
+    )?;
+    if let Some(wired) = &new_list {
+        write_atomic(&list, wired)?;
+        if keep_times {
+            set_mtime(&list, list_mtime)?;
+        }
+    }
+    if let Some(wired) = &new_test {
+        write_atomic(&test, wired)?;
+        let mut perm = std::fs::metadata(&test)?.permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&test, perm)?;
+        if keep_times {
+            set_mtime(&test, list_mtime)?;
+        }
+    }
+    Ok(Wired::Added(list))
+}
+
+/// Restores every file wiring changed. Returns false when nothing was wired.
+pub fn unwire(tree: &Path) -> Result<bool> {
+    let state = state_path(tree);
+    let Ok(text) = std::fs::read_to_string(&state) else {
+        return Ok(false);
+    };
+    let record: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", state.display()))?;
+    let files = record["files"].as_array().cloned().unwrap_or_default();
+    for f in &files {
+        let path = PathBuf::from(f["path"].as_str().unwrap_or_default());
+        let wired = f["wired"].as_str().unwrap_or_default();
+        let current = std::fs::read_to_string(&path).ok();
+        match (current.as_deref(), f["original"].as_str()) {
+            (None, None) => {}
+            (Some(c), original) if Some(c) == original => {}
+            (Some(c), _) if c != wired => bail!(
+                "{} changed since it was wired; not restoring it. Its original content is in {}",
+                path.display(),
+                state.display()
+            ),
+            (_, None) => std::fs::remove_file(&path)
+                .with_context(|| format!("removing {}", path.display()))?,
+            (_, Some(original)) => {
+                write_atomic(&path, original)?;
+                if let Some(mtime) = f["mtime"].as_f64() {
+                    set_mtime(&path, mtime)?;
+                }
+            }
+        }
+    }
+    std::fs::remove_file(&state).with_context(|| format!("removing {}", state.display()))?;
+    Ok(true)
+}
+
+/// Unwires when dropped: on success, on error and after Ctrl-C alike.
+pub struct WireGuard {
+    tree: Option<PathBuf>,
+}
+
+impl WireGuard {
+    pub fn new(tree: &Path) -> WireGuard {
+        WireGuard {
+            tree: Some(tree.to_path_buf()),
+        }
+    }
+
+    pub fn finish(mut self) -> Result<()> {
+        match self.tree.take() {
+            Some(tree) => unwire(&tree).map(drop),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for WireGuard {
+    fn drop(&mut self) {
+        if let Some(tree) = self.tree.take() {
+            if let Err(err) = unwire(&tree) {
+                eprintln!("error: could not unwire {}: {err:#}", tree.display());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIST_10_2: &str = "# SPDX\n\ntests_generic_system = [\n  'empty_cpu_model',\n  'info_usernet',\n  'version',\n  'vnc',\n]\n\ntests_generic_linuxuser = [\n]\n";
+
+    #[test]
+    fn inserts_in_sorted_order_with_the_list_indentation() {
+        let out = insert_entry(LIST_10_2).unwrap();
+        assert!(
+            out.contains("  'info_usernet',\n  'monitor_hotplug',\n  'version',\n"),
+            "{out}"
+        );
+        assert_eq!(insert_entry(&out), None, "wiring twice changes nothing");
+        let tabbed = "tests_generic_system = [\n    'a',\n    'zz',\n]\n";
+        assert_eq!(
+            insert_entry(tabbed).unwrap(),
+            "tests_generic_system = [\n    'a',\n    'monitor_hotplug',\n    'zz',\n]\n"
+        );
+        let empty = "tests_generic_system = [\n]\n";
+        assert_eq!(
+            insert_entry(empty).unwrap(),
+            "tests_generic_system = [\n  'monitor_hotplug',\n]\n"
+        );
+        let last = "tests_generic_system = [\n  'a',\n]\n";
+        assert_eq!(
+            insert_entry(last).unwrap(),
+            "tests_generic_system = [\n  'a',\n  'monitor_hotplug',\n]\n"
+        );
+    }
+
+    #[test]
+    fn no_list_no_change() {
+        assert_eq!(insert_entry("tests_x86_64_system_quick = [\n]\n"), None);
+    }
+}

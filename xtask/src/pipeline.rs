@@ -1,0 +1,237 @@
+//! The steps shared by `fetch`, `build`, `test` and `bench`: host
+//! dependencies, source, series, wiring and build.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::build::{self, BuildOptions, Built};
+use crate::flags::Args;
+use crate::meson::{self, WireGuard, Wired};
+use crate::source::{self, FetchOptions, Origin, Pin, Tree};
+use crate::steps::Steps;
+use crate::{deps, paths, series, vcs};
+
+/// Which tree, which series.
+pub struct SourceArgs {
+    pub qemu_src: Option<PathBuf>,
+    pub fetch: FetchOptions,
+    pub series: Option<PathBuf>,
+    pub no_series: bool,
+}
+
+pub const SOURCE_HELP: &str = "\
+  --qemu-src PATH       use this QEMU tree as it is (also: QEMU_SRC)
+  --from SOURCE         fetch the pinned release from debian, git or tarball only
+  --sha256 HEX          checksum of the release tarball (for --from tarball)
+  --series PATH         apply this series (directory of format-patch files or mbox)
+  --no-series           test the pinned release without the project's series";
+
+pub const BUILD_HELP: &str = "\
+  --target T            build qemu-system-T (default x86_64)
+  --configure-arg ARG   pass ARG to configure (repeatable)
+  --sanitize LIST       build with sanitizers: address,undefined";
+
+impl SourceArgs {
+    pub fn parse(args: &mut Args) -> Result<SourceArgs> {
+        let qemu_src = args.path("--qemu-src")?.or_else(|| {
+            std::env::var_os("QEMU_SRC")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
+        let from = args
+            .value("--from")?
+            .map(|s| Origin::parse(&s))
+            .transpose()?;
+        let sha256 = args.value("--sha256")?;
+        let series = args.path("--series")?;
+        let no_series = args.flag("--no-series");
+        if series.is_some() && no_series {
+            bail!("--series and --no-series contradict each other; give one");
+        }
+        if qemu_src.is_some() && from.is_some() {
+            bail!(
+                "--from picks where to fetch the pinned release; it has no meaning with --qemu-src"
+            );
+        }
+        Ok(SourceArgs {
+            qemu_src,
+            fetch: FetchOptions { from, sha256 },
+            series,
+            no_series,
+        })
+    }
+}
+
+pub fn parse_build(args: &mut Args) -> Result<BuildOptions> {
+    let mut opts = BuildOptions::default();
+    if let Some(t) = args.value("--target")? {
+        opts.target = t;
+    }
+    opts.configure_args = args.values("--configure-arg")?;
+    for list in args.values("--sanitize")? {
+        opts.sanitize
+            .extend(list.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
+    }
+    opts.sanitize.sort();
+    opts.sanitize.dedup();
+    Ok(opts)
+}
+
+/// The tree the build runs on, and how it got there.
+pub struct Prepared {
+    pub tree: Tree,
+    pub series: String,
+}
+
+pub fn host_step(steps: &mut Steps, sh: &Shell) -> Result<()> {
+    steps.run("host dependencies", || Ok(((), deps::ensure_host(sh)?)))
+}
+
+/// Locates or fetches the tree and puts the series in place.
+pub fn source_steps(steps: &mut Steps, sh: &Shell, src: &SourceArgs) -> Result<Prepared> {
+    let tree = steps.run("QEMU source", || {
+        let tree = match &src.qemu_src {
+            Some(path) => source::locate(path)?,
+            None => source::fetch(sh, &Pin::load()?, &src.fetch)?,
+        };
+        let summary = format!("{} (version {})", tree.description, tree.version());
+        Ok((tree, summary))
+    })?;
+    steps.run("series", || {
+        if tree.located {
+            let Some(path) = &src.series else {
+                return Ok((
+                    Prepared {
+                        tree: tree.clone(),
+                        series: "none".into(),
+                    },
+                    "none (the located tree is tested as it is)".into(),
+                ));
+            };
+            // The user's tree is never changed: the series goes into a
+            // private clone of its HEAD.
+            let clone = private_clone(sh, &tree)?;
+            let (branch, n) = series::apply(sh, &clone, path)?;
+            let summary = format!(
+                "{n} patches from {} on {branch} in {}",
+                path.display(),
+                clone.path.display()
+            );
+            return Ok((
+                Prepared {
+                    tree: clone,
+                    series: path.display().to_string(),
+                },
+                summary,
+            ));
+        }
+        if src.no_series {
+            series::checkout_base(sh, &tree)?;
+            return Ok((
+                Prepared {
+                    tree: tree.clone(),
+                    series: "none".into(),
+                },
+                "none (--no-series)".into(),
+            ));
+        }
+        let path = src.series.clone().unwrap_or_else(series::default_series);
+        let (branch, n) = series::apply(sh, &tree, &path)?;
+        let summary = format!("{n} patches from {} on {branch}", path.display());
+        Ok((
+            Prepared {
+                tree: tree.clone(),
+                series: path.display().to_string(),
+            },
+            summary,
+        ))
+    })
+}
+
+/// A clone of a located git tree's HEAD in the cache, refreshed to the
+/// tree's current HEAD and tagged `base` there.
+fn private_clone(sh: &Shell, tree: &Tree) -> Result<Tree> {
+    let dir = &tree.path;
+    if !vcs::is_repo(sh, dir) {
+        bail!(
+            "--series on a located tree needs a git repository; {} is not one",
+            dir.display()
+        );
+    }
+    let clone = paths::qemu_cache().join("src").join(format!(
+        "clone-{}",
+        paths::key(&[&dir.display().to_string()])
+    ));
+    if !clone.join(".git").exists() {
+        let _ = std::fs::remove_dir_all(&clone);
+        cmd!(sh, "git clone --quiet --shared --no-checkout {dir} {clone}")
+            .quiet()
+            .run()
+            .with_context(|| format!("cloning {} into {}", dir.display(), clone.display()))?;
+    }
+    let head = vcs::head(sh, dir)?;
+    cmd!(sh, "git -C {clone} fetch --quiet origin {head}")
+        .quiet()
+        .run()?;
+    let base = vcs::BASE;
+    cmd!(sh, "git -C {clone} tag --force {base} {head}")
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    if !vcs::status(sh, dir)?.is_empty() {
+        eprintln!(
+            "    note: uncommitted changes in {} are not in the series build",
+            dir.display()
+        );
+    }
+    let description = format!(
+        "clone of {} at {}",
+        dir.display(),
+        &head[..12.min(head.len())]
+    );
+    Ok(Tree {
+        path: clone,
+        located: false,
+        description,
+    })
+}
+
+/// Wires the tree; for a located tree the returned guard unwires it again.
+pub fn wire_step(steps: &mut Steps, tree: &Tree, qmp_tests: &Path) -> Result<Option<WireGuard>> {
+    steps.run("meson wiring", || {
+        let wired = meson::wire(&tree.path, qmp_tests, true)?;
+        // Every run unwires at the end, so the tree is left as it was found,
+        // and the kept modification times make that cost nothing at build
+        // time.
+        let guard = match &wired {
+            Wired::Added(_) => Some(WireGuard::new(&tree.path)),
+            _ => None,
+        };
+        let summary = match wired {
+            Wired::Added(p) => format!(
+                "monitor_hotplug added to {} until the run ends",
+                p.display()
+            ),
+            Wired::Already(p) => format!("monitor_hotplug already in {}", p.display()),
+            Wired::NoFunctionalTests => {
+                "this tree has no functional-test list (QEMU before 9.2): not wired".into()
+            }
+        };
+        Ok((guard, summary))
+    })
+}
+
+pub fn build_step(
+    steps: &mut Steps,
+    sh: &Shell,
+    tree: &Tree,
+    opts: &BuildOptions,
+) -> Result<Built> {
+    let (python, _) = steps.run("python venv (meson)", || {
+        let (python, summary) = deps::ensure_python(sh, &tree.path)?;
+        Ok(((python, ()), summary))
+    })?;
+    steps.run("build", || build::build(sh, &tree.path, &python, opts))
+}

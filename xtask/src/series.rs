@@ -1,0 +1,181 @@
+//! Applying a patch series with `git am` on a branch of its own.
+//!
+//! The branch is named after the series' content, so running again with
+//! the same series checks out what is already there: no file is rewritten
+//! and the build stays a no-op.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::{paths, source::Tree, vcs};
+
+/// The project's own series, applied to the pinned release by default.
+pub fn default_series() -> PathBuf {
+    paths::project_root().join("patches/monitor-hotplug")
+}
+
+/// The patch files of a series: a directory of `git format-patch` output
+/// (cover letter left out: it carries no change) or a single mbox.
+pub fn patch_files(series: &Path) -> Result<Vec<PathBuf>> {
+    if series.is_file() {
+        return Ok(vec![series.to_path_buf()]);
+    }
+    if !series.is_dir() {
+        bail!("series {}: no such file or directory", series.display());
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(series)
+        .with_context(|| format!("listing the series directory {}", series.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            (name.ends_with(".patch") || name.ends_with(".mbx") || name.ends_with(".eml"))
+                && !name.contains("cover-letter")
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!(
+            "series {} holds no .patch files; give a directory of `git format-patch` output or an mbox",
+            series.display()
+        );
+    }
+    Ok(files)
+}
+
+fn series_key(files: &[PathBuf]) -> Result<String> {
+    let mut texts = Vec::new();
+    for f in files {
+        texts.push(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?);
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    Ok(paths::key(&refs))
+}
+
+/// Checks out `base` in a tree the xtask owns (no series).
+pub fn checkout_base(sh: &Shell, tree: &Tree) -> Result<()> {
+    let dir = &tree.path;
+    let base_commit = format!("{}^{{commit}}", vcs::BASE);
+    let current = cmd!(sh, "git -C {dir} rev-parse HEAD").quiet().read()?;
+    let base = cmd!(sh, "git -C {dir} rev-parse {base_commit}")
+        .quiet()
+        .read()?;
+    if current != base {
+        let base = vcs::BASE;
+        cmd!(sh, "git -C {dir} checkout --quiet --detach {base}")
+            .quiet()
+            .run()
+            .with_context(|| format!("checking out the base release in {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Applies `series` on a fresh branch from `base` in a tree the xtask owns
+/// and leaves it checked out. Returns the branch and the patch count.
+pub fn apply(sh: &Shell, tree: &Tree, series: &Path) -> Result<(String, usize)> {
+    let files = patch_files(series)?;
+    let branch = format!("series-{}", series_key(&files)?);
+    let dir = &tree.path;
+    let exists = cmd!(
+        sh,
+        "git -C {dir} rev-parse --verify --quiet refs/heads/{branch}"
+    )
+    .quiet()
+    .ignore_stdout()
+    .run()
+    .is_ok();
+    if exists {
+        let current = cmd!(sh, "git -C {dir} symbolic-ref --quiet --short HEAD")
+            .quiet()
+            .ignore_status()
+            .read()?;
+        if current != branch {
+            cmd!(sh, "git -C {dir} checkout --quiet {branch}")
+                .quiet()
+                .run()?;
+        }
+        return Ok((branch, files.len()));
+    }
+    let previous = vcs::head(sh, dir)?;
+    let base = vcs::BASE;
+    cmd!(sh, "git -C {dir} checkout --quiet -b {branch} {base}")
+        .quiet()
+        .run()
+        .with_context(|| format!("creating the branch {branch} in {}", dir.display()))?;
+    let patches = &files;
+    let out = cmd!(
+        sh,
+        "git -C {dir} -c commit.gpgsign=false am --quiet {patches...}"
+    )
+    .envs(vcs::identity().filter(|(k, _)| k.starts_with("GIT_COMMITTER")))
+    .quiet()
+    .ignore_status()
+    .output()?;
+    if out.status.success() {
+        return Ok((branch, files.len()));
+    }
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Put the tree back exactly as it was before reporting.
+    let _ = cmd!(sh, "git -C {dir} am --abort")
+        .quiet()
+        .ignore_stderr()
+        .run();
+    let _ = cmd!(sh, "git -C {dir} checkout --quiet --force {previous}")
+        .quiet()
+        .run();
+    let _ = cmd!(sh, "git -C {dir} branch --quiet -D {branch}")
+        .quiet()
+        .run();
+    bail!("{}", am_failure(series, &log));
+}
+
+/// Names the patch and the file that did not apply, from git am's output.
+pub fn am_failure(series: &Path, log: &str) -> String {
+    let patch = log
+        .lines()
+        .find_map(|l| l.strip_prefix("Patch failed at "))
+        .unwrap_or("an unknown patch");
+    let file = log
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("error: patch failed: ")
+                .or_else(|| {
+                    l.strip_prefix("error: ")
+                        .and_then(|r| r.strip_suffix(": does not exist in index"))
+                })
+                .or_else(|| {
+                    l.strip_prefix("error: ")
+                        .and_then(|r| r.strip_suffix(": patch does not apply"))
+                })
+        })
+        .unwrap_or("unknown file");
+    format!(
+        "series {} does not apply: patch {patch} fails on {file}; the tree was restored (git am --abort)\n{}",
+        series.display(),
+        log.trim_end()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_names_patch_and_file() {
+        let log = "Applying: monitor: add x\nerror: patch failed: monitor/qmp.c:42\n\
+                   error: monitor/qmp.c: patch does not apply\nPatch failed at 0002 monitor: add x\n";
+        let msg = am_failure(Path::new("s"), log);
+        assert!(
+            msg.starts_with(
+                "series s does not apply: patch 0002 monitor: add x fails on monitor/qmp.c:42;"
+            ),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,102 @@
+//! Running the qmp-tests suite binary against a built QEMU.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::paths;
+
+/// What the suite's exit code says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Passed,
+    Failed,
+    /// The QEMU has no monitor-add: every scenario failed for that reason.
+    Unsupported,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SuiteOptions {
+    pub scenarios: Vec<String>,
+    pub jobs: Option<usize>,
+    pub timeout: Option<u64>,
+    pub soak: Option<u64>,
+    pub junit: Option<PathBuf>,
+}
+
+/// Builds the suite binary (release: the large-reply parsing is timed by
+/// the benchmark) and returns its path.
+pub fn binary(sh: &Shell) -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let root = paths::project_root();
+    let _cd = sh.push_dir(&root);
+    cmd!(
+        sh,
+        "{cargo} build --quiet --release --package qmp-tests --bin qmp-tests"
+    )
+    .quiet()
+    .run()
+    .context("building the qmp-tests binary")?;
+    let bin = paths::target_dir().join("release/qmp-tests");
+    if !bin.exists() {
+        bail!("cargo built qmp-tests but {} does not exist", bin.display());
+    }
+    Ok(bin)
+}
+
+pub fn default_junit() -> PathBuf {
+    paths::target_dir().join("qmp-tests/junit.xml")
+}
+
+/// Runs the suite with its output going straight to the terminal.
+pub fn run(
+    bin: &Path,
+    qemu: &Path,
+    opts: &SuiteOptions,
+    properties: &[(String, String)],
+    quiet: bool,
+) -> Result<Outcome> {
+    let mut command = std::process::Command::new(bin);
+    command.arg("--qemu").arg(qemu);
+    for s in &opts.scenarios {
+        command.arg("--scenario").arg(s);
+    }
+    if let Some(j) = opts.jobs {
+        command.arg("--jobs").arg(j.to_string());
+    }
+    if let Some(t) = opts.timeout {
+        command.arg("--timeout").arg(t.to_string());
+    }
+    if let Some(n) = opts.soak {
+        command.arg("--soak").arg(n.to_string());
+    }
+    let junit = opts.junit.clone().unwrap_or_else(default_junit);
+    if let Some(dir) = junit.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    command.arg("--junit").arg(&junit);
+    if let Some(dir) = junit.parent() {
+        command.arg("--log-dir").arg(dir.join("logs"));
+    }
+    for (k, v) in properties {
+        command.arg("--property").arg(format!("{k}={v}"));
+    }
+    if quiet {
+        command.stdout(Stdio::null());
+    }
+    let status = command
+        .status()
+        .with_context(|| format!("running {}", bin.display()))?;
+    match status.code() {
+        Some(0) => Ok(Outcome::Passed),
+        Some(1) => Ok(Outcome::Failed),
+        Some(3) => Ok(Outcome::Unsupported),
+        Some(code) => bail!("the qmp-tests harness failed (exit {code}); see its message above"),
+        None => {
+            crate::interrupt::check()?;
+            bail!("the qmp-tests harness was killed by a signal")
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The git operations the pipeline needs on a QEMU tree.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use xshell::{cmd, Shell};
+
+/// The identity of commits made in trees the xtask owns. Fixed, so that it
+/// works where the user has no git identity, and so that the base commit of
+/// a fetched release is the same on every machine.
+const IDENTITY: [(&str, &str); 6] = [
+    ("GIT_AUTHOR_NAME", "qemu-hotplug xtask"),
+    ("GIT_AUTHOR_EMAIL", "xtask@qemu-hotplug.invalid"),
+    ("GIT_COMMITTER_NAME", "qemu-hotplug xtask"),
+    ("GIT_COMMITTER_EMAIL", "xtask@qemu-hotplug.invalid"),
+    ("GIT_AUTHOR_DATE", "2000-01-01T00:00:00Z"),
+    ("GIT_COMMITTER_DATE", "2000-01-01T00:00:00Z"),
+];
+
+/// The tag on the pristine release commit of a fetched tree.
+pub const BASE: &str = "base";
+
+pub fn identity() -> impl Iterator<Item = (&'static str, &'static str)> {
+    IDENTITY.into_iter()
+}
+
+/// Makes `dir` a repository whose single commit is its current content.
+pub fn init_base(sh: &Shell, dir: &Path, message: &str) -> Result<()> {
+    let _cd = sh.push_dir(dir);
+    let run = || -> Result<()> {
+        cmd!(sh, "git init --quiet --initial-branch=master")
+            .quiet()
+            .run()?;
+        // -f: the release's own .gitignore must not hide released files.
+        cmd!(sh, "git add --all --force").quiet().run()?;
+        cmd!(
+            sh,
+            "git -c commit.gpgsign=false commit --quiet --no-verify -m {message}"
+        )
+        .envs(identity())
+        .quiet()
+        .run()?;
+        cmd!(sh, "git tag {BASE}").quiet().run()?;
+        Ok(())
+    };
+    run().with_context(|| format!("making {} a git repository", dir.display()))
+}
+
+pub fn is_repo(sh: &Shell, dir: &Path) -> bool {
+    cmd!(sh, "git -C {dir} rev-parse --is-inside-work-tree")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
+        && cmd!(sh, "git -C {dir} rev-parse --show-toplevel")
+            .quiet()
+            .read()
+            .is_ok_and(|top| Path::new(top.trim()) == dir)
+}
+
+pub fn head(sh: &Shell, dir: &Path) -> Result<String> {
+    cmd!(sh, "git -C {dir} rev-parse HEAD")
+        .quiet()
+        .read()
+        .with_context(|| format!("reading HEAD of {}", dir.display()))
+}
+
+/// `git status --porcelain` lines, untracked files included.
+pub fn status(sh: &Shell, dir: &Path) -> Result<Vec<String>> {
+    let out = cmd!(sh, "git -C {dir} status --porcelain --untracked-files=all")
+        .quiet()
+        .read()
+        .with_context(|| format!("reading git status of {}", dir.display()))?;
+    Ok(out.lines().map(str::to_owned).collect())
+}
+
+/// A one-line description of the checked-out commit, for reports.
+pub fn describe(sh: &Shell, dir: &Path) -> Option<String> {
+    if !is_repo(sh, dir) {
+        return None;
+    }
+    let commit = cmd!(sh, "git -C {dir} log -1 --format=%H %s")
+        .quiet()
+        .read()
+        .ok()?;
+    let dirty = status(sh, dir).map(|s| !s.is_empty()).unwrap_or(false);
+    Some(if dirty {
+        format!("{commit} (with uncommitted changes)")
+    } else {
+        commit
+    })
+}
