@@ -1,0 +1,133 @@
+//! One run: janitor, capability probe, scenarios, reports.
+
+use std::{
+    io::{self, Write},
+    sync::Arc,
+    thread,
+};
+
+use anyhow::{Context, Result};
+use qmp_tests::{
+    janitor::Janitor,
+    junit::{self, SuiteInfo},
+    outcome::Outcome,
+    probe,
+    qmp::Transcript,
+    report::{Console, Reporter, Tap},
+    runner::{self, Progress, RunConfig},
+    scenarios::{self, Scenario, Settings},
+};
+
+use crate::cli::Args;
+
+pub const EXIT_PASSED: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_HARNESS: u8 = 2;
+pub const EXIT_NO_MONITOR_ADD: u8 = 3;
+
+pub fn run(args: Args) -> Result<u8> {
+    let selected = select(&args.scenarios);
+    if args.list {
+        let mut out = io::stdout();
+        for scenario in &selected {
+            let _ = writeln!(out, "{}", scenario.name);
+        }
+        return Ok(EXIT_PASSED);
+    }
+    let qemu = args.qemu.clone().expect("the parser insists on --qemu");
+    let mut reporter: Box<dyn Reporter> = if args.tap {
+        Box::new(Tap::new(io::stdout(), args.verbose))
+    } else {
+        Box::new(Console::new(io::stdout(), args.verbose))
+    };
+
+    let exe = std::env::current_exe().context("finding our own executable for the janitor")?;
+    let janitor = Arc::new(Janitor::spawn(&exe)?);
+    if args.verbose {
+        // A TAP consumer only accepts diagnostics as comments.
+        let prefix = if args.tap { "# " } else { "" };
+        let _ = writeln!(io::stdout(), "{prefix}janitor pid={}", janitor.pid());
+    }
+    let defaults = Settings::default();
+    let config = RunConfig {
+        qemu: qemu.clone(),
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get())),
+        settings: Settings {
+            timeout: args.timeout.unwrap_or(defaults.timeout),
+            soak_cycles: args.soak.unwrap_or(defaults.soak_cycles),
+        },
+        log_dir: args.log_dir.clone(),
+        janitor: Some(janitor),
+        grace: runner::DEFAULT_GRACE,
+    };
+    let timestamp = junit_report::OffsetDateTime::now_utc();
+
+    let probe_transcript = Transcript::new();
+    let probe_opts = config.launch_options("probe", &[], probe_transcript.clone());
+    let caps = probe::probe(&qemu, &probe_opts)
+        .with_context(|| format!("probing {} for dynamic monitor support", qemu.display()))?;
+    reporter.plan(
+        selected.len(),
+        &format!("QEMU {} ({})", caps.full_version(), qemu.display()),
+    );
+
+    let (outcomes, code) = match caps.refusal(&qemu) {
+        Some(refusal) => {
+            let outcomes = runner::fail_all(&selected, &refusal, &probe_transcript.tail(20));
+            for outcome in &outcomes {
+                reporter.finished(outcome);
+            }
+            (outcomes, EXIT_NO_MONITOR_ADD)
+        }
+        None => {
+            let outcomes = runner::run(&config, &selected, |progress| match progress {
+                Progress::Started { name, pid, dir } => reporter.started(name, pid, dir),
+                Progress::Finished(outcome) => reporter.finished(outcome),
+            });
+            let code = if outcomes.iter().all(Outcome::passed) {
+                EXIT_PASSED
+            } else {
+                EXIT_FAILED
+            };
+            (outcomes, code)
+        }
+    };
+    reporter.summary(&outcomes);
+
+    if let Some(path) = &args.junit {
+        let mut properties = vec![
+            ("qemu_binary".to_string(), qemu.display().to_string()),
+            ("qemu_version".to_string(), caps.full_version()),
+        ];
+        properties.extend(args.properties.iter().cloned());
+        let info = SuiteInfo {
+            timestamp,
+            hostname: hostname(),
+            properties,
+        };
+        junit::write(path, &info, &outcomes)?;
+    }
+    Ok(code)
+}
+
+/// The chosen scenarios in the suite's order, or all of them.
+fn select(names: &[String]) -> Vec<&'static Scenario> {
+    scenarios::all()
+        .iter()
+        .filter(|scenario| names.is_empty() || names.iter().any(|name| name == scenario.name))
+        .collect()
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; the result is
+    // NUL-terminated unless truncated, which we handle by the length.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..len]).into_owned()
+}

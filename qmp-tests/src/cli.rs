@@ -1,0 +1,183 @@
+//! Command-line parsing. Few enough options that a parser of our own is
+//! shorter than configuring one.
+
+use std::{ffi::OsString, path::PathBuf, time::Duration};
+
+use qmp_tests::scenarios;
+
+pub const HELP: &str = "\
+qmp-tests: test QEMU's dynamic QMP monitors (monitor-add, monitor-remove,
+query-monitors) against a qemu-system binary.
+
+Usage:
+    qmp-tests --qemu PATH [OPTIONS]
+    qmp-tests --list
+
+Options:
+    --qemu PATH            the qemu-system binary to test
+    --junit FILE           write a JUnit XML report to FILE
+    --scenario NAME        run only NAME (repeatable; see --list)
+    --jobs N               scenarios run at once (default: number of CPUs)
+    --timeout SECS         deadline per scenario (default: 60; test_soak
+                           gets one per 200 cycles)
+    --soak N               full hotplug cycles in test_soak (default: 200)
+    --log-dir DIR          keep each QEMU's stderr as DIR/NAME.stderr.log
+    --property KEY=VALUE   record KEY: VALUE in the JUnit report (repeatable)
+    --tap                  print TAP version 13 instead of the usual lines
+    --list                 print the scenario names and exit
+    -h, --help             print this help
+
+Exit status:
+    0   every scenario passed
+    1   at least one scenario failed
+    2   usage error, or the harness could not run (e.g. the binary does not
+        exist or does not start as QEMU, or the report cannot be written)
+    3   this QEMU has no monitor-add (or monitor-remove, query-monitors):
+        every scenario is reported failed with that one-line cause
+";
+
+#[derive(Debug, Default)]
+pub struct Args {
+    pub qemu: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+    pub scenarios: Vec<String>,
+    pub jobs: Option<usize>,
+    pub timeout: Option<Duration>,
+    pub soak: Option<u32>,
+    pub log_dir: Option<PathBuf>,
+    pub properties: Vec<(String, String)>,
+    pub tap: bool,
+    pub list: bool,
+    pub help: bool,
+    /// Hidden: print `start NAME pid=PID dir=DIR` as each QEMU starts, for
+    /// tests that must find what the runner started.
+    pub verbose: bool,
+}
+
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
+    let mut parsed = Args::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let arg = arg
+            .into_string()
+            .map_err(|arg| format!("option is not UTF-8: {arg:?}"))?;
+        // Both "--opt value" and "--opt=value".
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_string(), Some(OsString::from(value)))
+            }
+            _ => (arg, None),
+        };
+        let mut value = |name: &str| -> Result<OsString, String> {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "--qemu" => parsed.qemu = Some(value("--qemu")?.into()),
+            "--junit" => parsed.junit = Some(value("--junit")?.into()),
+            "--log-dir" => parsed.log_dir = Some(value("--log-dir")?.into()),
+            "--scenario" => {
+                let name = utf8("--scenario", value("--scenario")?)?;
+                if scenarios::find(&name).is_none() {
+                    return Err(format!("unknown scenario {name:?}; --list shows them"));
+                }
+                if !parsed.scenarios.contains(&name) {
+                    parsed.scenarios.push(name);
+                }
+            }
+            "--jobs" => parsed.jobs = Some(positive("--jobs", value("--jobs")?)?),
+            "--timeout" => {
+                let secs = positive("--timeout", value("--timeout")?)?;
+                parsed.timeout = Some(Duration::from_secs(secs));
+            }
+            "--soak" => parsed.soak = Some(positive("--soak", value("--soak")?)?),
+            "--property" => {
+                let pair = utf8("--property", value("--property")?)?;
+                match pair.split_once('=') {
+                    Some((key, val)) if !key.is_empty() => {
+                        parsed.properties.push((key.to_string(), val.to_string()))
+                    }
+                    _ => return Err(format!("--property wants KEY=VALUE, got {pair:?}")),
+                }
+            }
+            "--tap" => parsed.tap = true,
+            "--list" => parsed.list = true,
+            "--verbose" => parsed.verbose = true,
+            "-h" | "--help" => parsed.help = true,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if parsed.qemu.is_none() && !parsed.list && !parsed.help {
+        return Err("--qemu PATH is required".to_string());
+    }
+    Ok(parsed)
+}
+
+fn utf8(name: &str, value: OsString) -> Result<String, String> {
+    value
+        .into_string()
+        .map_err(|value| format!("{name} value is not UTF-8: {value:?}"))
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(
+    name: &str,
+    value: OsString,
+) -> Result<T, String> {
+    let text = utf8(name, value)?;
+    match text.parse::<T>() {
+        Ok(n) if n > T::default() => Ok(n),
+        _ => Err(format!(
+            "{name} wants a positive whole number, got {text:?}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_strs(args: &[&str]) -> Result<Args, String> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn options_with_separate_and_inline_values() {
+        let args = parse_strs(&[
+            "--qemu=/q",
+            "--scenario",
+            "test_soak",
+            "--jobs",
+            "3",
+            "--timeout=5",
+            "--property",
+            "commit=abc=def",
+            "--tap",
+        ])
+        .unwrap();
+        assert_eq!(args.qemu, Some(PathBuf::from("/q")));
+        assert_eq!(args.scenarios, ["test_soak"]);
+        assert_eq!(args.jobs, Some(3));
+        assert_eq!(args.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(
+            args.properties,
+            [("commit".to_string(), "abc=def".to_string())]
+        );
+        assert!(args.tap);
+    }
+
+    #[test]
+    fn mistakes_are_reported() {
+        assert!(parse_strs(&[]).unwrap_err().contains("--qemu"));
+        assert!(parse_strs(&["--qemu", "/q", "--jobs", "0"]).is_err());
+        assert!(parse_strs(&["--qemu", "/q", "--scenario", "test_nope"])
+            .unwrap_err()
+            .contains("test_nope"));
+        assert!(parse_strs(&["--qemu", "/q", "--property", "=x"]).is_err());
+        assert!(parse_strs(&["--qemu"])
+            .unwrap_err()
+            .contains("needs a value"));
+        assert!(parse_strs(&["--list"]).is_ok());
+    }
+}

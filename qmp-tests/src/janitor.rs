@@ -1,0 +1,226 @@
+//! A helper process that cleans up after a runner that could not.
+//!
+//! PR_SET_PDEATHSIG kills QEMU when the runner dies, but nothing removes
+//! the temp dirs of a runner killed by SIGKILL. So the runner starts a copy
+//! of its own binary as `qmp-tests __janitor`, keeps a pipe to its stdin,
+//! and registers every temp dir and QEMU pid there. When the pipe reaches
+//! end-of-file, the janitor kills what is still registered and removes
+//! what is left, then exits.
+//!
+//! Protocol, one line each: `dir PATH`, `undir PATH`, `pid PID`, `unpid PID`.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ffi::OsStr,
+    io::{self, BufRead, Write},
+    os::unix::{ffi::OsStrExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, Command, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+
+use crate::pidfd::PidFd;
+
+/// The hidden subcommand that runs [`serve`].
+pub const SUBCOMMAND: &str = "__janitor";
+
+/// Signals that reach a whole foreground process group (Ctrl-C, Ctrl-\,
+/// a closing terminal); the janitor must outlive them to do its job.
+const TERMINAL_SIGNALS: [libc::c_int; 4] =
+    [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTERM];
+
+/// How long the janitor waits for killed processes before removing dirs.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// The runner's side: a pipe to the janitor process.
+pub struct Janitor {
+    child: Child,
+    stdin: Mutex<Option<ChildStdin>>,
+}
+
+impl Janitor {
+    /// Starts `program __janitor`; `program` is normally the current exe.
+    pub fn spawn(program: &Path) -> Result<Janitor> {
+        let mut command = Command::new(program);
+        command
+            .arg(SUBCOMMAND)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                // Its own process group keeps terminal signals for the
+                // runner's group away; ignoring them as well covers a
+                // signal sent to our pid on purpose by a wrapper script.
+                libc::setpgid(0, 0);
+                for signal in TERMINAL_SIGNALS {
+                    libc::signal(signal, libc::SIG_IGN);
+                }
+                Ok(())
+            });
+        }
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting the janitor process {}", program.display()))?;
+        let stdin = child.stdin.take();
+        Ok(Janitor {
+            child,
+            stdin: Mutex::new(stdin),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn register_dir(&self, dir: &Path) {
+        self.send("dir", dir.as_os_str());
+    }
+
+    pub fn unregister_dir(&self, dir: &Path) {
+        self.send("undir", dir.as_os_str());
+    }
+
+    pub fn register_pid(&self, pid: u32) {
+        self.send("pid", OsStr::new(&pid.to_string()));
+    }
+
+    pub fn unregister_pid(&self, pid: u32) {
+        self.send("unpid", OsStr::new(&pid.to_string()));
+    }
+
+    fn send(&self, verb: &str, arg: &OsStr) {
+        // A newline would split the record; temp dir names never contain
+        // one, and a TMPDIR that does is not worth a protocol escape.
+        if arg.as_bytes().contains(&b'\n') {
+            eprintln!("janitor: not registering a path with a newline: {arg:?}");
+            return;
+        }
+        let mut line = format!("{verb} ").into_bytes();
+        line.extend_from_slice(arg.as_bytes());
+        line.push(b'\n');
+        let mut stdin = self.stdin.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(pipe) = stdin.as_mut() else { return };
+        if let Err(err) = pipe.write_all(&line) {
+            // Losing the janitor loses only the SIGKILL safety net: the
+            // runner itself still cleans up, so carry on, but say so once.
+            eprintln!("janitor: lost the janitor process ({err}); cleanup after SIGKILL is off");
+            *stdin = None;
+        }
+    }
+}
+
+impl Drop for Janitor {
+    fn drop(&mut self) {
+        // Closing the pipe is the signal to finish; everything the runner
+        // cleaned up itself has been unregistered by then.
+        drop(self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Ignores the signals a terminal sends to a whole group. The spawner
+/// already did so before exec; the janitor entry point repeats it for a
+/// janitor started some other way.
+pub fn ignore_terminal_signals() {
+    for signal in TERMINAL_SIGNALS {
+        // SAFETY: setting a signal disposition to SIG_IGN.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
+}
+
+/// The janitor's side: reads registrations until end-of-file, then kills
+/// and removes whatever is still registered.
+pub fn serve(input: impl BufRead) -> io::Result<()> {
+    let mut dirs = BTreeSet::new();
+    let mut pids = BTreeMap::new();
+    for line in input.split(b'\n') {
+        let line = line?;
+        let Some(space) = line.iter().position(|&b| b == b' ') else {
+            continue;
+        };
+        let (verb, arg) = (&line[..space], &line[space + 1..]);
+        match verb {
+            b"dir" => {
+                dirs.insert(PathBuf::from(OsStr::from_bytes(arg)));
+            }
+            b"undir" => {
+                dirs.remove(Path::new(OsStr::from_bytes(arg)));
+            }
+            b"pid" => {
+                let Some(pid) = parse_pid(arg) else { continue };
+                // Opened now, while the runner still holds the child
+                // unreaped, so the fd names QEMU and not a later process
+                // that happens to get the same pid.
+                if let Ok(pidfd) = PidFd::open(pid) {
+                    pids.insert(pid, pidfd);
+                }
+            }
+            b"unpid" => {
+                if let Some(pid) = parse_pid(arg) {
+                    pids.remove(&pid);
+                }
+            }
+            _ => {}
+        }
+    }
+    clean_up(pids.into_values(), dirs);
+    Ok(())
+}
+
+fn parse_pid(arg: &[u8]) -> Option<u32> {
+    std::str::from_utf8(arg).ok()?.parse().ok()
+}
+
+fn clean_up(pids: impl Iterator<Item = PidFd>, dirs: BTreeSet<PathBuf>) {
+    let pids: Vec<PidFd> = pids.collect();
+    for pidfd in &pids {
+        let _ = pidfd.signal(libc::SIGKILL);
+    }
+    // Dead before their dirs go, so no QEMU recreates a socket in a
+    // directory we are removing.
+    let deadline = Instant::now() + KILL_WAIT;
+    for pidfd in &pids {
+        let _ = pidfd.wait_exit(deadline);
+    }
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removes_registered_dirs_and_keeps_unregistered_ones() {
+        let root = tempfile::tempdir().unwrap();
+        let left = root.path().join("left");
+        let done = root.path().join("done");
+        std::fs::create_dir_all(left.join("sub")).unwrap();
+        std::fs::create_dir(&done).unwrap();
+        let input = format!(
+            "dir {}\ndir {}\nundir {}\npid notanumber\n",
+            left.display(),
+            done.display(),
+            done.display()
+        );
+        serve(input.as_bytes()).unwrap();
+        assert!(!left.exists());
+        assert!(done.exists());
+    }
+
+    #[test]
+    fn kills_registered_processes() {
+        let mut child = Command::new("cat").stdin(Stdio::piped()).spawn().unwrap();
+        let input = format!("pid {}\n", child.id());
+        serve(input.as_bytes()).unwrap();
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
+}

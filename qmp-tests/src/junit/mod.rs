@@ -1,0 +1,99 @@
+//! The JUnit XML report: one testsuite, "monitor_hotplug".
+//!
+//! junit-report escapes markup but passes control characters through, so
+//! every string handed to it goes through [`clean`] first.
+
+use std::{fs, io::Write, os::unix::fs::PermissionsExt, path::Path};
+
+use anyhow::{Context, Result};
+use junit_report::{
+    OffsetDateTime, Report, ReportBuilder, TestCase, TestCaseBuilder, TestSuiteBuilder,
+};
+
+use crate::{
+    outcome::Outcome,
+    text::{clean, one_line},
+};
+
+/// The suite's name, and every testcase's classname: GitLab shows the
+/// classname as the suite.
+pub const SUITE: &str = "monitor_hotplug";
+
+/// Facts about the run that go in the report.
+pub struct SuiteInfo {
+    pub timestamp: OffsetDateTime,
+    pub hostname: String,
+    /// Written as "key: value" lines in the suite's system-out, since
+    /// junit-report 0.9 writes no `<properties>`.
+    pub properties: Vec<(String, String)>,
+}
+
+pub fn build(info: &SuiteInfo, outcomes: &[Outcome]) -> Report {
+    let properties: String = info
+        .properties
+        .iter()
+        .map(|(key, value)| format!("{}: {}\n", one_line(key), one_line(value)))
+        .collect();
+    let mut suite = TestSuiteBuilder::new(SUITE)
+        .set_timestamp(info.timestamp)
+        .set_system_out(&clean(&properties))
+        .add_testcases(outcomes.iter().map(testcase))
+        .build();
+    suite.hostname = clean(&info.hostname);
+    ReportBuilder::new().add_testsuite(suite).build()
+}
+
+fn testcase(outcome: &Outcome) -> TestCase {
+    let name = clean(&outcome.name);
+    let time = junit_report::Duration::seconds_f64(outcome.duration.as_secs_f64());
+    let mut builder = match &outcome.failure {
+        None => TestCaseBuilder::success(&name, time),
+        Some(failure) => {
+            let message = clean(&one_line(&failure.cause));
+            let mut builder = TestCaseBuilder::failure(&name, time, "failure", &message);
+            builder.set_trace(&clean(&failure.body()));
+            builder
+        }
+    };
+    builder.set_classname(SUITE);
+    if !outcome.notes.is_empty() {
+        builder.set_system_out(&clean(&outcome.notes.join("\n")));
+    }
+    builder.build()
+}
+
+pub fn to_xml(info: &SuiteInfo, outcomes: &[Outcome]) -> Result<Vec<u8>> {
+    let mut xml = Vec::new();
+    build(info, outcomes)
+        .write_xml(&mut xml)
+        .context("rendering the JUnit report")?;
+    Ok(xml)
+}
+
+/// Writes the report to `path` atomically: a reader never sees half a
+/// file, and a failed run leaves the previous report intact.
+pub fn write(path: &Path, info: &SuiteInfo, outcomes: &[Outcome]) -> Result<()> {
+    let xml = to_xml(info, outcomes)?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir).with_context(|| {
+        format!(
+            "creating a temp file in {} for the JUnit report",
+            dir.display()
+        )
+    })?;
+    file.write_all(&xml)
+        .and_then(|()| file.as_file().sync_all())
+        .with_context(|| format!("writing the JUnit report next to {}", path.display()))?;
+    // NamedTempFile is 0600; a report is meant to be read by CI tooling.
+    fs::set_permissions(file.path(), fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("setting permissions on {}", file.path().display()))?;
+    file.persist(path)
+        .with_context(|| format!("renaming the JUnit report into place at {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,105 @@
+//! Round trip through a real JUnit parser, with the text QEMU really
+//! produces: colours, NULs, and CDATA terminators.
+
+use std::time::Duration;
+
+use junit_parser::TestStatus;
+use junit_report::OffsetDateTime;
+
+use super::{write, SuiteInfo, SUITE};
+use crate::outcome::{Failure, Outcome};
+
+fn outcomes() -> Vec<Outcome> {
+    vec![
+        Outcome {
+            name: "test_hotplug_cycle".into(),
+            duration: Duration::from_millis(120),
+            notes: vec![],
+            failure: None,
+        },
+        Outcome {
+            name: "test_self_removal".into(),
+            duration: Duration::from_millis(1500),
+            notes: vec!["a note".into()],
+            failure: Some(Failure {
+                cause:
+                    "monitor-remove on the main monitor: QMP error GenericError: nope\nsecond line"
+                        .into(),
+                transcript: "  1.0 ms main -> {\"execute\":\"quit\"}\n".into(),
+                stderr_tail: "\u{1b}[1;31merror\u{1b}[0m: bad\u{0}byte ]]> end".into(),
+                sanitizer: None,
+                log: None,
+            }),
+        },
+    ]
+}
+
+/// Every character XML 1.0 allows (its "Char" production).
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+}
+
+#[test]
+fn report_round_trips_through_a_junit_parser() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.xml");
+    let info = SuiteInfo {
+        timestamp: OffsetDateTime::now_utc(),
+        hostname: "builder".into(),
+        properties: vec![
+            ("qemu_binary".into(), "/opt/qemu".into()),
+            ("commit".into(), "abc\u{7}123".into()),
+        ],
+    };
+    write(&path, &info, &outcomes()).unwrap();
+
+    let xml = std::fs::read_to_string(&path).unwrap();
+    if let Some(bad) = xml.chars().find(|&c| !xml_char(c)) {
+        panic!("character {bad:?} is not allowed in XML 1.0");
+    }
+    let suites = junit_parser::from_reader(xml.as_bytes()).expect("the report parses as JUnit");
+    assert_eq!(suites.suites.len(), 1);
+    let suite = &suites.suites[0];
+    assert_eq!(suite.name, SUITE);
+    assert_eq!(suite.tests, 2);
+    assert_eq!(suite.failures, 1);
+    assert_eq!(suite.hostname.as_deref(), Some("builder"));
+    assert!(suite.timestamp.is_some());
+    let system_out = suite.system_out.as_deref().unwrap_or_default();
+    assert!(
+        system_out.contains("qemu_binary: /opt/qemu"),
+        "{system_out}"
+    );
+    assert!(system_out.contains("commit: abc\\x07123"), "{system_out}");
+
+    let names: Vec<&str> = suite
+        .cases
+        .iter()
+        .map(|c| c.original_name.as_str())
+        .collect();
+    assert_eq!(names, ["test_hotplug_cycle", "test_self_removal"]);
+    assert!(suite
+        .cases
+        .iter()
+        .all(|c| c.classname.as_deref() == Some(SUITE)));
+    assert!(suite.cases[0].status.is_success());
+    assert!((suite.cases[1].time - 1.5).abs() < 1e-9);
+
+    let TestStatus::Failure(failure) = &suite.cases[1].status else {
+        panic!("second case should fail: {:?}", suite.cases[1].status);
+    };
+    assert_eq!(
+        failure.message,
+        "monitor-remove on the main monitor: QMP error GenericError: nope | second line"
+    );
+    assert!(
+        failure.text.contains("main -> {\"execute\":\"quit\"}"),
+        "{}",
+        failure.text
+    );
+    assert!(
+        failure.text.contains("error: bad\\x00byte ]] > end"),
+        "{}",
+        failure.text
+    );
+}

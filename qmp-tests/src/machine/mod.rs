@@ -1,0 +1,339 @@
+//! Launching QEMU with a main QMP monitor, and making sure it goes away.
+//!
+//! We bind and listen on the monitor socket ourselves and hand QEMU the
+//! listening fd. Our `connect` then completes at once (the connection waits
+//! in the backlog until QEMU accepts) and, should QEMU die first, the last
+//! copy of the listener closes with it and our read fails at once. So no
+//! polling for the socket to appear, and no sleeps.
+
+mod exit;
+mod process;
+mod socket;
+mod work_dir;
+
+use std::{
+    ffi::OsString,
+    fs::{self, File},
+    io,
+    os::{
+        fd::AsRawFd,
+        unix::{
+            fs::PermissionsExt,
+            net::{UnixListener, UnixStream},
+            process::CommandExt,
+        },
+    },
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::{
+    janitor::Janitor,
+    qmp::{Qmp, QmpError, Transcript},
+    text::tail_lines,
+};
+use process::Process;
+use work_dir::WorkDir;
+
+pub use exit::{Exit, Shutdown, StoppedBy};
+pub use process::Killer;
+pub use socket::{check_socket_path, MAX_SOCKET_PATH};
+
+/// Generous because sanitizer builds run leak checks on exit.
+const QUIT_WAIT: Duration = Duration::from_secs(20);
+const SIGTERM_WAIT: Duration = Duration::from_secs(10);
+const SIGKILL_WAIT: Duration = Duration::from_secs(10);
+
+/// How to start a [`Machine`].
+#[derive(Clone)]
+pub struct LaunchOptions {
+    /// Names the stderr log file (`NAME.stderr.log`).
+    pub name: String,
+    /// Appended to the fixed command line.
+    pub extra_args: Vec<OsString>,
+    /// Where QEMU's stderr is kept; `None` keeps it in the temp dir, which
+    /// goes away with the machine.
+    pub log_dir: Option<PathBuf>,
+    /// Registers the temp dir and the pid for cleanup if we are killed.
+    pub janitor: Option<Arc<Janitor>>,
+    /// Receives the main monitor's traffic (as "main").
+    pub transcript: Transcript,
+    /// Budget for QEMU to greet and negotiate on the main monitor.
+    pub start_timeout: Duration,
+    /// Budget for each [`Machine::cmd`].
+    pub command_timeout: Duration,
+}
+
+impl Default for LaunchOptions {
+    fn default() -> Self {
+        LaunchOptions {
+            name: "qemu".to_string(),
+            extra_args: Vec::new(),
+            log_dir: None,
+            janitor: None,
+            transcript: Transcript::new(),
+            start_timeout: Duration::from_secs(30),
+            command_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A running QEMU (`-machine none`) with a negotiated main QMP monitor.
+///
+/// Dropping it kills QEMU and removes its temp dir. QEMU also gets SIGKILL
+/// when the *thread* that launched it exits (PR_SET_PDEATHSIG), so launch
+/// from the thread that owns the machine.
+pub struct Machine {
+    // Field order is drop order: the connection closes, then QEMU is
+    // killed and reaped, then its directory goes.
+    qmp: Qmp,
+    process: Process,
+    dir: WorkDir,
+    qemu: PathBuf,
+    log: PathBuf,
+    command_timeout: Duration,
+}
+
+impl Machine {
+    /// Starts `qemu`, reads the main monitor's greeting and negotiates.
+    pub fn launch(qemu: &Path, opts: &LaunchOptions) -> Result<Machine> {
+        let meta = fs::metadata(qemu).with_context(|| format!("QEMU binary {}", qemu.display()))?;
+        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+            bail!("QEMU binary {} is not an executable file", qemu.display());
+        }
+        let dir = WorkDir::create(opts.janitor.clone())?;
+        let socket = dir.path().join("main.sock");
+        check_socket_path(&socket)?;
+        let listener = UnixListener::bind(&socket)
+            .with_context(|| format!("binding the main monitor socket {}", socket.display()))?;
+        let log = match &opts.log_dir {
+            Some(log_dir) => {
+                fs::create_dir_all(log_dir)
+                    .with_context(|| format!("creating log dir {}", log_dir.display()))?;
+                log_dir.join(format!("{}.stderr.log", opts.name))
+            }
+            None => dir.path().join("qemu.stderr.log"),
+        };
+        let log_file =
+            File::create(&log).with_context(|| format!("creating log file {}", log.display()))?;
+
+        let mut command = qemu_command(qemu, &listener, &opts.extra_args);
+        command
+            .stdin(Stdio::null())
+            .stdout(
+                log_file
+                    .try_clone()
+                    .context("duplicating the log file handle")?,
+            )
+            .stderr(log_file);
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", qemu.display()))?;
+        let mut process = Process::new(child, opts.janitor.clone())?;
+        // QEMU holds its own copy now; ours must go so that QEMU's death
+        // closes the listener and fails our connection at once.
+        drop(listener);
+
+        let deadline = Instant::now() + opts.start_timeout;
+        let qmp = UnixStream::connect(&socket)
+            .map_err(QmpError::from)
+            .and_then(|stream| Qmp::from_stream(stream, "main", opts.transcript.clone(), deadline))
+            .and_then(|mut qmp| qmp.negotiate(deadline).map(|()| qmp));
+        let qmp = match qmp {
+            Ok(qmp) => qmp,
+            Err(err) => return Err(not_qemu(qemu, err, &mut process, &log)),
+        };
+        Ok(Machine {
+            qmp,
+            process,
+            dir,
+            qemu: qemu.to_path_buf(),
+            log,
+            command_timeout: opts.command_timeout,
+        })
+    }
+
+    /// Runs `command` on the main monitor with the launch options'
+    /// command timeout. `args` of `Value::Null` sends no arguments.
+    pub fn cmd(&mut self, command: &str, args: Value) -> Result<Value, QmpError> {
+        let deadline = Instant::now() + self.command_timeout;
+        self.qmp.execute(command, args, deadline)
+    }
+
+    /// The main monitor, for calls with a deadline of the caller's.
+    pub fn qmp(&mut self) -> &mut Qmp {
+        &mut self.qmp
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pidfd.pid()
+    }
+
+    pub fn qemu(&self) -> &Path {
+        &self.qemu
+    }
+
+    /// The private (0700) temp dir holding this machine's sockets.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path for a socket called `name` in the machine's temp dir,
+    /// checked against the unix socket path limit.
+    pub fn socket_path(&self, name: &str) -> Result<PathBuf> {
+        let path = self.dir.path().join(name);
+        check_socket_path(&path)?;
+        Ok(path)
+    }
+
+    /// Where QEMU's stdout and stderr go.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// QEMU's stderr so far.
+    pub fn stderr(&self) -> Result<String> {
+        read_log(&self.log)
+    }
+
+    /// A handle that can SIGKILL this QEMU from another thread, and is
+    /// harmless once the process is gone.
+    pub fn killer(&self) -> Killer {
+        self.process.killer()
+    }
+
+    /// How QEMU ended, if it has and was reaped.
+    pub fn exit(&self) -> Option<Exit> {
+        self.process.exit
+    }
+
+    /// Waits for QEMU to exit by itself (e.g. after a `quit` sent by the
+    /// caller); `None` if it is still running at `deadline`.
+    pub fn wait_exit(&mut self, deadline: Instant) -> Result<Option<Exit>> {
+        self.process
+            .wait_exit(deadline)
+            .with_context(|| format!("waiting for QEMU (pid {}) to exit", self.pid()))
+    }
+
+    /// Stops QEMU: `quit`, then SIGTERM, then SIGKILL, each given a while.
+    pub fn shutdown(&mut self) -> Result<Shutdown> {
+        if let Some(exit) = self.process.exit {
+            return Ok(Shutdown {
+                exit,
+                stopped_by: StoppedBy::Itself,
+            });
+        }
+        if let Some(exit) = self.wait_exit(Instant::now())? {
+            return Ok(Shutdown {
+                exit,
+                stopped_by: StoppedBy::Itself,
+            });
+        }
+        let deadline = Instant::now() + QUIT_WAIT;
+        // The reply to quit races with QEMU closing the socket, so end of
+        // file is as good as a reply; other failures fall through to the
+        // signals below.
+        let _ = self.qmp.execute("quit", Value::Null, deadline);
+        if let Some(exit) = self.wait_exit(deadline)? {
+            return Ok(Shutdown {
+                exit,
+                stopped_by: StoppedBy::Quit,
+            });
+        }
+        self.terminate()
+    }
+
+    /// Stops QEMU without asking: SIGTERM, then SIGKILL.
+    pub fn terminate(&mut self) -> Result<Shutdown> {
+        for (signal, wait, stopped_by) in [
+            (libc::SIGTERM, SIGTERM_WAIT, StoppedBy::Sigterm),
+            (libc::SIGKILL, SIGKILL_WAIT, StoppedBy::Sigkill),
+        ] {
+            if self.process.exit.is_none() {
+                self.process
+                    .pidfd
+                    .signal(signal)
+                    .with_context(|| format!("signalling QEMU (pid {})", self.pid()))?;
+            }
+            if let Some(exit) = self.wait_exit(Instant::now() + wait)? {
+                return Ok(Shutdown { exit, stopped_by });
+            }
+        }
+        bail!(
+            "QEMU (pid {}) survived SIGKILL for {SIGKILL_WAIT:?}",
+            self.pid()
+        )
+    }
+}
+
+fn qemu_command(qemu: &Path, listener: &UnixListener, extra_args: &[OsString]) -> Command {
+    let fd = listener.as_raw_fd();
+    let mut command = Command::new(qemu);
+    command
+        .args(["-machine", "none", "-nodefaults", "-display", "none"])
+        .arg("-chardev")
+        .arg(format!("socket,id=main,fd={fd},server=on,wait=off"))
+        .args(["-mon", "chardev=main,mode=control"])
+        .args(extra_args);
+    // SAFETY: getpid is async-signal-safe and runs before fork.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: only async-signal-safe calls (prctl, getppid, fcntl) run
+    // between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect; then no
+            // signal will ever come, so do not start at all.
+            if libc::getppid() != parent {
+                return Err(io::Error::other("the runner exited during spawn"));
+            }
+            // The listener is close-on-exec like every fd std creates;
+            // this one, in this child only, must survive exec.
+            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
+/// The error for a process that did not greet and negotiate like QEMU,
+/// with what it left behind: its exit status and the end of its stderr.
+fn not_qemu(qemu: &Path, err: QmpError, process: &mut Process, log: &Path) -> anyhow::Error {
+    // On end of file the process is exiting; give it a moment to be
+    // reaped so the status can be reported. Otherwise it is hung.
+    let wait = if matches!(err, QmpError::Eof) {
+        Duration::from_secs(5)
+    } else {
+        Duration::ZERO
+    };
+    let status = match process.wait_exit(Instant::now() + wait) {
+        Ok(Some(exit)) => format!("it ended with {exit}"),
+        _ => "it was still running".to_string(),
+    };
+    let stderr = read_log(log).unwrap_or_default();
+    let stderr = tail_lines(&stderr, 10).trim();
+    let stderr = if stderr.is_empty() {
+        "nothing on stderr".to_string()
+    } else {
+        format!("its stderr ends:\n{stderr}")
+    };
+    anyhow::anyhow!(
+        "{} did not start as QEMU (no QMP greeting and negotiation on its monitor: {err}); \
+         {status}; {stderr}",
+        qemu.display()
+    )
+}
+
+fn read_log(log: &Path) -> Result<String> {
+    let bytes = fs::read(log).with_context(|| format!("reading QEMU log {}", log.display()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}

@@ -1,0 +1,88 @@
+//! QEMU as a child process: reaped exactly once, killed if dropped alive.
+
+use std::{io, process::Child, sync::Arc, time::Instant};
+
+use anyhow::{Context, Result};
+
+use super::Exit;
+use crate::{janitor::Janitor, pidfd::PidFd};
+
+/// Kills one QEMU from any thread; see [`Machine::killer`](super::Machine::killer).
+#[derive(Clone)]
+pub struct Killer(Arc<PidFd>);
+
+impl Killer {
+    pub fn kill(&self) {
+        let _ = self.0.signal(libc::SIGKILL);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.pid()
+    }
+}
+
+/// QEMU as a child process; killed and reaped on drop.
+pub(super) struct Process {
+    child: Child,
+    pub(super) pidfd: Arc<PidFd>,
+    pub(super) exit: Option<Exit>,
+    janitor: Option<Arc<Janitor>>,
+}
+
+impl Process {
+    pub(super) fn new(mut child: Child, janitor: Option<Arc<Janitor>>) -> Result<Process> {
+        // Unreaped, the pid cannot have been reused yet.
+        let pidfd = match PidFd::open(child.id()) {
+            Ok(pidfd) => pidfd,
+            Err(err) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(err).context("opening a pidfd for QEMU (Linux 5.3 or later needed)");
+            }
+        };
+        if let Some(janitor) = &janitor {
+            janitor.register_pid(child.id());
+        }
+        Ok(Process {
+            child,
+            pidfd: Arc::new(pidfd),
+            exit: None,
+            janitor,
+        })
+    }
+
+    pub(super) fn killer(&self) -> Killer {
+        Killer(self.pidfd.clone())
+    }
+
+    pub(super) fn wait_exit(&mut self, deadline: Instant) -> io::Result<Option<Exit>> {
+        if self.exit.is_some() {
+            return Ok(self.exit);
+        }
+        if !self.pidfd.wait_exit(deadline)? {
+            return Ok(None);
+        }
+        let status = self.child.wait()?;
+        Ok(Some(self.reaped(Exit::from_status(status))))
+    }
+
+    fn reaped(&mut self, exit: Exit) -> Exit {
+        self.exit = Some(exit);
+        if let Some(janitor) = &self.janitor {
+            janitor.unregister_pid(self.pidfd.pid());
+        }
+        exit
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.exit.is_some() {
+            return;
+        }
+        let _ = self.pidfd.signal(libc::SIGKILL);
+        if let Ok(status) = self.child.wait() {
+            self.reaped(Exit::from_status(status));
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! A QMP client over a unix socket.
+//!
+//! Every wait takes an absolute deadline. Events that arrive while a reply
+//! is awaited are kept, in order, for later `wait_event`/`next_event`.
+
+mod error;
+mod line_reader;
+mod transcript;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::VecDeque,
+    io::{self, Write},
+    os::unix::net::UnixStream,
+    path::Path,
+    time::Instant,
+};
+
+use serde_json::{json, Map, Value};
+
+use crate::deadline::remaining;
+use line_reader::LineReader;
+
+pub use error::QmpError;
+pub use transcript::{Direction, Transcript};
+
+/// Lines longer than this are never events; `execute_raw` hands them back
+/// unparsed, which is the point of it.
+const MAX_EVENT_LINE: usize = 64 * 1024;
+
+/// One connection to a QMP monitor.
+pub struct Qmp {
+    stream: UnixStream,
+    reader: LineReader,
+    greeting: Value,
+    events: VecDeque<Value>,
+    next_id: u64,
+    name: String,
+    transcript: Transcript,
+}
+
+impl Qmp {
+    /// Connects to the monitor at `path` and reads its greeting.
+    ///
+    /// `deadline` bounds the greeting. The connect itself does not wait on
+    /// the peer: on a listening unix socket the kernel completes it at once
+    /// (the connection waits in the backlog; only a full backlog would
+    /// block), and with no listener it fails at once.
+    pub fn connect(path: &Path, deadline: Instant) -> Result<Qmp, QmpError> {
+        Qmp::connect_named(path, "qmp", Transcript::new(), deadline)
+    }
+
+    /// Like [`Qmp::connect`], recording traffic as `name` in `transcript`.
+    pub fn connect_named(
+        path: &Path,
+        name: &str,
+        transcript: Transcript,
+        deadline: Instant,
+    ) -> Result<Qmp, QmpError> {
+        transcript.note(name, &format!("connect {}", path.display()));
+        let stream = UnixStream::connect(path).inspect_err(|err| {
+            transcript.note(name, &format!("connect failed: {err}"));
+        })?;
+        Qmp::from_stream(stream, name, transcript, deadline)
+    }
+
+    /// Takes over an already connected stream and reads the greeting.
+    pub fn from_stream(
+        stream: UnixStream,
+        name: &str,
+        transcript: Transcript,
+        deadline: Instant,
+    ) -> Result<Qmp, QmpError> {
+        let mut qmp = Qmp {
+            stream,
+            reader: LineReader::new(),
+            greeting: Value::Null,
+            events: VecDeque::new(),
+            next_id: 1,
+            name: name.to_string(),
+            transcript,
+        };
+        let (line, greeting) = qmp.read_message(deadline, &|| "the QMP greeting".into())?;
+        if greeting.get("QMP").is_none() {
+            return Err(malformed(&line));
+        }
+        qmp.greeting = greeting;
+        Ok(qmp)
+    }
+
+    /// The `{"QMP": {...}}` greeting as received.
+    pub fn greeting(&self) -> &Value {
+        &self.greeting
+    }
+
+    /// Whether the greeting offers `capability` (e.g. "oob").
+    pub fn offers(&self, capability: &str) -> bool {
+        self.greeting["QMP"]["capabilities"]
+            .as_array()
+            .is_some_and(|caps| caps.iter().any(|cap| cap == capability))
+    }
+
+    /// The name this connection has in the transcript.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn transcript(&self) -> &Transcript {
+        &self.transcript
+    }
+
+    /// Leaves capabilities-negotiation mode without enabling anything.
+    pub fn negotiate(&mut self, deadline: Instant) -> Result<(), QmpError> {
+        self.negotiate_with(&[], deadline)
+    }
+
+    /// Leaves capabilities-negotiation mode enabling `capabilities`.
+    pub fn negotiate_with(
+        &mut self,
+        capabilities: &[&str],
+        deadline: Instant,
+    ) -> Result<(), QmpError> {
+        let args = if capabilities.is_empty() {
+            Value::Null
+        } else {
+            json!({ "enable": capabilities })
+        };
+        self.execute("qmp_capabilities", args, deadline)?;
+        Ok(())
+    }
+
+    /// Runs `command` and returns its `return` value. `args` of
+    /// `Value::Null` sends no arguments.
+    pub fn execute(
+        &mut self,
+        command: &str,
+        args: Value,
+        deadline: Instant,
+    ) -> Result<Value, QmpError> {
+        let id = self.send(command, args, deadline)?;
+        self.read_reply(command, &id, deadline)
+    }
+
+    /// Sends `command` without waiting; returns the id its reply will carry.
+    pub fn send(
+        &mut self,
+        command: &str,
+        args: Value,
+        deadline: Instant,
+    ) -> Result<String, QmpError> {
+        let id = format!("{}-{}", self.name, self.next_id);
+        self.next_id += 1;
+        let mut request = Map::new();
+        request.insert("execute".into(), command.into());
+        if !args.is_null() {
+            request.insert("arguments".into(), args);
+        }
+        request.insert("id".into(), id.clone().into());
+        let mut line = serde_json::to_vec(&Value::Object(request)).expect("JSON values serialise");
+        self.transcript.record(&self.name, Direction::Sent, &line);
+        line.push(b'\n');
+        self.write_all(&line, deadline, command)?;
+        Ok(id)
+    }
+
+    /// Waits for the reply with `id` to `command`, keeping events that
+    /// arrive first.
+    pub fn read_reply(
+        &mut self,
+        command: &str,
+        id: &str,
+        deadline: Instant,
+    ) -> Result<Value, QmpError> {
+        let who = self.name.clone();
+        let awaiting = || format!("the reply to {command} (id {id}) on {who}");
+        loop {
+            let (line, message) = self.read_message(deadline, &awaiting)?;
+            if message.get("event").is_some() {
+                self.events.push_back(message);
+                continue;
+            }
+            if message.get("id").and_then(Value::as_str) != Some(id) {
+                return Err(malformed(&line));
+            }
+            return reply_result(message, &line);
+        }
+    }
+
+    /// Runs `command` and returns its reply line unparsed, for callers that
+    /// measure or store replies without paying for JSON parsing.
+    ///
+    /// Short lines are parsed to set events aside; a line too long to be an
+    /// event is taken as the reply without looking inside.
+    pub fn execute_raw(
+        &mut self,
+        command: &str,
+        args: Value,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, QmpError> {
+        self.send(command, args, deadline)?;
+        let who = self.name.clone();
+        let awaiting = || format!("the reply to {command} on {who}");
+        loop {
+            let line = self.read_line(deadline, &awaiting)?;
+            if line.len() < MAX_EVENT_LINE {
+                let message = parse(&line)?;
+                if message.get("event").is_some() {
+                    self.events.push_back(message);
+                    continue;
+                }
+            }
+            return Ok(line);
+        }
+    }
+
+    /// Waits for the first event called `name`; other events stay queued.
+    pub fn wait_event(&mut self, name: &str, deadline: Instant) -> Result<Value, QmpError> {
+        if let Some(pos) = self.events.iter().position(|ev| ev["event"] == name) {
+            return Ok(self.events.remove(pos).expect("position is in range"));
+        }
+        let who = self.name.clone();
+        let awaiting = || format!("event {name} on {who}");
+        loop {
+            let event = self.read_event(deadline, &awaiting)?;
+            if event["event"] == name {
+                return Ok(event);
+            }
+            self.events.push_back(event);
+        }
+    }
+
+    /// The oldest event not yet taken, waiting for one if none is queued.
+    pub fn next_event(&mut self, deadline: Instant) -> Result<Value, QmpError> {
+        if let Some(event) = self.events.pop_front() {
+            return Ok(event);
+        }
+        let who = self.name.clone();
+        let awaiting = || format!("an event on {who}");
+        self.read_event(deadline, &awaiting)
+    }
+
+    /// Removes and returns every queued event.
+    pub fn take_events(&mut self) -> Vec<Value> {
+        self.events.drain(..).collect()
+    }
+
+    /// Waits for the peer to close the connection. Events before the close
+    /// are queued; anything else is unexpected.
+    pub fn wait_eof(&mut self, deadline: Instant) -> Result<(), QmpError> {
+        let who = self.name.clone();
+        let awaiting = || format!("end of file on {who}");
+        loop {
+            match self.read_event(deadline, &awaiting) {
+                Ok(event) => self.events.push_back(event),
+                Err(QmpError::Eof) => return Ok(()),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Reads one message of any kind, bypassing the event queue.
+    pub fn read_any(&mut self, deadline: Instant) -> Result<Value, QmpError> {
+        let who = self.name.clone();
+        let awaiting = || format!("a message on {who}");
+        self.read_message(deadline, &awaiting)
+            .map(|(_, message)| message)
+    }
+
+    /// Closes the connection, noting it in the transcript.
+    pub fn close(self) {
+        self.transcript.note(&self.name, "disconnect");
+    }
+
+    fn read_event(
+        &mut self,
+        deadline: Instant,
+        awaiting: &dyn Fn() -> String,
+    ) -> Result<Value, QmpError> {
+        let (line, message) = self.read_message(deadline, awaiting)?;
+        if message.get("event").is_none() {
+            return Err(malformed(&line));
+        }
+        Ok(message)
+    }
+
+    fn read_message(
+        &mut self,
+        deadline: Instant,
+        awaiting: &dyn Fn() -> String,
+    ) -> Result<(Vec<u8>, Value), QmpError> {
+        let line = self.read_line(deadline, awaiting)?;
+        let message = parse(&line)?;
+        Ok((line, message))
+    }
+
+    fn read_line(
+        &mut self,
+        deadline: Instant,
+        awaiting: &dyn Fn() -> String,
+    ) -> Result<Vec<u8>, QmpError> {
+        let result = self.reader.read_line(&self.stream, deadline, awaiting);
+        match &result {
+            Ok(line) => self
+                .transcript
+                .record(&self.name, Direction::Received, line),
+            Err(QmpError::Eof) if !self.reader.partial().is_empty() => {
+                let partial = transcript::abbreviate(self.reader.partial());
+                let note = format!("end of file after an unterminated line: {partial}");
+                self.transcript.note(&self.name, &note);
+            }
+            Err(err) => self.transcript.note(&self.name, &err.to_string()),
+        }
+        result
+    }
+
+    fn write_all(
+        &mut self,
+        bytes: &[u8],
+        deadline: Instant,
+        command: &str,
+    ) -> Result<(), QmpError> {
+        let timeout = || QmpError::Timeout {
+            awaiting: format!("room to send {command} on {}", self.name),
+        };
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let left = remaining(deadline).ok_or_else(timeout)?;
+            self.stream.set_write_timeout(Some(left))?;
+            match self.stream.write(rest) {
+                Ok(0) => return Err(QmpError::Eof),
+                Ok(n) => rest = &rest[n..],
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(timeout())
+                }
+                Err(err) if err.kind() == io::ErrorKind::BrokenPipe => return Err(QmpError::Eof),
+                Err(err) => return Err(QmpError::Io(err)),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse(line: &[u8]) -> Result<Value, QmpError> {
+    match serde_json::from_slice::<Value>(line) {
+        Ok(message @ Value::Object(_)) => Ok(message),
+        _ => Err(malformed(line)),
+    }
+}
+
+fn reply_result(mut message: Value, line: &[u8]) -> Result<Value, QmpError> {
+    if let Some(ret) = message.get_mut("return") {
+        return Ok(ret.take());
+    }
+    match message.get("error") {
+        Some(error) => Err(QmpError::Qmp {
+            class: error["class"].as_str().unwrap_or_default().to_string(),
+            desc: error["desc"].as_str().unwrap_or_default().to_string(),
+        }),
+        None => Err(malformed(line)),
+    }
+}
+
+fn malformed(line: &[u8]) -> QmpError {
+    QmpError::Malformed {
+        line: transcript::abbreviate(line),
+    }
+}

@@ -1,0 +1,86 @@
+use std::{io::Write, path::Path};
+
+use super::{seconds, totals, Reporter};
+use crate::outcome::Outcome;
+
+/// `test NAME ... ok (0.12s)` per scenario, failure details at the end,
+/// and the totals alone on the last line.
+pub struct Console<W: Write> {
+    out: W,
+    verbose: bool,
+}
+
+impl<W: Write> Console<W> {
+    pub fn new(out: W, verbose: bool) -> Console<W> {
+        Console { out, verbose }
+    }
+
+    fn failure_details(&mut self, failed: &[&Outcome]) {
+        let out = &mut self.out;
+        let _ = writeln!(out, "\nfailures:");
+        let mut shown: Vec<(&str, &str, String)> = Vec::new();
+        for outcome in failed {
+            let failure = outcome.failure.as_ref().expect("only failed outcomes");
+            let _ = writeln!(out, "\n---- {} ----", outcome.name);
+            let _ = writeln!(out, "cause: {}", failure.cause);
+            let body = failure.body();
+            // A failure found before any scenario ran (the capability
+            // probe) is the same for all of them; show its details once.
+            let seen = shown
+                .iter()
+                .find(|(_, cause, seen_body)| *cause == failure.cause && *seen_body == body);
+            if let Some((first, ..)) = seen {
+                let _ = writeln!(out, "(details as for {first})");
+                continue;
+            }
+            if !body.is_empty() {
+                let _ = writeln!(out, "{}", body.trim_end());
+            }
+            if failure.log.is_none() && !failure.stderr_tail.is_empty() {
+                let _ = writeln!(out, "\nQEMU log: not kept; --log-dir DIR keeps it");
+            }
+            shown.push((&outcome.name, &failure.cause, body));
+        }
+        let _ = writeln!(out, "\nfailures:");
+        for outcome in failed {
+            let _ = writeln!(out, "    {}", outcome.name);
+        }
+        let _ = writeln!(out);
+    }
+}
+
+impl<W: Write> Reporter for Console<W> {
+    fn plan(&mut self, total: usize, qemu_line: &str) {
+        let _ = writeln!(self.out, "running {total} scenarios against {qemu_line}");
+    }
+
+    fn started(&mut self, name: &str, pid: u32, dir: &Path) {
+        if self.verbose {
+            let _ = writeln!(self.out, "start {name} pid={pid} dir={}", dir.display());
+            let _ = self.out.flush();
+        }
+    }
+
+    fn finished(&mut self, outcome: &Outcome) {
+        let verdict = if outcome.passed() { "ok" } else { "FAILED" };
+        let _ = writeln!(
+            self.out,
+            "test {} ... {verdict} ({})",
+            outcome.name,
+            seconds(outcome)
+        );
+        for note in &outcome.notes {
+            let _ = writeln!(self.out, "    {note}");
+        }
+        let _ = self.out.flush();
+    }
+
+    fn summary(&mut self, outcomes: &[Outcome]) {
+        let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.passed()).collect();
+        if !failed.is_empty() {
+            self.failure_details(&failed);
+        }
+        let _ = writeln!(self.out, "{}", totals(outcomes));
+        let _ = self.out.flush();
+    }
+}

@@ -1,0 +1,68 @@
+use std::{io::Write, path::Path};
+
+use super::{seconds, totals, Reporter};
+use crate::outcome::Outcome;
+
+/// TAP version 13. Tests are numbered in the order they finish, since
+/// consumers (meson among them) insist on consecutive numbers.
+pub struct Tap<W: Write> {
+    out: W,
+    verbose: bool,
+    next: usize,
+}
+
+impl<W: Write> Tap<W> {
+    pub fn new(out: W, verbose: bool) -> Tap<W> {
+        Tap {
+            out,
+            verbose,
+            next: 1,
+        }
+    }
+
+    fn diagnostic(&mut self, text: &str) {
+        for line in text.lines() {
+            let _ = writeln!(self.out, "# {line}");
+        }
+    }
+}
+
+impl<W: Write> Reporter for Tap<W> {
+    fn plan(&mut self, total: usize, qemu_line: &str) {
+        let _ = writeln!(self.out, "TAP version 13\n1..{total}");
+        self.diagnostic(&format!("against {qemu_line}"));
+    }
+
+    fn started(&mut self, name: &str, pid: u32, dir: &Path) {
+        if self.verbose {
+            self.diagnostic(&format!("start {name} pid={pid} dir={}", dir.display()));
+            let _ = self.out.flush();
+        }
+    }
+
+    fn finished(&mut self, outcome: &Outcome) {
+        let number = self.next;
+        self.next += 1;
+        let _ = match &outcome.failure {
+            None => writeln!(self.out, "ok {number} - {}", outcome.name),
+            Some(failure) => writeln!(
+                self.out,
+                "not ok {number} - {} # {}",
+                outcome.name, failure.cause
+            ),
+        };
+        self.diagnostic(&format!("time {}", seconds(outcome)));
+        for note in &outcome.notes {
+            self.diagnostic(note);
+        }
+        if let Some(failure) = &outcome.failure {
+            self.diagnostic(&failure.body());
+        }
+        let _ = self.out.flush();
+    }
+
+    fn summary(&mut self, outcomes: &[Outcome]) {
+        self.diagnostic(&totals(outcomes));
+        let _ = self.out.flush();
+    }
+}

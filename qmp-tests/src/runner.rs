@@ -1,0 +1,393 @@
+//! Runs scenarios in parallel, each on its own thread with its own QEMU,
+//! and turns whatever happens into an [`Outcome`].
+//!
+//! A scenario bounds its own waits by its deadline. Should it still not
+//! finish (a bug of ours, or a wait we did not bound), the runner kills its
+//! QEMU, which makes every pending read fail at once, and if even that
+//! does not end the thread, reports the scenario and moves on without it.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    ffi::OsString,
+    panic::{self, AssertUnwindSafe},
+    path::{Path, PathBuf},
+    sync::{mpsc, Arc},
+    thread,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    deadline::remaining,
+    janitor::Janitor,
+    machine::{Killer, LaunchOptions, Machine},
+    outcome::{Failure, Outcome},
+    qmp::Transcript,
+    sanitizer,
+    scenarios::{Ctx, Scenario, Settings},
+    text::{clean, one_line, tail_lines},
+};
+
+/// Past the scenario's deadline: time for its own timeout to surface and
+/// for QEMU to be shut down (quit, SIGTERM, SIGKILL) and reaped.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(45);
+const TRANSCRIPT_ENTRIES: usize = 60;
+const STDERR_LINES: usize = 40;
+
+#[derive(Clone)]
+pub struct RunConfig {
+    pub qemu: PathBuf,
+    /// Scenarios running at once.
+    pub jobs: usize,
+    pub settings: Settings,
+    /// Keep each scenario's QEMU stderr as `DIR/NAME.stderr.log`.
+    pub log_dir: Option<PathBuf>,
+    pub janitor: Option<Arc<Janitor>>,
+    /// How long past its deadline a scenario may take before the runner
+    /// kills its QEMU, and again before the runner stops waiting for it.
+    pub grace: Duration,
+}
+
+impl RunConfig {
+    /// How a scenario's (or the probe's) QEMU is started.
+    pub fn launch_options(
+        &self,
+        name: &str,
+        extra_args: &[&str],
+        transcript: Transcript,
+    ) -> LaunchOptions {
+        LaunchOptions {
+            name: name.to_string(),
+            extra_args: extra_args.iter().map(OsString::from).collect(),
+            log_dir: self.log_dir.clone(),
+            janitor: self.janitor.clone(),
+            transcript,
+            start_timeout: self.settings.timeout,
+            command_timeout: self.settings.timeout,
+        }
+    }
+}
+
+/// What the runner reports as it goes.
+pub enum Progress<'a> {
+    Started {
+        name: &'a str,
+        pid: u32,
+        dir: &'a Path,
+    },
+    Finished(&'a Outcome),
+}
+
+enum Message {
+    Started {
+        index: usize,
+        killer: Killer,
+        dir: PathBuf,
+    },
+    Finished {
+        index: usize,
+        outcome: Outcome,
+    },
+}
+
+struct Running {
+    name: &'static str,
+    started: Instant,
+    deadline: Instant,
+    killer: Option<Killer>,
+    killed_at: Option<Instant>,
+}
+
+impl Running {
+    /// When the runner must next act on this scenario if it stays silent.
+    fn next_action(&self, grace: Duration) -> Instant {
+        match self.killed_at {
+            Some(at) => at + grace,
+            None => self.deadline,
+        }
+    }
+}
+
+/// Runs `scenarios`, at most `config.jobs` at a time; outcomes come back
+/// in the order given.
+pub fn run(
+    config: &RunConfig,
+    scenarios: &[&'static Scenario],
+    progress: impl FnMut(Progress<'_>),
+) -> Vec<Outcome> {
+    let (tx, rx) = mpsc::channel();
+    let mut supervisor = Supervisor {
+        config,
+        tx,
+        queue: scenarios.iter().copied().enumerate().collect(),
+        running: HashMap::new(),
+        outcomes: vec![None; scenarios.len()],
+        progress,
+    };
+    loop {
+        supervisor.start_ready();
+        let Some(next) = supervisor.next_action() else {
+            break;
+        };
+        match rx.recv_timeout(remaining(next).unwrap_or_default()) {
+            Ok(message) => supervisor.handle(message),
+            Err(mpsc::RecvTimeoutError::Timeout) => supervisor.act_on_overdue(),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                unreachable!("the supervisor holds a sender")
+            }
+        }
+    }
+    supervisor
+        .outcomes
+        .into_iter()
+        .map(|outcome| outcome.expect("every scenario ends"))
+        .collect()
+}
+
+/// The runner's bookkeeping: what waits, what runs, what has ended.
+struct Supervisor<'a, P> {
+    config: &'a RunConfig,
+    tx: mpsc::Sender<Message>,
+    queue: VecDeque<(usize, &'static Scenario)>,
+    running: HashMap<usize, Running>,
+    outcomes: Vec<Option<Outcome>>,
+    progress: P,
+}
+
+impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
+    fn start_ready(&mut self) {
+        while self.running.len() < self.config.jobs.max(1) {
+            let Some((index, scenario)) = self.queue.pop_front() else {
+                return;
+            };
+            let started = Instant::now();
+            let (config, tx) = (self.config.clone(), self.tx.clone());
+            let spawned = thread::Builder::new()
+                .name(scenario.name.to_string())
+                .spawn(move || {
+                    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                        run_one(&config, scenario, index, &tx)
+                    }))
+                    .unwrap_or_else(|panic| {
+                        let cause = format!("the harness panicked: {}", panic_message(&panic));
+                        harness_failure(scenario.name, cause)
+                    });
+                    let _ = tx.send(Message::Finished { index, outcome });
+                });
+            if let Err(err) = spawned {
+                let cause = format!("could not start a thread: {err}");
+                self.finish(index, harness_failure(scenario.name, cause));
+                continue;
+            }
+            let entry = Running {
+                name: scenario.name,
+                started,
+                deadline: started + scenario.timeout(&self.config.settings) + self.config.grace,
+                killer: None,
+                killed_at: None,
+            };
+            self.running.insert(index, entry);
+        }
+    }
+
+    fn next_action(&self) -> Option<Instant> {
+        let grace = self.config.grace;
+        self.running.values().map(|r| r.next_action(grace)).min()
+    }
+
+    fn handle(&mut self, message: Message) {
+        match message {
+            Message::Started { index, killer, dir } => {
+                let Some(entry) = self.running.get_mut(&index) else {
+                    return;
+                };
+                let (name, pid) = (entry.name, killer.pid());
+                entry.killer = Some(killer);
+                (self.progress)(Progress::Started {
+                    name,
+                    pid,
+                    dir: &dir,
+                });
+            }
+            Message::Finished { index, mut outcome } => {
+                // A report from a thread we already gave up on is dropped.
+                let Some(entry) = self.running.remove(&index) else {
+                    return;
+                };
+                if entry.killed_at.is_some() {
+                    let failure = outcome.failure.get_or_insert_with(Failure::default);
+                    let mut cause = format!("{} (QEMU killed)", timeout_cause(&entry));
+                    if !failure.cause.is_empty() {
+                        cause = format!("{cause}; {}", failure.cause);
+                    }
+                    failure.cause = cause;
+                }
+                self.finish(index, outcome);
+            }
+        }
+    }
+
+    /// First kill the overdue scenario's QEMU, which fails its pending
+    /// reads; if its thread still does not report, give up on it.
+    fn act_on_overdue(&mut self) {
+        let now = Instant::now();
+        let grace = self.config.grace;
+        let overdue: Vec<usize> = self
+            .running
+            .iter()
+            .filter(|(_, entry)| entry.next_action(grace) <= now)
+            .map(|(&index, _)| index)
+            .collect();
+        for index in overdue {
+            let entry = self.running.get_mut(&index).expect("overdue is running");
+            if entry.killed_at.is_none() {
+                if let Some(killer) = &entry.killer {
+                    killer.kill();
+                }
+                entry.killed_at = Some(now);
+                continue;
+            }
+            let entry = self.running.remove(&index).expect("overdue is running");
+            let mut outcome = harness_failure(entry.name, timeout_cause(&entry));
+            outcome.duration = entry.started.elapsed();
+            self.finish(index, outcome);
+        }
+    }
+
+    fn finish(&mut self, index: usize, outcome: Outcome) {
+        (self.progress)(Progress::Finished(&outcome));
+        self.outcomes[index] = Some(outcome);
+    }
+}
+
+fn timeout_cause(entry: &Running) -> String {
+    let allowed = entry.deadline.duration_since(entry.started);
+    format!(
+        "timeout: {} did not finish within {}s",
+        entry.name,
+        allowed.as_secs()
+    )
+}
+
+/// Every scenario failing for one reason found before any ran.
+pub fn fail_all(scenarios: &[&'static Scenario], cause: &str, transcript: &str) -> Vec<Outcome> {
+    scenarios
+        .iter()
+        .map(|scenario| Outcome {
+            name: scenario.name.to_string(),
+            duration: Duration::ZERO,
+            notes: Vec::new(),
+            failure: Some(Failure {
+                cause: cause.to_string(),
+                transcript: transcript.to_string(),
+                ..Failure::default()
+            }),
+        })
+        .collect()
+}
+
+fn harness_failure(name: &str, cause: String) -> Outcome {
+    Outcome {
+        name: name.to_string(),
+        duration: Duration::ZERO,
+        notes: Vec::new(),
+        failure: Some(Failure {
+            cause,
+            ..Failure::default()
+        }),
+    }
+}
+
+/// The scenario thread: launch, run, shut down, inspect.
+fn run_one(
+    config: &RunConfig,
+    scenario: &'static Scenario,
+    index: usize,
+    tx: &mpsc::Sender<Message>,
+) -> Outcome {
+    let started = Instant::now();
+    let transcript = Transcript::new();
+    let opts = config.launch_options(scenario.name, scenario.extra_args, transcript.clone());
+    // Launched here, not by the runner, because QEMU's PDEATHSIG follows
+    // the launching thread.
+    let machine = match Machine::launch(&config.qemu, &opts) {
+        Ok(machine) => machine,
+        Err(err) => {
+            let mut outcome = harness_failure(
+                scenario.name,
+                one_line(&format!("QEMU did not start: {err:#}")),
+            );
+            outcome.duration = started.elapsed();
+            if let Some(failure) = &mut outcome.failure {
+                failure.transcript = transcript.tail(TRANSCRIPT_ENTRIES);
+            }
+            return outcome;
+        }
+    };
+    let _ = tx.send(Message::Started {
+        index,
+        killer: machine.killer(),
+        dir: machine.dir().to_path_buf(),
+    });
+
+    let deadline = started + scenario.timeout(&config.settings);
+    let mut ctx = Ctx::new(
+        machine,
+        deadline,
+        config.settings.clone(),
+        transcript.clone(),
+    );
+    let result = panic::catch_unwind(AssertUnwindSafe(|| scenario.run(&mut ctx)));
+    let mut problems = Vec::new();
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => problems.push(format!("{err:#}")),
+        Err(panic) => problems.push(format!("panicked: {}", panic_message(&panic))),
+    }
+    match ctx.machine.shutdown() {
+        Ok(shutdown) if shutdown.clean() => {}
+        Ok(shutdown) => problems.push(format!("QEMU ended with {shutdown}")),
+        Err(err) => problems.push(format!("{err:#}")),
+    }
+    let stderr = ctx
+        .machine
+        .stderr()
+        .unwrap_or_else(|err| format!("({err:#})"));
+    let report = sanitizer::find_report(&stderr);
+    if let Some(report) = &report {
+        problems.push(format!(
+            "sanitizer report in QEMU's stderr: {}",
+            report.headline
+        ));
+    }
+
+    let failure = (!problems.is_empty()).then(|| Failure {
+        cause: clean(&one_line(&problems.join("; "))),
+        transcript: transcript.tail(TRANSCRIPT_ENTRIES),
+        stderr_tail: clean(tail_lines(&stderr, STDERR_LINES)),
+        sanitizer: report.map(|r| clean(&r.excerpt)),
+        log: config
+            .log_dir
+            .as_ref()
+            .map(|_| ctx.machine.log_path().to_path_buf()),
+    });
+    let outcome = Outcome {
+        name: scenario.name.to_string(),
+        duration: started.elapsed(),
+        notes: ctx.take_notes(),
+        failure,
+    };
+    // Dropped before reporting, so that when the runner hears of the
+    // outcome, this QEMU and its directory are gone.
+    drop(ctx);
+    outcome
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        text.to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}

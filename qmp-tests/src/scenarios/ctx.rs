@@ -1,0 +1,89 @@
+use std::{path::Path, time::Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::{
+    machine::Machine,
+    qmp::{Qmp, QmpError, Transcript},
+    scenarios::Settings,
+};
+
+/// What a scenario works with: its QEMU, its deadline, and a place for
+/// figures worth reporting even on success.
+pub struct Ctx {
+    pub machine: Machine,
+    /// Bounds every wait in the scenario.
+    pub deadline: Instant,
+    pub settings: Settings,
+    transcript: Transcript,
+    notes: Vec<String>,
+}
+
+impl Ctx {
+    pub fn new(
+        machine: Machine,
+        deadline: Instant,
+        settings: Settings,
+        transcript: Transcript,
+    ) -> Ctx {
+        Ctx {
+            machine,
+            deadline,
+            settings,
+            transcript,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Runs `command` on the main monitor; must succeed.
+    pub fn main(&mut self, command: &str, args: Value) -> Result<Value> {
+        self.machine
+            .qmp()
+            .execute(command, args.clone(), self.deadline)
+            .with_context(|| format!("{} on the main monitor", describe(command, &args)))
+    }
+
+    /// Runs `command` on the main monitor; must be refused with a QMP
+    /// error, which is returned.
+    pub fn main_refused(&mut self, command: &str, args: Value) -> Result<QmpError> {
+        match self
+            .machine
+            .qmp()
+            .execute(command, args.clone(), self.deadline)
+        {
+            Err(err @ QmpError::Qmp { .. }) => Ok(err),
+            Ok(ret) => bail!(
+                "{} on the main monitor succeeded (returned {ret}), but must fail",
+                describe(command, &args)
+            ),
+            Err(err) => Err(err)
+                .with_context(|| format!("{} on the main monitor", describe(command, &args))),
+        }
+    }
+
+    /// Connects a client named `name` to the socket at `path`, reading the
+    /// greeting; its traffic joins the scenario's transcript.
+    pub fn connect(&self, path: &Path, name: &str) -> Result<Qmp> {
+        Qmp::connect_named(path, name, self.transcript.clone(), self.deadline)
+            .with_context(|| format!("connecting {name} to {}", path.display()))
+    }
+
+    /// A line for the report, shown whether the scenario passes or not.
+    pub fn note(&mut self, text: impl Into<String>) {
+        self.notes.push(text.into());
+    }
+
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+}
+
+/// `command {args}` for messages; the arguments tell which call failed.
+pub(crate) fn describe(command: &str, args: &Value) -> String {
+    if args.is_null() {
+        command.to_string()
+    } else {
+        format!("{command} {args}")
+    }
+}

@@ -1,0 +1,98 @@
+//! Broadcast events on dynamic monitors: after negotiation, not before,
+//! and to every monitor.
+
+use anyhow::{ensure, Context, Result};
+use serde_json::Value;
+
+use crate::scenarios::{
+    hotplug::{self, expect_event, DynMon},
+    Ctx,
+};
+
+/// With `-machine none` nothing else emits events, so `stop` and `cont`
+/// produce exactly STOP and RESUME.
+fn stop_cont(ctx: &mut Ctx) -> Result<()> {
+    ctx.main("stop", Value::Null)?;
+    ctx.main("cont", Value::Null)?;
+    Ok(())
+}
+
+pub fn after_negotiation(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    hotplug::add(ctx, &mon)?;
+    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    stop_cont(ctx)?;
+    expect_event(ctx, &mut client, "STOP")?;
+    expect_event(ctx, &mut client, "RESUME")?;
+    client.close();
+    hotplug::remove(ctx, &mon)
+}
+
+pub fn none_before_negotiation(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    hotplug::add(ctx, &mon)?;
+    let mut client = hotplug::connect(ctx, &mon)?;
+    stop_cont(ctx)?;
+    // The main monitor seeing both proves the events were broadcast while
+    // the dynamic client sat in negotiation mode.
+    let main = ctx.machine.qmp();
+    main.wait_event("STOP", ctx.deadline)
+        .context("STOP on the main monitor")?;
+    main.wait_event("RESUME", ctx.deadline)
+        .context("RESUME on the main monitor")?;
+
+    // A monitor's output is one ordered stream, and both events were
+    // emitted before we sent anything on it: had they been delivered, or
+    // queued for delivery at negotiation, they would arrive before the
+    // replies to these two commands. So no waiting for a silence.
+    client
+        .negotiate(ctx.deadline)
+        .context("qmp_capabilities on the dynamic monitor")?;
+    hotplug::execute(ctx, &mut client, "query-status", Value::Null)?;
+    let early = client.take_events();
+    ensure!(
+        early.is_empty(),
+        "events broadcast before negotiation reached {}: {}",
+        mon.id,
+        Value::Array(early)
+    );
+
+    stop_cont(ctx)?;
+    expect_event(ctx, &mut client, "STOP")?;
+    expect_event(ctx, &mut client, "RESUME")?;
+    client.close();
+    hotplug::remove(ctx, &mon)
+}
+
+pub const MANY: usize = 8;
+
+pub fn many(ctx: &mut Ctx) -> Result<()> {
+    let mut mons = Vec::new();
+    for i in 0..MANY {
+        let mon = DynMon::new(ctx, &format!("-{i}"))?;
+        hotplug::add(ctx, &mon)?;
+        mons.push(mon);
+    }
+    let mut clients = Vec::new();
+    for mon in &mons {
+        clients.push(hotplug::connect_negotiated(ctx, mon)?);
+    }
+    let list = hotplug::query_monitors(ctx)?;
+    let dynamic = list.iter().filter(|mon| mon["dynamic"] == true).count();
+    ensure!(
+        dynamic == MANY,
+        "query-monitors lists {dynamic} dynamic monitors, not {MANY}"
+    );
+    stop_cont(ctx)?;
+    for client in &mut clients {
+        expect_event(ctx, client, "STOP")?;
+        expect_event(ctx, client, "RESUME")?;
+    }
+    for client in clients {
+        client.close();
+    }
+    for mon in &mons {
+        hotplug::remove(ctx, mon)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! Adding, using and removing dynamic monitors, and QEMU going away with
+//! them.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::{json, Value};
+
+use crate::{
+    qmp::QmpError,
+    scenarios::{
+        hotplug::{self, DynMon},
+        Ctx,
+    },
+};
+
+const QUIT_LIMIT: Duration = Duration::from_secs(20);
+
+/// add, connect, greeting, negotiate, query-version, disconnect, remove.
+pub(super) fn full_cycle(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
+    hotplug::add(ctx, mon)?;
+    let mut client = hotplug::connect_negotiated(ctx, mon)?;
+    let version = hotplug::execute(ctx, &mut client, "query-version", Value::Null)?;
+    ensure!(
+        version["qemu"].is_object(),
+        "query-version on {} has no return.qemu: {version}",
+        mon.id
+    );
+    client.close();
+    hotplug::remove(ctx, mon)
+}
+
+pub fn hotplug_cycle(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    full_cycle(ctx, &mon).context("first cycle")?;
+    // Same ids and path: removal must have released all three.
+    full_cycle(ctx, &mon).context("second cycle, same ids and path")
+}
+
+pub fn self_removal(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    hotplug::add(ctx, &mon)?;
+    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    match client.execute("monitor-remove", json!({ "id": mon.id }), ctx.deadline) {
+        Ok(_) => {}
+        Err(QmpError::Eof) => {
+            bail!("the connection dropped before the reply to monitor-remove of itself arrived")
+        }
+        Err(err) => return Err(err).context("monitor-remove of itself on the dynamic monitor"),
+    }
+    client
+        .wait_eof(ctx.deadline)
+        .context("the self-removed monitor's connection must close after the reply")?;
+    let list = hotplug::query_monitors(ctx)?;
+    if let Some(entry) = hotplug::find_monitor(&list, &mon.id) {
+        bail!(
+            "query-monitors still lists {} after it removed itself: {entry}",
+            mon.id
+        );
+    }
+    ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
+    Ok(())
+}
+
+pub fn remove_connected(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    hotplug::add(ctx, &mon)?;
+    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    ctx.main("monitor-remove", json!({ "id": mon.id }))?;
+    client
+        .wait_eof(ctx.deadline)
+        .context("a client of a monitor removed from the main monitor must see end of file")?;
+    let status = ctx.main("query-status", Value::Null)?;
+    ensure!(
+        status["status"].is_string(),
+        "query-status returned {status}"
+    );
+    let list = hotplug::query_monitors(ctx)?;
+    ensure!(
+        hotplug::find_monitor(&list, &mon.id).is_none(),
+        "query-monitors still lists {} after monitor-remove",
+        mon.id
+    );
+    ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
+    Ok(())
+}
+
+pub fn reconnect(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    hotplug::add(ctx, &mon)?;
+    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    hotplug::execute(ctx, &mut client, "query-version", Value::Null)?;
+    client.close();
+
+    let mut client = hotplug::connect(ctx, &mon).context("reconnecting")?;
+    // A fresh session starts in negotiation mode: ordinary commands are
+    // refused until qmp_capabilities.
+    match client.execute("query-version", Value::Null, ctx.deadline) {
+        Err(QmpError::Qmp { class, .. }) if class == "CommandNotFound" => {}
+        Ok(_) => bail!("after reconnecting, query-version worked before negotiation"),
+        Err(err) => return Err(err).context("query-version before negotiation after reconnecting"),
+    }
+    client
+        .negotiate(ctx.deadline)
+        .context("qmp_capabilities after reconnecting")?;
+    hotplug::execute(ctx, &mut client, "query-version", Value::Null)?;
+    client.close();
+    hotplug::remove(ctx, &mon)
+}
+
+pub fn quit_with_monitors(ctx: &mut Ctx) -> Result<()> {
+    let negotiated = DynMon::new(ctx, "-negotiated")?;
+    let connected = DynMon::new(ctx, "-connected")?;
+    let idle = DynMon::new(ctx, "-idle")?;
+    for mon in [&negotiated, &connected, &idle] {
+        hotplug::add(ctx, mon)?;
+    }
+    let mut clients = vec![
+        hotplug::connect_negotiated(ctx, &negotiated)?,
+        hotplug::connect(ctx, &connected)?,
+    ];
+    // The reply races with QEMU closing the socket on exit.
+    match ctx.machine.qmp().execute("quit", Value::Null, ctx.deadline) {
+        Ok(_) | Err(QmpError::Eof) => {}
+        Err(err) => return Err(err).context("quit on the main monitor"),
+    }
+    // A hang on quit is the bug to catch here, so it gets no more time
+    // than a normal shutdown does.
+    let exit = ctx
+        .machine
+        .wait_exit(ctx.deadline.min(Instant::now() + QUIT_LIMIT))?;
+    let Some(exit) = exit else {
+        bail!("QEMU did not exit after quit with dynamic monitors present");
+    };
+    ensure!(exit.success(), "QEMU ended with {exit} after quit");
+    // The process is gone, so this only drains what was sent before.
+    let drain = Instant::now() + Duration::from_secs(5);
+    for client in &mut clients {
+        client
+            .wait_eof(drain.min(ctx.deadline))
+            .with_context(|| format!("{} after QEMU exited", client.name()))?;
+    }
+    Ok(())
+}

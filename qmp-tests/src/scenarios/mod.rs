@@ -1,0 +1,138 @@
+//! The scenarios: what each checks, and the context they run in.
+//!
+//! Each scenario gets its own QEMU (so they can run in parallel) and one
+//! deadline that bounds every wait inside it.
+
+mod ctx;
+mod errors;
+mod events;
+mod hotplug;
+mod lifecycle;
+mod query;
+mod soak;
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+pub use ctx::Ctx;
+
+/// Knobs that change what scenarios do or how long they may take.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Deadline for one scenario.
+    pub timeout: Duration,
+    /// Full hotplug cycles in `test_soak`.
+    pub soak_cycles: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            timeout: Duration::from_secs(60),
+            soak_cycles: soak::DEFAULT_CYCLES,
+        }
+    }
+}
+
+pub struct Scenario {
+    pub name: &'static str,
+    /// Added to QEMU's command line for this scenario.
+    pub extra_args: &'static [&'static str],
+    run: fn(&mut Ctx) -> Result<()>,
+    /// The timeout covers `DEFAULT_CYCLES`; more cycles get
+    /// proportionally more time.
+    scales_with_soak: bool,
+}
+
+impl Scenario {
+    /// A scenario with default settings; the suite's own are in [`all`].
+    pub const fn new(name: &'static str, run: fn(&mut Ctx) -> Result<()>) -> Scenario {
+        Scenario {
+            name,
+            extra_args: &[],
+            run,
+            scales_with_soak: false,
+        }
+    }
+
+    pub fn run(&self, ctx: &mut Ctx) -> Result<()> {
+        (self.run)(ctx)
+    }
+
+    pub fn timeout(&self, settings: &Settings) -> Duration {
+        if !self.scales_with_soak {
+            return settings.timeout;
+        }
+        let factor = settings.soak_cycles.div_ceil(soak::DEFAULT_CYCLES).max(1);
+        settings.timeout.saturating_mul(factor)
+    }
+}
+
+static ALL: [Scenario; 12] = [
+    Scenario::new("test_hotplug_cycle", lifecycle::hotplug_cycle),
+    Scenario::new("test_self_removal", lifecycle::self_removal),
+    Scenario::new("test_large_response", query::large_response),
+    Scenario::new("test_events_after_negotiation", events::after_negotiation),
+    Scenario {
+        extra_args: errors::EXTRA_ARGS,
+        ..Scenario::new("test_errors", errors::errors)
+    },
+    Scenario::new("test_query_monitors", query::query_monitors),
+    Scenario::new(
+        "test_no_events_before_negotiation",
+        events::none_before_negotiation,
+    ),
+    Scenario::new("test_remove_connected", lifecycle::remove_connected),
+    Scenario::new("test_reconnect", lifecycle::reconnect),
+    Scenario::new("test_many", events::many),
+    Scenario {
+        scales_with_soak: true,
+        ..Scenario::new("test_soak", soak::soak)
+    },
+    Scenario::new("test_quit_with_monitors", lifecycle::quit_with_monitors),
+];
+
+/// Every scenario, in the order they are listed and started.
+pub fn all() -> &'static [Scenario] {
+    &ALL
+}
+
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    all().iter().find(|scenario| scenario.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_include_the_specified_four() {
+        let names: Vec<&str> = all().iter().map(|s| s.name).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len());
+        for name in [
+            "test_hotplug_cycle",
+            "test_self_removal",
+            "test_large_response",
+            "test_events_after_negotiation",
+        ] {
+            assert!(names.contains(&name), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn soak_time_scales_with_cycles() {
+        let soak = find("test_soak").unwrap();
+        let mut settings = Settings::default();
+        assert_eq!(soak.timeout(&settings), settings.timeout);
+        settings.soak_cycles = 100_000;
+        assert_eq!(soak.timeout(&settings), settings.timeout * 500);
+        assert_eq!(
+            find("test_many").unwrap().timeout(&settings),
+            settings.timeout
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! What dynamic monitors report and return.
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::{json, Value};
+
+use crate::scenarios::{
+    hotplug::{self, DynMon},
+    Ctx,
+};
+
+pub fn query_monitors(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    hotplug::add(ctx, &mon)?;
+    let list = hotplug::query_monitors(ctx)?;
+    let listed = Value::Array(list.clone());
+    let Some(entry) = hotplug::find_monitor(&list, &mon.id) else {
+        bail!("query-monitors does not list {}: {listed}", mon.id);
+    };
+    ensure!(
+        entry["dynamic"] == true
+            && entry["chardev"] == mon.chardev.as_str()
+            && entry["mode"] == "control",
+        "{} should be listed with dynamic true, chardev {} and mode control: {entry}",
+        mon.id,
+        mon.chardev
+    );
+    let Some(main) = list.iter().find(|m| m["chardev"] == "main") else {
+        bail!("query-monitors does not list the command-line monitor on chardev main: {listed}");
+    };
+    ensure!(
+        main["dynamic"] == false && main["mode"] == "control",
+        "the command-line monitor should be listed with dynamic false and mode control: {main}"
+    );
+
+    ctx.main("monitor-remove", json!({ "id": mon.id }))?;
+    let list = hotplug::query_monitors(ctx)?;
+    ensure!(
+        hotplug::find_monitor(&list, &mon.id).is_none(),
+        "query-monitors still lists {} after monitor-remove: {}",
+        mon.id,
+        Value::Array(list.clone())
+    );
+    ensure!(
+        list.iter().any(|m| m["chardev"] == "main"),
+        "the command-line monitor vanished from query-monitors: {}",
+        Value::Array(list)
+    );
+    ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
+    Ok(())
+}
+
+pub fn large_response(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    hotplug::add(ctx, &mon)?;
+    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    let raw = client
+        .execute_raw("query-qmp-schema", Value::Null, ctx.deadline)
+        .context("query-qmp-schema on the dynamic monitor")?;
+    let reply: Value = serde_json::from_slice(&raw)
+        .with_context(|| format!("the {}-byte query-qmp-schema reply is not JSON", raw.len()))?;
+    let Some(schema) = reply["return"].as_array() else {
+        bail!(
+            "query-qmp-schema on {} returned no list ({} bytes)",
+            mon.id,
+            raw.len()
+        );
+    };
+    ensure!(
+        !schema.is_empty(),
+        "query-qmp-schema on {} returned an empty list",
+        mon.id
+    );
+    ctx.note(format!(
+        "query-qmp-schema: {} bytes in one line, {} entries",
+        raw.len(),
+        schema.len()
+    ));
+    // The main monitor's answer is the reference: same schema, same QEMU.
+    let reference = ctx.main("query-qmp-schema", Value::Null)?;
+    ensure!(
+        reply["return"] == reference,
+        "query-qmp-schema differs between {} and the main monitor",
+        mon.id
+    );
+    client.close();
+    hotplug::remove(ctx, &mon)
+}

@@ -1,0 +1,170 @@
+//! The whole suite against a QEMU that has dynamic monitors, and what a
+//! killed runner leaves behind.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    os::unix::process::{CommandExt, ExitStatusExt},
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use qmp_tests::{pidfd::PidFd, scenarios};
+
+use common::{leftovers, qemu, run_binary, BIN, HOTPLUG};
+
+#[test]
+#[ignore = "needs a QEMU with monitor-add: set QMP_TESTS_QEMU_HOTPLUG and run with --include-ignored"]
+fn every_scenario_passes() {
+    let qemu = qemu(HOTPLUG);
+    let tmp = tempfile::tempdir().unwrap();
+    let run = run_binary(
+        &["--qemu", qemu.to_str().unwrap()],
+        tmp.path(),
+        Duration::from_secs(600),
+    );
+    let total = scenarios::all().len();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(
+        run.stdout.lines().last(),
+        Some(format!("{total} passed, 0 failed").as_str())
+    );
+    assert!(
+        leftovers(tmp.path()).is_empty(),
+        "{:?}",
+        leftovers(tmp.path())
+    );
+}
+
+/// What `--verbose` said the runner started.
+struct Started {
+    janitor: u32,
+    qemu: u32,
+    dir: PathBuf,
+}
+
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split(' ').find_map(|word| word.strip_prefix(key))
+}
+
+fn wait_for_start(lines: &mpsc::Receiver<String>, deadline: Instant) -> Started {
+    let mut janitor = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .expect("the runner printed no `start test_soak` line in time");
+        if line.starts_with("janitor ") {
+            janitor = field(&line, "pid=").map(|pid| pid.parse().unwrap());
+        }
+        if line.starts_with("start test_soak ") {
+            return Started {
+                janitor: janitor.expect("`janitor pid=` comes first"),
+                qemu: field(&line, "pid=").unwrap().parse().unwrap(),
+                dir: PathBuf::from(field(&line, "dir=").unwrap()),
+            };
+        }
+    }
+}
+
+/// Starts the runner on a soak long enough to be interrupted, in its own
+/// process group (as a shell would for a foreground job).
+fn start_long_runner(qemu: &std::path::Path, tmp: &std::path::Path) -> std::process::Child {
+    Command::new(BIN)
+        .args(["--qemu", qemu.to_str().unwrap(), "--verbose", "--jobs", "1"])
+        .args(["--scenario", "test_soak", "--soak", "100000"])
+        .env("TMPDIR", tmp)
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Kills the runner with `stop` once it has started QEMU, then checks
+/// that QEMU and the janitor are gone and nothing is left in TMPDIR.
+fn interrupt_and_check(stop: impl FnOnce(&mut std::process::Child), expected_signal: i32) {
+    let qemu = qemu(HOTPLUG);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut runner = start_long_runner(&qemu, tmp.path());
+    let stdout = runner.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let started = wait_for_start(&lines, Instant::now() + Duration::from_secs(60));
+    assert!(
+        started.dir.starts_with(tmp.path()),
+        "{}",
+        started.dir.display()
+    );
+    assert!(started.dir.exists());
+    // Opened before the kill, so they name these processes and no later
+    // ones with the same pids.
+    let qemu_pidfd = PidFd::open(started.qemu).unwrap();
+    let janitor_pidfd = PidFd::open(started.janitor).unwrap();
+
+    stop(&mut runner);
+    let status = runner.wait().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(expected_signal),
+        "the runner must have been running when stopped, for this test to mean anything"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    assert!(
+        qemu_pidfd.wait_exit(deadline).unwrap(),
+        "QEMU {} survived the runner",
+        started.qemu
+    );
+    assert!(
+        janitor_pidfd.wait_exit(deadline).unwrap(),
+        "the janitor {} did not finish",
+        started.janitor
+    );
+    assert!(
+        !started.dir.exists(),
+        "{} left behind",
+        started.dir.display()
+    );
+    assert!(
+        leftovers(tmp.path()).is_empty(),
+        "{:?}",
+        leftovers(tmp.path())
+    );
+}
+
+#[test]
+#[ignore = "needs a QEMU with monitor-add: set QMP_TESTS_QEMU_HOTPLUG and run with --include-ignored"]
+fn a_killed_runner_leaves_no_qemu_and_no_files() {
+    interrupt_and_check(|runner| runner.kill().unwrap(), libc::SIGKILL);
+}
+
+#[test]
+#[ignore = "needs a QEMU with monitor-add: set QMP_TESTS_QEMU_HOTPLUG and run with --include-ignored"]
+fn ctrl_c_of_the_runners_group_leaves_no_qemu_and_no_files() {
+    // Ctrl-C signals the whole foreground group; the janitor, in a group
+    // of its own and ignoring SIGINT, must survive it to clean up.
+    let interrupt = |runner: &mut std::process::Child| {
+        let group = libc::pid_t::try_from(runner.id()).unwrap();
+        // SAFETY: plain syscall; the group is the runner's own.
+        assert_eq!(unsafe { libc::killpg(group, libc::SIGINT) }, 0);
+    };
+    interrupt_and_check(interrupt, libc::SIGINT);
+}

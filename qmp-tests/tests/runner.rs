@@ -1,0 +1,106 @@
+//! The runner's handling of scenarios that fail, overrun or hang, with
+//! throwaway scenarios on a stock QEMU.
+
+mod common;
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use qmp_tests::{
+    janitor::Janitor,
+    runner::{self, RunConfig},
+    scenarios::{Ctx, Scenario, Settings},
+};
+
+use common::{qemu, BIN, STOCK};
+
+/// Held by the test while `test_stuck` must stay stuck.
+static GATE: Mutex<()> = Mutex::new(());
+
+fn passes(ctx: &mut Ctx) -> Result<()> {
+    ctx.main("query-status", serde_json::Value::Null)?;
+    ctx.note("checked status");
+    Ok(())
+}
+
+fn overruns(ctx: &mut Ctx) -> Result<()> {
+    let deadline = ctx.deadline;
+    ctx.machine.qmp().wait_event("NEVER", deadline)?;
+    Ok(())
+}
+
+/// Ignores its deadline entirely, as a scenario with a bug might.
+fn stuck(_: &mut Ctx) -> Result<()> {
+    drop(GATE.lock());
+    Ok(())
+}
+
+fn panics(_: &mut Ctx) -> Result<()> {
+    panic!("scenario bug");
+}
+
+static PASSES: Scenario = Scenario::new("test_passes", passes);
+static OVERRUNS: Scenario = Scenario::new("test_overruns", overruns);
+static STUCK: Scenario = Scenario::new("test_stuck", stuck);
+static PANICS: Scenario = Scenario::new("test_panics", panics);
+
+fn config() -> RunConfig {
+    RunConfig {
+        qemu: qemu(STOCK),
+        jobs: 4,
+        settings: Settings {
+            timeout: Duration::from_secs(1),
+            ..Settings::default()
+        },
+        log_dir: None,
+        // The stuck scenario's thread may still own its QEMU's directory
+        // when this test process exits; the janitor removes it then.
+        janitor: Some(Arc::new(Janitor::spawn(Path::new(BIN)).unwrap())),
+        grace: Duration::from_secs(2),
+    }
+}
+
+#[test]
+#[ignore = "needs QEMU: set QMP_TESTS_QEMU and run with --include-ignored"]
+fn failures_overruns_and_hangs_are_reported_not_waited_for() {
+    let config = config();
+    let gate = GATE.lock().unwrap();
+    let start = Instant::now();
+    let outcomes = runner::run(&config, &[&PASSES, &OVERRUNS, &STUCK, &PANICS], |_| {});
+    let elapsed = start.elapsed();
+    drop(gate);
+
+    let names: Vec<&str> = outcomes.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["test_passes", "test_overruns", "test_stuck", "test_panics"]
+    );
+    let cause = |i: usize| outcomes[i].failure.as_ref().map(|f| f.cause.clone());
+
+    assert!(outcomes[0].passed(), "{:?}", cause(0));
+    assert_eq!(outcomes[0].notes, ["checked status"]);
+    let overrun = cause(1).unwrap();
+    assert!(
+        overrun.contains("timed out awaiting event NEVER on main"),
+        "{overrun}"
+    );
+    assert!(outcomes[1]
+        .failure
+        .as_ref()
+        .unwrap()
+        .transcript
+        .contains("main ->"));
+    let stuck = cause(2).unwrap();
+    assert!(
+        stuck.starts_with("timeout: test_stuck did not finish within 3s"),
+        "{stuck}"
+    );
+    let panicked = cause(3).unwrap();
+    assert!(panicked.contains("panicked: scenario bug"), "{panicked}");
+    // Deadline 1 s, grace 2 s, then 2 s more after the kill.
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+}
