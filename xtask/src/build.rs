@@ -154,6 +154,7 @@ fn run_ninja(sh: &Shell, dir: &Path, target: &str) -> Result<usize> {
     let (reader, writer) = std::io::pipe().context("creating a pipe for ninja's output")?;
     let mut command: std::process::Command = cmd!(sh, "ninja -C {dir} {target}").into();
     command.stdout(writer.try_clone()?).stderr(writer);
+    crate::interrupt::check()?;
     let mut child = command.spawn().context("starting ninja")?;
     // The command still holds the pipe's write ends; drop them so the read
     // below ends when ninja does.

@@ -194,7 +194,7 @@ pub fn ensure_python(sh: &Shell, tree: &Path) -> Result<(PathBuf, String)> {
         Some(v) => format!("meson=={v}"),
         None => format!("meson{accepted}"),
     };
-    let venv = paths::qemu_cache().join(format!("pyenv-{}", paths::key(&[&spec])));
+    let venv = paths::venv_cache().join(format!("pyenv-{}", paths::key(&[&spec])));
     let python = venv.join("bin/python3");
     let ready = venv.join(".xtask-ready");
     if ready.exists() {

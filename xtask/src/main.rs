@@ -2,7 +2,9 @@
 //! `cargo xtask <command>`.
 
 mod apt;
+mod bisect;
 mod build;
+mod ci;
 mod deps;
 mod flags;
 mod interrupt;
@@ -35,6 +37,8 @@ Commands:
   build    build qemu-system-TARGET and print its path
   wire     add monitor_hotplug to the tree's functional-test meson list
   unwire   undo `wire`, restoring the files byte for byte
+  bisect   find the QEMU commit that broke a scenario, with git bisect run
+  ci       the project's own test command: lints, unit and integration tests, pipeline
 
 Each command takes --help.";
 
@@ -86,12 +90,19 @@ fn main() -> ExitCode {
     }
     let command = argv.remove(0).to_string_lossy().into_owned();
     let mut args = Args::new(argv);
+    // Run by git bisect, which reads the exit status itself (0 good, 1 bad,
+    // 125 skip, 128 abort): it bypasses the mapping below.
+    if command == "bisect-step" {
+        return bisect::step_main(args);
+    }
     let help_text = match command.as_str() {
         "test" => Some(test::HELP),
         "fetch" => Some(FETCH_HELP),
         "build" => Some(BUILD_HELP),
         "wire" => Some(WIRE_HELP),
         "unwire" => Some(UNWIRE_HELP),
+        "bisect" => Some(bisect::HELP),
+        "ci" => Some(ci::HELP),
         "help" | "--help" | "-h" => Some(HELP),
         _ => None,
     };
@@ -130,7 +141,9 @@ fn main() -> ExitCode {
 fn run(command: &str, mut args: Args) -> Result<Done> {
     let sh = Shell::new()?;
     match command {
-        "test" => Ok(Done::Suite(test::run(&sh, args)?)),
+        "test" => Ok(Done::Suite(test::run(&sh, args)?.0)),
+        "ci" => ci::run(&sh, args).map(|()| Done::Ok),
+        "bisect" => bisect::run(&sh, args).map(|()| Done::Ok),
         "fetch" => {
             let src = SourceArgs::parse(&mut args)?;
             args.finish("fetch")?;
@@ -154,8 +167,8 @@ fn run(command: &str, mut args: Args) -> Result<Done> {
         "wire" | "unwire" => {
             let src = SourceArgs::parse(&mut args)?;
             args.finish(command)?;
-            let tree = match &src.qemu_src {
-                Some(path) => source::locate(path)?,
+            let tree = match src.located {
+                Some(tree) => tree,
                 None => source::fetch(&sh, &source::Pin::load()?, &src.fetch)?,
             };
             if command == "unwire" {

@@ -236,6 +236,9 @@ pub fn unwire(tree: &Path) -> Result<bool> {
     let record: Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", state.display()))?;
     let files = record["files"].as_array().cloned().unwrap_or_default();
+    // A wiring that kept times is undone the same way; one that let meson
+    // see the change is undone visibly too, so the build directory follows.
+    let keep_times = record["keep_times"].as_bool().unwrap_or(false);
     for f in &files {
         let path = PathBuf::from(f["path"].as_str().unwrap_or_default());
         let wired = f["wired"].as_str().unwrap_or_default();
@@ -252,7 +255,7 @@ pub fn unwire(tree: &Path) -> Result<bool> {
                 .with_context(|| format!("removing {}", path.display()))?,
             (_, Some(original)) => {
                 write_atomic(&path, original)?;
-                if let Some(mtime) = f["mtime"].as_f64() {
+                if let Some(mtime) = f["mtime"].as_f64().filter(|_| keep_times) {
                     set_mtime(&path, mtime)?;
                 }
             }

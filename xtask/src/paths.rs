@@ -25,9 +25,28 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// Everything the QEMU side of the pipeline caches: sources, builds, venvs.
+/// Everything the QEMU side of the pipeline caches: sources, downloads,
+/// builds, wiring records. XTASK_QEMU_CACHE moves it (the project's own
+/// tests use that to work in a private cache).
 pub fn qemu_cache() -> PathBuf {
+    match std::env::var_os("XTASK_QEMU_CACHE").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => target_dir().join("qemu"),
+    }
+}
+
+/// Python venvs: shared by every cache, since they depend only on the
+/// meson version.
+pub fn venv_cache() -> PathBuf {
     target_dir().join("qemu")
+}
+
+/// The pinned release's description; XTASK_QEMU_PIN points elsewhere.
+pub fn pin_file() -> PathBuf {
+    match std::env::var_os("XTASK_QEMU_PIN").filter(|v| !v.is_empty()) {
+        Some(file) => PathBuf::from(file),
+        None => project_root().join("qemu-pin.json"),
+    }
 }
 
 /// A short, stable key for cache directories. The std hasher is stable for

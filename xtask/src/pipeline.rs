@@ -15,7 +15,9 @@ use crate::{deps, paths, series, vcs};
 
 /// Which tree, which series.
 pub struct SourceArgs {
-    pub qemu_src: Option<PathBuf>,
+    /// A located tree, checked while parsing so that bad input fails
+    /// before anything is installed or built.
+    pub located: Option<Tree>,
     pub fetch: FetchOptions,
     pub series: Option<PathBuf>,
     pub no_series: bool,
@@ -55,8 +57,9 @@ impl SourceArgs {
                 "--from picks where to fetch the pinned release; it has no meaning with --qemu-src"
             );
         }
+        let located = qemu_src.as_deref().map(source::locate).transpose()?;
         Ok(SourceArgs {
-            qemu_src,
+            located,
             fetch: FetchOptions { from, sha256 },
             series,
             no_series,
@@ -92,8 +95,8 @@ pub fn host_step(steps: &mut Steps, sh: &Shell) -> Result<()> {
 /// Locates or fetches the tree and puts the series in place.
 pub fn source_steps(steps: &mut Steps, sh: &Shell, src: &SourceArgs) -> Result<Prepared> {
     let tree = steps.run("QEMU source", || {
-        let tree = match &src.qemu_src {
-            Some(path) => source::locate(path)?,
+        let tree = match &src.located {
+            Some(tree) => tree.clone(),
             None => source::fetch(sh, &Pin::load()?, &src.fetch)?,
         };
         let summary = format!("{} (version {})", tree.description, tree.version());

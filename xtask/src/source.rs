@@ -71,7 +71,7 @@ pub struct Pin {
 
 impl Pin {
     pub fn load() -> Result<Pin> {
-        let path = paths::project_root().join("qemu-pin.json");
+        let path = paths::pin_file();
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         let json = serde_json::from_str(&text)

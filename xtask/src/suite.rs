@@ -29,6 +29,10 @@ pub struct SuiteOptions {
 /// Builds the suite binary (release: the large-reply parsing is timed by
 /// the benchmark) and returns its path.
 pub fn binary(sh: &Shell) -> Result<PathBuf> {
+    // A binary built elsewhere (the project's own tests pass one in).
+    if let Some(bin) = std::env::var_os("QMP_TESTS_BIN").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(bin));
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let root = paths::project_root();
     let _cd = sh.push_dir(&root);

@@ -1,5 +1,7 @@
 //! `cargo xtask test`: the whole pipeline, then the suite.
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Result};
 use xshell::Shell;
 
@@ -37,7 +39,8 @@ pub fn parse_suite(args: &mut Args) -> Result<SuiteOptions> {
     })
 }
 
-pub fn run(sh: &Shell, mut args: Args) -> Result<Outcome> {
+/// Runs the pipeline; returns the suite's outcome and the QEMU binary.
+pub fn run(sh: &Shell, mut args: Args) -> Result<(Outcome, PathBuf)> {
     let src = SourceArgs::parse(&mut args)?;
     let build_opts = pipeline::parse_build(&mut args)?;
     let suite_opts = parse_suite(&mut args)?;
@@ -80,7 +83,7 @@ pub fn run(sh: &Shell, mut args: Args) -> Result<Outcome> {
     if outcome == Outcome::Unsupported && prepared.series == "none" && !tree.located {
         eprintln!("note: the pinned release has no monitor-add; drop --no-series to test the project's series");
     }
-    Ok(outcome)
+    Ok((outcome, built.binary))
 }
 
 pub fn fail_on(outcome: Outcome) -> Result<()> {

@@ -1,0 +1,542 @@
+//! `cargo xtask bisect`: finds the commit that broke a scenario, with
+//! `git bisect run`.
+//!
+//! git drives the search; each step is this binary again (the hidden
+//! `bisect-step` command), so git gets exactly the exit status it expects
+//! (0 good, 1 bad, 125 skip, 128 abort) and never mistakes a harness
+//! failure for a bad commit. Build directories are keyed by tree path and
+//! options, not by commit, so all steps share one and every build after
+//! the first is incremental.
+
+mod report;
+mod step;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::build::{self, BuildOptions};
+use crate::flags::Args;
+use crate::{deps, interrupt, paths, pipeline, series, source, suite, vcs};
+
+pub use step::step_main;
+
+pub const HELP: &str = "\
+cargo xtask bisect: find the first commit of a QEMU git tree that breaks
+the qmp-tests suite, with git bisect run. Each step builds qemu-system-T
+incrementally in one shared build directory and runs the chosen scenarios.
+
+  --qemu-src PATH       the QEMU git tree to bisect (its work tree must be clean)
+  --good REV            a commit that passes
+  --bad REV             a commit that fails
+  --scenario NAME       run only this scenario (repeatable; default: all)
+  --unsupported AS      count a QEMU without monitor-add as skip (default),
+                        bad or good
+  --series PATH         apply this series on top of each step's commit
+  --target T            build qemu-system-T (default x86_64)
+  --configure-arg ARG   pass ARG to configure (repeatable)
+  --sanitize LIST       build with sanitizers: address,undefined
+
+A step is good when the scenarios pass, bad when one fails, and skipped
+when the commit does not build (or the series does not apply). A failure
+of the harness itself aborts the bisect rather than blame a commit. The
+tree goes back to where it was (git bisect reset), also on an error or
+Ctrl-C. The report and each step's JUnit go to target/bisect/TIME/.
+
+Exit status: 0 the first bad commit was found, 2 otherwise.";
+
+/// The exit status that makes git abort the bisect: anything from 128 up.
+const ABORT: u8 = 128;
+
+/// What to count a QEMU without monitor-add as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unsupported {
+    Skip,
+    Bad,
+    Good,
+}
+
+impl Unsupported {
+    fn parse(s: &str) -> Result<Unsupported> {
+        match s {
+            "skip" => Ok(Unsupported::Skip),
+            "bad" => Ok(Unsupported::Bad),
+            "good" => Ok(Unsupported::Good),
+            _ => bail!("--unsupported takes skip, bad or good, not `{s}`"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Unsupported::Skip => "skip",
+            Unsupported::Bad => "bad",
+            Unsupported::Good => "good",
+        }
+    }
+}
+
+/// The options a step needs; the bisect passes them on unchanged.
+struct Options {
+    scenarios: Vec<String>,
+    build: BuildOptions,
+    unsupported: Unsupported,
+    series: Option<PathBuf>,
+}
+
+impl Options {
+    fn parse(args: &mut Args) -> Result<Options> {
+        let scenarios = args.values("--scenario")?;
+        let build = pipeline::parse_build(args)?;
+        let unsupported = match args.value("--unsupported")? {
+            Some(s) => Unsupported::parse(&s)?,
+            None => Unsupported::Skip,
+        };
+        // Absolute: the steps run in the QEMU tree, not where the user is.
+        let series = args
+            .path("--series")?
+            .map(|p| std::path::absolute(&p).with_context(|| format!("resolving {}", p.display())))
+            .transpose()?;
+        Ok(Options {
+            scenarios,
+            build,
+            unsupported,
+            series,
+        })
+    }
+
+    /// The same options as arguments of `bisect-step`. `NAME=VALUE`, so a
+    /// configure argument that starts with `--` stays a value.
+    fn to_args(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .scenarios
+            .iter()
+            .map(|s| format!("--scenario={s}"))
+            .collect();
+        out.push(format!("--target={}", self.build.target));
+        out.extend(
+            self.build
+                .configure_args
+                .iter()
+                .map(|a| format!("--configure-arg={a}")),
+        );
+        if !self.build.sanitize.is_empty() {
+            out.push(format!("--sanitize={}", self.build.sanitize.join(",")));
+        }
+        out.push(format!("--unsupported={}", self.unsupported.name()));
+        if let Some(series) = &self.series {
+            out.push(format!("--series={}", series.display()));
+        }
+        out
+    }
+}
+
+pub fn run(sh: &Shell, mut args: Args) -> Result<()> {
+    let tree = args
+        .path("--qemu-src")?
+        .context("--qemu-src PATH is required: the QEMU git tree to bisect")?;
+    let good = args
+        .value("--good")?
+        .context("--good REV is required: a commit where the scenarios pass")?;
+    let bad = args
+        .value("--bad")?
+        .context("--bad REV is required: a commit where a scenario fails")?;
+    let opts = Options::parse(&mut args)?;
+    args.finish("bisect")?;
+
+    let tree = source::locate(&tree)?.path;
+    check_tree(sh, &tree)?;
+    let good = resolve(sh, &tree, &good, "--good")?;
+    let bad = resolve(sh, &tree, &bad, "--bad")?;
+    // Mistakes every step would make are caught before anything moves.
+    build::configure_args(&tree, &opts.build)?;
+    if let Some(path) = &opts.series {
+        series::patch_files(path)?;
+    }
+    deps::ensure_host(sh)?;
+    // Made once here, so no step pays for it (or for pip) as overhead.
+    deps::ensure_python(sh, &tree)?;
+    let qmp_tests = suite::binary(sh)?;
+    let log_dir = new_log_dir()?;
+    eprintln!(
+        "==> bisecting {} (log: {})",
+        tree.display(),
+        log_dir.display()
+    );
+
+    let session = Session::start(sh, &tree, &good, &bad)?;
+    let status = run_steps(&tree, &qmp_tests, &log_dir, &opts);
+    // git may be gone (Ctrl-C) while a step still cleans up the tree: wait
+    // for it before the reset, and keep later steps out.
+    let lock = step_lock(&log_dir)?;
+    // What git concluded is in the log's comment lines, which are meant for
+    // people and stable across git versions.
+    let git_log = cmd!(sh, "git -C {tree} bisect log")
+        .quiet()
+        .read()
+        .unwrap_or_default();
+    let result = parse_result(&git_log);
+    // The report is written even when the reset fails: it says what the
+    // steps found, and the error below says what to do about the tree.
+    let reset = session.finish();
+    drop(lock);
+
+    let steps = report::read(&log_dir)?;
+    let first_bad = match &result {
+        BisectResult::Found(commit) => Some(describe_commit(sh, &tree, commit)?),
+        _ => None,
+    };
+    let report = report::render(first_bad.as_deref(), &result, &steps)?;
+    print!("{report}");
+    let log = log_dir.join("bisect.log");
+    std::fs::write(&log, format!("{report}\ngit bisect log:\n{git_log}\n"))
+        .with_context(|| format!("writing the bisect log {}", log.display()))?;
+    eprintln!("bisect log: {}", log.display());
+
+    reset?;
+    interrupt::check()?;
+    let status = status?;
+    match result {
+        BisectResult::Found(_) => Ok(()),
+        BisectResult::Candidates(list) => bail!(
+            "only skipped commits are left: the first bad commit is one of {}",
+            list.join(", ")
+        ),
+        BisectResult::None => {
+            let why = steps
+                .iter()
+                .rev()
+                .find(|s| s.verdict == "abort")
+                .map(|s| format!(": step {} aborted it: {}", s.short(), s.detail))
+                .unwrap_or_default();
+            bail!("git bisect run did not finish ({status}){why}")
+        }
+    }
+}
+
+/// Refuses a tree that bisecting would lose work in.
+fn check_tree(sh: &Shell, tree: &Path) -> Result<()> {
+    if !vcs::is_repo(sh, tree) {
+        bail!(
+            "{} is not the top of a git repository; bisect needs the tree's history",
+            tree.display()
+        );
+    }
+    let dirty = vcs::status(sh, tree)?;
+    if !dirty.is_empty() {
+        bail!(
+            "{} has uncommitted changes; commit or stash them first (nothing was touched):\n  {}",
+            tree.display(),
+            dirty.join("\n  ")
+        );
+    }
+    let bisecting = cmd!(sh, "git -C {tree} rev-parse --git-path BISECT_START")
+        .quiet()
+        .read()
+        .context("locating the git directory")?;
+    if tree.join(bisecting).exists() {
+        bail!(
+            "a bisect is already in progress in {}; end it with `git bisect reset` first",
+            tree.display()
+        );
+    }
+    Ok(())
+}
+
+fn resolve(sh: &Shell, tree: &Path, rev: &str, flag: &str) -> Result<String> {
+    let spec = format!("{rev}^{{commit}}");
+    cmd!(sh, "git -C {tree} rev-parse --verify --quiet {spec}")
+        .quiet()
+        .read()
+        .map_err(|_| anyhow::anyhow!("{flag} {rev}: no such commit in {}", tree.display()))
+}
+
+/// target/bisect/TIME, fresh for each bisect.
+fn new_log_dir() -> Result<PathBuf> {
+    let parent = paths::target_dir().join("bisect");
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let stamp = timestamp(SystemTime::now());
+    for n in 1.. {
+        let name = if n == 1 {
+            stamp.clone()
+        } else {
+            format!("{stamp}-{n}")
+        };
+        let dir = parent.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+        }
+    }
+    unreachable!()
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC.
+fn timestamp(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Days since the epoch to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// A bisect in progress; dropping it puts the tree back where the user
+/// had it, on success, error and Ctrl-C alike.
+struct Session {
+    tree: Option<PathBuf>,
+    /// The branch (or detached commit) the user was on.
+    origin: String,
+}
+
+impl Session {
+    fn start(sh: &Shell, tree: &Path, good: &str, bad: &str) -> Result<Session> {
+        let origin = match cmd!(sh, "git -C {tree} symbolic-ref --quiet --short HEAD")
+            .quiet()
+            .read()
+        {
+            Ok(branch) => branch,
+            Err(_) => vcs::head(sh, tree)?,
+        };
+        // The guard exists before git starts, so a start that fails half
+        // way is undone too.
+        let session = Session {
+            tree: Some(tree.to_path_buf()),
+            origin,
+        };
+        cmd!(sh, "git -C {tree} bisect start {bad} {good}")
+            .quiet()
+            .run()
+            .with_context(|| format!("starting git bisect in {}", tree.display()))?;
+        Ok(session)
+    }
+
+    /// Resets, and checks that the tree is where it was and clean.
+    fn finish(mut self) -> Result<()> {
+        let Some(tree) = self.tree.take() else {
+            return Ok(());
+        };
+        reset(&tree)?;
+        let sh = Shell::new()?;
+        let now = cmd!(sh, "git -C {tree} symbolic-ref --quiet --short HEAD")
+            .quiet()
+            .read()
+            .or_else(|_| vcs::head(&sh, &tree))?;
+        if now != self.origin {
+            bail!(
+                "after git bisect reset, {} is on {now}, not on {} where the bisect started",
+                tree.display(),
+                self.origin
+            );
+        }
+        let dirty = vcs::status(&sh, &tree)?;
+        if !dirty.is_empty() {
+            bail!(
+                "after the bisect, {} has changes the xtask did not expect:\n  {}",
+                tree.display(),
+                dirty.join("\n  ")
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(tree) = self.tree.take() {
+            if let Err(err) = reset(&tree) {
+                eprintln!(
+                    "error: could not end the bisect in {}: {err:#}\n  \
+                     run `git -C {} bisect reset` to go back to {}",
+                    tree.display(),
+                    tree.display(),
+                    self.origin
+                );
+            }
+        }
+    }
+}
+
+fn reset(tree: &Path) -> Result<()> {
+    let sh = Shell::new()?;
+    cmd!(sh, "git -C {tree} bisect reset")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .with_context(|| format!("running git bisect reset in {}", tree.display()))
+}
+
+/// Runs `git bisect run` with this binary as the step command.
+fn run_steps(
+    tree: &Path,
+    qmp_tests: &Path,
+    log_dir: &Path,
+    opts: &Options,
+) -> Result<std::process::ExitStatus> {
+    let exe = std::env::current_exe().context("locating the xtask binary for the bisect steps")?;
+    let mut command = std::process::Command::new("git");
+    command
+        .arg("-C")
+        .arg(tree)
+        .args(["bisect", "run"])
+        .arg(exe)
+        .arg("bisect-step")
+        .arg(format!("--qemu-src={}", tree.display()))
+        .arg(format!("--qmp-tests={}", qmp_tests.display()))
+        .arg(format!("--log-dir={}", log_dir.display()))
+        .args(opts.to_args())
+        .stdin(std::process::Stdio::null());
+    // git and the steps get a process group of their own, so that a signal
+    // reaches them when the xtask forwards it, also when it was sent to
+    // the xtask alone.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let child = command.spawn().context("starting git bisect run")?;
+    wait_forwarding_interrupts(child.id() as libc::pid_t)
+}
+
+/// Waits for `pid`; a signal the xtask receives meanwhile is passed on
+/// to its process group as SIGINT, once.
+fn wait_forwarding_interrupts(pid: libc::pid_t) -> Result<std::process::ExitStatus> {
+    let mut forwarded = false;
+    loop {
+        if interrupt::interrupted() && !forwarded {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(-pid, libc::SIGINT) };
+            forwarded = true;
+        }
+        let mut status = 0;
+        // SAFETY: status is a valid place for waitpid to write to.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Ok(std::os::unix::process::ExitStatusExt::from_raw(status));
+        }
+        // The signal handler is installed without SA_RESTART, so a signal
+        // ends the wait with EINTR and the loop forwards it.
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err).context("waiting for git bisect run");
+        }
+    }
+}
+
+/// Held by a step for its whole life, and by the bisect after git is gone:
+/// the tree is never touched by both at once.
+fn step_lock(log_dir: &Path) -> Result<File> {
+    let path = log_dir.join("step.lock");
+    let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(file)
+}
+
+enum BisectResult {
+    Found(String),
+    /// Skipped commits hide which one is first.
+    Candidates(Vec<String>),
+    None,
+}
+
+fn parse_result(log: &str) -> BisectResult {
+    let hash = |rest: &str| {
+        rest.strip_prefix('[')
+            .and_then(|r| r.split_once(']'))
+            .map(|(h, _)| h.to_owned())
+    };
+    if let Some(commit) = log
+        .lines()
+        .find_map(|l| l.strip_prefix("# first bad commit: "))
+        .and_then(hash)
+    {
+        return BisectResult::Found(commit);
+    }
+    let candidates: Vec<String> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("# possible first bad commit: "))
+        .filter_map(hash)
+        .collect();
+    if candidates.is_empty() {
+        BisectResult::None
+    } else {
+        BisectResult::Candidates(candidates)
+    }
+}
+
+fn describe_commit(sh: &Shell, tree: &Path, commit: &str) -> Result<String> {
+    let format = "--format=commit %H%n  subject: %s%n  author:  %an <%ae>%n  date:    %ad";
+    cmd!(sh, "git -C {tree} show --no-patch {format} {commit}")
+        .quiet()
+        .read()
+        .with_context(|| format!("describing {commit} in {}", tree.display()))
+}
+
+/// The first non-blank line, trimmed: a cause that fits in a table cell.
+fn first_line(text: &str) -> &str {
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc_timestamps() {
+        let t = |s| timestamp(UNIX_EPOCH + std::time::Duration::from_secs(s));
+        assert_eq!(t(0), "19700101-000000");
+        assert_eq!(t(951_782_400 + 3_723), "20000229-010203");
+        assert_eq!(t(1_767_225_599), "20251231-235959");
+    }
+
+    #[test]
+    fn reads_the_result_from_the_bisect_log() {
+        let found = "git bisect start 'b' 'g'\n# first bad commit: [abc123] monitor: x\n";
+        assert!(matches!(parse_result(found), BisectResult::Found(c) if c == "abc123"));
+        let skipped = "# only skipped commits left to test\n\
+                       # possible first bad commit: [aaa] x\n\
+                       # possible first bad commit: [bbb] y\n";
+        assert!(
+            matches!(parse_result(skipped), BisectResult::Candidates(c) if c == ["aaa", "bbb"])
+        );
+        assert!(matches!(parse_result("# bad: [x] y\n"), BisectResult::None));
+    }
+
+    #[test]
+    fn step_arguments_parse_back_to_the_same_options() {
+        let opts = Options {
+            scenarios: vec!["test_self_removal".into()],
+            build: BuildOptions {
+                target: "aarch64".into(),
+                configure_args: vec!["--enable-debug".into()],
+                sanitize: vec!["address".into()],
+            },
+            unsupported: Unsupported::Bad,
+            series: Some(PathBuf::from("/s")),
+        };
+        let mut args = Args::new(opts.to_args().into_iter().map(Into::into).collect());
+        let back = Options::parse(&mut args).unwrap();
+        args.finish("bisect-step").unwrap();
+        assert_eq!(back.scenarios, opts.scenarios);
+        assert_eq!(back.build.target, "aarch64");
+        assert_eq!(back.build.configure_args, ["--enable-debug"]);
+        assert_eq!(back.build.sanitize, ["address"]);
+        assert_eq!(back.unsupported, Unsupported::Bad);
+        assert_eq!(back.series, opts.series);
+    }
+}

@@ -1,0 +1,260 @@
+//! What each step did, as one JSON line per step in the log directory,
+//! and the report made from those lines and the steps' JUnit files.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+
+use super::{first_line, BisectResult};
+
+const RECORDS: &str = "steps.jsonl";
+
+/// What one step did.
+pub(super) struct Record {
+    pub commit: String,
+    pub subject: String,
+    pub build_secs: f64,
+    pub test_secs: f64,
+    /// Everything but configure, build and suite.
+    pub overhead_secs: f64,
+    pub outcome: String,
+    pub verdict: String,
+    pub detail: String,
+    /// The step's JUnit report, when the suite ran.
+    pub junit: Option<PathBuf>,
+}
+
+impl Record {
+    pub fn short(&self) -> &str {
+        &self.commit[..12.min(self.commit.len())]
+    }
+
+    /// Steps run one after another, so appending a line each keeps them
+    /// in order.
+    pub fn append(&self, log_dir: &Path) -> Result<()> {
+        let path = log_dir.join(RECORDS);
+        let line = json!({
+            "commit": self.commit,
+            "subject": self.subject,
+            "build_secs": self.build_secs,
+            "test_secs": self.test_secs,
+            "overhead_secs": self.overhead_secs,
+            "outcome": self.outcome,
+            "verdict": self.verdict,
+            "detail": self.detail,
+            "junit": self.junit,
+        });
+        let mut file = File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        writeln!(file, "{line}").with_context(|| format!("writing {}", path.display()))
+    }
+
+    fn from_json(v: &Value) -> Record {
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        let f = |k: &str| v[k].as_f64().unwrap_or_default();
+        Record {
+            commit: s("commit"),
+            subject: s("subject"),
+            build_secs: f("build_secs"),
+            test_secs: f("test_secs"),
+            overhead_secs: f("overhead_secs"),
+            outcome: s("outcome"),
+            verdict: s("verdict"),
+            detail: s("detail"),
+            junit: v["junit"].as_str().map(PathBuf::from),
+        }
+    }
+}
+
+/// The records of a bisect's steps, in the order they ran.
+pub(super) fn read(log_dir: &Path) -> Result<Vec<Record>> {
+    let path = log_dir.join(RECORDS);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    text.lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line)
+                .with_context(|| format!("parsing a step record in {}", path.display()))?;
+            Ok(Record::from_json(&v))
+        })
+        .collect()
+}
+
+/// The first failing (or erroring) scenario of a JUnit report and the
+/// first line of its message; `(+N)` counts the others.
+fn first_failure(junit: &Path) -> Result<Option<(String, String)>> {
+    let file = File::open(junit).with_context(|| format!("opening {}", junit.display()))?;
+    let suites = junit_parser::from_reader(std::io::BufReader::new(file))
+        .with_context(|| format!("parsing the JUnit report {}", junit.display()))?;
+    let mut failing = suites.suites.iter().flat_map(|s| &s.cases).filter_map(|c| {
+        let message = if c.status.is_failure() {
+            &c.status.failure_as_ref().message
+        } else if c.status.is_error() {
+            &c.status.error_as_ref().message
+        } else {
+            return None;
+        };
+        // `name` is prefixed with the class name; the scenario is the
+        // original.
+        Some((c.original_name.clone(), first_line(message).to_owned()))
+    });
+    let Some((name, cause)) = failing.next() else {
+        return Ok(None);
+    };
+    let more = failing.count();
+    let name = if more > 0 {
+        format!("{name} (+{more})")
+    } else {
+        name
+    };
+    Ok(Some((name, cause)))
+}
+
+/// The first bad commit and a table of the steps, with the failing
+/// scenario and its cause from each step's JUnit.
+pub(super) fn render(
+    first_bad: Option<&str>,
+    result: &BisectResult,
+    steps: &[Record],
+) -> Result<String> {
+    let mut out = String::new();
+    match (first_bad, result) {
+        (Some(desc), _) => out.push_str(&format!("first bad {desc}\n\n")),
+        (None, BisectResult::Candidates(list)) => out.push_str(&format!(
+            "no single first bad commit (skipped commits in the way); one of:\n  {}\n\n",
+            list.join("\n  ")
+        )),
+        _ => out.push_str("the bisect did not finish\n\n"),
+    }
+    let header = [
+        "commit",
+        "build s",
+        "test s",
+        "xtask s",
+        "outcome",
+        "failing scenario",
+        "cause",
+    ];
+    let mut rows: Vec<[String; 7]> = Vec::new();
+    for s in steps {
+        let failure = match &s.junit {
+            Some(junit) => first_failure(junit)?,
+            None => None,
+        };
+        let (scenario, cause) = failure.unwrap_or_else(|| (String::new(), s.detail.clone()));
+        rows.push([
+            s.short().to_owned(),
+            format!("{:.1}", s.build_secs),
+            format!("{:.2}", s.test_secs),
+            format!("{:.2}", s.overhead_secs),
+            format!("{} ({})", s.verdict, s.outcome),
+            scenario,
+            cause,
+        ]);
+    }
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 7]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            // Numbers right-aligned, text left; the last column unpadded.
+            match i {
+                1..=3 => l.push_str(&format!("{cell:>w$}  ")),
+                6 => l.push_str(cell),
+                _ => l.push_str(&format!("{cell:<w$}  ")),
+            }
+        }
+        l.trim_end().to_owned() + "\n"
+    };
+    out.push_str(&line(header));
+    for row in &rows {
+        out.push_str(&line(row.each_ref().map(String::as_str)));
+    }
+    for s in steps.iter().filter(|s| s.overhead_secs > OVERHEAD_BUDGET) {
+        out.push_str(&format!(
+            "note: step {} spent {:.1}s in the xtask itself, over the {OVERHEAD_BUDGET}s budget\n",
+            s.short(),
+            s.overhead_secs
+        ));
+    }
+    Ok(out)
+}
+
+/// Seconds a step may spend outside configure, build and suite.
+const OVERHEAD_BUDGET: f64 = 2.0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_read_back_in_order_and_the_report_shows_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let junit = dir.path().join("step-bbbbbbbbbbbb.xml");
+        std::fs::write(
+            &junit,
+            r#"<testsuites><testsuite name="monitor_hotplug" tests="2">
+<testcase classname="monitor_hotplug" name="test_hotplug_cycle"/>
+<testcase classname="monitor_hotplug" name="test_self_removal">
+<failure message="no reply before end-of-file&#10;details">x</failure></testcase>
+</testsuite></testsuites>"#,
+        )
+        .unwrap();
+        let record = |commit: &str, verdict: &str, outcome: &str, junit: Option<PathBuf>| Record {
+            commit: commit.repeat(40),
+            subject: "s".into(),
+            build_secs: 1.0,
+            test_secs: 2.0,
+            overhead_secs: 0.5,
+            outcome: outcome.into(),
+            verdict: verdict.into(),
+            detail: if junit.is_none() {
+                "x.c:1: error: y".into()
+            } else {
+                String::new()
+            },
+            junit,
+        };
+        record("a", "skip", "does not build", None)
+            .append(dir.path())
+            .unwrap();
+        record("b", "bad", "failed", Some(junit))
+            .append(dir.path())
+            .unwrap();
+        let steps = read(dir.path()).unwrap();
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[0].short(), "aaaaaaaaaaaa");
+        let text = render(
+            Some("commit bbbb"),
+            &BisectResult::Found("bbbb".into()),
+            &steps,
+        )
+        .unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "first bad commit bbbb");
+        assert!(lines[3].starts_with("aaaaaaaaaaaa"), "{text}");
+        assert!(
+            lines[3].ends_with("skip (does not build)                     x.c:1: error: y"),
+            "{text}"
+        );
+        assert!(
+            lines[4]
+                .ends_with("bad (failed)           test_self_removal  no reply before end-of-file"),
+            "{text}"
+        );
+        assert!(!text.contains("note:"), "{text}");
+    }
+}

@@ -1,0 +1,435 @@
+//! One bisect step, run by git in the tree at the commit to test: series,
+//! wiring, build and suite, then the tree put back for the next checkout.
+//! Its exit status is its verdict.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use xshell::{cmd, Shell};
+
+use super::report::Record;
+use super::{first_line, step_lock, Options, Unsupported, ABORT};
+use crate::build;
+use crate::flags::Args;
+use crate::meson::{self, WireGuard, Wired};
+use crate::suite::{self, Outcome, SuiteOptions};
+use crate::{deps, interrupt, series, vcs};
+
+/// What a step found.
+#[derive(Debug)]
+enum Finding {
+    Passed,
+    Failed,
+    Unsupported,
+    DoesNotBuild(String),
+    SeriesDoesNotApply(String),
+    /// Not the commit's fault: the harness, I/O.
+    Harness(String),
+    Interrupted,
+}
+
+impl Finding {
+    /// The verdict git gets, as its exit status.
+    fn exit_code(&self, unsupported: Unsupported) -> u8 {
+        match self {
+            Finding::Passed => 0,
+            Finding::Failed => 1,
+            Finding::Unsupported => match unsupported {
+                Unsupported::Good => 0,
+                Unsupported::Bad => 1,
+                Unsupported::Skip => 125,
+            },
+            Finding::DoesNotBuild(_) | Finding::SeriesDoesNotApply(_) => 125,
+            Finding::Harness(_) | Finding::Interrupted => ABORT,
+        }
+    }
+
+    fn outcome(&self) -> &'static str {
+        match self {
+            Finding::Passed => "passed",
+            Finding::Failed => "failed",
+            Finding::Unsupported => "no monitor-add",
+            Finding::DoesNotBuild(_) => "does not build",
+            Finding::SeriesDoesNotApply(_) => "series does not apply",
+            Finding::Harness(_) => "harness failure",
+            Finding::Interrupted => "interrupted",
+        }
+    }
+
+    fn detail(&self) -> &str {
+        match self {
+            Finding::DoesNotBuild(d) | Finding::SeriesDoesNotApply(d) | Finding::Harness(d) => d,
+            _ => "",
+        }
+    }
+}
+
+fn verdict_name(code: u8) -> &'static str {
+    match code {
+        0 => "good",
+        1 => "bad",
+        125 => "skip",
+        _ => "abort",
+    }
+}
+
+/// The step's entry point. Every way out maps to an exit status git
+/// understands; a panic (which would exit 101, "bad") aborts instead.
+pub fn step_main(args: Args) -> ExitCode {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(args)));
+    let code = match result {
+        Ok(Ok(code)) => code,
+        Ok(Err(err)) => {
+            eprintln!("error: bisect step: {err:#}\nerror: aborting the bisect");
+            ABORT
+        }
+        Err(_) => {
+            eprintln!("error: the bisect step panicked (a bug in the xtask); aborting the bisect");
+            ABORT
+        }
+    };
+    ExitCode::from(code)
+}
+
+/// Seconds spent in each part of a step.
+#[derive(Default)]
+struct Timing {
+    build: Duration,
+    test: Duration,
+}
+
+/// What a step knows about where it runs.
+struct Step<'a> {
+    sh: &'a Shell,
+    tree: PathBuf,
+    qmp_tests: PathBuf,
+    dir: PathBuf,
+    commit: String,
+    opts: &'a Options,
+}
+
+fn step(mut args: Args) -> Result<u8> {
+    let start = Instant::now();
+    let tree = args
+        .path("--qemu-src")?
+        .context("bisect-step needs --qemu-src")?;
+    let qmp_tests = args
+        .path("--qmp-tests")?
+        .context("bisect-step needs --qmp-tests")?;
+    let log_dir = args
+        .path("--log-dir")?
+        .context("bisect-step needs --log-dir")?;
+    let opts = Options::parse(&mut args)?;
+    args.finish("bisect-step")?;
+    let sh = Shell::new()?;
+    let _lock = step_lock(&log_dir)?;
+    // A step that git started just before a Ctrl-C must not touch the tree
+    // the bisect is about to reset.
+    interrupt::check()?;
+
+    let commit = vcs::head(&sh, &tree)?;
+    let short = &commit[..12.min(commit.len())];
+    let subject = cmd!(sh, "git -C {tree} log -1 --format=%s")
+        .quiet()
+        .read()?;
+    eprintln!("==> bisect step {short}: {subject}");
+    let step = Step {
+        sh: &sh,
+        dir: log_dir.join(format!("step-{short}")),
+        tree,
+        qmp_tests,
+        commit: commit.clone(),
+        opts: &opts,
+    };
+    let mut timing = Timing::default();
+    let finding = match test_commit(&step, &mut timing) {
+        _ if interrupt::interrupted() => Finding::Interrupted,
+        Ok(f) => f,
+        Err(err) => Finding::Harness(format!("{err:#}")),
+    };
+    // The next checkout needs a clean tree; say so now rather than let git
+    // fail on it.
+    let finding = match vcs::status(&sh, &step.tree) {
+        Ok(dirty) if dirty.is_empty() => finding,
+        Ok(dirty) => Finding::Harness(format!(
+            "the step left changes in {}: {}",
+            step.tree.display(),
+            dirty.join(", ")
+        )),
+        Err(err) => Finding::Harness(format!("{err:#}")),
+    };
+    let junit = keep_junit(&step.dir, &log_dir.join(format!("step-{short}.xml")))?;
+    let code = finding.exit_code(opts.unsupported);
+    let total = start.elapsed();
+    let overhead = total.saturating_sub(timing.build + timing.test);
+    Record {
+        commit: commit.clone(),
+        subject,
+        build_secs: timing.build.as_secs_f64(),
+        test_secs: timing.test.as_secs_f64(),
+        overhead_secs: overhead.as_secs_f64(),
+        outcome: finding.outcome().to_owned(),
+        verdict: verdict_name(code).to_owned(),
+        detail: first_line(finding.detail()).to_owned(),
+        junit,
+    }
+    .append(&log_dir)?;
+    let detail = finding.detail();
+    if matches!(finding, Finding::Harness(_)) {
+        eprintln!("error: {detail}\nerror: not the commit's fault: aborting the bisect");
+    } else if !detail.is_empty() {
+        eprintln!("{detail}");
+    }
+    eprintln!(
+        "==> bisect step {short}: {} ({}; build {:.1}s, tests {:.2}s, xtask {:.2}s)",
+        verdict_name(code),
+        finding.outcome(),
+        timing.build.as_secs_f64(),
+        timing.test.as_secs_f64(),
+        overhead.as_secs_f64()
+    );
+    Ok(code)
+}
+
+/// Copies the suite's report (when it wrote one) beside the bisect log,
+/// where the report and the user look for it.
+fn keep_junit(step_dir: &Path, to: &Path) -> Result<Option<PathBuf>> {
+    let junit = step_dir.join("junit.xml");
+    if !junit.exists() {
+        return Ok(None);
+    }
+    std::fs::copy(&junit, to)
+        .with_context(|| format!("copying {} to {}", junit.display(), to.display()))?;
+    Ok(Some(to.to_path_buf()))
+}
+
+/// Series, wiring, build, suite; the guards undo series and wiring on
+/// every way out. Errors are harness failures; the commit's own failures
+/// are findings.
+fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
+    let sh = step.sh;
+    let tree = &step.tree;
+    let _series = match &step.opts.series {
+        Some(path) => match apply_series(step, path)? {
+            Ok(guard) => Some(guard),
+            Err(why) => return Ok(Finding::SeriesDoesNotApply(why)),
+        },
+        None => None,
+    };
+    // Declared after the series guard, so it is dropped (unwired) first.
+    let wire_guard = match meson::wire(tree, &step.qmp_tests, true)
+        .with_context(|| format!("wiring monitor_hotplug into {}", tree.display()))?
+    {
+        Wired::Added(_) => Some(WireGuard::new(tree)),
+        Wired::Already(_) | Wired::NoFunctionalTests => None,
+    };
+    let (python, _) = deps::ensure_python(sh, tree)?;
+    interrupt::check()?;
+
+    let started = Instant::now();
+    let built = build::build(sh, tree, &python, &step.opts.build);
+    timing.build = started.elapsed();
+    let built = match built {
+        Ok((built, _)) => built,
+        Err(err) if is_build_failure(&err) => {
+            eprintln!("{err:#}");
+            return Ok(Finding::DoesNotBuild(build_cause(
+                &format!("{err:#}"),
+                tree,
+            )));
+        }
+        Err(err) => return Err(err),
+    };
+    interrupt::check()?;
+
+    let suite_opts = SuiteOptions {
+        scenarios: step.opts.scenarios.clone(),
+        junit: Some(step.dir.join("junit.xml")),
+        ..SuiteOptions::default()
+    };
+    let properties = [
+        ("qemu_binary", built.binary.display().to_string()),
+        ("qemu_tree", tree.display().to_string()),
+        ("qemu_commit", step.commit.clone()),
+        ("configure", built.configure[1..].join(" ")),
+        (
+            "series",
+            step.opts
+                .series
+                .as_ref()
+                .map_or("none".to_owned(), |s| s.display().to_string()),
+        ),
+    ]
+    .map(|(k, v)| (k.to_owned(), v));
+    let started = Instant::now();
+    let outcome = suite::run(
+        &step.qmp_tests,
+        &built.binary,
+        &suite_opts,
+        &properties,
+        false,
+    );
+    timing.test = started.elapsed();
+    if let Some(guard) = wire_guard {
+        guard.finish()?;
+    }
+    Ok(match outcome? {
+        Outcome::Passed => Finding::Passed,
+        Outcome::Failed => Finding::Failed,
+        Outcome::Unsupported => Finding::Unsupported,
+    })
+}
+
+/// Whether a build error is the commit's fault: configure or ninja ran and
+/// failed. An I/O error or a program that would not start is the harness's,
+/// and so is an interruption.
+fn is_build_failure(err: &anyhow::Error) -> bool {
+    !interrupt::interrupted()
+        && !err
+            .chain()
+            .any(|e| e.is::<std::io::Error>() || e.is::<xshell::Error>())
+}
+
+/// Resets the tree to the step's commit when dropped, dropping the series'
+/// commits (and a half-done `git am`), so git can check out the next one.
+struct SeriesGuard {
+    tree: PathBuf,
+    commit: String,
+}
+
+impl Drop for SeriesGuard {
+    fn drop(&mut self) {
+        let (tree, commit) = (&self.tree, &self.commit);
+        let Ok(sh) = Shell::new() else { return };
+        let am_dir = cmd!(sh, "git -C {tree} rev-parse --git-path rebase-apply")
+            .quiet()
+            .read()
+            .map(|p| tree.join(p));
+        if am_dir.is_ok_and(|d| d.exists()) {
+            let _ = cmd!(sh, "git -C {tree} am --abort")
+                .quiet()
+                .ignore_stderr()
+                .run();
+        }
+        if let Err(err) = cmd!(sh, "git -C {tree} reset --quiet --hard {commit}")
+            .quiet()
+            .run()
+        {
+            eprintln!(
+                "error: could not reset {} to {commit}: {err}",
+                tree.display()
+            );
+        }
+    }
+}
+
+/// Applies the series on the step's commit. The outer error is the
+/// harness's; the inner one says why the series does not apply here.
+fn apply_series(step: &Step, path: &Path) -> Result<Result<SeriesGuard, String>> {
+    let sh = step.sh;
+    let tree = &step.tree;
+    let files = series::patch_files(path)?;
+    let guard = SeriesGuard {
+        tree: tree.clone(),
+        commit: step.commit.clone(),
+    };
+    let out = cmd!(
+        sh,
+        "git -C {tree} -c commit.gpgsign=false am --3way --quiet {files...}"
+    )
+    .envs(vcs::identity())
+    .quiet()
+    .ignore_status()
+    .output()
+    .with_context(|| format!("running git am in {}", tree.display()))?;
+    if out.status.success() {
+        return Ok(Ok(guard));
+    }
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The guard's drop aborts the am and resets the tree.
+    Ok(Err(series::am_failure(path, &log)))
+}
+
+/// The line of a failed configure or build that says why: the first error
+/// (compiler or configure), with its path made relative to the tree.
+fn build_cause(output: &str, tree: &Path) -> String {
+    let line = output
+        .lines()
+        .skip(1)
+        .find(|l| l.contains("error:") || l.starts_with("ERROR:"))
+        .unwrap_or_else(|| first_line(output))
+        .trim();
+    // Sources are named relative to the build directory
+    // (../../src/qemu/monitor/x.c), headers often by absolute path.
+    let absolute = format!("{}/", tree.display());
+    if let Some(rest) = line.strip_prefix(&absolute) {
+        return rest.to_owned();
+    }
+    let name = tree
+        .file_name()
+        .map(|n| format!("/{}/", n.to_string_lossy()));
+    match name {
+        Some(name) if line.starts_with("../") => line
+            .find(&name)
+            .map_or(line, |i| &line[i + name.len()..])
+            .to_owned(),
+        _ => line.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_finding_maps_to_an_exit_status_git_understands() {
+        use Unsupported::*;
+        let code = |f: Finding, u| f.exit_code(u);
+        assert_eq!(code(Finding::Passed, Skip), 0);
+        assert_eq!(code(Finding::Failed, Skip), 1);
+        assert_eq!(code(Finding::Unsupported, Skip), 125);
+        assert_eq!(code(Finding::Unsupported, Bad), 1);
+        assert_eq!(code(Finding::Unsupported, Good), 0);
+        assert_eq!(code(Finding::DoesNotBuild(String::new()), Skip), 125);
+        assert_eq!(code(Finding::SeriesDoesNotApply(String::new()), Skip), 125);
+        assert!(code(Finding::Harness(String::new()), Skip) >= 128);
+        assert!(code(Finding::Interrupted, Skip) >= 128);
+    }
+
+    #[test]
+    fn build_failures_are_told_from_harness_failures() {
+        assert!(is_build_failure(&anyhow::anyhow!(
+            "building qemu-system-x86_64 failed"
+        )));
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "ninja");
+        let err = anyhow::Error::new(io).context("starting ninja");
+        assert!(!is_build_failure(&err));
+    }
+
+    #[test]
+    fn build_cause_is_the_first_error_relative_to_the_tree() {
+        let out = "building qemu-system-x86_64 failed:\nFAILED: x.o\ncc -c ../../src/qemu/a.c\n\
+                   ../../src/qemu/monitor/a.c:104:46: error: expected ';'\n";
+        assert_eq!(
+            build_cause(out, Path::new("/t/src/qemu")),
+            "monitor/a.c:104:46: error: expected ';'"
+        );
+        let configure = "configure failed in /b:\nchecking...\nERROR: glib-2.56 required\n";
+        assert_eq!(
+            build_cause(configure, Path::new("/q")),
+            "ERROR: glib-2.56 required"
+        );
+        assert_eq!(build_cause("no details\n", Path::new("/q")), "no details");
+        let header = "building x failed:\n/t/qemu/include/q.h:4:9: error: expected ';'\n";
+        assert_eq!(
+            build_cause(header, Path::new("/t/qemu")),
+            "include/q.h:4:9: error: expected ';'"
+        );
+    }
+}

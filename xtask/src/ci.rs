@@ -1,0 +1,164 @@
+//! `cargo xtask ci`: the project's own test command.
+//!
+//! Lints, unit tests, then the pipeline against real QEMU builds: the
+//! stock release (every scenario must fail with the no-monitor-add
+//! message), the release with the project's series (every scenario must
+//! pass), the integration tests that need those binaries, the meson
+//! wiring run through `meson test`, and a sanitizer build.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::flags::Args;
+use crate::suite::Outcome;
+use crate::{interrupt, meson, paths, series, source, suite, test};
+
+pub const HELP: &str = "\
+cargo xtask ci: the project's own test command. Runs cargo fmt --check,
+clippy, the unit tests, then `cargo xtask test` against the pinned release
+without and with the project's series, the integration tests against those
+builds, `meson test` through the wiring, and a sanitizer build.
+
+  --skip-sanitizer      leave out the address,undefined build";
+
+struct Stages {
+    done: Vec<(String, f64)>,
+}
+
+impl Stages {
+    fn run<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        interrupt::check()?;
+        eprintln!("\n==== ci: {name}");
+        let start = Instant::now();
+        let value = f().with_context(|| format!("ci stage `{name}` failed"))?;
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!("==== ci: {name}: ok ({secs:.1}s)");
+        self.done.push((name.to_owned(), secs));
+        Ok(value)
+    }
+}
+
+fn xtask_test(sh: &Shell, args: &[&str]) -> Result<(Outcome, PathBuf)> {
+    test::run(sh, Args::new(args.iter().map(OsString::from).collect()))
+}
+
+pub fn run(sh: &Shell, mut args: Args) -> Result<()> {
+    let skip_sanitizer = args.flag("--skip-sanitizer");
+    args.finish("ci")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let root = paths::project_root();
+    let _cd = sh.push_dir(&root);
+    let mut stages = Stages { done: Vec::new() };
+
+    stages.run("cargo fmt --check", || {
+        Ok(cmd!(sh, "{cargo} fmt --all -- --check").run()?)
+    })?;
+    stages.run("clippy", || {
+        Ok(cmd!(
+            sh,
+            "{cargo} clippy --quiet --workspace --all-targets -- -D warnings"
+        )
+        .run()?)
+    })?;
+    stages.run("unit tests", || {
+        Ok(cmd!(sh, "{cargo} test --quiet --workspace").run()?)
+    })?;
+
+    let stock = stages.run("pipeline, pinned release without the series", || {
+        let dir = paths::target_dir().join("qmp-tests/stock");
+        let junit = dir.join("junit.xml");
+        let junit_arg = junit.display().to_string();
+        let (outcome, binary) = xtask_test(sh, &["--no-series", "--junit", &junit_arg])?;
+        if outcome != Outcome::Unsupported {
+            bail!("stock QEMU should lack monitor-add, but the suite reported {outcome:?}");
+        }
+        expect_in_report(&junit, "has no monitor-add")?;
+        Ok(binary)
+    })?;
+    let hotplug = stages.run("pipeline, pinned release with the series", || {
+        let (outcome, binary) = xtask_test(sh, &[])?;
+        if outcome != Outcome::Passed {
+            bail!("the suite failed against the project's series ({outcome:?})");
+        }
+        Ok(binary)
+    })?;
+    let tree = source::fetch(
+        sh,
+        &source::Pin::load()?,
+        &source::FetchOptions {
+            from: None,
+            sha256: None,
+        },
+    )?;
+    stages.run("integration tests against the built QEMUs", || {
+        let series = series::default_series();
+        Ok(
+            cmd!(sh, "{cargo} test --quiet --workspace -- --include-ignored")
+                .env("QMP_TESTS_QEMU", &stock)
+                .env("QMP_TESTS_QEMU_HOTPLUG", &hotplug)
+                .env("XTASK_TEST_QEMU_TREE", &tree.path)
+                .env("XTASK_TEST_SERIES", &series)
+                .run()?,
+        )
+    })?;
+    stages.run("meson test through the wiring", || {
+        meson_test(sh, &tree.path, &hotplug)
+    })?;
+    if !skip_sanitizer {
+        stages.run(
+            "sanitizer build (address,undefined) with the series",
+            || {
+                let (outcome, _) = xtask_test(sh, &["--sanitize", "address,undefined"])?;
+                if outcome != Outcome::Passed {
+                    bail!("the suite failed against the sanitizer build ({outcome:?})");
+                }
+                Ok(())
+            },
+        )?;
+    }
+    eprintln!("\n==== ci summary");
+    for (name, secs) in &stages.done {
+        eprintln!("  {secs:>7.1}s  {name}");
+    }
+    println!("{} passed, 0 failed", stages.done.len());
+    Ok(())
+}
+
+fn expect_in_report(junit: &Path, needle: &str) -> Result<()> {
+    let text =
+        std::fs::read_to_string(junit).with_context(|| format!("reading {}", junit.display()))?;
+    if !text.contains(needle) {
+        bail!("{} does not mention `{needle}`", junit.display());
+    }
+    Ok(())
+}
+
+/// Wires the pinned tree for good, runs the test the way a QEMU developer
+/// would (`meson test` in the build directory), and unwires.
+fn meson_test(sh: &Shell, tree: &Path, qemu: &Path) -> Result<()> {
+    let build_dir = qemu
+        .parent()
+        .context("the QEMU binary has a build directory")?;
+    let bin = suite::binary(sh)?;
+    let guard = match meson::wire(tree, &bin, false)? {
+        meson::Wired::Added(_) => Some(meson::WireGuard::new(tree)),
+        meson::Wired::Already(_) => None,
+        meson::Wired::NoFunctionalTests => bail!("the pinned tree should have functional tests"),
+    };
+    let meson_bin = build_dir.join("pyvenv/bin/meson");
+    let result = cmd!(
+        sh,
+        "{meson_bin} test -C {build_dir} --print-errorlogs func-x86_64-monitor_hotplug"
+    )
+    .run()
+    .context("running meson test func-x86_64-monitor_hotplug");
+    if let Some(guard) = guard {
+        guard.finish()?;
+    }
+    result?;
+    Ok(())
+}

@@ -1,0 +1,483 @@
+//! Bad input and faults, through the real `xtask` binary.
+//!
+//! Most tests use a small stand-in QEMU tree: real git, real ninja and a
+//! configure script that writes a build.ninja whose one rule is chosen by
+//! the test (copy a real QEMU binary, fail, or block until interrupted).
+//! Each test works in a private cache (XTASK_QEMU_CACHE).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const LIST: &str = "# SPDX-License-Identifier: GPL-2.0-or-later\n\ntests_generic_system = [\n  'empty_cpu_model',\n  'info_usernet',\n  'version',\n  'vnc',\n]\n\ntests_generic_linuxuser = [\n]\n";
+
+const CONFIGURE: &str = r#"#!/bin/sh
+# Stand-in for QEMU's configure: one build rule, taken from FAKE_BUILD.
+cat > build.ninja <<EOF
+rule make
+  command = $FAKE_BUILD
+build qemu-system-x86_64: make
+EOF
+"#;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    tree: PathBuf,
+    cache: PathBuf,
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t.invalid",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A stand-in QEMU tree, committed to git when `git_repo`.
+fn fixture(git_repo: bool) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("qemu");
+    write(&tree.join("VERSION"), "10.2.50\n");
+    write(&tree.join("meson.build"), "project('qemu')\n");
+    write(&tree.join("qapi/qapi-schema.json"), "{}\n");
+    write(
+        &tree.join("pythondeps.toml"),
+        "[meson]\nmeson = { accepted = \">=1.5.0\", installed = \"1.9.0\", canary = \"meson\" }\n",
+    );
+    write(&tree.join("tests/functional/generic/meson.build"), LIST);
+    write(
+        &tree.join("tests/functional/meson.build"),
+        "subdir('generic')\n",
+    );
+    write(&tree.join("configure"), CONFIGURE);
+    let mut perm = std::fs::metadata(tree.join("configure"))
+        .unwrap()
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(tree.join("configure"), perm).unwrap();
+    if git_repo {
+        git(&tree, &["init", "-q"]);
+        git(&tree, &["add", "-A"]);
+        git(&tree, &["commit", "-q", "-m", "stand-in tree"]);
+    }
+    let cache = dir.path().join("cache");
+    Fixture {
+        _dir: dir,
+        tree,
+        cache,
+    }
+}
+
+fn xtask(fx: &Fixture, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(args)
+        .env("XTASK_QEMU_CACHE", &fx.cache)
+        .env_remove("QEMU_SRC")
+        .stdin(Stdio::null());
+    if std::env::var_os("QMP_TESTS_BIN").is_none() {
+        // Wiring only records this path; the tests that run the suite get
+        // the real binary from the project's test command.
+        cmd.env("QMP_TESTS_BIN", "/bin/false");
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (i32, String) {
+    let Output { status, stderr, .. } = cmd.output().unwrap();
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn status(tree: &Path) -> String {
+    git(tree, &["status", "--porcelain", "--untracked-files=all"])
+}
+
+#[test]
+fn nonexistent_qemu_src_is_refused_before_anything_runs() {
+    let fx = fixture(false);
+    let missing = fx.tree.join("nope");
+    let (code, err) =
+        run(xtask(&fx, &["test", "--qemu-src", missing.to_str().unwrap()]).arg("--no-series"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no such directory"), "{err}");
+    assert!(
+        !err.contains("host dependencies"),
+        "checked before any step: {err}"
+    );
+}
+
+#[test]
+fn a_directory_that_is_not_qemu_is_refused() {
+    let fx = fixture(false);
+    let not_qemu = fx.tree.join("qapi");
+    let (code, err) = run(&mut xtask(
+        &fx,
+        &["build", "--qemu-src", not_qemu.to_str().unwrap()],
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is not a QEMU source tree (missing VERSION"),
+        "{err}"
+    );
+}
+
+#[test]
+fn qemu_src_from_the_environment() {
+    let fx = fixture(false);
+    let (code, err) = run(xtask(&fx, &["unwire"]).env("QEMU_SRC", &fx.tree));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "nothing is wired in {}",
+            fx.tree.canonicalize().unwrap().display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn meson_file_without_the_list_is_left_untouched() {
+    let fx = fixture(false);
+    let list = fx.tree.join("tests/functional/generic/meson.build");
+    let text = "tests_generic_bsduser = [\n]\n";
+    write(&list, text);
+    let (code, err) = run(&mut xtask(
+        &fx,
+        &["wire", "--qemu-src", fx.tree.to_str().unwrap()],
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&list.canonicalize().unwrap().display().to_string()),
+        "names the file: {err}"
+    );
+    assert_eq!(std::fs::read_to_string(&list).unwrap(), text);
+    assert!(!fx
+        .tree
+        .join("tests/functional/generic/test_monitor_hotplug.py")
+        .exists());
+}
+
+#[test]
+fn wiring_twice_changes_nothing_and_unwire_restores_bytes() {
+    let fx = fixture(false);
+    let list = fx.tree.join("tests/functional/generic/meson.build");
+    let test = fx
+        .tree
+        .join("tests/functional/generic/test_monitor_hotplug.py");
+    let src = fx.tree.to_str().unwrap();
+    let (code, err) = run(&mut xtask(&fx, &["wire", "--qemu-src", src]));
+    assert_eq!(code, 0, "{err}");
+    let wired = std::fs::read_to_string(&list).unwrap();
+    assert!(
+        wired.contains("  'info_usernet',\n  'monitor_hotplug',\n  'version',\n"),
+        "{wired}"
+    );
+    let script = std::fs::read_to_string(&test).unwrap();
+    assert!(script.contains("QEMU_TEST_QEMU_BINARY"), "{script}");
+
+    let (code, err) = run(&mut xtask(&fx, &["wire", "--qemu-src", src]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("already"), "{err}");
+    assert_eq!(std::fs::read_to_string(&list).unwrap(), wired);
+
+    let (code, err) = run(&mut xtask(&fx, &["unwire", "--qemu-src", src]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(&list).unwrap(), LIST);
+    assert!(!test.exists());
+
+    let (code, err) = run(&mut xtask(&fx, &["unwire", "--qemu-src", src]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("nothing is wired"), "{err}");
+}
+
+#[test]
+fn unwire_refuses_to_clobber_a_file_edited_since_wiring() {
+    let fx = fixture(false);
+    let list = fx.tree.join("tests/functional/generic/meson.build");
+    let src = fx.tree.to_str().unwrap();
+    assert_eq!(run(&mut xtask(&fx, &["wire", "--qemu-src", src])).0, 0);
+    let edited = std::fs::read_to_string(&list).unwrap() + "# the user's edit\n";
+    write(&list, &edited);
+    let (code, err) = run(&mut xtask(&fx, &["unwire", "--qemu-src", src]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("changed since it was wired"), "{err}");
+    assert_eq!(std::fs::read_to_string(&list).unwrap(), edited);
+}
+
+#[test]
+fn a_series_that_does_not_apply_names_patch_and_file_and_restores() {
+    let fx = fixture(true);
+    let series = fx.cache.parent().unwrap().join("series");
+    write(
+        &series.join("0001-monitor-change.patch"),
+        "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n\
+         From: T <t@t.invalid>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\
+         Subject: [PATCH 1/1] monitor: change\n\n---\n\
+         diff --git a/VERSION b/VERSION\n--- a/VERSION\n+++ b/VERSION\n@@ -1 +1 @@\n\
+         -9.0.0\n+9.0.1\n--\n2.0\n\n",
+    );
+    let before = status(&fx.tree);
+    let head = git(&fx.tree, &["rev-parse", "HEAD"]);
+    let (code, err) = run(
+        xtask(&fx, &["fetch", "--qemu-src", fx.tree.to_str().unwrap()])
+            .arg("--series")
+            .arg(&series),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("patch 0001 monitor: change fails on VERSION"),
+        "{err}"
+    );
+    assert!(err.contains("git am --abort"), "{err}");
+    assert_eq!(status(&fx.tree), before);
+    assert_eq!(git(&fx.tree, &["rev-parse", "HEAD"]), head);
+    let clones: Vec<_> = std::fs::read_dir(fx.cache.join("src"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(clones.len(), 1);
+    let clone = clones[0].path();
+    assert_eq!(status(&clone), "", "the private clone is restored too");
+    assert!(!clone.join(".git/rebase-apply").exists());
+    assert_eq!(git(&clone, &["branch", "--list", "series-*"]), "");
+}
+
+#[test]
+#[ignore = "needs QEMU's build dependencies (ninja): run by cargo xtask ci"]
+fn a_build_failure_is_reported_and_the_tree_left_clean() {
+    let fx = fixture(true);
+    let before = status(&fx.tree);
+    let (code, err) = run(
+        xtask(&fx, &["test", "--qemu-src", fx.tree.to_str().unwrap()]).env(
+            "FAKE_BUILD",
+            "echo 'fatal error: deliberate.h: No such file' >&2; exit 1",
+        ),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("building qemu-system-x86_64 failed"), "{err}");
+    assert!(
+        err.contains("deliberate.h"),
+        "quotes the failing command: {err}"
+    );
+    assert!(err.contains("full log: "), "{err}");
+    assert_eq!(status(&fx.tree), before, "{err}");
+}
+
+#[test]
+#[ignore = "needs QEMU's build dependencies and a stock QEMU (QMP_TESTS_QEMU): run by cargo xtask ci"]
+fn a_located_tree_is_left_clean_after_a_run() {
+    let qemu = std::env::var("QMP_TESTS_QEMU").expect("set QMP_TESTS_QEMU to a qemu-system-x86_64");
+    assert!(
+        std::env::var_os("QMP_TESTS_BIN").is_some(),
+        "set QMP_TESTS_BIN to the qmp-tests binary"
+    );
+    let fx = fixture(true);
+    let before = status(&fx.tree);
+    let junit = fx.cache.join("junit.xml");
+    let (code, err) = run(
+        xtask(&fx, &["test", "--qemu-src", fx.tree.to_str().unwrap()])
+            .arg("--junit")
+            .arg(&junit)
+            .env("FAKE_BUILD", format!("cp {qemu} qemu-system-x86_64")),
+    );
+    assert_eq!(code, 1, "a stock QEMU fails every scenario: {err}");
+    let report = std::fs::read_to_string(&junit).unwrap();
+    assert!(report.contains("has no monitor-add"), "{report}");
+    assert_eq!(status(&fx.tree), before, "{err}");
+}
+
+#[test]
+#[ignore = "needs QEMU's build dependencies (ninja): run by cargo xtask ci"]
+fn ctrl_c_during_the_build_leaves_the_tree_clean() {
+    let fx = fixture(true);
+    let before = status(&fx.tree);
+    // The stand-in build says it has started through a FIFO, then blocks
+    // until the interrupt ends it.
+    let fifo = fx.cache.parent().unwrap().join("started");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let mut cmd = xtask(&fx, &["test", "--qemu-src", fx.tree.to_str().unwrap()]);
+    cmd.env(
+        "FAKE_BUILD",
+        format!("echo started > {}; exec sleep 600", fifo.display()),
+    )
+    .stderr(Stdio::piped());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let collected = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    // Opening the FIFO blocks until the build writes to it; a deadline
+    // keeps a build that never starts from hanging the test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::read_to_string(reader).unwrap_or_default());
+    });
+    let started = rx.recv_timeout(std::time::Duration::from_secs(300));
+    let pgid = child.id() as i32;
+    // Like Ctrl-C in a terminal: the whole foreground group gets SIGINT.
+    // SAFETY: plain kill(2) on a process group this test created.
+    assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);
+    let code = child.wait().unwrap().code();
+    let seen = collected.join().unwrap();
+    assert_eq!(
+        started.as_deref().map(str::trim),
+        Ok("started"),
+        "the build never started: {seen}"
+    );
+    assert_eq!(code, Some(2), "{seen}");
+    assert!(seen.contains("interrupted"), "{seen}");
+    assert_eq!(status(&fx.tree), before, "{seen}");
+    assert!(!fx
+        .tree
+        .join("tests/functional/generic/test_monitor_hotplug.py")
+        .exists());
+}
+
+/// A release tarball of the stand-in tree and a pin that points at it.
+fn tarball_pin(fx: &Fixture) -> (PathBuf, String) {
+    let dir = fx.cache.parent().unwrap().join("release");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tarball = dir.join("qemu-10.2.50.tar.xz");
+    let parent = fx.tree.parent().unwrap();
+    let ok = Command::new("tar")
+        .arg("-cJf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(parent)
+        .arg("qemu")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let sum = Command::new("sha256sum").arg(&tarball).output().unwrap();
+    let sha = String::from_utf8(sum.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let pin = dir.join("pin.json");
+    let json = serde_json::json!({
+        "version": "10.2.50",
+        "sources": {"tarball": {"url": format!("file://{}", tarball.display()), "sha256": null}}
+    });
+    write(&pin, &json.to_string());
+    (pin, sha)
+}
+
+#[test]
+fn an_interrupted_fetch_leaves_nothing_that_is_used_next_time() {
+    let fx = fixture(false);
+    let (pin, sha) = tarball_pin(&fx);
+    // What a fetch killed half-way leaves: a staging directory of a
+    // process that no longer exists, holding half a tree.
+    let stale = fx.cache.join("src/.partial-4194303-abc/tree");
+    write(&stale.join("VERSION"), "half\n");
+
+    let (code, err) = run(xtask(
+        &fx,
+        &[
+            "fetch",
+            "--from",
+            "tarball",
+            "--no-series",
+            "--sha256",
+            "00",
+        ],
+    )
+    .env("XTASK_QEMU_PIN", &pin));
+    assert_eq!(code, 2, "a wrong checksum fails: {err}");
+    assert!(err.contains("expected 00"), "{err}");
+    assert!(
+        !fx.cache.join("src/qemu-10.2.50-tarball").exists(),
+        "nothing half-fetched is kept"
+    );
+
+    let (code, err) = run(xtask(
+        &fx,
+        &[
+            "fetch",
+            "--from",
+            "tarball",
+            "--no-series",
+            "--sha256",
+            &sha,
+        ],
+    )
+    .env("XTASK_QEMU_PIN", &pin));
+    assert_eq!(code, 0, "{err}");
+    let tree = fx.cache.join("src/qemu-10.2.50-tarball");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("VERSION")).unwrap(),
+        "10.2.50\n"
+    );
+    assert!(
+        !fx.cache.join("src/.partial-4194303-abc").exists(),
+        "stale staging removed"
+    );
+    assert_eq!(git(&tree, &["rev-list", "--count", "base"]).trim(), "1");
+    assert_eq!(status(&tree), "");
+
+    // Reused offline: the tarball is gone, the cached tree is enough.
+    std::fs::remove_dir_all(pin.parent().unwrap().join("qemu-10.2.50.tar.xz")).ok();
+    let (code, err) =
+        run(xtask(&fx, &["fetch", "--from", "tarball", "--no-series"]).env("XTASK_QEMU_PIN", &pin));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("cached"), "{err}");
+}
+
+#[test]
+fn all_sources_failing_lists_each() {
+    let fx = fixture(false);
+    let pin = fx.cache.parent().unwrap().join("pin.json");
+    let json = serde_json::json!({
+        "version": "10.2.50",
+        "sources": {
+            "git": {"url": format!("file://{}/missing.git", fx.tree.display()), "tag": "v10.2.50"},
+            "tarball": {"url": "file:///nonexistent/qemu.tar.xz", "sha256": null}
+        }
+    });
+    write(&pin, &json.to_string());
+    let (code, err) = run(xtask(&fx, &["fetch", "--no-series"]).env("XTASK_QEMU_PIN", &pin));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("could not fetch QEMU 10.2.50 from any source"),
+        "{err}"
+    );
+    assert!(
+        err.contains("  debian: qemu-pin.json has no sources.debian.package"),
+        "{err}"
+    );
+    assert!(err.contains("  git: cloning file://"), "{err}");
+    assert!(err.contains("  tarball: no sha256 to verify"), "{err}");
+}
