@@ -18,6 +18,7 @@ mod suite;
 mod test;
 mod vcs;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -114,7 +115,8 @@ fn main() -> ExitCode {
     {
         match help_text {
             Some(text) => {
-                println!("{}", help(text));
+                // A closed pipe (`| head`) is no error worth a panic.
+                let _ = writeln!(std::io::stdout(), "{}", help(text));
                 return ExitCode::SUCCESS;
             }
             None => {

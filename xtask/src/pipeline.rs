@@ -23,15 +23,14 @@ pub struct SourceArgs {
     pub no_series: bool,
 }
 
-pub const SOURCE_HELP: &str = "\
-  --qemu-src PATH       use this QEMU tree as it is (also: QEMU_SRC)
+// The first line is written out: a `\` continuation would eat its indent.
+pub const SOURCE_HELP: &str = "  --qemu-src PATH       use this QEMU tree as it is (also: QEMU_SRC)
   --from SOURCE         fetch the pinned release from debian, git or tarball only
   --sha256 HEX          checksum of the release tarball (for --from tarball)
   --series PATH         apply this series (directory of format-patch files or mbox)
   --no-series           test the pinned release without the project's series";
 
-pub const BUILD_HELP: &str = "\
-  --target T            build qemu-system-T (default x86_64)
+pub const BUILD_HELP: &str = "  --target T            build qemu-system-T (default x86_64)
   --configure-arg ARG   pass ARG to configure (repeatable)
   --sanitize LIST       build with sanitizers: address,undefined";
 
@@ -116,15 +115,15 @@ pub fn source_steps(steps: &mut Steps, sh: &Shell, src: &SourceArgs) -> Result<P
             // The user's tree is never changed: the series goes into a
             // private clone of its HEAD.
             let clone = private_clone(sh, &tree)?;
-            let (branch, n) = series::apply(sh, &clone, path)?;
+            let (applied, branch, n) = series::apply(sh, &clone, path)?;
             let summary = format!(
                 "{n} patches from {} on {branch} in {}",
                 path.display(),
-                clone.path.display()
+                applied.path.display()
             );
             return Ok((
                 Prepared {
-                    tree: clone,
+                    tree: applied,
                     series: path.display().to_string(),
                 },
                 summary,
@@ -141,11 +140,15 @@ pub fn source_steps(steps: &mut Steps, sh: &Shell, src: &SourceArgs) -> Result<P
             ));
         }
         let path = src.series.clone().unwrap_or_else(series::default_series);
-        let (branch, n) = series::apply(sh, &tree, &path)?;
-        let summary = format!("{n} patches from {} on {branch}", path.display());
+        let (applied, branch, n) = series::apply(sh, &tree, &path)?;
+        let summary = format!(
+            "{n} patches from {} on {branch} in {}",
+            path.display(),
+            applied.path.display()
+        );
         Ok((
             Prepared {
-                tree: tree.clone(),
+                tree: applied,
                 series: path.display().to_string(),
             },
             summary,

@@ -45,8 +45,8 @@ pub fn patch_files(series: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn series_key(files: &[PathBuf]) -> Result<String> {
-    let mut texts = Vec::new();
+fn series_key(files: &[PathBuf], base: &str) -> Result<String> {
+    let mut texts = vec![base.to_owned()];
     for f in files {
         texts.push(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?);
     }
@@ -72,61 +72,68 @@ pub fn checkout_base(sh: &Shell, tree: &Tree) -> Result<()> {
     Ok(())
 }
 
-/// Applies `series` on a fresh branch from `base` in a tree the xtask owns
-/// and leaves it checked out. Returns the branch and the patch count.
-pub fn apply(sh: &Shell, tree: &Tree, series: &Path) -> Result<(String, usize)> {
+/// Applies `series` on a fresh branch from `base` of a tree the xtask
+/// owns, in a worktree of its own beside the tree: the base tree and every
+/// series keep their files (and modification times), so each build
+/// directory stays incremental. Returns the worktree, its branch and the
+/// patch count.
+pub fn apply(sh: &Shell, tree: &Tree, series: &Path) -> Result<(Tree, String, usize)> {
     let files = patch_files(series)?;
-    let branch = format!("series-{}", series_key(&files)?);
     let dir = &tree.path;
-    let exists = cmd!(
+    let base_commit = format!("{}^{{commit}}", vcs::BASE);
+    let base = cmd!(sh, "git -C {dir} rev-parse {base_commit}")
+        .quiet()
+        .read()
+        .with_context(|| format!("finding the base commit of {}", dir.display()))?;
+    let branch = format!("series-{}", series_key(&files, &base)?);
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let wt = dir.with_file_name(format!("{name}-{branch}"));
+    let worktree = Tree {
+        path: wt.clone(),
+        located: false,
+        description: format!("{} with {}", tree.description, series.display()),
+    };
+    if wt.join(".git").exists() {
+        return Ok((worktree, branch, files.len()));
+    }
+    // Leftovers of an interrupted apply: a directory git no longer knows,
+    // or a branch without its worktree.
+    let _ = std::fs::remove_dir_all(&wt);
+    cmd!(sh, "git -C {dir} worktree prune").quiet().run()?;
+    let _ = cmd!(sh, "git -C {dir} branch --quiet -D {branch}")
+        .quiet()
+        .ignore_stderr()
+        .run();
+    cmd!(
         sh,
-        "git -C {dir} rev-parse --verify --quiet refs/heads/{branch}"
+        "git -C {dir} worktree add --quiet -b {branch} {wt} {base}"
     )
     .quiet()
-    .ignore_stdout()
     .run()
-    .is_ok();
-    if exists {
-        let current = cmd!(sh, "git -C {dir} symbolic-ref --quiet --short HEAD")
-            .quiet()
-            .ignore_status()
-            .read()?;
-        if current != branch {
-            cmd!(sh, "git -C {dir} checkout --quiet {branch}")
-                .quiet()
-                .run()?;
-        }
-        return Ok((branch, files.len()));
-    }
-    let previous = vcs::head(sh, dir)?;
-    let base = vcs::BASE;
-    cmd!(sh, "git -C {dir} checkout --quiet -b {branch} {base}")
-        .quiet()
-        .run()
-        .with_context(|| format!("creating the branch {branch} in {}", dir.display()))?;
+    .with_context(|| format!("creating the worktree {} for the series", wt.display()))?;
     let patches = &files;
     let out = cmd!(
         sh,
-        "git -C {dir} -c commit.gpgsign=false am --quiet {patches...}"
+        "git -C {wt} -c commit.gpgsign=false am --quiet {patches...}"
     )
     .envs(vcs::identity().filter(|(k, _)| k.starts_with("GIT_COMMITTER")))
     .quiet()
     .ignore_status()
     .output()?;
     if out.status.success() {
-        return Ok((branch, files.len()));
+        return Ok((worktree, branch, files.len()));
     }
     let log = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // Put the tree back exactly as it was before reporting.
-    let _ = cmd!(sh, "git -C {dir} am --abort")
+    // Leave nothing of the attempt behind before reporting.
+    let _ = cmd!(sh, "git -C {wt} am --abort")
         .quiet()
         .ignore_stderr()
         .run();
-    let _ = cmd!(sh, "git -C {dir} checkout --quiet --force {previous}")
+    let _ = cmd!(sh, "git -C {dir} worktree remove --force {wt}")
         .quiet()
         .run();
     let _ = cmd!(sh, "git -C {dir} branch --quiet -D {branch}")

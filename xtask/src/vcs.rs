@@ -80,7 +80,7 @@ pub fn describe(sh: &Shell, dir: &Path) -> Option<String> {
     if !is_repo(sh, dir) {
         return None;
     }
-    let commit = cmd!(sh, "git -C {dir} log -1 --format=%H %s")
+    let commit = cmd!(sh, "git -C {dir} log -1 --format=%H%x20%s")
         .quiet()
         .read()
         .ok()?;

@@ -254,14 +254,26 @@ fn a_series_that_does_not_apply_names_patch_and_file_and_restores() {
     assert!(err.contains("git am --abort"), "{err}");
     assert_eq!(status(&fx.tree), before);
     assert_eq!(git(&fx.tree, &["rev-parse", "HEAD"]), head);
-    let clones: Vec<_> = std::fs::read_dir(fx.cache.join("src"))
+    // The series went into a worktree of a private clone; both are gone
+    // again, and the clone keeps no branch of the attempt.
+    let left: Vec<_> = std::fs::read_dir(fx.cache.join("src"))
         .unwrap()
         .flatten()
         .collect();
-    assert_eq!(clones.len(), 1);
-    let clone = clones[0].path();
-    assert_eq!(status(&clone), "", "the private clone is restored too");
-    assert!(!clone.join(".git/rebase-apply").exists());
+    assert_eq!(left.len(), 1, "{left:?}");
+    let clone = left[0].path();
+    assert!(clone
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("clone-"));
+    assert_eq!(
+        git(&clone, &["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
     assert_eq!(git(&clone, &["branch", "--list", "series-*"]), "");
 }
 
