@@ -7,7 +7,7 @@
 //! wiring run through `meson test`, and a sanitizer build.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -15,7 +15,7 @@ use xshell::{cmd, Shell};
 
 use crate::flags::Args;
 use crate::suite::Outcome;
-use crate::{interrupt, meson, paths, series, source, suite, test};
+use crate::{interrupt, meson, paths, series, suite, test};
 
 pub const HELP: &str = "\
 cargo xtask ci: the project's own test command. Runs cargo fmt --check,
@@ -42,7 +42,7 @@ impl Stages {
     }
 }
 
-fn xtask_test(sh: &Shell, args: &[&str]) -> Result<(Outcome, PathBuf)> {
+fn xtask_test(sh: &Shell, args: &[&str]) -> Result<test::Run> {
     test::run(sh, Args::new(args.iter().map(OsString::from).collect()))
 }
 
@@ -72,49 +72,52 @@ pub fn run(sh: &Shell, mut args: Args) -> Result<()> {
         let dir = paths::target_dir().join("qmp-tests/stock");
         let junit = dir.join("junit.xml");
         let junit_arg = junit.display().to_string();
-        let (outcome, binary) = xtask_test(sh, &["--no-series", "--junit", &junit_arg])?;
-        if outcome != Outcome::Unsupported {
-            bail!("stock QEMU should lack monitor-add, but the suite reported {outcome:?}");
+        let run = xtask_test(sh, &["--no-series", "--junit", &junit_arg])?;
+        if run.outcome != Outcome::Unsupported {
+            bail!(
+                "stock QEMU should lack monitor-add, but the suite reported {:?}",
+                run.outcome
+            );
         }
         expect_in_report(&junit, "has no monitor-add")?;
-        Ok(binary)
+        Ok(run)
     })?;
     let hotplug = stages.run("pipeline, pinned release with the series", || {
-        let (outcome, binary) = xtask_test(sh, &[])?;
-        if outcome != Outcome::Passed {
-            bail!("the suite failed against the project's series ({outcome:?})");
+        let run = xtask_test(sh, &[])?;
+        if run.outcome != Outcome::Passed {
+            bail!(
+                "the suite failed against the project's series ({:?})",
+                run.outcome
+            );
         }
-        Ok(binary)
+        Ok(run)
     })?;
-    let tree = source::fetch(
-        sh,
-        &source::Pin::load()?,
-        &source::FetchOptions {
-            from: None,
-            sha256: None,
-        },
-    )?;
     stages.run("integration tests against the built QEMUs", || {
         let series = series::default_series();
+        let qmp_tests = suite::binary(sh)?;
         Ok(
             cmd!(sh, "{cargo} test --quiet --workspace -- --include-ignored")
-                .env("QMP_TESTS_QEMU", &stock)
-                .env("QMP_TESTS_QEMU_HOTPLUG", &hotplug)
-                .env("XTASK_TEST_QEMU_TREE", &tree.path)
+                .env("QMP_TESTS_QEMU", &stock.binary)
+                .env("QMP_TESTS_QEMU_HOTPLUG", &hotplug.binary)
+                .env("QMP_TESTS_BIN", qmp_tests)
+                .env("XTASK_TEST_QEMU_TREE", &stock.tree)
                 .env("XTASK_TEST_SERIES", &series)
                 .run()?,
         )
     })?;
     stages.run("meson test through the wiring", || {
-        meson_test(sh, &tree.path, &hotplug)
+        meson_test(sh, &hotplug.tree, &hotplug.binary)
     })?;
     if !skip_sanitizer {
         stages.run(
             "sanitizer build (address,undefined) with the series",
             || {
-                let (outcome, _) = xtask_test(sh, &["--sanitize", "address,undefined"])?;
-                if outcome != Outcome::Passed {
-                    bail!("the suite failed against the sanitizer build ({outcome:?})");
+                let run = xtask_test(sh, &["--sanitize", "address,undefined"])?;
+                if run.outcome != Outcome::Passed {
+                    bail!(
+                        "the suite failed against the sanitizer build ({:?})",
+                        run.outcome
+                    );
                 }
                 Ok(())
             },

@@ -2,6 +2,7 @@
 //! `cargo xtask <command>`.
 
 mod apt;
+mod bench;
 mod bisect;
 mod build;
 mod ci;
@@ -40,6 +41,7 @@ Commands:
   unwire   undo `wire`, restoring the files byte for byte
   bisect   find the QEMU commit that broke a scenario, with git bisect run
   ci       the project's own test command: lints, unit and integration tests, pipeline
+  bench    time the floor, each scenario, the suite and the pipeline; write target/bench
 
 Each command takes --help.";
 
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
         "unwire" => Some(UNWIRE_HELP),
         "bisect" => Some(bisect::HELP),
         "ci" => Some(ci::HELP),
+        "bench" => Some(bench::HELP),
         "help" | "--help" | "-h" => Some(HELP),
         _ => None,
     };
@@ -143,9 +146,10 @@ fn main() -> ExitCode {
 fn run(command: &str, mut args: Args) -> Result<Done> {
     let sh = Shell::new()?;
     match command {
-        "test" => Ok(Done::Suite(test::run(&sh, args)?.0)),
+        "test" => Ok(Done::Suite(test::run(&sh, args)?.outcome)),
         "ci" => ci::run(&sh, args).map(|()| Done::Ok),
         "bisect" => bisect::run(&sh, args).map(|()| Done::Ok),
+        "bench" => bench::run(&sh, args).map(|()| Done::Ok),
         "fetch" => {
             let src = SourceArgs::parse(&mut args)?;
             args.finish("fetch")?;

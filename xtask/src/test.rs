@@ -39,8 +39,17 @@ pub fn parse_suite(args: &mut Args) -> Result<SuiteOptions> {
     })
 }
 
-/// Runs the pipeline; returns the suite's outcome and the QEMU binary.
-pub fn run(sh: &Shell, mut args: Args) -> Result<(Outcome, PathBuf)> {
+/// What one run of the pipeline produced.
+pub struct Run {
+    pub outcome: Outcome,
+    pub binary: PathBuf,
+    /// The tree that was built: the located or fetched one, or the
+    /// series' worktree.
+    pub tree: PathBuf,
+}
+
+/// Runs the pipeline and the suite.
+pub fn run(sh: &Shell, mut args: Args) -> Result<Run> {
     let src = SourceArgs::parse(&mut args)?;
     let build_opts = pipeline::parse_build(&mut args)?;
     let suite_opts = parse_suite(&mut args)?;
@@ -83,7 +92,11 @@ pub fn run(sh: &Shell, mut args: Args) -> Result<(Outcome, PathBuf)> {
     if outcome == Outcome::Unsupported && prepared.series == "none" && !tree.located {
         eprintln!("note: the pinned release has no monitor-add; drop --no-series to test the project's series");
     }
-    Ok((outcome, built.binary))
+    Ok(Run {
+        outcome,
+        binary: built.binary,
+        tree: tree.path.clone(),
+    })
 }
 
 pub fn fail_on(outcome: Outcome) -> Result<()> {

@@ -82,12 +82,21 @@ impl Qmp {
             name: name.to_string(),
             transcript,
         };
-        let (line, greeting) = qmp.read_message(deadline, &|| "the QMP greeting".into())?;
-        if greeting.get("QMP").is_none() {
-            return Err(malformed(&line));
+        // A command-line monitor of QEMU sends broadcast events from the
+        // moment its socket is connected, which can be before the greeting
+        // when QEMU is slow to start (an ASan build). They are kept like
+        // any other event, so a test of what reached a monitor sees them.
+        loop {
+            let (line, message) = qmp.read_message(deadline, &|| "the QMP greeting".into())?;
+            if message.get("QMP").is_some() {
+                qmp.greeting = message;
+                return Ok(qmp);
+            }
+            if message.get("event").is_none() {
+                return Err(malformed(&line));
+            }
+            qmp.events.push_back(message);
         }
-        qmp.greeting = greeting;
-        Ok(qmp)
     }
 
     /// The `{"QMP": {...}}` greeting as received.

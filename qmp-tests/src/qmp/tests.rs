@@ -113,6 +113,20 @@ fn greeting_without_oob() {
 }
 
 #[test]
+fn events_before_the_greeting_are_kept() {
+    let server = serve(|mut peer| {
+        peer.send(r#"{"event": "RESUME", "timestamp": {"seconds": 1, "microseconds": 0}}"#);
+        peer.send(GREETING);
+    });
+    let mut qmp = Qmp::connect(&server.path, soon()).unwrap();
+    assert!(qmp.offers("oob"));
+    let events = qmp.take_events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["event"], "RESUME");
+    server.finish();
+}
+
+#[test]
 fn a_first_line_that_is_no_greeting_is_malformed() {
     let server = serve(|mut peer| peer.send(r#"{"return": {}}"#));
     match Qmp::connect(&server.path, soon()) {

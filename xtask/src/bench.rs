@@ -1,0 +1,285 @@
+//! `cargo xtask bench`: what the suite and the pipeline cost, each figure
+//! also set against the cheapest thing a scenario can do, start one QEMU.
+
+mod client;
+mod host;
+mod process;
+mod report;
+mod stats;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Result};
+use xshell::Shell;
+
+use crate::flags::Args;
+use crate::pipeline::{self, SourceArgs};
+use crate::steps::Steps;
+use crate::{paths, suite};
+use host::Host;
+use report::{seconds, Figure, Report, Target};
+use stats::Stats;
+
+pub const HELP: &str = "\
+cargo xtask bench: build what `cargo xtask test` builds, then time, N runs
+each: a bare QEMU started and quit (the floor), each scenario alone, the
+suite, `cargo xtask test` warm and after touching monitor/qmp.c, and the
+query-qmp-schema reply parsed and raw. Prints a table and writes it as JSON
+to target/bench/latest.json and a dated copy. Targets are reported, not
+enforced: a miss still exits 0.
+
+  --runs N              runs of each figure (default 10; the pipeline gets
+                        at most 3)
+
+Source:
+{SOURCE}
+Build:
+{BUILD}";
+
+const DEFAULT_RUNS: usize = 10;
+/// A rebuild takes tens of seconds: three runs give a median without
+/// making the bench take many minutes.
+const PIPELINE_RUNS: usize = 3;
+/// The scenarios the specification names; the rest came after.
+const SEEDS: [&str; 4] = [
+    "test_hotplug_cycle",
+    "test_self_removal",
+    "test_large_response",
+    "test_events_after_negotiation",
+];
+/// Touched, not changed, to time the pipeline's rebuild.
+const TOUCHED: &str = "monitor/qmp.c";
+
+pub fn run(sh: &Shell, mut args: Args) -> Result<()> {
+    let runs = args.number::<usize>("--runs")?.unwrap_or(DEFAULT_RUNS);
+    if runs == 0 {
+        bail!("--runs takes a positive number");
+    }
+    let src = SourceArgs::parse(&mut args)?;
+    let build_opts = pipeline::parse_build(&mut args)?;
+    args.finish("bench")?;
+    // The timed `cargo xtask test` runs must build the same tree.
+    let forwarded = process::forwarded_args(std::env::args_os().skip(2));
+
+    let mut steps = Steps::new(6);
+    pipeline::host_step(&mut steps, sh)?;
+    let prepared = pipeline::source_steps(&mut steps, sh, &src)?;
+    let qmp_tests = steps.run("qmp-tests binary", || {
+        let bin = suite::binary(sh)?;
+        let summary = bin.display().to_string();
+        Ok((bin, summary))
+    })?;
+    let built = pipeline::build_step(&mut steps, sh, &prepared.tree, &build_opts)?;
+    let qemu = built.binary.as_path();
+    let host = Host::read(client::qemu_version(qemu)?);
+    eprintln!("==> timing against {}", qemu.display());
+
+    let floor = client::floor(qemu, runs)?;
+    let mut figures = Figures::new(floor);
+    figures.add(
+        "floor",
+        "floor: bare QEMU start, negotiate, quit",
+        floor,
+        true,
+    );
+
+    let schema = client::schema(qemu, runs)?;
+    let dynamic = schema.dynamic;
+    for (key, label, stats) in [
+        (
+            "schema.dynamic.parsed",
+            "query-qmp-schema, dynamic monitor, parsed",
+            dynamic.parsed,
+        ),
+        (
+            "schema.dynamic.raw",
+            "query-qmp-schema, dynamic monitor, raw",
+            dynamic.raw,
+        ),
+        (
+            "schema.main.parsed",
+            "query-qmp-schema, main monitor, parsed",
+            schema.main.parsed,
+        ),
+        (
+            "schema.main.raw",
+            "query-qmp-schema, main monitor, raw",
+            schema.main.raw,
+        ),
+    ] {
+        figures.add(key, label, stats, false);
+    }
+
+    let suite_runs = |args: &[&str]| -> Result<Stats> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        process::suite(sh, &qmp_tests, qemu, &args, runs)
+    };
+    for scenario in qmp_tests::scenarios::all() {
+        let name = scenario.name;
+        let stats = suite_runs(&["--scenario", name, "--jobs", "1"])?;
+        figures.add(
+            &format!("scenario.{name}"),
+            &format!("{name} alone"),
+            stats,
+            true,
+        );
+    }
+    let one_job = suite_runs(&["--jobs", "1"])?;
+    figures.add("suite.jobs1", "whole suite, --jobs 1", one_job, true);
+    let default_jobs = suite_runs(&[])?;
+    figures.add(
+        "suite.default",
+        "whole suite, default jobs",
+        default_jobs,
+        true,
+    );
+    let seed_args: Vec<&str> = SEEDS.iter().flat_map(|s| ["--scenario", s]).collect();
+    let seeds = suite_runs(&seed_args)?;
+    figures.add(
+        "seeds.default",
+        "four seed scenarios, default jobs",
+        seeds,
+        true,
+    );
+
+    let pipeline_runs = runs.min(PIPELINE_RUNS);
+    let warm = process::pipeline(sh, &forwarded, pipeline_runs, || Ok(()))?;
+    figures.add(
+        "pipeline.warm",
+        "cargo xtask test, nothing changed",
+        warm,
+        false,
+    );
+    // The suite alone, with the same jobs, from this same run: what the
+    // pipeline adds is the rest.
+    let overhead = warm.minus(default_jobs.median);
+    figures.add(
+        "pipeline.warm_overhead",
+        "  its overhead beyond the suite",
+        overhead,
+        false,
+    );
+    let touched = prepared.tree.path.join(TOUCHED);
+    let rebuild = process::pipeline(sh, &forwarded, pipeline_runs, || process::touch(&touched))?;
+    figures.add(
+        "pipeline.rebuild",
+        "cargo xtask test after touching monitor/qmp.c",
+        rebuild,
+        false,
+    );
+
+    let targets = vec![
+        Target::within(
+            "four seed scenarios, default jobs",
+            seeds.median,
+            2.0 * (floor.median + dynamic.raw.median),
+            "s",
+            format!(
+                "2 x (floor {} + raw query-qmp-schema reply {})",
+                seconds(floor.median),
+                seconds(dynamic.raw.median)
+            ),
+        ),
+        Target::under(
+            "warm cargo xtask test overhead",
+            overhead.median,
+            3.0,
+            "s",
+            format!(
+                "cargo xtask test {} less the suite alone {}",
+                seconds(warm.median),
+                seconds(default_jobs.median)
+            ),
+        ),
+        Target::under(
+            "rebuild after touching monitor/qmp.c, plus suite",
+            rebuild.median,
+            60.0,
+            "s",
+            "the whole cargo xtask test process".into(),
+        ),
+        Target::within(
+            "query-qmp-schema parsed by our client, over raw",
+            dynamic.parsed.median / dynamic.raw.median,
+            1.1,
+            "x",
+            format!(
+                "parsed {} / raw {} on a dynamic monitor",
+                seconds(dynamic.parsed.median),
+                seconds(dynamic.raw.median)
+            ),
+        ),
+    ];
+    let mut notes = vec![format!(
+        "x floor: a median over the floor's median ({}).",
+        seconds(floor.median)
+    )];
+    if pipeline_runs < runs {
+        notes.push(format!(
+            "the cargo xtask test figures have {pipeline_runs} runs, the rest {runs}: \
+             each rebuild takes tens of seconds."
+        ));
+    }
+    notes.push(
+        "the overhead is each cargo xtask test run less the median of the whole suite \
+         alone with default jobs."
+            .into(),
+    );
+    notes.push(format!(
+        "floor and query-qmp-schema times come from this xtask's {} build of the \
+         qmp-tests client; the suite binary is a release build.",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    ));
+
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let report = Report {
+        date: report::utc_date(unix),
+        host,
+        runs,
+        figures: figures.list,
+        schema_bytes: schema.bytes,
+        targets,
+        notes,
+    };
+    println!("{}", report.table());
+    let (latest, dated) = report.write(&paths::target_dir().join("bench"))?;
+    eprintln!("wrote {} and {}", latest.display(), dated.display());
+    Ok(())
+}
+
+/// The figures so far, each announced as it is taken: a bench takes minutes.
+struct Figures {
+    floor: Stats,
+    list: Vec<Figure>,
+}
+
+impl Figures {
+    fn new(floor: Stats) -> Figures {
+        Figures {
+            floor,
+            list: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, key: &str, label: &str, stats: Stats, against_floor: bool) {
+        eprintln!(
+            "    {label}: {} (min {}, max {}, {} runs)",
+            seconds(stats.median),
+            seconds(stats.min),
+            seconds(stats.max),
+            stats.runs
+        );
+        self.list.push(Figure {
+            key: key.to_owned(),
+            label: label.to_owned(),
+            stats,
+            floor_ratio: against_floor.then(|| stats.median / self.floor.median),
+        });
+    }
+}

@@ -1,0 +1,130 @@
+//! Figures taken as whole processes: the suite binary and the pipeline.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::Path;
+use std::time::SystemTime;
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Cmd, Shell};
+
+use super::stats::{sample, timed, Stats};
+use crate::paths;
+
+/// Runs the suite binary `runs` times with `args` after `--qemu`.
+pub fn suite(
+    sh: &Shell,
+    qmp_tests: &Path,
+    qemu: &Path,
+    args: &[String],
+    runs: usize,
+) -> Result<Stats> {
+    sample(runs, || {
+        run_timed(cmd!(sh, "{qmp_tests} --qemu {qemu} {args...}"))
+    })
+}
+
+/// Runs `cargo xtask test` `runs` times, with the source and build options
+/// the bench was given. `before` runs ahead of each, untimed.
+pub fn pipeline(
+    sh: &Shell,
+    forwarded: &[OsString],
+    runs: usize,
+    mut before: impl FnMut() -> Result<()>,
+) -> Result<Stats> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let _cd = sh.push_dir(paths::project_root());
+    // Its report goes beside ours, leaving the user's last one in place.
+    let junit = paths::target_dir().join("bench/junit.xml");
+    sample(runs, || {
+        before()?;
+        run_timed(cmd!(
+            sh,
+            "{cargo} xtask test {forwarded...} --junit {junit}"
+        ))
+    })
+}
+
+/// Seconds the command took; its output is kept for the error only.
+fn run_timed(cmd: Cmd<'_>) -> Result<f64> {
+    let what = cmd.to_string();
+    let (secs, out) = timed(|| {
+        cmd.quiet()
+            .ignore_status()
+            .output()
+            .with_context(|| format!("running {what}"))
+    })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        bail!(
+            "{what} failed ({}); a benchmark of a failing run means nothing. \
+             Its output ends:\n{}\n{}",
+            out.status,
+            tail(&stdout, 15),
+            tail(&stderr, 15)
+        );
+    }
+    Ok(secs)
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Marks `path` as changed for make and ninja without changing a byte.
+pub fn touch(path: &Path) -> Result<()> {
+    let file = File::options()
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {} to update its modification time", path.display()))?;
+    file.set_modified(SystemTime::now())
+        .with_context(|| format!("updating the modification time of {}", path.display()))
+}
+
+/// The command-line arguments a `cargo xtask test` run needs to build the
+/// same tree: everything given to the bench except its own `--runs`.
+pub fn forwarded_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--runs" {
+            args.next();
+        } else if !arg.to_string_lossy().starts_with("--runs=") {
+            out.push(arg);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn forwarded_args_drop_only_runs() {
+        let given = strings(&[
+            "--runs",
+            "3",
+            "--no-series",
+            "--runs=4",
+            "--target",
+            "aarch64",
+        ]);
+        assert_eq!(
+            forwarded_args(given),
+            strings(&["--no-series", "--target", "aarch64"])
+        );
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail("a", 5), "a");
+    }
+}
