@@ -205,10 +205,8 @@ pub fn wire(tree: &Path, qmp_tests: &Path, keep_times: bool) -> Result<Wired> {
     }
     // The record is written first: an interrupted wiring can always be undone.
     std::fs::create_dir_all(state.parent().unwrap())?;
-    write_atomic(
-        &state,
-        &serde_json::to_string_pretty(&json!({"tree": tree, "files": files}))?,
-    )?;
+    let record = json!({"tree": tree, "keep_times": keep_times, "files": files});
+    write_atomic(&state, &serde_json::to_string_pretty(&record)?)?;
     if let Some(wired) = &new_list {
         write_atomic(&list, wired)?;
         if keep_times {
@@ -323,6 +321,34 @@ mod tests {
         assert_eq!(
             insert_entry(last).unwrap(),
             "tests_generic_system = [\n  'a',\n  'monitor_hotplug',\n]\n"
+        );
+    }
+
+    #[test]
+    fn a_wiring_that_keeps_times_is_undone_keeping_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("qemu");
+        let list = tree.join("tests/functional/generic/meson.build");
+        std::fs::create_dir_all(list.parent().unwrap()).unwrap();
+        std::fs::write(&list, LIST_10_2).unwrap();
+        set_mtime(&list, 1_000_000_000.0).unwrap();
+        // SAFETY: no other test of this binary reads the cache variable.
+        unsafe { std::env::set_var("XTASK_QEMU_CACHE", dir.path().join("cache")) };
+        assert!(matches!(
+            wire(&tree, Path::new("/bin/false"), true).unwrap(),
+            Wired::Added(_)
+        ));
+        assert_eq!(
+            mtime_secs(&list).unwrap(),
+            1_000_000_000.0,
+            "ninja must not see the wiring"
+        );
+        assert!(unwire(&tree).unwrap());
+        assert_eq!(std::fs::read_to_string(&list).unwrap(), LIST_10_2);
+        assert_eq!(
+            mtime_secs(&list).unwrap(),
+            1_000_000_000.0,
+            "nor the unwiring"
         );
     }
 

@@ -75,11 +75,24 @@ pub fn large_response(ctx: &mut Ctx) -> Result<()> {
         raw.len(),
         schema.len()
     ));
-    // The main monitor's answer is the reference: same schema, same QEMU.
-    let reference = ctx.main("query-qmp-schema", Value::Null)?;
+    // Intact, not merely parseable: every entry has the shape the schema
+    // introspection gives, and the schema knows the command under test.
+    // (A second query on the main monitor as a reference would double the
+    // scenario's time: QEMU builds this reply anew each time.)
+    if let Some(bad) = schema
+        .iter()
+        .find(|e| !e["name"].is_string() || !e["meta-type"].is_string())
+    {
+        bail!(
+            "query-qmp-schema on {} has an entry without name or meta-type: {bad}",
+            mon.id
+        );
+    }
     ensure!(
-        reply["return"] == reference,
-        "query-qmp-schema differs between {} and the main monitor",
+        schema
+            .iter()
+            .any(|e| e["name"] == "monitor-add" && e["meta-type"] == "command"),
+        "query-qmp-schema on {} does not list the monitor-add command",
         mon.id
     );
     client.close();
