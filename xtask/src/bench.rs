@@ -250,7 +250,7 @@ pub fn run(sh: &Shell, mut args: Args) -> Result<()> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let report = Report {
-        date: report::utc_date(unix),
+        date: crate::files::Utc::from_unix(unix).iso(),
         host,
         runs,
         figures: figures.list,

@@ -13,7 +13,7 @@ mod step;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
@@ -257,7 +257,7 @@ fn resolve(sh: &Shell, tree: &Path, rev: &str, flag: &str) -> Result<String> {
 fn new_log_dir() -> Result<PathBuf> {
     let parent = paths::target_dir().join("bisect");
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    let stamp = timestamp(SystemTime::now());
+    let stamp = crate::files::Utc::of(SystemTime::now()).compact();
     for n in 1.. {
         let name = if n == 1 {
             stamp.clone()
@@ -272,28 +272,6 @@ fn new_log_dir() -> Result<PathBuf> {
         }
     }
     unreachable!()
-}
-
-/// `YYYYMMDD-HHMMSS` in UTC.
-fn timestamp(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    // Days since the epoch to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
 }
 
 /// A bisect in progress; dropping it puts the tree back where the user
@@ -495,14 +473,6 @@ fn first_line(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_utc_timestamps() {
-        let t = |s| timestamp(UNIX_EPOCH + std::time::Duration::from_secs(s));
-        assert_eq!(t(0), "19700101-000000");
-        assert_eq!(t(951_782_400 + 3_723), "20000229-010203");
-        assert_eq!(t(1_767_225_599), "20251231-235959");
-    }
 
     #[test]
     fn reads_the_result_from_the_bisect_log() {

@@ -7,6 +7,7 @@ mod bisect;
 mod build;
 mod ci;
 mod deps;
+mod files;
 mod flags;
 mod interrupt;
 mod meson;

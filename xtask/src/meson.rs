@@ -10,6 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
+use crate::files::write_atomic;
 use crate::paths;
 
 const ENTRY: &str = "monitor_hotplug";
@@ -117,23 +118,6 @@ fn set_mtime(path: &Path, secs: f64) -> Result<()> {
         .with_context(|| format!("opening {} to restore its time", path.display()))?;
     file.set_modified(UNIX_EPOCH + Duration::from_secs_f64(secs))
         .with_context(|| format!("restoring the modification time of {}", path.display()))
-}
-
-/// Writes through a temporary file in the same directory, so a failure
-/// leaves either the old or the new content, never half of one.
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let dir = path
-        .parent()
-        .context("a file to write has a parent directory")?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        tmp.as_file().set_permissions(meta.permissions())?;
-    }
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 /// The test file meson needs next to the list: a TAP wrapper around the

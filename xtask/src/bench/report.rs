@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
+use crate::files::write_atomic;
+
 use super::host::Host;
 use super::stats::Stats;
 
@@ -176,20 +178,6 @@ impl Report {
     }
 }
 
-/// A reader never sees half a report: write beside, then rename over.
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let dir = path
-        .parent()
-        .context("a report path has a parent directory")?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes())
-        .with_context(|| format!("writing a temporary file in {}", dir.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming a temporary file to {}", path.display()))?;
-    Ok(())
-}
-
 /// Milliseconds below a second, where the differences that matter are.
 pub fn seconds(secs: f64) -> String {
     if secs.abs() < 1.0 {
@@ -204,27 +192,6 @@ fn value(v: f64, unit: &str) -> String {
         "s" => seconds(v),
         _ => format!("{v:.2}{unit}"),
     }
-}
-
-/// `unix` seconds as UTC `YYYY-MM-DDTHH:MM:SSZ`; std has no calendar.
-pub fn utc_date(unix: u64) -> String {
-    // Days to civil date, after Howard Hinnant's `civil_from_days`.
-    let days = (unix / 86_400) as i64 + 719_468;
-    let secs = unix % 86_400;
-    let era = days.div_euclid(146_097);
-    let doe = days.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
 }
 
 #[cfg(test)]
@@ -314,12 +281,5 @@ notes:
         assert_eq!(text, std::fs::read_to_string(&dated).unwrap());
         let back: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back, report().to_json());
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(utc_date(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc_date(951_782_400 + 3661), "2000-02-29T01:01:01Z");
-        assert_eq!(utc_date(1_735_689_599), "2024-12-31T23:59:59Z");
     }
 }
