@@ -64,17 +64,20 @@ pub fn run(sh: &Shell, mut args: Args) -> Result<Run> {
         let summary = bin.display().to_string();
         Ok((bin, summary))
     })?;
+    // Read before wiring, which the report must not count as a change of
+    // the tree's.
+    let commit = vcs::describe(sh, &tree.path);
     let guard = pipeline::wire_step(&mut steps, tree, &qmp_tests)?;
     let built = pipeline::build_step(&mut steps, sh, tree, &build_opts)?;
 
+    // qmp-tests records the binary and its version itself.
     let mut properties = vec![
-        ("qemu_binary".to_owned(), built.binary.display().to_string()),
         ("qemu_tree".to_owned(), tree.path.display().to_string()),
         ("qemu_source".to_owned(), tree.description.clone()),
         ("series".to_owned(), prepared.series.clone()),
         ("configure".to_owned(), built.configure[1..].join(" ")),
     ];
-    if let Some(commit) = vcs::describe(sh, &tree.path) {
+    if let Some(commit) = commit {
         properties.push(("qemu_commit".to_owned(), commit));
     }
     crate::interrupt::check()?;

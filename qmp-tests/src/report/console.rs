@@ -51,7 +51,8 @@ impl<W: Write> Console<W> {
 
 impl<W: Write> Reporter for Console<W> {
     fn plan(&mut self, total: usize, qemu_line: &str) {
-        let _ = writeln!(self.out, "running {total} scenarios against {qemu_line}");
+        let noun = if total == 1 { "scenario" } else { "scenarios" };
+        let _ = writeln!(self.out, "running {total} {noun} against {qemu_line}");
     }
 
     fn started(&mut self, name: &str, pid: u32, dir: &Path) {
