@@ -151,14 +151,23 @@ pub fn ensure_host(sh: &Shell) -> Result<String> {
         .run()
         .context("running apt-get update to install build dependencies")?;
     let to_install = &packages;
-    cmd!(
+    // dpkg talks even under -qq: its output is shown only on failure.
+    let out = cmd!(
         sh,
         "apt-get install -y -qq --no-install-recommends {to_install...}"
     )
     .env("DEBIAN_FRONTEND", "noninteractive")
     .quiet()
-    .run()
-    .with_context(|| format!("installing {}", packages.join(" ")))?;
+    .ignore_status()
+    .output()?;
+    if !out.status.success() {
+        bail!(
+            "installing {} with apt-get failed:\n{}{}",
+            packages.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let still: Vec<&str> = NEEDS
         .iter()
         .filter(|n| !present(sh, n) && !OPTIONAL.contains(&n.what))
