@@ -493,3 +493,54 @@ fn all_sources_failing_lists_each() {
     assert!(err.contains("  git: cloning file://"), "{err}");
     assert!(err.contains("  tarball: no sha256 to verify"), "{err}");
 }
+
+#[test]
+fn bisect_refuses_a_tree_that_is_not_a_git_repository() {
+    let fx = fixture(false);
+    let (code, err) = run(&mut xtask(
+        &fx,
+        &[
+            "bisect",
+            "--qemu-src",
+            fx.tree.to_str().unwrap(),
+            "--good",
+            "a",
+            "--bad",
+            "b",
+        ],
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not the top of a git repository"), "{err}");
+}
+
+#[test]
+fn bisect_refuses_a_dirty_tree_naming_the_files_and_touches_nothing() {
+    let fx = fixture(true);
+    write(&fx.tree.join("VERSION"), "10.2.51\n");
+    write(&fx.tree.join("new-file.c"), "int x;\n");
+    let before = status(&fx.tree);
+    let head = git(&fx.tree, &["rev-parse", "HEAD"]);
+    let (code, err) = run(&mut xtask(
+        &fx,
+        &[
+            "bisect",
+            "--qemu-src",
+            fx.tree.to_str().unwrap(),
+            "--good",
+            "HEAD",
+            "--bad",
+            "HEAD",
+        ],
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("VERSION") && err.contains("new-file.c"),
+        "names the files: {err}"
+    );
+    assert_eq!(status(&fx.tree), before);
+    assert_eq!(git(&fx.tree, &["rev-parse", "HEAD"]), head);
+    assert!(
+        !fx.tree.join(".git/BISECT_LOG").exists(),
+        "no bisect was started"
+    );
+}
