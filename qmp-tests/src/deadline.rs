@@ -13,6 +13,15 @@ pub fn remaining(deadline: Instant) -> Option<Duration> {
         .filter(|left| !left.is_zero())
 }
 
+/// Whether a socket operation failed because its timeout (set from a
+/// deadline) ran out; Linux reports that as EAGAIN.
+pub(crate) fn timed_out(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
 /// Milliseconds for `poll(2)`, rounded up so a wait never ends early.
 pub(crate) fn poll_millis(left: Duration) -> libc::c_int {
     let millis = left.as_nanos().div_ceil(1_000_000);

@@ -10,7 +10,10 @@ use std::{
     time::Instant,
 };
 
-use crate::{deadline::remaining, qmp::QmpError};
+use crate::{
+    deadline::{remaining, timed_out},
+    qmp::QmpError,
+};
 
 const MIN_GROWTH: usize = 64 * 1024;
 
@@ -63,12 +66,7 @@ impl LineReader {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(err) if timed_out(&err) => {
                     return Err(QmpError::Timeout {
                         awaiting: awaiting(),
                     })

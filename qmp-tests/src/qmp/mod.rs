@@ -20,7 +20,7 @@ use std::{
 
 use serde_json::{json, Map, Value};
 
-use crate::deadline::remaining;
+use crate::deadline::{remaining, timed_out};
 use line_reader::LineReader;
 
 pub use error::QmpError;
@@ -341,14 +341,7 @@ impl Qmp {
                 Ok(0) => return Err(QmpError::Eof),
                 Ok(n) => rest = &rest[n..],
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(timeout())
-                }
+                Err(err) if timed_out(&err) => return Err(timeout()),
                 Err(err) if err.kind() == io::ErrorKind::BrokenPipe => return Err(QmpError::Eof),
                 Err(err) => return Err(QmpError::Io(err)),
             }
