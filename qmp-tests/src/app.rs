@@ -15,7 +15,7 @@ use qmp_tests::{
     qmp::Transcript,
     report::{Console, Reporter, Tap},
     runner::{self, Progress, RunConfig},
-    scenarios::{self, Scenario, Settings},
+    scenarios::{self, PythonClient, Scenario, Settings},
 };
 
 use crate::cli::Args;
@@ -57,6 +57,7 @@ pub fn run(args: Args) -> Result<u8> {
         settings: Settings {
             timeout: args.timeout.unwrap_or(defaults.timeout),
             soak_cycles: args.soak.unwrap_or(defaults.soak_cycles),
+            python: python_client(&args)?,
         },
         log_dir: args.log_dir.clone(),
         janitor: Some(janitor),
@@ -86,7 +87,7 @@ pub fn run(args: Args) -> Result<u8> {
                 Progress::Started { name, pid, dir } => reporter.started(name, pid, dir),
                 Progress::Finished(outcome) => reporter.finished(outcome),
             });
-            let code = if outcomes.iter().all(Outcome::passed) {
+            let code = if !outcomes.iter().any(Outcome::failed) {
                 EXIT_PASSED
             } else {
                 EXIT_FAILED
@@ -110,6 +111,26 @@ pub fn run(args: Args) -> Result<u8> {
         junit::write(path, &info, &outcomes)?;
     }
     Ok(code)
+}
+
+/// The client runs in the scenario's own directory, so relative paths are
+/// made absolute here; a bare interpreter name is left to `PATH`.
+fn python_client(args: &Args) -> Result<Option<PythonClient>> {
+    let Some(src) = &args.qemu_src else {
+        return Ok(None);
+    };
+    let absolute = |path: &std::path::Path| {
+        std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
+    };
+    let interpreter = match &args.python {
+        Some(python) if python.components().count() > 1 => absolute(python)?,
+        Some(python) => python.clone(),
+        None => "python3".into(),
+    };
+    Ok(Some(PythonClient {
+        interpreter,
+        qemu_src: absolute(src)?,
+    }))
 }
 
 /// The chosen scenarios in the suite's order, or all of them.

@@ -22,6 +22,11 @@ Options:
                            gets one per 200 cycles)
     --soak N               full hotplug cycles in test_soak (default: 200)
     --log-dir DIR          keep each QEMU's stderr as DIR/NAME.stderr.log
+    --qemu-src DIR         the QEMU source tree the binary was built from:
+                           test_qemu_python_client drives a monitor with its
+                           python/qemu/qmp library (skipped without it)
+    --python PATH          the Python that runs that library (default:
+                           python3)
     --property KEY=VALUE   record KEY: VALUE in the JUnit report (repeatable)
     --tap                  print TAP version 13 instead of the usual lines
     --list                 print the scenario names and exit
@@ -45,6 +50,8 @@ pub struct Args {
     pub timeout: Option<Duration>,
     pub soak: Option<u32>,
     pub log_dir: Option<PathBuf>,
+    pub qemu_src: Option<PathBuf>,
+    pub python: Option<PathBuf>,
     pub properties: Vec<(String, String)>,
     pub tap: bool,
     pub list: bool,
@@ -78,6 +85,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
             "--qemu" => parsed.qemu = Some(value("--qemu")?.into()),
             "--junit" => parsed.junit = Some(value("--junit")?.into()),
             "--log-dir" => parsed.log_dir = Some(value("--log-dir")?.into()),
+            "--qemu-src" => parsed.qemu_src = Some(value("--qemu-src")?.into()),
+            "--python" => parsed.python = Some(value("--python")?.into()),
             "--scenario" => {
                 let name = utf8("--scenario", value("--scenario")?)?;
                 if scenarios::find(&name).is_none() {
@@ -111,6 +120,19 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
     }
     if parsed.qemu.is_none() && !parsed.list && !parsed.help {
         return Err("--qemu PATH is required".to_string());
+    }
+    if let Some(src) = &parsed.qemu_src {
+        let library = src.join("python/qemu/qmp");
+        if !library.is_dir() {
+            return Err(format!(
+                "--qemu-src {}: no {} there; give the QEMU source tree the binary was built from",
+                src.display(),
+                library.display()
+            ));
+        }
+    }
+    if parsed.python.is_some() && parsed.qemu_src.is_none() {
+        return Err("--python needs --qemu-src: it runs that tree's qemu.qmp".to_string());
     }
     Ok(parsed)
 }

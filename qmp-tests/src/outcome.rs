@@ -9,6 +9,9 @@ pub struct Outcome {
     /// Figures worth showing whether the scenario passed or not.
     pub notes: Vec<String>,
     pub failure: Option<Failure>,
+    /// Why the scenario did not run; a skipped scenario has not failed,
+    /// but it has not passed either.
+    pub skipped: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -26,8 +29,24 @@ pub struct Failure {
 }
 
 impl Outcome {
+    /// A scenario that did not run, for `reason`.
+    pub fn skipped(name: &str, reason: &str) -> Outcome {
+        Outcome {
+            name: name.to_string(),
+            duration: std::time::Duration::ZERO,
+            notes: Vec::new(),
+            failure: None,
+            skipped: Some(reason.to_string()),
+        }
+    }
+
+    /// Ran and met every assertion.
     pub fn passed(&self) -> bool {
-        self.failure.is_none()
+        self.failure.is_none() && self.skipped.is_none()
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failure.is_some()
     }
 }
 

@@ -159,6 +159,10 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
             let Some((index, scenario)) = self.queue.pop_front() else {
                 return;
             };
+            if let Some(reason) = scenario.skip_reason(&self.config.settings) {
+                self.finish(index, Outcome::skipped(scenario.name, &reason));
+                continue;
+            }
             let started = Instant::now();
             let (config, tx) = (self.config.clone(), self.tx.clone());
             let spawned = thread::Builder::new()
@@ -281,6 +285,7 @@ pub fn fail_all(scenarios: &[&'static Scenario], cause: &str, transcript: &str) 
                 transcript: transcript.to_string(),
                 ..Failure::default()
             }),
+            skipped: None,
         })
         .collect()
 }
@@ -294,6 +299,7 @@ fn harness_failure(name: &str, cause: String) -> Outcome {
             cause,
             ..Failure::default()
         }),
+        skipped: None,
     }
 }
 
@@ -375,6 +381,7 @@ fn run_one(
         duration: started.elapsed(),
         notes: ctx.take_notes(),
         failure,
+        skipped: None,
     };
     // Dropped before reporting, so that when the runner hears of the
     // outcome, this QEMU and its directory are gone.

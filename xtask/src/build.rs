@@ -34,6 +34,9 @@ pub struct Built {
     pub binary: PathBuf,
     /// The configure command line, for reports.
     pub configure: Vec<String>,
+    /// The Python the build was configured with; it also runs the tree's
+    /// own `qemu.qmp` client in the suite.
+    pub python: PathBuf,
 }
 
 const MARKER: &str = "xtask-configured";
@@ -104,7 +107,12 @@ pub fn build(
         bail!("ninja finished but {} does not exist", binary.display());
     }
     summary.push(format!("in {}", dir.display()));
-    Ok((Built { binary, configure }, summary.join(", ")))
+    let built = Built {
+        binary,
+        configure,
+        python: python.to_path_buf(),
+    };
+    Ok((built, summary.join(", ")))
 }
 
 fn run_configure(sh: &Shell, dir: &Path, configure: &[String]) -> Result<()> {

@@ -134,6 +134,7 @@ fn wrapper_script(qmp_tests: &Path) -> String {
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 QMP_TESTS = os.environ.get("QMP_TESTS_BIN", {bin:?})
 
@@ -150,7 +151,15 @@ if not os.access(QMP_TESTS, os.X_OK):
     print("Bail out! qmp-tests binary not found at " + QMP_TESTS +
           "; run `cargo xtask build` in the qemu-hotplug-tests checkout")
     sys.exit(1)
-sys.exit(subprocess.call([QMP_TESTS, "--tap", "--qemu", qemu]))
+# This file sits in tests/functional/generic/ (tests/functional/ before
+# QEMU 10.1); the tree's python/ holds qemu.qmp, which one scenario drives
+# with the Python meson runs us with.
+argv = [QMP_TESTS, "--tap", "--qemu", qemu]
+tree = next((p for p in Path(__file__).resolve().parents
+             if (p / "python" / "qemu" / "qmp").is_dir()), None)
+if tree:
+    argv += ["--qemu-src", str(tree), "--python", sys.executable]
+sys.exit(subprocess.call(argv))
 "#,
         bin = qmp_tests.display().to_string()
     )

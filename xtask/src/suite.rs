@@ -24,6 +24,10 @@ pub struct SuiteOptions {
     pub timeout: Option<u64>,
     pub soak: Option<u64>,
     pub junit: Option<PathBuf>,
+    /// The source tree the QEMU was built from, and the Python to run its
+    /// `qemu.qmp` library with (test_qemu_python_client).
+    pub qemu_src: Option<PathBuf>,
+    pub python: Option<PathBuf>,
 }
 
 /// Builds the suite binary (release: the large-reply parsing is timed by
@@ -75,6 +79,12 @@ pub fn run(
     }
     if let Some(n) = opts.soak {
         command.arg("--soak").arg(n.to_string());
+    }
+    if let Some(src) = &opts.qemu_src {
+        command.arg("--qemu-src").arg(src);
+        if let Some(python) = &opts.python {
+            command.arg("--python").arg(python);
+        }
     }
     let junit = opts.junit.clone().unwrap_or_else(default_junit);
     if let Some(dir) = junit.parent() {

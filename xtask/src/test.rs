@@ -36,6 +36,7 @@ pub fn parse_suite(args: &mut Args) -> Result<SuiteOptions> {
         timeout: args.number("--timeout")?,
         soak: args.number("--soak")?,
         junit: args.path("--junit")?,
+        ..SuiteOptions::default()
     })
 }
 
@@ -52,7 +53,7 @@ pub struct Run {
 pub fn run(sh: &Shell, mut args: Args) -> Result<Run> {
     let src = SourceArgs::parse(&mut args)?;
     let build_opts = pipeline::parse_build(&mut args)?;
-    let suite_opts = parse_suite(&mut args)?;
+    let mut suite_opts = parse_suite(&mut args)?;
     args.finish("test")?;
 
     let mut steps = Steps::new(7);
@@ -81,6 +82,8 @@ pub fn run(sh: &Shell, mut args: Args) -> Result<Run> {
         properties.push(("qemu_commit".to_owned(), commit));
     }
     crate::interrupt::check()?;
+    suite_opts.qemu_src = Some(tree.path.clone());
+    suite_opts.python = Some(built.python.clone());
     eprintln!("==> qmp-tests against {}", built.binary.display());
     let outcome = suite::run(&qmp_tests, &built.binary, &suite_opts, &properties, false);
     if let Some(guard) = guard {

@@ -46,9 +46,12 @@ pub fn build(info: &SuiteInfo, outcomes: &[Outcome]) -> Report {
 fn testcase(outcome: &Outcome) -> TestCase {
     let name = clean(&outcome.name);
     let time = junit_report::Duration::seconds_f64(outcome.duration.as_secs_f64());
-    let mut builder = match &outcome.failure {
-        None => TestCaseBuilder::success(&name, time),
-        Some(failure) => {
+    let mut builder = match (&outcome.failure, &outcome.skipped) {
+        (None, Some(reason)) => {
+            TestCaseBuilder::skipped_with_cause(&name, "skipped", &clean(&one_line(reason)))
+        }
+        (None, None) => TestCaseBuilder::success(&name, time),
+        (Some(failure), _) => {
             let message = clean(&one_line(&failure.cause));
             let mut builder = TestCaseBuilder::failure(&name, time, "failure", &message);
             builder.set_trace(&clean(&failure.body()));

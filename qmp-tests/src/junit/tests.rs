@@ -15,12 +15,14 @@ fn outcomes() -> Vec<Outcome> {
             name: "test_hotplug_cycle".into(),
             duration: Duration::from_millis(120),
             notes: vec![],
+            skipped: None,
             failure: None,
         },
         Outcome {
             name: "test_self_removal".into(),
             duration: Duration::from_millis(1500),
             notes: vec!["a note".into()],
+            skipped: None,
             failure: Some(Failure {
                 cause:
                     "monitor-remove on the main monitor: QMP error GenericError: nope\nsecond line"
@@ -31,6 +33,7 @@ fn outcomes() -> Vec<Outcome> {
                 log: None,
             }),
         },
+        Outcome::skipped("test_qemu_python_client", "no tree\ngiven"),
     ]
 }
 
@@ -61,7 +64,7 @@ fn report_round_trips_through_a_junit_parser() {
     assert_eq!(suites.suites.len(), 1);
     let suite = &suites.suites[0];
     assert_eq!(suite.name, SUITE);
-    assert_eq!(suite.tests, 2);
+    assert_eq!(suite.tests, 3);
     assert_eq!(suite.failures, 1);
     assert_eq!(suite.hostname.as_deref(), Some("builder"));
     assert!(suite.timestamp.is_some());
@@ -77,7 +80,18 @@ fn report_round_trips_through_a_junit_parser() {
         .iter()
         .map(|c| c.original_name.as_str())
         .collect();
-    assert_eq!(names, ["test_hotplug_cycle", "test_self_removal"]);
+    assert_eq!(
+        names,
+        [
+            "test_hotplug_cycle",
+            "test_self_removal",
+            "test_qemu_python_client"
+        ]
+    );
+    let TestStatus::Skipped(skip) = &suite.cases[2].status else {
+        panic!("third case should be skipped: {:?}", suite.cases[2].status);
+    };
+    assert_eq!(skip.message, "no tree | given");
     assert!(suite
         .cases
         .iter()

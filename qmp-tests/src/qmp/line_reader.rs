@@ -25,6 +25,8 @@ pub(crate) struct LineReader {
     /// `start..scanned` is known to hold no '\n'.
     scanned: usize,
     eof: bool,
+    /// The end came as a connection reset rather than an orderly close.
+    reset: bool,
 }
 
 impl LineReader {
@@ -35,6 +37,7 @@ impl LineReader {
             end: 0,
             scanned: 0,
             eof: false,
+            reset: false,
         }
     }
 
@@ -73,10 +76,23 @@ impl LineReader {
                 }
                 // A reset after QEMU died is, for the caller, the same as
                 // a close: the peer is gone.
-                Err(err) if err.kind() == io::ErrorKind::ConnectionReset => self.eof = true,
+                Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {
+                    self.eof = true;
+                    self.reset = true;
+                }
                 Err(err) => return Err(QmpError::Io(err)),
             }
         }
+    }
+
+    /// Whether the end of file was a connection reset.
+    pub(crate) fn was_reset(&self) -> bool {
+        self.reset
+    }
+
+    /// Whether the peer's end of file has been read.
+    pub(crate) fn at_eof(&self) -> bool {
+        self.eof
     }
 
     /// Bytes of an unterminated line still held, e.g. after `Eof`.

@@ -13,7 +13,7 @@ mod tests;
 use std::{
     collections::VecDeque,
     io::{self, Write},
-    os::unix::net::UnixStream,
+    os::{fd::AsRawFd, unix::net::UnixStream},
     path::Path,
     time::Instant,
 };
@@ -277,6 +277,33 @@ impl Qmp {
             .map(|(_, message)| message)
     }
 
+    /// What the connection holds at this instant, without waiting: a
+    /// message not yet read, end of file, or nothing. For asserting that
+    /// QEMU wrote nothing and kept the connection open.
+    pub fn pending(&mut self) -> Result<Pending, QmpError> {
+        if !self.reader.partial().is_empty() {
+            return Ok(Pending::Data);
+        }
+        if self.reader.at_eof() {
+            return Ok(Pending::Closed);
+        }
+        let pending = poll_now(&self.stream)?;
+        let note = match pending {
+            Pending::Nothing => "nothing pending, connection open",
+            Pending::Data => "data pending",
+            Pending::Closed => "end of file pending",
+        };
+        self.transcript.note(&self.name, note);
+        Ok(pending)
+    }
+
+    /// Whether the end of file read so far was a connection reset, which
+    /// a peer causes by closing with input of ours still unread: the spec
+    /// asks for an orderly end of file.
+    pub fn was_reset(&self) -> bool {
+        self.reader.was_reset()
+    }
+
     /// Closes the connection, noting it in the transcript.
     pub fn close(self) {
         self.transcript.note(&self.name, "disconnect");
@@ -314,6 +341,9 @@ impl Qmp {
             Ok(line) => self
                 .transcript
                 .record(&self.name, Direction::Received, line),
+            Err(QmpError::Eof) if self.reader.was_reset() => {
+                self.transcript.note(&self.name, "connection reset by QEMU");
+            }
             Err(QmpError::Eof) if !self.reader.partial().is_empty() => {
                 let partial = transcript::abbreviate(self.reader.partial());
                 let note = format!("end of file after an unterminated line: {partial}");
@@ -347,6 +377,55 @@ impl Qmp {
             }
         }
         Ok(())
+    }
+}
+
+/// See [`Qmp::pending`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pending {
+    Nothing,
+    Data,
+    Closed,
+}
+
+/// Polls `stream` with a zero timeout, then peeks to tell data from end
+/// of file: both make the socket readable.
+fn poll_now(stream: &UnixStream) -> Result<Pending, QmpError> {
+    let mut pfd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+    if rc < 0 {
+        return Err(QmpError::Io(io::Error::last_os_error()));
+    }
+    if rc == 0 {
+        return Ok(Pending::Nothing);
+    }
+    let mut byte = 0u8;
+    // SAFETY: a one-byte buffer valid for the call; MSG_PEEK leaves the
+    // byte for the next read.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => Ok(Pending::Closed),
+        n if n > 0 => Ok(Pending::Data),
+        _ => {
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::WouldBlock => Ok(Pending::Nothing),
+                io::ErrorKind::ConnectionReset => Ok(Pending::Closed),
+                _ => Err(QmpError::Io(err)),
+            }
+        }
     }
 }
 

@@ -63,13 +63,16 @@ impl<W: Write> Reporter for Console<W> {
     }
 
     fn finished(&mut self, outcome: &Outcome) {
-        let verdict = if outcome.passed() { "ok" } else { "FAILED" };
-        let _ = writeln!(
-            self.out,
-            "test {} ... {verdict} ({})",
-            outcome.name,
-            seconds(outcome)
-        );
+        let _ = match (&outcome.skipped, outcome.failed()) {
+            (Some(reason), _) => writeln!(self.out, "test {} ... skipped: {reason}", outcome.name),
+            (None, failed) => writeln!(
+                self.out,
+                "test {} ... {} ({})",
+                outcome.name,
+                if failed { "FAILED" } else { "ok" },
+                seconds(outcome)
+            ),
+        };
         for note in &outcome.notes {
             let _ = writeln!(self.out, "    {note}");
         }
@@ -77,7 +80,7 @@ impl<W: Write> Reporter for Console<W> {
     }
 
     fn summary(&mut self, outcomes: &[Outcome]) {
-        let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.passed()).collect();
+        let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.failed()).collect();
         if !failed.is_empty() {
             self.failure_details(&failed);
         }

@@ -28,10 +28,16 @@ pub trait Reporter {
     fn summary(&mut self, outcomes: &[Outcome]);
 }
 
-/// "N passed, M failed".
+/// "N passed, M failed", and ", K skipped" when some were.
 pub fn totals(outcomes: &[Outcome]) -> String {
     let passed = outcomes.iter().filter(|o| o.passed()).count();
-    format!("{passed} passed, {} failed", outcomes.len() - passed)
+    let failed = outcomes.iter().filter(|o| o.failed()).count();
+    let skipped = outcomes.len() - passed - failed;
+    if skipped == 0 {
+        format!("{passed} passed, {failed} failed")
+    } else {
+        format!("{passed} passed, {failed} failed, {skipped} skipped")
+    }
 }
 
 fn seconds(outcome: &Outcome) -> String {

@@ -43,9 +43,12 @@ impl<W: Write> Reporter for Tap<W> {
     fn finished(&mut self, outcome: &Outcome) {
         let number = self.next;
         self.next += 1;
-        let _ = match &outcome.failure {
-            None => writeln!(self.out, "ok {number} - {}", outcome.name),
-            Some(failure) => writeln!(
+        let _ = match (&outcome.failure, &outcome.skipped) {
+            (None, Some(reason)) => {
+                writeln!(self.out, "ok {number} - {} # SKIP {reason}", outcome.name)
+            }
+            (None, None) => writeln!(self.out, "ok {number} - {}", outcome.name),
+            (Some(failure), _) => writeln!(
                 self.out,
                 "not ok {number} - {} # {}",
                 outcome.name, failure.cause

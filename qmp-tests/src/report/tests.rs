@@ -14,20 +14,24 @@ fn outcomes() -> Vec<Outcome> {
             name: "test_a".into(),
             duration: Duration::from_millis(120),
             notes: vec!["figures".into()],
+            skipped: None,
             failure: None,
         },
         Outcome {
             name: "test_b".into(),
             duration: Duration::from_millis(50),
             notes: vec![],
+            skipped: None,
             failure: Some(failure("same cause")),
         },
         Outcome {
             name: "test_c".into(),
             duration: Duration::ZERO,
             notes: vec![],
+            skipped: None,
             failure: Some(failure("same cause")),
         },
+        Outcome::skipped("test_d", "no tree"),
     ]
 }
 
@@ -57,7 +61,12 @@ fn console_lines_details_and_totals() {
         text.contains("---- test_c ----\ncause: same cause\n(details as for test_b)"),
         "{text}"
     );
-    assert_eq!(text.lines().last(), Some("1 passed, 2 failed"));
+    assert!(
+        text.contains("test test_d ... skipped: no tree\n"),
+        "{text}"
+    );
+    assert!(!text.contains("---- test_d"), "{text}");
+    assert_eq!(text.lines().last(), Some("1 passed, 2 failed, 1 skipped"));
 }
 
 #[test]
@@ -66,7 +75,8 @@ fn tap_plan_results_and_diagnostics() {
     render(&mut Tap::new(&mut out, false), &outcomes());
     let text = String::from_utf8(out).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[..2], ["TAP version 13", "1..3"]);
+    assert_eq!(lines[..2], ["TAP version 13", "1..4"]);
+    assert!(lines.contains(&"ok 4 - test_d # SKIP no tree"));
     assert!(lines.contains(&"ok 1 - test_a"));
     assert!(lines.contains(&"not ok 2 - test_b # same cause"));
     assert!(lines.contains(&"not ok 3 - test_c # same cause"));

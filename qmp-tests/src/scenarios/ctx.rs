@@ -69,6 +69,12 @@ impl Ctx {
             .with_context(|| format!("connecting {name} to {}", path.display()))
     }
 
+    /// A line in the scenario's transcript, from `who`: what a helper
+    /// process said, for the failure report.
+    pub fn log(&self, who: &str, text: &str) {
+        self.transcript.note(who, text);
+    }
+
     /// A line for the report, shown whether the scenario passes or not.
     pub fn note(&mut self, text: impl Into<String>) {
         self.notes.push(text.into());

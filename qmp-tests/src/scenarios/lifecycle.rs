@@ -7,7 +7,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
 use crate::{
-    qmp::QmpError,
+    qmp::{Pending, Qmp, QmpError},
     scenarios::{
         hotplug::{self, DynMon},
         Ctx,
@@ -37,20 +37,23 @@ pub fn hotplug_cycle(ctx: &mut Ctx) -> Result<()> {
     full_cycle(ctx, &mon).context("second cycle, same ids and path")
 }
 
-pub fn self_removal(ctx: &mut Ctx) -> Result<()> {
-    let mon = DynMon::new(ctx, "")?;
-    hotplug::add(ctx, &mon)?;
-    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+/// Sends monitor-remove for the monitor `client` is connected to, on that
+/// same connection, and checks the reply arrives complete.
+fn remove_self(ctx: &Ctx, client: &mut Qmp, mon: &DynMon) -> Result<()> {
     match client.execute("monitor-remove", json!({ "id": mon.id }), ctx.deadline) {
-        Ok(_) => {}
+        Ok(_) => Ok(()),
         Err(QmpError::Eof) => {
             bail!("the connection dropped before the reply to monitor-remove of itself arrived")
         }
-        Err(err) => return Err(err).context("monitor-remove of itself on the dynamic monitor"),
+        Err(err) => Err(err).context("monitor-remove of itself on the dynamic monitor"),
     }
-    client
-        .wait_eof(ctx.deadline)
-        .context("the self-removed monitor's connection must close after the reply")?;
+}
+
+/// After self-removal QEMU keeps the connection open and writes nothing
+/// more. Any command on the main monitor runs after the removal has
+/// finished (both go through the one dispatcher), so once `query-monitors`
+/// has answered, a close or stray output would already be on the socket.
+fn expect_open_and_silent(ctx: &mut Ctx, client: &mut Qmp, mon: &DynMon, when: &str) -> Result<()> {
     let list = hotplug::query_monitors(ctx)?;
     if let Some(entry) = hotplug::find_monitor(&list, &mon.id) {
         bail!(
@@ -58,8 +61,82 @@ pub fn self_removal(ctx: &mut Ctx) -> Result<()> {
             mon.id
         );
     }
+    match client.pending()? {
+        Pending::Nothing => Ok(()),
+        Pending::Closed => bail!(
+            "QEMU closed the connection of {} {when}; a self-removed monitor's connection \
+             must stay open until the client closes it or chardev-remove",
+            mon.id
+        ),
+        Pending::Data => {
+            let message = client.read_any(ctx.deadline)?;
+            bail!("{} {when}, QEMU still wrote {message}", mon.id)
+        }
+    }
+}
+
+/// Self-removal: the reply arrives complete, the connection stays open and
+/// silent, a command sent afterwards is not answered, and the client
+/// closes it itself, as QEMU's own Python client does.
+pub fn self_removal(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    hotplug::add(ctx, &mon)?;
+    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    remove_self(ctx, &mut client, &mon)?;
+    expect_open_and_silent(
+        ctx,
+        &mut client,
+        &mon,
+        "after the reply to its self-removal",
+    )?;
+    client
+        .send("query-version", Value::Null, ctx.deadline)
+        .context("sending query-version after self-removal")?;
+    expect_open_and_silent(
+        ctx,
+        &mut client,
+        &mon,
+        "after a command sent past its removal",
+    )?;
+    client.close();
     ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
     Ok(())
+}
+
+/// Self-removal with the client staying connected: the connection ends at
+/// `chardev-remove`, and nothing at all reaches the client before that end
+/// of file, neither a reply to what it sent after the removal nor an event.
+pub fn self_removal_chardev_remove(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    hotplug::add(ctx, &mon)?;
+    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    remove_self(ctx, &mut client, &mon)?;
+    client
+        .send("query-version", Value::Null, ctx.deadline)
+        .context("sending query-version after self-removal")?;
+    // Events broadcast now must not reach the removed monitor.
+    ctx.main("stop", Value::Null)?;
+    ctx.main("cont", Value::Null)?;
+    expect_open_and_silent(ctx, &mut client, &mon, "before chardev-remove")?;
+    ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
+    match client.read_any(ctx.deadline) {
+        Err(QmpError::Eof) if client.was_reset() => bail!(
+            "chardev-remove reset the self-removed monitor's connection instead of closing it \
+             (QEMU left the client's input unread)"
+        ),
+        Err(QmpError::Eof) => {}
+        Ok(message) => bail!(
+            "after self-removal, {} received {message} before the end of file of chardev-remove",
+            mon.id
+        ),
+        Err(err) => {
+            return Err(err).context(
+                "waiting for end of file on the self-removed monitor after chardev-remove",
+            )
+        }
+    }
+    // The ids and the path are free again.
+    full_cycle(ctx, &mon).context("a full cycle with the same ids and path")
 }
 
 pub fn remove_connected(ctx: &mut Ctx) -> Result<()> {
@@ -70,6 +147,12 @@ pub fn remove_connected(ctx: &mut Ctx) -> Result<()> {
     client
         .wait_eof(ctx.deadline)
         .context("a client of a monitor removed from the main monitor must see end of file")?;
+    ensure!(
+        !client.was_reset(),
+        "the client of {} saw a connection reset, not an orderly end of file, when the main \
+         monitor removed it",
+        mon.id
+    );
     let status = ctx.main("query-status", Value::Null)?;
     ensure!(
         status["status"].is_string(),

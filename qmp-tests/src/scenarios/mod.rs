@@ -7,11 +7,12 @@ mod ctx;
 mod errors;
 mod events;
 mod hotplug;
+mod interop;
 mod lifecycle;
 mod query;
 mod soak;
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Result;
 
@@ -24,6 +25,16 @@ pub struct Settings {
     pub timeout: Duration,
     /// Full hotplug cycles in `test_soak`.
     pub soak_cycles: u32,
+    /// QEMU's own Python client library, from the tree under test.
+    pub python: Option<PythonClient>,
+}
+
+/// Where `qemu.qmp` comes from and what runs it.
+#[derive(Clone, Debug)]
+pub struct PythonClient {
+    pub interpreter: PathBuf,
+    /// The QEMU source tree; its `python/` directory holds `qemu.qmp`.
+    pub qemu_src: PathBuf,
 }
 
 impl Default for Settings {
@@ -31,6 +42,7 @@ impl Default for Settings {
         Settings {
             timeout: Duration::from_secs(60),
             soak_cycles: soak::DEFAULT_CYCLES,
+            python: None,
         }
     }
 }
@@ -43,6 +55,8 @@ pub struct Scenario {
     /// The timeout covers `DEFAULT_CYCLES`; more cycles get
     /// proportionally more time.
     scales_with_soak: bool,
+    /// Drives a monitor with QEMU's Python client, so it needs the tree.
+    needs_python: bool,
 }
 
 impl Scenario {
@@ -53,7 +67,16 @@ impl Scenario {
             extra_args: &[],
             run,
             scales_with_soak: false,
+            needs_python: false,
         }
+    }
+
+    /// Why this scenario cannot run with `settings`, if it cannot.
+    pub fn skip_reason(&self, settings: &Settings) -> Option<String> {
+        (self.needs_python && settings.python.is_none()).then(|| {
+            "no QEMU source tree given (--qemu-src): qemu.qmp comes from the tree under test"
+                .to_string()
+        })
     }
 
     pub fn run(&self, ctx: &mut Ctx) -> Result<()> {
@@ -69,9 +92,13 @@ impl Scenario {
     }
 }
 
-static ALL: [Scenario; 12] = [
+static ALL: [Scenario; 14] = [
     Scenario::new("test_hotplug_cycle", lifecycle::hotplug_cycle),
     Scenario::new("test_self_removal", lifecycle::self_removal),
+    Scenario::new(
+        "test_self_removal_chardev_remove",
+        lifecycle::self_removal_chardev_remove,
+    ),
     Scenario::new("test_large_response", query::large_response),
     Scenario::new("test_events_after_negotiation", events::after_negotiation),
     Scenario {
@@ -91,6 +118,10 @@ static ALL: [Scenario; 12] = [
         ..Scenario::new("test_soak", soak::soak)
     },
     Scenario::new("test_quit_with_monitors", lifecycle::quit_with_monitors),
+    Scenario {
+        needs_python: true,
+        ..Scenario::new("test_qemu_python_client", interop::qemu_python_client)
+    },
 ];
 
 /// Every scenario, in the order they are listed and started.

@@ -247,6 +247,8 @@ fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
     let suite_opts = SuiteOptions {
         scenarios: step.opts.scenarios.clone(),
         junit: Some(step.dir.join("junit.xml")),
+        qemu_src: Some(tree.to_path_buf()),
+        python: Some(built.python.clone()),
         ..SuiteOptions::default()
     };
     let properties = [
