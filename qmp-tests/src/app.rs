@@ -2,17 +2,17 @@
 
 use std::{
     io::{self, Write},
+    path::Path,
     sync::Arc,
     thread,
 };
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use qmp_tests::{
     janitor::Janitor,
     junit::{self, SuiteInfo},
     outcome::Outcome,
-    probe,
-    qmp::Transcript,
+    probe::Capabilities,
     report::{Console, Reporter, Tap},
     runner::{self, Progress, RunConfig},
     scenarios::{self, PythonClient, Scenario, Settings},
@@ -56,6 +56,7 @@ pub fn run(args: Args) -> Result<u8> {
             .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get())),
         settings: Settings {
             timeout: args.timeout.unwrap_or(defaults.timeout),
+            wait: args.wait,
             soak_cycles: args.soak.unwrap_or(defaults.soak_cycles),
             python: python_client(&args)?,
         },
@@ -65,36 +66,46 @@ pub fn run(args: Args) -> Result<u8> {
     };
     let timestamp = junit_report::OffsetDateTime::now_utc();
 
-    let probe_transcript = Transcript::new();
-    let probe_opts = config.launch_options("probe", &[], probe_transcript.clone());
-    let caps = probe::probe(&qemu, &probe_opts)
-        .with_context(|| format!("probing {} for dynamic monitor support", qemu.display()))?;
-    reporter.plan(
-        selected.len(),
-        &format!("QEMU {} ({})", caps.full_version(), qemu.display()),
-    );
-
-    let (outcomes, code) = match caps.refusal(&qemu) {
-        Some(refusal) => {
-            let outcomes = runner::fail_all(&selected, &refusal, &probe_transcript.tail(20));
-            for outcome in &outcomes {
-                reporter.finished(outcome);
-            }
-            (outcomes, EXIT_NO_MONITOR_ADD)
+    let mut gate = Gate {
+        reporter: reporter.as_mut(),
+        total: selected.len(),
+        qemu: &qemu,
+        caps: None,
+        held: Vec::new(),
+    };
+    let outcomes = runner::run(&config, &selected, |progress| gate.progress(progress));
+    let (outcomes, code) = match gate.caps.clone() {
+        // Not one QEMU came up far enough to be asked: the binary is the
+        // problem, not a scenario.
+        None if outcomes.iter().any(Outcome::failed) => {
+            let cause = outcomes
+                .iter()
+                .find_map(|outcome| outcome.failure.as_ref())
+                .map_or_else(String::new, |failure| failure.cause.clone());
+            bail!("{}: {cause}", qemu.display());
         }
         None => {
-            let outcomes = runner::run(&config, &selected, |progress| match progress {
-                Progress::Started { name, pid, dir } => reporter.started(name, pid, dir),
-                Progress::Finished(outcome) => reporter.finished(outcome),
-            });
-            let code = if !outcomes.iter().any(Outcome::failed) {
-                EXIT_PASSED
-            } else {
-                EXIT_FAILED
-            };
-            (outcomes, code)
+            gate.open(&Capabilities::unknown());
+            (outcomes, EXIT_PASSED)
         }
+        Some(caps) => match caps.refusal(&qemu) {
+            Some(refusal) => {
+                let transcript = outcomes
+                    .iter()
+                    .filter_map(|outcome| outcome.failure.as_ref())
+                    .find(|failure| failure.cause == refusal)
+                    .map_or_else(String::new, |failure| failure.transcript.clone());
+                let outcomes = runner::fail_all(&selected, &refusal, &transcript);
+                for outcome in &outcomes {
+                    gate.reporter.finished(outcome);
+                }
+                (outcomes, EXIT_NO_MONITOR_ADD)
+            }
+            None if outcomes.iter().any(Outcome::failed) => (outcomes, EXIT_FAILED),
+            None => (outcomes, EXIT_PASSED),
+        },
     };
+    let caps = gate.caps.clone().unwrap_or_else(Capabilities::unknown);
     reporter.summary(&outcomes);
 
     if let Some(path) = &args.junit {
@@ -111,6 +122,63 @@ pub fn run(args: Args) -> Result<u8> {
         junit::write(path, &info, &outcomes)?;
     }
     Ok(code)
+}
+
+/// Holds results back until a scenario's QEMU has said what it is: the
+/// plan line names its version, and a QEMU without monitor-add has every
+/// scenario reported with that one cause, in the suite's order, instead of
+/// as each found out.
+struct Gate<'a> {
+    reporter: &'a mut dyn Reporter,
+    total: usize,
+    qemu: &'a Path,
+    caps: Option<Capabilities>,
+    held: Vec<Outcome>,
+}
+
+impl Gate<'_> {
+    fn progress(&mut self, progress: Progress<'_>) {
+        match progress {
+            Progress::Started {
+                name,
+                pid,
+                dir,
+                caps,
+            } => {
+                if self.caps.is_none() {
+                    self.open(caps);
+                }
+                if !self.refused() {
+                    self.reporter.started(name, pid, dir);
+                }
+            }
+            Progress::Finished(outcome) if self.caps.is_none() => self.held.push(outcome.clone()),
+            Progress::Finished(outcome) if !self.refused() => self.reporter.finished(outcome),
+            Progress::Finished(_) => {}
+        }
+    }
+
+    /// Prints the plan and what was held back, unless the QEMU refuses.
+    fn open(&mut self, caps: &Capabilities) {
+        self.caps = Some(caps.clone());
+        let version = match caps.full_version() {
+            version if version.is_empty() => String::new(),
+            version => format!("{version} "),
+        };
+        let line = format!("QEMU {version}({})", self.qemu.display());
+        self.reporter.plan(self.total, &line);
+        if !self.refused() {
+            for outcome in self.held.drain(..) {
+                self.reporter.finished(&outcome);
+            }
+        }
+    }
+
+    fn refused(&self) -> bool {
+        self.caps
+            .as_ref()
+            .is_some_and(|caps| caps.refusal(self.qemu).is_some())
+    }
 }
 
 /// The client runs in the scenario's own directory, so relative paths are

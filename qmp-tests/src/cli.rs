@@ -20,6 +20,10 @@ Options:
     --jobs N               scenarios run at once (default: number of CPUs)
     --timeout SECS         deadline per scenario (default: 60; test_soak
                            gets one per 200 cycles)
+    --wait SECS            limit for each wait for a reply or an event
+                           (default: 100 x the scenario's QEMU start, from
+                           spawn to a negotiated main monitor, at least 2;
+                           fractions allowed)
     --soak N               full hotplug cycles in test_soak (default: 200)
     --log-dir DIR          keep each QEMU's stderr as DIR/NAME.stderr.log
     --qemu-src DIR         the QEMU source tree the binary was built from:
@@ -48,6 +52,7 @@ pub struct Args {
     pub scenarios: Vec<String>,
     pub jobs: Option<usize>,
     pub timeout: Option<Duration>,
+    pub wait: Option<Duration>,
     pub soak: Option<u32>,
     pub log_dir: Option<PathBuf>,
     pub qemu_src: Option<PathBuf>,
@@ -100,6 +105,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
             "--timeout" => {
                 let secs = positive("--timeout", value("--timeout")?)?;
                 parsed.timeout = Some(Duration::from_secs(secs));
+            }
+            "--wait" => {
+                let text = utf8("--wait", value("--wait")?)?;
+                match text
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+                {
+                    Some(wait) if !wait.is_zero() => parsed.wait = Some(wait),
+                    _ => {
+                        return Err(format!(
+                            "--wait wants a positive number of seconds, got {text:?}"
+                        ))
+                    }
+                }
             }
             "--soak" => parsed.soak = Some(positive("--soak", value("--soak")?)?),
             "--property" => {

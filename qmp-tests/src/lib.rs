@@ -28,6 +28,7 @@ pub mod janitor;
 pub mod junit;
 pub mod machine;
 pub mod outcome;
+pub mod phases;
 pub mod pidfd;
 pub mod probe;
 pub mod qmp;

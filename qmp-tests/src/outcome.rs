@@ -9,6 +9,9 @@ pub struct Outcome {
     /// Figures worth showing whether the scenario passed or not.
     pub notes: Vec<String>,
     pub failure: Option<Failure>,
+    /// Where the time went (see [`crate::phases`]); empty when QEMU did
+    /// not start.
+    pub phases: Vec<(&'static str, Duration)>,
     /// Why the scenario did not run; a skipped scenario has not failed,
     /// but it has not passed either.
     pub skipped: Option<String>,
@@ -35,6 +38,7 @@ impl Outcome {
             name: name.to_string(),
             duration: std::time::Duration::ZERO,
             notes: Vec::new(),
+            phases: Vec::new(),
             failure: None,
             skipped: Some(reason.to_string()),
         }

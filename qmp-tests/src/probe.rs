@@ -1,6 +1,7 @@
-//! Does this QEMU have dynamic monitors at all? Asked once, up front, so
-//! that a QEMU without them fails every scenario with one clear line
-//! instead of thirteen timeouts.
+//! Does this QEMU have dynamic monitors at all? Asked of the QEMU each
+//! scenario starts anyway, before the scenario runs, so that a QEMU
+//! without them fails every scenario with one clear line instead of a
+//! dozen timeouts, and a QEMU with them costs no extra start.
 
 use std::path::Path;
 
@@ -11,6 +12,7 @@ use crate::machine::{LaunchOptions, Machine};
 
 pub const REQUIRED_COMMANDS: [&str; 3] = ["monitor-add", "monitor-remove", "query-monitors"];
 
+#[derive(Clone, Debug)]
 pub struct Capabilities {
     /// "MAJOR.MINOR.MICRO".
     pub version: String,
@@ -21,6 +23,15 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
+    /// For a run in which no QEMU was asked (every scenario skipped).
+    pub fn unknown() -> Capabilities {
+        Capabilities {
+            version: String::new(),
+            package: String::new(),
+            missing: Vec::new(),
+        }
+    }
+
     /// The version with the package string, if there is one.
     pub fn full_version(&self) -> String {
         match self.package.trim() {
@@ -43,16 +54,20 @@ impl Capabilities {
 /// Starts `qemu` once and asks its main monitor.
 pub fn probe(qemu: &Path, opts: &LaunchOptions) -> Result<Capabilities> {
     let mut machine = Machine::launch(qemu, opts)?;
-    let version = machine
-        .cmd("query-version", Value::Null)
-        .context("query-version")?;
-    let commands = machine
-        .cmd("query-commands", Value::Null)
-        .context("query-commands")?;
+    let caps = check(&mut machine)?;
     let shutdown = machine.shutdown()?;
     if !shutdown.clean() {
         eprintln!("warning: the probe QEMU ended with {shutdown}");
     }
+    Ok(caps)
+}
+
+/// Asks a running QEMU's main monitor; the version comes from its greeting.
+pub fn check(machine: &mut Machine) -> Result<Capabilities> {
+    let version = machine.qmp().greeting()["QMP"]["version"].clone();
+    let commands = machine
+        .cmd("query-commands", Value::Null)
+        .context("query-commands")?;
 
     let qemu_version = &version["qemu"];
     let number = |key: &str| qemu_version[key].as_u64().unwrap_or_default();

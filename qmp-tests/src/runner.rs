@@ -21,7 +21,9 @@ use crate::{
     janitor::Janitor,
     machine::{Killer, LaunchOptions, Machine},
     outcome::{Failure, Outcome},
-    qmp::Transcript,
+    phases,
+    probe::{self, Capabilities},
+    qmp::{QmpError, Transcript},
     sanitizer,
     scenarios::{Ctx, Scenario, Settings},
     text::{clean, one_line, tail_lines},
@@ -73,6 +75,9 @@ pub enum Progress<'a> {
         name: &'a str,
         pid: u32,
         dir: &'a Path,
+        /// What the scenario's QEMU said it has, asked before the
+        /// scenario runs.
+        caps: &'a Capabilities,
     },
     Finished(&'a Outcome),
 }
@@ -82,6 +87,7 @@ enum Message {
         index: usize,
         killer: Killer,
         dir: PathBuf,
+        caps: Capabilities,
     },
     Finished {
         index: usize,
@@ -118,7 +124,7 @@ pub fn run(
     let mut supervisor = Supervisor {
         config,
         tx,
-        queue: scenarios.iter().copied().enumerate().collect(),
+        queue: start_order(scenarios),
         running: HashMap::new(),
         outcomes: vec![None; scenarios.len()],
         progress,
@@ -141,6 +147,14 @@ pub fn run(
         .into_iter()
         .map(|outcome| outcome.expect("every scenario ends"))
         .collect()
+}
+
+/// The long scenarios first, so that the short ones fill the other jobs
+/// meanwhile instead of the long one ending the run alone.
+fn start_order(scenarios: &[&'static Scenario]) -> VecDeque<(usize, &'static Scenario)> {
+    let mut order: Vec<_> = scenarios.iter().copied().enumerate().collect();
+    order.sort_by_key(|(_, scenario)| !scenario.long);
+    order.into()
 }
 
 /// The runner's bookkeeping: what waits, what runs, what has ended.
@@ -200,7 +214,12 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
 
     fn handle(&mut self, message: Message) {
         match message {
-            Message::Started { index, killer, dir } => {
+            Message::Started {
+                index,
+                killer,
+                dir,
+                caps,
+            } => {
                 let Some(entry) = self.running.get_mut(&index) else {
                     return;
                 };
@@ -210,6 +229,7 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
                     name,
                     pid,
                     dir: &dir,
+                    caps: &caps,
                 });
             }
             Message::Finished { index, mut outcome } => {
@@ -280,6 +300,7 @@ pub fn fail_all(scenarios: &[&'static Scenario], cause: &str, transcript: &str) 
             name: scenario.name.to_string(),
             duration: Duration::ZERO,
             notes: Vec::new(),
+            phases: Vec::new(),
             failure: Some(Failure {
                 cause: cause.to_string(),
                 transcript: transcript.to_string(),
@@ -295,6 +316,7 @@ fn harness_failure(name: &str, cause: String) -> Outcome {
         name: name.to_string(),
         duration: Duration::ZERO,
         notes: Vec::new(),
+        phases: Vec::new(),
         failure: Some(Failure {
             cause,
             ..Failure::default()
@@ -315,25 +337,31 @@ fn run_one(
     let opts = config.launch_options(scenario.name, scenario.extra_args, transcript.clone());
     // Launched here, not by the runner, because QEMU's PDEATHSIG follows
     // the launching thread.
-    let machine = match Machine::launch(&config.qemu, &opts) {
+    let mut machine = match Machine::launch(&config.qemu, &opts) {
         Ok(machine) => machine,
         Err(err) => {
-            let mut outcome = harness_failure(
-                scenario.name,
-                one_line(&format!("QEMU did not start: {err:#}")),
-            );
-            outcome.duration = started.elapsed();
-            if let Some(failure) = &mut outcome.failure {
-                failure.transcript = transcript.tail(TRANSCRIPT_ENTRIES);
-            }
-            return outcome;
+            let cause = one_line(&format!("QEMU did not start: {err:#}"));
+            return early_failure(scenario, cause, started, &transcript);
         }
     };
+    let caps = match probe::check(&mut machine) {
+        Ok(caps) => caps,
+        Err(err) => {
+            let cause = one_line(&format!("asking QEMU what it has: {err:#}"));
+            return early_failure(scenario, cause, started, &transcript);
+        }
+    };
+    let refusal = caps.refusal(&config.qemu);
     let _ = tx.send(Message::Started {
         index,
         killer: machine.killer(),
         dir: machine.dir().to_path_buf(),
+        caps,
     });
+    if let Some(refusal) = refusal {
+        // Nothing to run: the caller reports every scenario with this.
+        return early_failure(scenario, refusal, started, &transcript);
+    }
 
     let deadline = started + scenario.timeout(&config.settings);
     let mut ctx = Ctx::new(
@@ -346,10 +374,16 @@ fn run_one(
     let mut problems = Vec::new();
     match result {
         Ok(Ok(())) => {}
+        Ok(Err(err)) if timed_out(&err) => problems.push(format!(
+            "{err:#} (each wait may take {:.1}s; --wait changes it)",
+            ctx.wait_limit().as_secs_f64()
+        )),
         Ok(Err(err)) => problems.push(format!("{err:#}")),
         Err(panic) => problems.push(format!("panicked: {}", panic_message(&panic))),
     }
-    match ctx.machine.shutdown() {
+    let shutdown = ctx.machine.shutdown();
+    transcript.note("harness", phases::REAPED);
+    match shutdown {
         Ok(shutdown) if shutdown.clean() => {}
         Ok(shutdown) => problems.push(format!("QEMU ended with {shutdown}")),
         Err(err) => problems.push(format!("{err:#}")),
@@ -380,6 +414,7 @@ fn run_one(
         name: scenario.name.to_string(),
         duration: started.elapsed(),
         notes: ctx.take_notes(),
+        phases: phases::phases(&transcript),
         failure,
         skipped: None,
     };
@@ -387,6 +422,31 @@ fn run_one(
     // outcome, this QEMU and its directory are gone.
     drop(ctx);
     outcome
+}
+
+/// A scenario that failed before it ran, with what its QEMU said so far.
+fn early_failure(
+    scenario: &Scenario,
+    cause: String,
+    started: Instant,
+    transcript: &Transcript,
+) -> Outcome {
+    let mut outcome = harness_failure(scenario.name, cause);
+    outcome.duration = started.elapsed();
+    if let Some(failure) = &mut outcome.failure {
+        failure.transcript = transcript.tail(TRANSCRIPT_ENTRIES);
+    }
+    outcome
+}
+
+/// Whether a wait for a reply or an event ran out of time.
+fn timed_out(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<QmpError>(),
+            Some(QmpError::Timeout { .. })
+        )
+    })
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

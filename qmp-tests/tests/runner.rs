@@ -28,7 +28,7 @@ fn passes(ctx: &mut Ctx) -> Result<()> {
 }
 
 fn overruns(ctx: &mut Ctx) -> Result<()> {
-    let deadline = ctx.deadline;
+    let deadline = ctx.scenario_deadline();
     ctx.machine.qmp().wait_event("NEVER", deadline)?;
     Ok(())
 }

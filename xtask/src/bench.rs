@@ -3,6 +3,7 @@
 
 mod client;
 mod host;
+mod phases;
 mod process;
 mod report;
 mod stats;
@@ -148,6 +149,24 @@ pub fn run(sh: &Shell, mut args: Args) -> Result<()> {
         true,
     );
 
+    let meson = process::meson(
+        sh,
+        &prepared.tree.path,
+        qemu,
+        &qmp_tests,
+        &build_opts.target,
+        &SEEDS,
+        runs,
+    )?;
+    figures.add(
+        "seeds.meson",
+        "  the same four through meson test (wired)",
+        meson,
+        true,
+    );
+    let phase_rows = phases::measure(qemu, &SEEDS, runs)?;
+    eprint!("{}", phases::table(&phase_rows));
+
     let pipeline_runs = runs.min(PIPELINE_RUNS);
     let warm = process::pipeline(sh, &forwarded, pipeline_runs, || Ok(()))?;
     figures.add(
@@ -174,18 +193,28 @@ pub fn run(sh: &Shell, mut args: Args) -> Result<()> {
         false,
     );
 
-    let targets = vec![
-        Target::within(
-            "four seed scenarios, default jobs",
-            seeds.median,
-            2.0 * (floor.median + dynamic.raw.median),
-            "s",
-            format!(
-                "2 x (floor {} + raw query-qmp-schema reply {})",
-                seconds(floor.median),
-                seconds(dynamic.raw.median)
-            ),
+    let seeds_target = Target::within(
+        "four seed scenarios, default jobs",
+        seeds.median,
+        2.0 * (floor.median + dynamic.raw.median),
+        "s",
+        format!(
+            "2 x (floor {} + raw query-qmp-schema reply {})",
+            seconds(floor.median),
+            seconds(dynamic.raw.median)
         ),
+    );
+    let mut notes = Vec::new();
+    if let Some((phase, time, share)) = phases::heaviest(&phase_rows) {
+        notes.push(format!(
+            "the seed scenarios run alone spend most in '{phase}': {} summed over the four, \
+             {:.0}% of their phases (table below).",
+            seconds(time),
+            share * 100.0
+        ));
+    }
+    let targets = vec![
+        seeds_target,
         Target::under(
             "warm cargo xtask test overhead",
             overhead.median,
@@ -216,10 +245,10 @@ pub fn run(sh: &Shell, mut args: Args) -> Result<()> {
             ),
         ),
     ];
-    let mut notes = vec![format!(
+    notes.push(format!(
         "x floor: a median over the floor's median ({}).",
         seconds(floor.median)
-    )];
+    ));
     if pipeline_runs < runs {
         notes.push(format!(
             "the cargo xtask test figures have {pipeline_runs} runs, the rest {runs}: \
@@ -257,6 +286,7 @@ pub fn run(sh: &Shell, mut args: Args) -> Result<()> {
         schema_bytes: schema.bytes,
         targets,
         notes,
+        phases: phase_rows,
     };
     println!("{}", report.table());
     let (latest, dated) = report.write(&paths::target_dir().join("bench"))?;

@@ -155,6 +155,9 @@ if not os.access(QMP_TESTS, os.X_OK):
 # QEMU 10.1); the tree's python/ holds qemu.qmp, which one scenario drives
 # with the Python meson runs us with.
 argv = [QMP_TESTS, "--tap", "--qemu", qemu]
+# A comma-separated subset, e.g. the seed scenarios for a benchmark.
+for name in filter(None, os.environ.get("QMP_TESTS_SCENARIOS", "").split(",")):
+    argv += ["--scenario", name]
 tree = next((p for p in Path(__file__).resolve().parents
              if (p / "python" / "qemu" / "qmp").is_dir()), None)
 if tree:

@@ -16,6 +16,7 @@ fn outcomes() -> Vec<Outcome> {
             duration: Duration::from_millis(120),
             notes: vec![],
             skipped: None,
+            phases: Vec::new(),
             failure: None,
         },
         Outcome {
@@ -23,6 +24,7 @@ fn outcomes() -> Vec<Outcome> {
             duration: Duration::from_millis(1500),
             notes: vec!["a note".into()],
             skipped: None,
+            phases: Vec::new(),
             failure: Some(Failure {
                 cause:
                     "monitor-remove on the main monitor: QMP error GenericError: nope\nsecond line"

@@ -97,6 +97,7 @@ pub struct Machine {
     qemu: PathBuf,
     log: PathBuf,
     command_timeout: Duration,
+    start_time: Duration,
 }
 
 impl Machine {
@@ -139,7 +140,8 @@ impl Machine {
         // closes the listener and fails our connection at once.
         drop(listener);
 
-        let deadline = Instant::now() + opts.start_timeout;
+        let spawned = Instant::now();
+        let deadline = spawned + opts.start_timeout;
         let qmp = UnixStream::connect(&socket)
             .map_err(QmpError::from)
             .and_then(|stream| Qmp::from_stream(stream, "main", opts.transcript.clone(), deadline))
@@ -155,6 +157,7 @@ impl Machine {
             qemu: qemu.to_path_buf(),
             log,
             command_timeout: opts.command_timeout,
+            start_time: spawned.elapsed(),
         })
     }
 
@@ -163,6 +166,12 @@ impl Machine {
     pub fn cmd(&mut self, command: &str, args: Value) -> Result<Value, QmpError> {
         let deadline = Instant::now() + self.command_timeout;
         self.qmp.execute(command, args, deadline)
+    }
+
+    /// From spawning QEMU to a negotiated main monitor: what the slowest
+    /// part of this machine, under this run's load, costs.
+    pub fn start_time(&self) -> Duration {
+        self.start_time
     }
 
     /// The main monitor, for calls with a deadline of the caller's.

@@ -107,6 +107,16 @@ impl Transcript {
         out
     }
 
+    /// Every entry kept, oldest first: (time since start, who, direction,
+    /// text).
+    pub fn entries(&self) -> Vec<(Duration, String, Direction, String)> {
+        self.lock()
+            .entries
+            .iter()
+            .map(|e| (e.at, e.who.clone(), e.direction, e.text.clone()))
+            .collect()
+    }
+
     pub fn render(&self) -> String {
         self.tail(usize::MAX)
     }

@@ -15,6 +15,7 @@ fn outcomes() -> Vec<Outcome> {
             duration: Duration::from_millis(120),
             notes: vec!["figures".into()],
             skipped: None,
+            phases: Vec::new(),
             failure: None,
         },
         Outcome {
@@ -22,6 +23,7 @@ fn outcomes() -> Vec<Outcome> {
             duration: Duration::from_millis(50),
             notes: vec![],
             skipped: None,
+            phases: Vec::new(),
             failure: Some(failure("same cause")),
         },
         Outcome {
@@ -29,6 +31,7 @@ fn outcomes() -> Vec<Outcome> {
             duration: Duration::ZERO,
             notes: vec![],
             skipped: None,
+            phases: Vec::new(),
             failure: Some(failure("same cause")),
         },
         Outcome::skipped("test_d", "no tree"),

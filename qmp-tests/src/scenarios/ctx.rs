@@ -1,4 +1,7 @@
-use std::{path::Path, time::Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -13,8 +16,10 @@ use crate::{
 /// figures worth reporting even on success.
 pub struct Ctx {
     pub machine: Machine,
-    /// Bounds every wait in the scenario.
-    pub deadline: Instant,
+    /// Bounds the whole scenario.
+    deadline: Instant,
+    /// Bounds each wait for a reply or an event, within `deadline`.
+    wait_limit: Duration,
     pub settings: Settings,
     transcript: Transcript,
     notes: Vec<String>,
@@ -27,31 +32,47 @@ impl Ctx {
         settings: Settings,
         transcript: Transcript,
     ) -> Ctx {
+        let wait_limit = super::wait_limit(&settings, machine.start_time());
         Ctx {
             machine,
             deadline,
+            wait_limit,
             settings,
             transcript,
             notes: Vec::new(),
         }
     }
 
+    /// The deadline for one wait starting now: the per-wait limit, cut
+    /// short by the scenario's own deadline.
+    pub fn wait(&self) -> Instant {
+        (Instant::now() + self.wait_limit).min(self.deadline)
+    }
+
+    /// The per-wait limit this scenario runs with.
+    pub fn wait_limit(&self) -> Duration {
+        self.wait_limit
+    }
+
+    /// The deadline of the whole scenario, for work made of many waits.
+    pub fn scenario_deadline(&self) -> Instant {
+        self.deadline
+    }
+
     /// Runs `command` on the main monitor; must succeed.
     pub fn main(&mut self, command: &str, args: Value) -> Result<Value> {
+        let wait = self.wait();
         self.machine
             .qmp()
-            .execute(command, args.clone(), self.deadline)
+            .execute(command, args.clone(), wait)
             .with_context(|| format!("{} on the main monitor", describe(command, &args)))
     }
 
     /// Runs `command` on the main monitor; must be refused with a QMP
     /// error, which is returned.
     pub fn main_refused(&mut self, command: &str, args: Value) -> Result<QmpError> {
-        match self
-            .machine
-            .qmp()
-            .execute(command, args.clone(), self.deadline)
-        {
+        let wait = self.wait();
+        match self.machine.qmp().execute(command, args.clone(), wait) {
             Err(err @ QmpError::Qmp { .. }) => Ok(err),
             Ok(ret) => bail!(
                 "{} on the main monitor succeeded (returned {ret}), but must fail",
@@ -65,7 +86,7 @@ impl Ctx {
     /// Connects a client named `name` to the socket at `path`, reading the
     /// greeting; its traffic joins the scenario's transcript.
     pub fn connect(&self, path: &Path, name: &str) -> Result<Qmp> {
-        Qmp::connect_named(path, name, self.transcript.clone(), self.deadline)
+        Qmp::connect_named(path, name, self.transcript.clone(), self.wait())
             .with_context(|| format!("connecting {name} to {}", path.display()))
     }
 

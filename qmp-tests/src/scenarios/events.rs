@@ -35,10 +35,13 @@ pub fn none_before_negotiation(ctx: &mut Ctx) -> Result<()> {
     stop_cont(ctx)?;
     // The main monitor seeing both proves the events were broadcast while
     // the dynamic client sat in negotiation mode.
+    let wait = ctx.wait();
     let main = ctx.machine.qmp();
-    main.wait_event("STOP", ctx.deadline)
+    main.wait_event("STOP", wait)
         .context("STOP on the main monitor")?;
-    main.wait_event("RESUME", ctx.deadline)
+    let wait = ctx.wait();
+    let main = ctx.machine.qmp();
+    main.wait_event("RESUME", wait)
         .context("RESUME on the main monitor")?;
 
     // A monitor's output is one ordered stream, and both events were
@@ -46,7 +49,7 @@ pub fn none_before_negotiation(ctx: &mut Ctx) -> Result<()> {
     // queued for delivery at negotiation, they would arrive before the
     // replies to these two commands. So no waiting for a silence.
     client
-        .negotiate(ctx.deadline)
+        .negotiate(ctx.wait())
         .context("qmp_capabilities on the dynamic monitor")?;
     hotplug::execute(ctx, &mut client, "query-status", Value::Null)?;
     let early = client.take_events();

@@ -76,7 +76,7 @@ pub fn connect(ctx: &Ctx, mon: &DynMon) -> Result<Qmp> {
 pub fn connect_negotiated(ctx: &Ctx, mon: &DynMon) -> Result<Qmp> {
     let mut client = connect(ctx, mon)?;
     client
-        .negotiate(ctx.deadline)
+        .negotiate(ctx.wait())
         .with_context(|| format!("qmp_capabilities on {}", mon.id))?;
     Ok(client)
 }
@@ -85,7 +85,7 @@ pub fn connect_negotiated(ctx: &Ctx, mon: &DynMon) -> Result<Qmp> {
 pub fn execute(ctx: &Ctx, client: &mut Qmp, command: &str, args: Value) -> Result<Value> {
     let what = super::ctx::describe(command, &args);
     client
-        .execute(command, args, ctx.deadline)
+        .execute(command, args, ctx.wait())
         .with_context(|| format!("{what} on {}", client.name()))
 }
 
@@ -104,7 +104,7 @@ pub fn find_monitor<'a>(list: &'a [Value], id: &str) -> Option<&'a Value> {
 /// Waits for the next event on `client` and checks its name.
 pub fn expect_event(ctx: &Ctx, client: &mut Qmp, name: &str) -> Result<()> {
     let event = client
-        .next_event(ctx.deadline)
+        .next_event(ctx.wait())
         .with_context(|| format!("waiting for {name} on {}", client.name()))?;
     ensure!(
         event["event"] == name,

@@ -12,7 +12,6 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::json;
 
 use crate::{
-    deadline::remaining,
     pidfd::PidFd,
     scenarios::{
         hotplug::{self, DynMon},
@@ -53,8 +52,9 @@ pub fn qemu_python_client(ctx: &mut Ctx) -> Result<()> {
         dir.join("qemu_qmp_client.out"),
         dir.join("qemu_qmp_client.err"),
     );
-    let step_timeout = remaining(ctx.deadline)
-        .context("the scenario's deadline passed before the client started")?;
+    // Each of the library's waits gets the per-wait limit; the client as
+    // a whole, the scenario's deadline.
+    let step_timeout = ctx.wait_limit();
     let child = Command::new(&python.interpreter)
         // -B: importing the library must not leave bytecode in the tree.
         .arg("-B")
@@ -73,7 +73,7 @@ pub fn qemu_python_client(ctx: &mut Ctx) -> Result<()> {
     let mut driver = Driver(child);
     let pidfd = PidFd::open(driver.0.id()).context("opening a pidfd for the Python client")?;
     let finished = pidfd
-        .wait_exit(ctx.deadline)
+        .wait_exit(ctx.scenario_deadline())
         .context("waiting for the Python client")?;
     if !finished {
         let _ = driver.0.kill();

@@ -1,8 +1,6 @@
 //! Adding, using and removing dynamic monitors, and QEMU going away with
 //! them.
 
-use std::time::{Duration, Instant};
-
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
@@ -13,8 +11,6 @@ use crate::{
         Ctx,
     },
 };
-
-const QUIT_LIMIT: Duration = Duration::from_secs(20);
 
 /// add, connect, greeting, negotiate, query-version, disconnect, remove.
 pub(super) fn full_cycle(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
@@ -40,7 +36,7 @@ pub fn hotplug_cycle(ctx: &mut Ctx) -> Result<()> {
 /// Sends monitor-remove for the monitor `client` is connected to, on that
 /// same connection, and checks the reply arrives complete.
 fn remove_self(ctx: &Ctx, client: &mut Qmp, mon: &DynMon) -> Result<()> {
-    match client.execute("monitor-remove", json!({ "id": mon.id }), ctx.deadline) {
+    match client.execute("monitor-remove", json!({ "id": mon.id }), ctx.wait()) {
         Ok(_) => Ok(()),
         Err(QmpError::Eof) => {
             bail!("the connection dropped before the reply to monitor-remove of itself arrived")
@@ -69,7 +65,7 @@ fn expect_open_and_silent(ctx: &mut Ctx, client: &mut Qmp, mon: &DynMon, when: &
             mon.id
         ),
         Pending::Data => {
-            let message = client.read_any(ctx.deadline)?;
+            let message = client.read_any(ctx.wait())?;
             bail!("{} {when}, QEMU still wrote {message}", mon.id)
         }
     }
@@ -90,7 +86,7 @@ pub fn self_removal(ctx: &mut Ctx) -> Result<()> {
         "after the reply to its self-removal",
     )?;
     client
-        .send("query-version", Value::Null, ctx.deadline)
+        .send("query-version", Value::Null, ctx.wait())
         .context("sending query-version after self-removal")?;
     expect_open_and_silent(
         ctx,
@@ -112,14 +108,14 @@ pub fn self_removal_chardev_remove(ctx: &mut Ctx) -> Result<()> {
     let mut client = hotplug::connect_negotiated(ctx, &mon)?;
     remove_self(ctx, &mut client, &mon)?;
     client
-        .send("query-version", Value::Null, ctx.deadline)
+        .send("query-version", Value::Null, ctx.wait())
         .context("sending query-version after self-removal")?;
     // Events broadcast now must not reach the removed monitor.
     ctx.main("stop", Value::Null)?;
     ctx.main("cont", Value::Null)?;
     expect_open_and_silent(ctx, &mut client, &mon, "before chardev-remove")?;
     ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
-    match client.read_any(ctx.deadline) {
+    match client.read_any(ctx.wait()) {
         Err(QmpError::Eof) if client.was_reset() => bail!(
             "chardev-remove reset the self-removed monitor's connection instead of closing it \
              (QEMU left the client's input unread)"
@@ -145,7 +141,7 @@ pub fn remove_connected(ctx: &mut Ctx) -> Result<()> {
     let mut client = hotplug::connect_negotiated(ctx, &mon)?;
     ctx.main("monitor-remove", json!({ "id": mon.id }))?;
     client
-        .wait_eof(ctx.deadline)
+        .wait_eof(ctx.wait())
         .context("a client of a monitor removed from the main monitor must see end of file")?;
     ensure!(
         !client.was_reset(),
@@ -178,13 +174,13 @@ pub fn reconnect(ctx: &mut Ctx) -> Result<()> {
     let mut client = hotplug::connect(ctx, &mon).context("reconnecting")?;
     // A fresh session starts in negotiation mode: ordinary commands are
     // refused until qmp_capabilities.
-    match client.execute("query-version", Value::Null, ctx.deadline) {
+    match client.execute("query-version", Value::Null, ctx.wait()) {
         Err(QmpError::Qmp { class, .. }) if class == "CommandNotFound" => {}
         Ok(_) => bail!("after reconnecting, query-version worked before negotiation"),
         Err(err) => return Err(err).context("query-version before negotiation after reconnecting"),
     }
     client
-        .negotiate(ctx.deadline)
+        .negotiate(ctx.wait())
         .context("qmp_capabilities after reconnecting")?;
     hotplug::execute(ctx, &mut client, "query-version", Value::Null)?;
     client.close();
@@ -203,24 +199,23 @@ pub fn quit_with_monitors(ctx: &mut Ctx) -> Result<()> {
         hotplug::connect(ctx, &connected)?,
     ];
     // The reply races with QEMU closing the socket on exit.
-    match ctx.machine.qmp().execute("quit", Value::Null, ctx.deadline) {
+    let wait = ctx.wait();
+    match ctx.machine.qmp().execute("quit", Value::Null, wait) {
         Ok(_) | Err(QmpError::Eof) => {}
         Err(err) => return Err(err).context("quit on the main monitor"),
     }
     // A hang on quit is the bug to catch here, so it gets no more time
     // than a normal shutdown does.
-    let exit = ctx
-        .machine
-        .wait_exit(ctx.deadline.min(Instant::now() + QUIT_LIMIT))?;
+    let exit = ctx.machine.wait_exit(ctx.wait())?;
     let Some(exit) = exit else {
         bail!("QEMU did not exit after quit with dynamic monitors present");
     };
     ensure!(exit.success(), "QEMU ended with {exit} after quit");
     // The process is gone, so this only drains what was sent before.
-    let drain = Instant::now() + Duration::from_secs(5);
+    let drain = ctx.wait();
     for client in &mut clients {
         client
-            .wait_eof(drain.min(ctx.deadline))
+            .wait_eof(drain)
             .with_context(|| format!("{} after QEMU exited", client.name()))?;
     }
     Ok(())

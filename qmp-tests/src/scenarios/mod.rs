@@ -1,7 +1,8 @@
 //! The scenarios: what each checks, and the context they run in.
 //!
-//! Each scenario gets its own QEMU (so they can run in parallel) and one
-//! deadline that bounds every wait inside it.
+//! Each scenario gets its own QEMU (so they can run in parallel), one
+//! deadline that bounds it as a whole, and a shorter limit for each wait
+//! for a reply or an event inside it.
 
 mod ctx;
 mod errors;
@@ -23,6 +24,9 @@ pub use ctx::Ctx;
 pub struct Settings {
     /// Deadline for one scenario.
     pub timeout: Duration,
+    /// Deadline for each wait for a reply or an event; `None` derives it
+    /// from the scenario's own QEMU (see [`wait_limit`]).
+    pub wait: Option<Duration>,
     /// Full hotplug cycles in `test_soak`.
     pub soak_cycles: u32,
     /// QEMU's own Python client library, from the tree under test.
@@ -41,10 +45,28 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             timeout: Duration::from_secs(60),
+            wait: None,
             soak_cycles: soak::DEFAULT_CYCLES,
             python: None,
         }
     }
+}
+
+/// A wait's default limit is this many times the scenario's QEMU start...
+pub const WAIT_FACTOR: u32 = 100;
+/// ...but never less than this.
+pub const MIN_WAIT: Duration = Duration::from_secs(2);
+
+/// How long one wait for a reply or an event may take: `settings.wait`,
+/// or [`WAIT_FACTOR`] times `start` (spawn to a negotiated main monitor,
+/// measured on the scenario's own QEMU) and at least [`MIN_WAIT`]. A
+/// loaded machine or a sanitizer build starts QEMU slower and so gets
+/// longer waits; a QEMU that withholds a reply fails in seconds, not at
+/// the scenario's deadline.
+pub fn wait_limit(settings: &Settings, start: Duration) -> Duration {
+    settings
+        .wait
+        .unwrap_or_else(|| start.saturating_mul(WAIT_FACTOR).max(MIN_WAIT))
 }
 
 pub struct Scenario {
@@ -57,6 +79,8 @@ pub struct Scenario {
     scales_with_soak: bool,
     /// Drives a monitor with QEMU's Python client, so it needs the tree.
     needs_python: bool,
+    /// Takes many times longer than most: started before the others.
+    pub long: bool,
 }
 
 impl Scenario {
@@ -68,6 +92,7 @@ impl Scenario {
             run,
             scales_with_soak: false,
             needs_python: false,
+            long: false,
         }
     }
 
@@ -99,7 +124,10 @@ static ALL: [Scenario; 14] = [
         "test_self_removal_chardev_remove",
         lifecycle::self_removal_chardev_remove,
     ),
-    Scenario::new("test_large_response", query::large_response),
+    Scenario {
+        long: true,
+        ..Scenario::new("test_large_response", query::large_response)
+    },
     Scenario::new("test_events_after_negotiation", events::after_negotiation),
     Scenario {
         extra_args: errors::EXTRA_ARGS,
@@ -115,11 +143,13 @@ static ALL: [Scenario; 14] = [
     Scenario::new("test_many", events::many),
     Scenario {
         scales_with_soak: true,
+        long: true,
         ..Scenario::new("test_soak", soak::soak)
     },
     Scenario::new("test_quit_with_monitors", lifecycle::quit_with_monitors),
     Scenario {
         needs_python: true,
+        long: true,
         ..Scenario::new("test_qemu_python_client", interop::qemu_python_client)
     },
 ];

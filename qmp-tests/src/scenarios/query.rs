@@ -54,7 +54,7 @@ pub fn large_response(ctx: &mut Ctx) -> Result<()> {
     hotplug::add(ctx, &mon)?;
     let mut client = hotplug::connect_negotiated(ctx, &mon)?;
     let raw = client
-        .execute_raw("query-qmp-schema", Value::Null, ctx.deadline)
+        .execute_raw("query-qmp-schema", Value::Null, ctx.wait())
         .context("query-qmp-schema on the dynamic monitor")?;
     let reply: Value = serde_json::from_slice(&raw)
         .with_context(|| format!("the {}-byte query-qmp-schema reply is not JSON", raw.len()))?;

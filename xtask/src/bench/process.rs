@@ -45,6 +45,46 @@ pub fn pipeline(
     })
 }
 
+/// Runs `scenarios` `runs` times the way a QEMU developer would, through
+/// the meson wiring: `meson test func-TARGET-monitor_hotplug` in the build
+/// directory. The tree is wired for the figure and unwired after; one
+/// untimed run first lets meson reconfigure for the new test.
+pub fn meson(
+    sh: &Shell,
+    tree: &Path,
+    qemu: &Path,
+    qmp_tests: &Path,
+    target: &str,
+    scenarios: &[&str],
+    runs: usize,
+) -> Result<Stats> {
+    let build_dir = qemu
+        .parent()
+        .context("the QEMU binary has a build directory")?;
+    let guard = match crate::meson::wire(tree, qmp_tests, false)? {
+        crate::meson::Wired::Added(_) => Some(crate::meson::WireGuard::new(tree)),
+        crate::meson::Wired::Already(_) => None,
+        crate::meson::Wired::NoFunctionalTests => {
+            bail!("{} has no functional-test list to wire", tree.display())
+        }
+    };
+    let meson_bin = build_dir.join("pyvenv/bin/meson");
+    let test = format!("func-{target}-monitor_hotplug");
+    let _env = sh.push_env("QMP_TESTS_SCENARIOS", scenarios.join(","));
+    let result = run_timed(cmd!(sh, "{meson_bin} test -C {build_dir} {test}")).and_then(|_| {
+        sample(runs, || {
+            run_timed(cmd!(
+                sh,
+                "{meson_bin} test -C {build_dir} --no-rebuild {test}"
+            ))
+        })
+    });
+    if let Some(guard) = guard {
+        guard.finish()?;
+    }
+    result
+}
+
 /// Seconds the command took; its output is kept for the error only.
 fn run_timed(cmd: Cmd<'_>) -> Result<f64> {
     let what = cmd.to_string();

@@ -65,6 +65,8 @@ pub struct Report {
     pub targets: Vec<Target>,
     /// Said under the table: fewer runs, what a figure includes.
     pub notes: Vec<String>,
+    /// The seed scenarios' phases.
+    pub phases: Vec<super::phases::Row>,
 }
 
 impl Report {
@@ -109,6 +111,9 @@ impl Report {
                 value(t.limit, t.unit),
                 t.basis
             );
+        }
+        if !self.phases.is_empty() {
+            let _ = writeln!(out, "\n{}", super::phases::table(&self.phases).trim_end());
         }
         if !self.notes.is_empty() {
             let _ = writeln!(out, "\nnotes:");
@@ -157,6 +162,7 @@ impl Report {
             "schema_bytes": self.schema_bytes,
             "targets": targets,
             "notes": self.notes,
+            "seed_phases_s": super::phases::to_json(&self.phases),
         })
     }
 
@@ -235,6 +241,14 @@ mod tests {
                 Target::within("parse", 1.05, 1.1, "x", "raw 2.0 ms".into()),
             ],
             notes: vec!["pipeline: 3 runs".into()],
+            phases: vec![super::super::phases::Row {
+                scenario: "test_x",
+                phases: qmp_tests::phases::PHASES
+                    .iter()
+                    .map(|&phase| (phase, 0.001))
+                    .collect(),
+                total: 0.012,
+            }],
         }
     }
 
@@ -251,6 +265,9 @@ query-qmp-schema reply: 241003 bytes
 targets (medians):
   MISS  warm overhead: 3.50 s against 3.00 s (fixed)
   pass  parse: 1.05x against 1.10x (raw 2.0 ms)
+
+phase medians, ms                    spawn     probe   chr-add   mon-add   connect    negot.   command    remove      quit   harness  scenario
+test_x                                1.00      1.00      1.00      1.00      1.00      1.00      1.00      1.00      1.00      1.00     12.00
 
 notes:
   - pipeline: 3 runs
@@ -270,6 +287,7 @@ notes:
         assert_eq!(json["targets"][1]["pass"], true);
         assert_eq!(json["targets"][1]["unit"], "x");
         assert_eq!(json["schema_bytes"], 241_003);
+        assert_eq!(json["seed_phases_s"][0]["phases"]["monitor-add"], 0.001);
     }
 
     #[test]
