@@ -44,6 +44,9 @@ pub use exit::{Exit, Shutdown, StoppedBy};
 pub use process::Killer;
 pub use socket::{check_socket_path, MAX_SOCKET_PATH};
 
+/// Stands for the machine's temp dir in [`LaunchOptions::extra_args`].
+pub const DIR_PLACEHOLDER: &str = "{dir}";
+
 /// Generous because sanitizer builds run leak checks on exit.
 const QUIT_WAIT: Duration = Duration::from_secs(20);
 const SIGTERM_WAIT: Duration = Duration::from_secs(10);
@@ -54,7 +57,8 @@ const SIGKILL_WAIT: Duration = Duration::from_secs(10);
 pub struct LaunchOptions {
     /// Names the stderr log file (`NAME.stderr.log`).
     pub name: String,
-    /// Appended to the fixed command line.
+    /// Appended to the fixed command line, with [`DIR_PLACEHOLDER`]
+    /// replaced by the machine's private temp dir (for socket paths).
     pub extra_args: Vec<OsString>,
     /// Where QEMU's stderr is kept; `None` keeps it in the temp dir, which
     /// goes away with the machine.
@@ -123,7 +127,7 @@ impl Machine {
         let log_file =
             File::create(&log).with_context(|| format!("creating log file {}", log.display()))?;
 
-        let mut command = qemu_command(qemu, &listener, &opts.extra_args);
+        let mut command = qemu_command(qemu, &listener, &opts.extra_args, dir.path());
         command
             .stdin(Stdio::null())
             .stdout(
@@ -280,15 +284,27 @@ impl Machine {
     }
 }
 
-fn qemu_command(qemu: &Path, listener: &UnixListener, extra_args: &[OsString]) -> Command {
+fn qemu_command(
+    qemu: &Path,
+    listener: &UnixListener,
+    extra_args: &[OsString],
+    dir: &Path,
+) -> Command {
     let fd = listener.as_raw_fd();
     let mut command = Command::new(qemu);
     command
         .args(["-machine", "none", "-nodefaults", "-display", "none"])
         .arg("-chardev")
-        .arg(format!("socket,id=main,fd={fd},server=on,wait=off"))
+        // wait=on: QEMU accepts our connection (already in the backlog)
+        // before it creates the monitor, so the monitor sees the client
+        // and sends its greeting before it joins the monitor list. With
+        // wait=off, a monitor connected later gets broadcast events
+        // (RESUME at start) before its greeting, which QMP clients
+        // rightly refuse. (QEMU's python/qemu/machine gets the same
+        // from a chardev that connects to the test's listener.)
+        .arg(format!("socket,id=main,fd={fd},server=on,wait=on"))
         .args(["-mon", "chardev=main,mode=control"])
-        .args(extra_args);
+        .args(extra_args.iter().map(|arg| expand_dir(arg, dir)));
     // SAFETY: getpid is async-signal-safe and runs before fork.
     let parent = unsafe { libc::getpid() };
     // SAFETY: only async-signal-safe calls (prctl, getppid, fcntl) run
@@ -312,6 +328,15 @@ fn qemu_command(qemu: &Path, listener: &UnixListener, extra_args: &[OsString]) -
         });
     }
     command
+}
+
+fn expand_dir(arg: &OsString, dir: &Path) -> OsString {
+    match (arg.to_str(), dir.to_str()) {
+        (Some(text), Some(dir)) if text.contains(DIR_PLACEHOLDER) => {
+            text.replace(DIR_PLACEHOLDER, dir).into()
+        }
+        _ => arg.clone(),
+    }
 }
 
 /// The error for a process that did not greet and negotiate like QEMU,

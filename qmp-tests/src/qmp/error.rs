@@ -18,6 +18,10 @@ pub enum QmpError {
     Malformed {
         line: String,
     },
+    /// The first message was not the `{"QMP": ...}` greeting.
+    BeforeGreeting {
+        line: String,
+    },
     Io(io::Error),
 }
 
@@ -38,6 +42,11 @@ impl fmt::Display for QmpError {
             QmpError::Timeout { awaiting } => write!(f, "timed out awaiting {awaiting}"),
             QmpError::Eof => f.write_str("connection closed by peer (end of file)"),
             QmpError::Malformed { line } => write!(f, "unexpected QMP line: {line}"),
+            QmpError::BeforeGreeting { line } => write!(
+                f,
+                "the server sent a message before its QMP greeting (refused, as QEMU's own \
+                 client does): {line}"
+            ),
             QmpError::Io(err) => write!(f, "I/O error: {err}"),
         }
     }

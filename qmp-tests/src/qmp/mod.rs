@@ -4,6 +4,7 @@
 //! is awaited are kept, in order, for later `wait_event`/`next_event`.
 
 mod error;
+mod fd_passing;
 mod line_reader;
 mod transcript;
 
@@ -13,7 +14,10 @@ mod tests;
 use std::{
     collections::VecDeque,
     io::{self, Write},
-    os::{fd::AsRawFd, unix::net::UnixStream},
+    os::{
+        fd::{AsRawFd, BorrowedFd},
+        unix::net::UnixStream,
+    },
     path::Path,
     time::Instant,
 };
@@ -82,21 +86,16 @@ impl Qmp {
             name: name.to_string(),
             transcript,
         };
-        // A command-line monitor of QEMU sends broadcast events from the
-        // moment its socket is connected, which can be before the greeting
-        // when QEMU is slow to start (an ASan build). They are kept like
-        // any other event, so a test of what reached a monitor sees them.
-        loop {
-            let (line, message) = qmp.read_message(deadline, &|| "the QMP greeting".into())?;
-            if message.get("QMP").is_some() {
-                qmp.greeting = message;
-                return Ok(qmp);
-            }
-            if message.get("event").is_none() {
-                return Err(malformed(&line));
-            }
-            qmp.events.push_back(message);
+        // Like QEMU's own client (python/qemu/qmp), anything but the
+        // greeting first is a protocol error, not something to queue.
+        let (line, message) = qmp.read_message(deadline, &|| "the QMP greeting".into())?;
+        if message.get("QMP").is_none() {
+            return Err(QmpError::BeforeGreeting {
+                line: transcript::abbreviate(&line),
+            });
         }
+        qmp.greeting = message;
+        Ok(qmp)
     }
 
     /// The `{"QMP": {...}}` greeting as received.
@@ -159,10 +158,63 @@ impl Qmp {
         args: Value,
         deadline: Instant,
     ) -> Result<String, QmpError> {
+        self.send_as("execute", command, args, deadline)
+    }
+
+    /// Sends `command` out-of-band (`exec-oob`; needs "oob" negotiated)
+    /// without waiting; returns the id its reply will carry.
+    pub fn send_oob(
+        &mut self,
+        command: &str,
+        args: Value,
+        deadline: Instant,
+    ) -> Result<String, QmpError> {
+        self.send_as("exec-oob", command, args, deadline)
+    }
+
+    fn send_as(
+        &mut self,
+        key: &str,
+        command: &str,
+        args: Value,
+        deadline: Instant,
+    ) -> Result<String, QmpError> {
+        let (id, line) = self.request(key, command, args);
+        self.write_all(&line, deadline, command)?;
+        Ok(id)
+    }
+
+    /// Runs `command` with a copy of `fd` passed along (SCM_RIGHTS), as
+    /// `getfd` wants, and returns its `return` value.
+    pub fn execute_with_fd(
+        &mut self,
+        command: &str,
+        args: Value,
+        fd: BorrowedFd<'_>,
+        deadline: Instant,
+    ) -> Result<Value, QmpError> {
+        let (id, line) = self.request("execute", command, args);
+        // The socket is blocking with a write timeout, so one sendmsg
+        // either takes a prefix (the fd goes with it) or times out.
+        let left = remaining(deadline).ok_or_else(|| self.send_timeout(command))?;
+        self.stream.set_write_timeout(Some(left))?;
+        let sent = loop {
+            match fd_passing::send_with_fd(&self.stream, &line, fd) {
+                Ok(sent) => break sent,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(self.write_error(err, command)),
+            }
+        };
+        self.write_all(&line[sent..], deadline, command)?;
+        self.read_reply(command, &id, deadline)
+    }
+
+    /// Builds a request line (newline-terminated) and records it.
+    fn request(&mut self, key: &str, command: &str, args: Value) -> (String, Vec<u8>) {
         let id = format!("{}-{}", self.name, self.next_id);
         self.next_id += 1;
         let mut request = Map::new();
-        request.insert("execute".into(), command.into());
+        request.insert(key.into(), command.into());
         if !args.is_null() {
             request.insert("arguments".into(), args);
         }
@@ -170,8 +222,7 @@ impl Qmp {
         let mut line = serde_json::to_vec(&Value::Object(request)).expect("JSON values serialise");
         self.transcript.record(&self.name, Direction::Sent, &line);
         line.push(b'\n');
-        self.write_all(&line, deadline, command)?;
-        Ok(id)
+        (id, line)
     }
 
     /// Waits for the reply with `id` to `command`, keeping events that
@@ -304,6 +355,18 @@ impl Qmp {
         self.reader.was_reset()
     }
 
+    /// Reads every message until the peer closes the connection.
+    pub fn read_until_eof(&mut self, deadline: Instant) -> Result<Vec<Value>, QmpError> {
+        let mut messages = Vec::new();
+        loop {
+            match self.read_any(deadline) {
+                Ok(message) => messages.push(message),
+                Err(QmpError::Eof) => return Ok(messages),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
     /// Closes the connection, noting it in the transcript.
     pub fn close(self) {
         self.transcript.note(&self.name, "disconnect");
@@ -360,23 +423,34 @@ impl Qmp {
         deadline: Instant,
         command: &str,
     ) -> Result<(), QmpError> {
-        let timeout = || QmpError::Timeout {
-            awaiting: format!("room to send {command} on {}", self.name),
-        };
         let mut rest = bytes;
         while !rest.is_empty() {
-            let left = remaining(deadline).ok_or_else(timeout)?;
+            let left = remaining(deadline).ok_or_else(|| self.send_timeout(command))?;
             self.stream.set_write_timeout(Some(left))?;
             match self.stream.write(rest) {
                 Ok(0) => return Err(QmpError::Eof),
                 Ok(n) => rest = &rest[n..],
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) if timed_out(&err) => return Err(timeout()),
-                Err(err) if err.kind() == io::ErrorKind::BrokenPipe => return Err(QmpError::Eof),
-                Err(err) => return Err(QmpError::Io(err)),
+                Err(err) => return Err(self.write_error(err, command)),
             }
         }
         Ok(())
+    }
+
+    fn send_timeout(&self, command: &str) -> QmpError {
+        QmpError::Timeout {
+            awaiting: format!("room to send {command} on {}", self.name),
+        }
+    }
+
+    fn write_error(&self, err: io::Error, command: &str) -> QmpError {
+        if timed_out(&err) {
+            return self.send_timeout(command);
+        }
+        match err.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => QmpError::Eof,
+            _ => QmpError::Io(err),
+        }
     }
 }
 

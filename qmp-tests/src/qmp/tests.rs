@@ -11,7 +11,7 @@ use std::{
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use super::{Qmp, QmpError};
+use super::{Pending, Qmp, QmpError};
 
 const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 10}, "package": ""}, "capabilities": ["oob"]}}"#;
 const GREETING_NO_OOB: &str = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 10}, "package": ""}, "capabilities": []}}"#;
@@ -113,27 +113,101 @@ fn greeting_without_oob() {
 }
 
 #[test]
-fn events_before_the_greeting_are_kept() {
-    let server = serve(|mut peer| {
-        peer.send(r#"{"event": "RESUME", "timestamp": {"seconds": 1, "microseconds": 0}}"#);
-        peer.send(GREETING);
+fn an_event_before_the_greeting_is_refused() {
+    let server = serve(|peer| {
+        // One write: the client hangs up after the first line, and a
+        // second write could then fail.
+        let event = r#"{"event": "RESUME", "timestamp": {"seconds": 1, "microseconds": 0}}"#;
+        let mut writer = peer.writer;
+        writer
+            .write_all(format!("{event}\n{GREETING}\n").as_bytes())
+            .unwrap();
     });
-    let mut qmp = Qmp::connect(&server.path, soon()).unwrap();
-    assert!(qmp.offers("oob"));
-    let events = qmp.take_events();
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0]["event"], "RESUME");
+    match Qmp::connect(&server.path, soon()) {
+        Err(err @ QmpError::BeforeGreeting { .. }) => {
+            let text = err.to_string();
+            assert!(
+                text.contains("RESUME") && text.contains("greeting"),
+                "{text}"
+            );
+        }
+        other => panic!("expected BeforeGreeting, got {:?}", other.err()),
+    }
     server.finish();
 }
 
 #[test]
-fn a_first_line_that_is_no_greeting_is_malformed() {
-    let server = serve(|mut peer| peer.send(r#"{"return": {}}"#));
-    match Qmp::connect(&server.path, soon()) {
-        Err(QmpError::Malformed { line }) => assert!(line.contains("return")),
-        other => panic!("expected Malformed, got {:?}", other.err()),
-    }
+fn pending_tells_nothing_data_and_end_of_file() {
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let server = serve(move |mut peer| {
+        peer.send(GREETING);
+        go_rx.recv().unwrap();
+        peer.send(r#"{"return": {"late": true}}"#);
+    });
+    let mut qmp = Qmp::connect(&server.path, soon()).unwrap();
+    assert_eq!(qmp.pending().unwrap(), Pending::Nothing);
+    go_tx.send(()).unwrap();
     server.finish();
+    // The peer wrote, then closed: data first, then end of file.
+    assert_eq!(qmp.pending().unwrap(), Pending::Data);
+    assert_eq!(qmp.read_any(soon()).unwrap()["return"]["late"], true);
+    assert_eq!(qmp.pending().unwrap(), Pending::Closed);
+}
+
+#[test]
+fn execute_with_fd_passes_the_fd_with_the_command() {
+    let server = serve(|mut peer| {
+        peer.send(GREETING);
+        let (line, fds) = recv_with_fds(&peer.writer);
+        let req: Value = serde_json::from_slice(line.trim_ascii_end()).unwrap();
+        assert_eq!(req["execute"], "getfd");
+        assert_eq!(fds, 1, "one fd must come with the command");
+        peer.reply(&req, json!({}));
+    });
+    let mut qmp = Qmp::connect(&server.path, soon()).unwrap();
+    let file = std::fs::File::open("/dev/null").unwrap();
+    qmp.execute_with_fd(
+        "getfd",
+        json!({ "fdname": "x" }),
+        std::os::fd::AsFd::as_fd(&file),
+        soon(),
+    )
+    .unwrap();
+    server.finish();
+}
+
+/// One recvmsg: the bytes and how many fds came with them (closed here).
+fn recv_with_fds(stream: &UnixStream) -> (Vec<u8>, usize) {
+    use std::os::fd::AsRawFd;
+    let mut buf = vec![0u8; 4096];
+    let mut control = vec![0u64; 16];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: a zeroed msghdr pointing at live buffers; the fds received
+    // are closed below.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = control.len() * 8;
+        let n = libc::recvmsg(stream.as_raw_fd(), &mut msg, 0);
+        assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
+        buf.truncate(n as usize);
+        let mut fds = 0;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                libc::close(fd);
+                fds += 1;
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        (buf, fds)
+    }
 }
 
 #[test]
