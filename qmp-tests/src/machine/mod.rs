@@ -371,3 +371,17 @@ fn read_log(log: &Path) -> Result<String> {
     let bytes = fs::read(log).with_context(|| format!("reading QEMU log {}", log.display()))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dir_placeholder_becomes_the_machine_dir() {
+        let dir = Path::new("/tmp/qmp-x");
+        let arg = OsString::from("unix:{dir}/a.sock,server=on");
+        assert_eq!(expand_dir(&arg, dir), "unix:/tmp/qmp-x/a.sock,server=on");
+        let plain = OsString::from("-nodefaults");
+        assert_eq!(expand_dir(&plain, dir), plain);
+    }
+}
