@@ -96,6 +96,11 @@ impl Ctx {
         self.transcript.note(who, text);
     }
 
+    /// Where the scenario's monitors record their traffic.
+    pub fn transcript(&self) -> &Transcript {
+        &self.transcript
+    }
+
     /// A line for the report, shown whether the scenario passes or not.
     pub fn note(&mut self, text: impl Into<String>) {
         self.notes.push(text.into());

@@ -45,6 +45,11 @@ pub fn add_chardev(ctx: &mut Ctx, chardev: &str, path: &std::path::Path) -> Resu
 /// chardev-add, then monitor-add on it.
 pub fn add(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
     add_chardev(ctx, &mon.chardev, &mon.path)?;
+    add_monitor(ctx, mon)
+}
+
+/// monitor-add on the chardev already there.
+pub fn add_monitor(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
     ctx.main(
         "monitor-add",
         json!({ "id": mon.id, "chardev": mon.chardev }),
@@ -91,10 +96,17 @@ pub fn execute(ctx: &Ctx, client: &mut Qmp, command: &str, args: Value) -> Resul
 
 pub fn query_monitors(ctx: &mut Ctx) -> Result<Vec<Value>> {
     let list = ctx.main("query-monitors", Value::Null)?;
-    match list {
-        Value::Array(list) => Ok(list),
-        other => anyhow::bail!("query-monitors returned no list: {other}"),
+    let Value::Array(list) = list else {
+        anyhow::bail!("query-monitors returned no list: {list}");
+    };
+    // Every monitor has a chardev; "" would be a name for none.
+    if let Some(bad) = list
+        .iter()
+        .find(|mon| mon["chardev"].as_str().is_none_or(str::is_empty))
+    {
+        anyhow::bail!("query-monitors lists a monitor without a chardev name: {bad}");
     }
+    Ok(list)
 }
 
 pub fn find_monitor<'a>(list: &'a [Value], id: &str) -> Option<&'a Value> {

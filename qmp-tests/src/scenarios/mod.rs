@@ -4,14 +4,23 @@
 //! deadline that bounds it as a whole, and a shorter limit for each wait
 //! for a reply or an event inside it.
 
+mod backends;
+mod command_line;
 mod ctx;
 mod errors;
 mod events;
+mod greeting;
+mod hmp;
 mod hotplug;
 mod interop;
+mod leaks;
 mod lifecycle;
 mod query;
+mod refusals;
+mod removal;
 mod soak;
+mod stall;
+mod usage;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -117,7 +126,7 @@ impl Scenario {
     }
 }
 
-static ALL: [Scenario; 14] = [
+static ALL: [Scenario; 29] = [
     Scenario::new("test_hotplug_cycle", lifecycle::hotplug_cycle),
     Scenario::new("test_self_removal", lifecycle::self_removal),
     Scenario::new(
@@ -152,6 +161,42 @@ static ALL: [Scenario; 14] = [
         long: true,
         ..Scenario::new("test_qemu_python_client", interop::qemu_python_client)
     },
+    Scenario::new("test_greeting", greeting::greeting),
+    Scenario {
+        extra_args: refusals::EXTRA_ARGS,
+        ..Scenario::new("test_command_line_monitors", refusals::command_line_listed)
+    },
+    Scenario {
+        extra_args: refusals::EXTRA_ARGS,
+        ..Scenario::new("test_remove_refused", refusals::remove_refused)
+    },
+    Scenario {
+        extra_args: refusals::EXTRA_ARGS,
+        ..Scenario::new("test_add_refused", refusals::add_refused)
+    },
+    Scenario {
+        extra_args: refusals::EXTRA_ARGS,
+        ..Scenario::new("test_add_malformed_id", refusals::add_malformed_id)
+    },
+    Scenario {
+        extra_args: refusals::EXTRA_ARGS,
+        ..Scenario::new("test_add_mux_refused", refusals::add_mux_refused)
+    },
+    Scenario::new("test_remove_pipelined", removal::remove_pipelined),
+    Scenario::new("test_reuse_while_connected", removal::reuse_while_connected),
+    Scenario::new("test_self_removal_silence", removal::self_removal_silence),
+    Scenario::new(
+        "test_stalled_client_commands",
+        stall::stalled_client_commands,
+    ),
+    Scenario::new("test_stalled_client_quit", stall::stalled_client_quit),
+    Scenario::new("test_removal_paths_no_leak", leaks::removal_paths),
+    Scenario::new("test_getfd_closed_on_removal", leaks::getfd_closed),
+    Scenario::new("test_pty_chardev", backends::pty),
+    Scenario::new(
+        "test_reconnecting_client_chardev",
+        backends::reconnecting_client,
+    ),
 ];
 
 /// Every scenario, in the order they are listed and started.

@@ -1,0 +1,266 @@
+//! Chardevs that are no listening unix socket: a pty, and a socket in
+//! client mode that reconnects. monitor-add may take them or refuse them
+//! with a clear error; either way nothing crashes or breaks.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{Read, Write},
+    os::{
+        fd::{AsRawFd, RawFd},
+        unix::{
+            fs::OpenOptionsExt,
+            net::{UnixListener, UnixStream},
+        },
+    },
+    time::Instant,
+};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::{json, Value};
+
+use crate::{
+    deadline::{poll_millis, remaining},
+    qmp::{Qmp, QmpError},
+    scenarios::{
+        hotplug::{self, DynMon},
+        lifecycle::full_cycle,
+        Ctx,
+    },
+};
+
+const MON_ID: &str = "odd-mon";
+const RECONNECT_MS: u64 = 100;
+
+/// monitor-add on `chardev`: true if taken, false if refused with a QMP
+/// error that says something.
+fn try_add(ctx: &mut Ctx, chardev: &str) -> Result<bool> {
+    let args = json!({ "id": MON_ID, "chardev": chardev });
+    let wait = ctx.wait();
+    match ctx.machine.qmp().execute("monitor-add", args, wait) {
+        Ok(_) => {
+            ctx.note(format!("monitor-add on {chardev} was accepted"));
+            Ok(true)
+        }
+        Err(QmpError::Qmp { class, desc }) => {
+            ensure!(
+                !desc.trim().is_empty(),
+                "monitor-add on {chardev} was refused ({class}) without a message"
+            );
+            ctx.note(format!("monitor-add on {chardev} was refused: {desc}"));
+            Ok(false)
+        }
+        Err(err) => Err(err).with_context(|| format!("monitor-add on {chardev}")),
+    }
+}
+
+/// query-monitors lists `MON_ID` on `chardev` as dynamic exactly when
+/// `present`.
+fn check_listed(ctx: &mut Ctx, chardev: &str, present: bool) -> Result<()> {
+    let list = hotplug::query_monitors(ctx)?;
+    match (hotplug::find_monitor(&list, MON_ID), present) {
+        (None, false) => Ok(()),
+        (Some(entry), true) => {
+            ensure!(
+                entry["dynamic"] == true && entry["chardev"] == chardev,
+                "{MON_ID} should be listed with dynamic true and chardev {chardev}: {entry}"
+            );
+            Ok(())
+        }
+        (Some(entry), false) => {
+            bail!("query-monitors lists {MON_ID} though it is not there: {entry}")
+        }
+        (None, true) => bail!(
+            "query-monitors does not list {MON_ID} after monitor-add on {chardev} succeeded: {}",
+            Value::Array(list)
+        ),
+    }
+}
+
+/// After the chardev is gone: QEMU answers and a socket monitor works.
+fn check_still_works(ctx: &mut Ctx) -> Result<()> {
+    let status = ctx.main("query-status", Value::Null)?;
+    ensure!(
+        status["status"].is_string(),
+        "query-status returned {status}"
+    );
+    let mon = DynMon::new(ctx, "")?;
+    full_cycle(ctx, &mon).context("a unix-socket dynamic monitor afterwards")
+}
+
+pub fn pty(ctx: &mut Ctx) -> Result<()> {
+    let chardev = "pty-chr";
+    let ret = ctx.main(
+        "chardev-add",
+        json!({ "id": chardev, "backend": { "type": "pty", "data": {} } }),
+    )?;
+    ctx.note(format!("pty chardev: {ret}"));
+    let added = try_add(ctx, chardev)?;
+    check_listed(ctx, chardev, added)?;
+    if added {
+        // Taken, it must be a working monitor: open the pty and talk.
+        let pty = ret["pty"]
+            .as_str()
+            .context("chardev-add pty returned no pty path")?;
+        let mut client = PtyClient::open(pty)?;
+        let greeting = client.read_line(soon(ctx))?;
+        ensure!(
+            greeting.contains("\"QMP\""),
+            "{MON_ID} on the pty did not greet: {greeting:?}"
+        );
+        client.write_line(r#"{"execute": "qmp_capabilities"}"#)?;
+        let reply = client.read_line(soon(ctx))?;
+        ensure!(
+            reply.contains("\"return\""),
+            "{MON_ID} on the pty answered qmp_capabilities with {reply:?}"
+        );
+        ctx.main("monitor-remove", json!({ "id": MON_ID }))?;
+        check_listed(ctx, chardev, false)?;
+    }
+    ctx.main("chardev-remove", json!({ "id": chardev }))?;
+    check_still_works(ctx)
+}
+
+/// One wait: a pty is polled by QEMU once a second, a reconnect is
+/// timed in milliseconds, both well within a wait.
+fn soon(ctx: &Ctx) -> Instant {
+    ctx.wait()
+}
+
+/// The pty's slave side, raw (QEMU sets it so), read with deadlines.
+struct PtyClient {
+    file: File,
+    pending: Vec<u8>,
+}
+
+impl PtyClient {
+    fn open(path: &str) -> Result<PtyClient> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(path)
+            .with_context(|| format!("opening the pty {path}"))?;
+        Ok(PtyClient {
+            file,
+            pending: Vec::new(),
+        })
+    }
+
+    fn write_line(&mut self, line: &str) -> Result<()> {
+        self.file
+            .write_all(format!("{line}\n").as_bytes())
+            .context("writing to the pty")
+    }
+
+    fn read_line(&mut self, deadline: Instant) -> Result<String> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                return Ok(String::from_utf8_lossy(&line).trim().to_string());
+            }
+            wait_readable(self.file.as_raw_fd(), deadline)
+                .with_context(|| format!("reading a line from {MON_ID} on the pty"))?;
+            let mut chunk = [0u8; 4096];
+            match self.file.read(&mut chunk) {
+                Ok(0) => bail!("the pty closed while reading from {MON_ID}"),
+                Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err).context("reading from the pty"),
+            }
+        }
+    }
+}
+
+/// Waits until `fd` is readable, failing at `deadline`.
+fn wait_readable(fd: RawFd, deadline: Instant) -> Result<()> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        let Some(left) = remaining(deadline) else {
+            bail!("nothing arrived in time");
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, poll_millis(left)) };
+        if rc > 0 {
+            return Ok(());
+        }
+        if rc < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err.into());
+            }
+        }
+    }
+}
+
+/// Waits for QEMU to connect (or reconnect) to `listener`.
+fn accept(listener: &UnixListener, deadline: Instant) -> Result<UnixStream> {
+    wait_readable(listener.as_raw_fd(), deadline)
+        .context("QEMU did not connect its client-mode chardev to our socket")?;
+    let (stream, _) = listener.accept().context("accepting QEMU's connection")?;
+    Ok(stream)
+}
+
+/// Our end of a connection QEMU made: greeting, negotiation, a command.
+fn talk(ctx: &Ctx, stream: UnixStream, name: &str) -> Result<()> {
+    let mut client = Qmp::from_stream(stream, name, ctx.transcript().clone(), soon(ctx))
+        .with_context(|| format!("the greeting of {MON_ID} on connection {name}"))?;
+    client
+        .negotiate(ctx.wait())
+        .with_context(|| format!("qmp_capabilities on {name}"))?;
+    hotplug::execute(ctx, &mut client, "query-version", Value::Null)?;
+    client.close();
+    Ok(())
+}
+
+pub fn reconnecting_client(ctx: &mut Ctx) -> Result<()> {
+    let chardev = "rc-chr";
+    let path = ctx.machine.socket_path("rc.sock")?;
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+    let path_text = path.to_str().context("socket path is not UTF-8")?;
+    ctx.main(
+        "chardev-add",
+        json!({
+            "id": chardev,
+            "backend": { "type": "socket", "data": {
+                "addr": { "type": "unix", "data": { "path": path_text } },
+                "server": false,
+                "reconnect-ms": RECONNECT_MS,
+            }},
+        }),
+    )?;
+    let first = accept(&listener, soon(ctx))?;
+    let added = try_add(ctx, chardev)?;
+    check_listed(ctx, chardev, added)?;
+    if added {
+        // Taken, it must be a working monitor: we are its client, and
+        // when we hang up, QEMU reconnects to a fresh session.
+        talk(ctx, first, "rc-first")?;
+        let second = accept(&listener, soon(ctx)).context("reconnecting, monitor attached")?;
+        talk(ctx, second, "rc-second")?;
+        // Removed while QEMU is between connections (we hung up, its
+        // reconnect is pending), the chardev goes on alone, reconnecting
+        // with no frontend.
+        ctx.main("monitor-remove", json!({ "id": MON_ID }))?;
+        check_listed(ctx, chardev, false)?;
+        let third = accept(&listener, soon(ctx)).context("reconnecting, monitor removed")?;
+        // Added again on the connected chardev, and removed while our
+        // session is open.
+        if try_add(ctx, chardev)? {
+            let mut client =
+                Qmp::from_stream(third, "rc-third", ctx.transcript().clone(), soon(ctx))
+                    .with_context(|| format!("the greeting of {MON_ID} added again"))?;
+            client
+                .negotiate(ctx.wait())
+                .context("qmp_capabilities on rc-third")?;
+            ctx.main("monitor-remove", json!({ "id": MON_ID }))?;
+            check_listed(ctx, chardev, false)?;
+        }
+    }
+    ctx.main("chardev-remove", json!({ "id": chardev }))?;
+    check_still_works(ctx)
+}

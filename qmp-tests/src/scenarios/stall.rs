@@ -1,0 +1,148 @@
+//! A client that removes its own monitor with a lot of output pending
+//! and then stops reading must not stall QEMU.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::{json, Value};
+
+use crate::{
+    qmp::{Qmp, QmpError},
+    scenarios::{
+        hotplug::{self, DynMon},
+        lifecycle::full_cycle,
+        Ctx,
+    },
+};
+
+/// Replies of hundreds of KiB each, far more than a socket buffer holds.
+const SCHEMAS: usize = 4;
+
+/// The client queues `SCHEMAS` query-qmp-schema and a monitor-remove of
+/// its own monitor, then reads nothing.
+fn stall(ctx: &mut Ctx, mon: &DynMon) -> Result<Qmp> {
+    hotplug::add(ctx, mon)?;
+    let mut client = hotplug::connect_negotiated(ctx, mon)?;
+    for _ in 0..SCHEMAS {
+        client
+            .send("query-qmp-schema", Value::Null, ctx.wait())
+            .with_context(|| format!("query-qmp-schema on {}", mon.id))?;
+    }
+    client
+        .send("monitor-remove", json!({ "id": mon.id }), ctx.wait())
+        .with_context(|| format!("monitor-remove of itself on {}", mon.id))?;
+    Ok(client)
+}
+
+/// Returns once the main monitor no longer lists `mon`. Each query is a
+/// reply from the dispatcher, so this waits on replies, not time; the
+/// dispatcher serves the client's requests in order, interleaved with
+/// these.
+fn wait_removed(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
+    let limit = prompt(ctx);
+    loop {
+        let list = ctx
+            .machine
+            .qmp()
+            .execute("query-monitors", Value::Null, limit)
+            .map_err(|err| stalled(err, "query-monitors", mon, ctx.wait_limit()))?;
+        let Value::Array(list) = list else {
+            bail!("query-monitors returned no list: {list}");
+        };
+        if hotplug::find_monitor(&list, &mon.id).is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// "Promptly" is one wait: QEMU needs milliseconds; waiting on the
+/// client would mean forever.
+fn prompt(ctx: &Ctx) -> Instant {
+    ctx.wait()
+}
+
+fn stalled(err: QmpError, command: &str, mon: &DynMon, limit: Duration) -> anyhow::Error {
+    match err {
+        QmpError::Timeout { .. } => anyhow::anyhow!(
+            "QEMU stalled: {command} on the main monitor got no reply within {:.1}s while {}'s \
+             client, which removed its monitor with output pending, does not read",
+            limit.as_secs_f64(),
+            mon.id
+        ),
+        err => anyhow::Error::new(err).context(format!("{command} on the main monitor")),
+    }
+}
+
+/// Runs `command` on the main monitor within one wait.
+fn promptly(ctx: &mut Ctx, mon: &DynMon, command: &str, args: Value) -> Result<Value> {
+    let limit = prompt(ctx);
+    ctx.machine
+        .qmp()
+        .execute(command, args, limit)
+        .map_err(|err| stalled(err, command, mon, ctx.wait_limit()))
+}
+
+/// In-band commands on the main monitor keep working, and chardev-remove
+/// of the stalled client's chardev succeeds, dropping the output.
+pub fn stalled_client_commands(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    let mut client = stall(ctx, &mon)?;
+    wait_removed(ctx, &mon)?;
+    let status = promptly(ctx, &mon, "query-status", Value::Null)?;
+    ensure!(
+        status["status"].is_string(),
+        "query-status returned {status}"
+    );
+    let other = DynMon::new(ctx, "-other")?;
+    full_cycle(ctx, &other).context("another dynamic monitor while the client stalls")?;
+    promptly(ctx, &mon, "chardev-remove", json!({ "id": mon.chardev }))?;
+    let drained = client
+        .read_until_eof(ctx.wait())
+        .context("the stalled client after chardev-remove must see end of file")?;
+    ensure!(
+        !client.was_reset(),
+        "chardev-remove reset the stalled client's connection instead of closing it"
+    );
+    ctx.note(format!(
+        "the stalled client read {} complete messages before end of file",
+        drained.len()
+    ));
+    Ok(())
+}
+
+/// quit on the main monitor ends QEMU promptly.
+pub fn stalled_client_quit(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    let _client = stall(ctx, &mon)?;
+    // Stalled already is the defect too, but what quit does then is
+    // the point here, so it is tried anyway.
+    let stalled_before = match wait_removed(ctx, &mon) {
+        Ok(()) => false,
+        Err(err) => {
+            ctx.note(format!("{err:#}"));
+            true
+        }
+    };
+    // The reply races with QEMU closing the socket on exit; QEMU exiting
+    // is what counts, so no reply is fine too.
+    let limit = prompt(ctx);
+    match ctx.machine.qmp().execute("quit", Value::Null, limit) {
+        Ok(_) | Err(QmpError::Eof | QmpError::Timeout { .. }) => {}
+        Err(err) => return Err(err).context("quit on the main monitor"),
+    }
+    let Some(exit) = ctx.machine.wait_exit(limit)? else {
+        let before = if stalled_before {
+            " (in-band commands had stalled already)"
+        } else {
+            ""
+        };
+        bail!(
+            "QEMU did not exit within {:.1}s of sending quit while {}'s client, which removed its \
+             monitor with output pending, does not read{before}",
+            ctx.wait_limit().as_secs_f64(),
+            mon.id
+        );
+    };
+    ensure!(exit.success(), "QEMU ended with {exit} after quit");
+    Ok(())
+}
