@@ -1,9 +1,12 @@
 //! Sanitizer reports in QEMU's stderr fail a scenario even when every QMP
 //! exchange went right: the bugs they catch rarely show on the wire.
 
-const MARKERS: [&str; 3] = [
+const MARKERS: [&str; 4] = [
     "ERROR: AddressSanitizer",
     "ERROR: LeakSanitizer",
+    // LeakSanitizer that could not run its check (e.g. no ptrace in a
+    // container) would otherwise let every leak pass unseen.
+    "LeakSanitizer has encountered a fatal error",
     // UBSan reports as "file:line:col: runtime error: ...".
     "runtime error:",
 ];
@@ -73,6 +76,12 @@ mod tests {
             .unwrap()
             .headline
             .starts_with("ERROR: LeakSanitizer"));
+
+        let lsan_failed = "==9==LeakSanitizer has encountered a fatal error.\n";
+        assert!(find_report(lsan_failed)
+            .unwrap()
+            .headline
+            .contains("fatal error"));
 
         assert!(find_report("qemu-system-x86_64: terminating on signal 15\n").is_none());
     }
