@@ -14,6 +14,7 @@ use qmp_tests::{
     outcome::Outcome,
     probe::Capabilities,
     report::{Console, Reporter, Tap},
+    route::Route,
     runner::{self, Progress, RunConfig},
     scenarios::{self, PythonClient, Scenario, Settings},
 };
@@ -62,13 +63,15 @@ pub fn run(args: Args) -> Result<u8> {
         },
         log_dir: args.log_dir.clone(),
         janitor: Some(janitor),
+        routes: args.routes.clone(),
         grace: runner::DEFAULT_GRACE,
     };
     let timestamp = junit_report::OffsetDateTime::now_utc();
 
     let mut gate = Gate {
         reporter: reporter.as_mut(),
-        total: selected.len(),
+        scenarios: selected.len(),
+        routes: &config.routes,
         qemu: &qemu,
         caps: None,
         held: Vec::new(),
@@ -88,21 +91,38 @@ pub fn run(args: Args) -> Result<u8> {
             gate.open(&Capabilities::unknown());
             (outcomes, EXIT_PASSED)
         }
-        Some(caps) => match caps.refusal(&qemu) {
+        Some(caps) => match caps.refusal(&qemu, &config.routes) {
             Some(refusal) => {
                 let transcript = outcomes
                     .iter()
                     .filter_map(|outcome| outcome.failure.as_ref())
                     .find(|failure| failure.cause == refusal)
                     .map_or_else(String::new, |failure| failure.transcript.clone());
-                let outcomes = runner::fail_all(&selected, &refusal, &transcript);
+                // Once per scenario, under the first route asked for.
+                let route = config.routes[0];
+                let outcomes: Vec<Outcome> = runner::fail_all(&selected, &refusal, &transcript)
+                    .into_iter()
+                    .map(|outcome| outcome.on(route))
+                    .collect();
                 for outcome in &outcomes {
                     gate.reporter.finished(outcome);
                 }
                 (outcomes, EXIT_NO_MONITOR_ADD)
             }
-            None if outcomes.iter().any(Outcome::failed) => (outcomes, EXIT_FAILED),
-            None => (outcomes, EXIT_PASSED),
+            None => {
+                // Routes this QEMU lacks were not run; with several asked
+                // for, they are simply not reported.
+                let outcomes: Vec<Outcome> = outcomes
+                    .into_iter()
+                    .filter(|outcome| caps.has(outcome.route))
+                    .collect();
+                let code = if outcomes.iter().any(Outcome::failed) {
+                    EXIT_FAILED
+                } else {
+                    EXIT_PASSED
+                };
+                (outcomes, code)
+            }
         },
     };
     let caps = gate.caps.clone().unwrap_or_else(Capabilities::unknown);
@@ -130,7 +150,8 @@ pub fn run(args: Args) -> Result<u8> {
 /// as each found out.
 struct Gate<'a> {
     reporter: &'a mut dyn Reporter,
-    total: usize,
+    scenarios: usize,
+    routes: &'a [Route],
     qemu: &'a Path,
     caps: Option<Capabilities>,
     held: Vec<Outcome>,
@@ -153,7 +174,7 @@ impl Gate<'_> {
                 }
             }
             Progress::Finished(outcome) if self.caps.is_none() => self.held.push(outcome.clone()),
-            Progress::Finished(outcome) if !self.refused() => self.reporter.finished(outcome),
+            Progress::Finished(outcome) if self.shown(outcome) => self.reporter.finished(outcome),
             Progress::Finished(_) => {}
         }
     }
@@ -165,19 +186,52 @@ impl Gate<'_> {
             version if version.is_empty() => String::new(),
             version => format!("{version} "),
         };
-        let line = format!("QEMU {version}({})", self.qemu.display());
-        self.reporter.plan(self.total, &line);
-        if !self.refused() {
-            for outcome in self.held.drain(..) {
+        let routes: Vec<&str> = self
+            .routes
+            .iter()
+            .filter(|&&route| caps.has(route))
+            .map(|route| route.name())
+            .collect();
+        let (total, line) = if self.refused() {
+            (
+                self.scenarios,
+                format!("QEMU {version}({})", self.qemu.display()),
+            )
+        } else {
+            (
+                self.scenarios * routes.len(),
+                format!(
+                    "QEMU {version}({}), {} {}",
+                    self.qemu.display(),
+                    if routes.len() == 1 { "route" } else { "routes" },
+                    routes.join(" and ")
+                ),
+            )
+        };
+        self.reporter.plan(total, &line);
+        let held = std::mem::take(&mut self.held);
+        for outcome in held {
+            if self.shown(&outcome) {
                 self.reporter.finished(&outcome);
             }
         }
     }
 
+    /// Whether `outcome` is reported as it comes: not when the QEMU has
+    /// none of the routes (all are reported at the end with one cause),
+    /// nor for a route it lacks.
+    fn shown(&self, outcome: &Outcome) -> bool {
+        !self.refused()
+            && self
+                .caps
+                .as_ref()
+                .is_some_and(|caps| caps.has(outcome.route))
+    }
+
     fn refused(&self) -> bool {
         self.caps
             .as_ref()
-            .is_some_and(|caps| caps.refusal(self.qemu).is_some())
+            .is_some_and(|caps| caps.refusal(self.qemu, self.routes).is_some())
     }
 }
 

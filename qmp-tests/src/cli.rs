@@ -3,7 +3,7 @@
 
 use std::{ffi::OsString, path::PathBuf, time::Duration};
 
-use qmp_tests::scenarios;
+use qmp_tests::{route::Route, scenarios};
 
 pub const HELP: &str = "\
 qmp-tests: test QEMU's dynamic QMP monitors (monitor-add, monitor-remove,
@@ -18,6 +18,10 @@ Options:
     --junit FILE           write a JUnit XML report to FILE
     --scenario NAME        run only NAME (repeatable; see --list)
     --jobs N               scenarios run at once (default: number of CPUs)
+    --route ROUTE          how monitors are added and removed: commands
+                           (monitor-add, monitor-remove), qom (object-add
+                           and object-del of monitor-qmp objects), or all
+                           (default: every route this QEMU has)
     --timeout SECS         deadline per scenario (default: 60; test_soak
                            gets one per 200 cycles)
     --wait SECS            limit for each wait for a reply or an event
@@ -41,7 +45,8 @@ Exit status:
     1   at least one scenario failed
     2   usage error, or the harness could not run (e.g. the binary does not
         exist or does not start as QEMU, or the report cannot be written)
-    3   this QEMU has no monitor-add (or monitor-remove, query-monitors):
+    3   this QEMU has none of the routes asked for (no monitor-add, or
+        monitor-remove, query-monitors; no monitor-qmp object type):
         every scenario is reported failed with that one-line cause
 ";
 
@@ -51,6 +56,7 @@ pub struct Args {
     pub junit: Option<PathBuf>,
     pub scenarios: Vec<String>,
     pub jobs: Option<usize>,
+    pub routes: Vec<Route>,
     pub timeout: Option<Duration>,
     pub wait: Option<Duration>,
     pub soak: Option<u32>,
@@ -101,6 +107,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
                     parsed.scenarios.push(name);
                 }
             }
+            "--route" => {
+                let text = utf8("--route", value("--route")?)?;
+                parsed.routes = match (text.as_str(), Route::parse(&text)) {
+                    ("all", _) => Route::ALL.to_vec(),
+                    (_, Some(route)) => vec![route],
+                    _ => return Err(format!("--route takes commands, qom or all, got {text:?}")),
+                };
+            }
             "--jobs" => parsed.jobs = Some(positive("--jobs", value("--jobs")?)?),
             "--timeout" => {
                 let secs = positive("--timeout", value("--timeout")?)?;
@@ -137,6 +151,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
             "-h" | "--help" => parsed.help = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if parsed.routes.is_empty() {
+        parsed.routes = Route::ALL.to_vec();
     }
     if parsed.qemu.is_none() && !parsed.list && !parsed.help {
         return Err("--qemu PATH is required".to_string());

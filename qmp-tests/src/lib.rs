@@ -33,6 +33,7 @@ pub mod pidfd;
 pub mod probe;
 pub mod qmp;
 pub mod report;
+pub mod route;
 pub mod runner;
 pub mod sanitizer;
 pub mod scenarios;

@@ -2,6 +2,8 @@
 
 use std::{fmt::Write as _, path::PathBuf, time::Duration};
 
+use crate::route::Route;
+
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub name: String,
@@ -15,6 +17,8 @@ pub struct Outcome {
     /// Why the scenario did not run; a skipped scenario has not failed,
     /// but it has not passed either.
     pub skipped: Option<String>,
+    /// How the scenario added and removed its monitors.
+    pub route: Route,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -41,6 +45,22 @@ impl Outcome {
             phases: Vec::new(),
             failure: None,
             skipped: Some(reason.to_string()),
+            route: Route::Commands,
+        }
+    }
+
+    /// The same outcome, for `route`.
+    pub fn on(mut self, route: Route) -> Outcome {
+        self.route = route;
+        self
+    }
+
+    /// The name people see: the scenario's, with the route when it is not
+    /// the commands route, whose names dashboards already know.
+    pub fn display_name(&self) -> String {
+        match self.route {
+            Route::Commands => self.name.clone(),
+            route => format!("{} ({route})", self.name),
         }
     }
 

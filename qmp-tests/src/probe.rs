@@ -6,10 +6,14 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::machine::{LaunchOptions, Machine};
+use crate::{
+    machine::{LaunchOptions, Machine},
+    route::{Route, QOM_TYPE},
+};
 
+/// What the `monitor-add` route needs.
 pub const REQUIRED_COMMANDS: [&str; 3] = ["monitor-add", "monitor-remove", "query-monitors"];
 
 #[derive(Clone, Debug)]
@@ -18,8 +22,8 @@ pub struct Capabilities {
     pub version: String,
     /// The build's package string, often empty.
     pub package: String,
-    /// Required commands this QEMU lacks.
-    pub missing: Vec<&'static str>,
+    /// The routes to dynamic monitors this QEMU has.
+    pub routes: Vec<Route>,
 }
 
 impl Capabilities {
@@ -28,7 +32,7 @@ impl Capabilities {
         Capabilities {
             version: String::new(),
             package: String::new(),
-            missing: Vec::new(),
+            routes: Route::ALL.to_vec(),
         }
     }
 
@@ -40,13 +44,22 @@ impl Capabilities {
         }
     }
 
-    /// Why every scenario must fail, if one must.
-    pub fn refusal(&self, qemu: &Path) -> Option<String> {
-        let missing = self.missing.first()?;
+    pub fn has(&self, route: Route) -> bool {
+        self.routes.contains(&route)
+    }
+
+    /// Why every scenario must fail, if one must: none of the `wanted`
+    /// routes is there.
+    pub fn refusal(&self, qemu: &Path, wanted: &[Route]) -> Option<String> {
+        if wanted.iter().any(|&route| self.has(route)) {
+            return None;
+        }
+        let lacking: Vec<&str> = wanted.iter().map(|route| route.lacking()).collect();
         Some(format!(
-            "this QEMU ({}, {}) has no {missing}",
+            "this QEMU ({}, {}) has {}",
             self.version,
-            qemu.display()
+            qemu.display(),
+            lacking.join(" and ")
         ))
     }
 }
@@ -68,13 +81,32 @@ pub fn check(machine: &mut Machine) -> Result<Capabilities> {
     let commands = machine
         .cmd("query-commands", Value::Null)
         .context("query-commands")?;
-
-    let qemu_version = &version["qemu"];
-    let number = |key: &str| qemu_version[key].as_u64().unwrap_or_default();
     let names: Vec<&str> = commands
         .as_array()
         .map(|list| list.iter().filter_map(|c| c["name"].as_str()).collect())
         .unwrap_or_default();
+    let mut routes = Vec::new();
+    if REQUIRED_COMMANDS
+        .iter()
+        .all(|required| names.contains(required))
+    {
+        routes.push(Route::Commands);
+    }
+    // Removal by object-del needs nothing new; listing needs query-monitors.
+    if names.contains(&"query-monitors") {
+        let types = machine
+            .cmd("qom-list-types", json!({ "implements": "user-creatable" }))
+            .context("qom-list-types")?;
+        let listed = types
+            .as_array()
+            .is_some_and(|list| list.iter().any(|t| t["name"] == QOM_TYPE));
+        if listed {
+            routes.push(Route::Qom);
+        }
+    }
+
+    let qemu_version = &version["qemu"];
+    let number = |key: &str| qemu_version[key].as_u64().unwrap_or_default();
     Ok(Capabilities {
         version: format!(
             "{}.{}.{}",
@@ -83,9 +115,6 @@ pub fn check(machine: &mut Machine) -> Result<Capabilities> {
             number("micro")
         ),
         package: version["package"].as_str().unwrap_or_default().to_string(),
-        missing: REQUIRED_COMMANDS
-            .into_iter()
-            .filter(|required| !names.contains(required))
-            .collect(),
+        routes,
     })
 }

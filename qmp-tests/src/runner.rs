@@ -24,6 +24,7 @@ use crate::{
     phases,
     probe::{self, Capabilities},
     qmp::{QmpError, Transcript},
+    route::Route,
     sanitizer,
     scenarios::{Ctx, Scenario, Settings},
     text::{clean, one_line, tail_lines},
@@ -44,6 +45,10 @@ pub struct RunConfig {
     /// Keep each scenario's QEMU stderr as `DIR/NAME.stderr.log`.
     pub log_dir: Option<PathBuf>,
     pub janitor: Option<Arc<Janitor>>,
+    /// Each scenario runs once per route listed here that the QEMU has.
+    /// Empty: the scenarios need no dynamic monitors; each runs once
+    /// (as the commands route) whatever the QEMU has.
+    pub routes: Vec<Route>,
     /// How long past its deadline a scenario may take before the runner
     /// kills its QEMU, and again before the runner stops waiting for it.
     pub grace: Duration,
@@ -113,20 +118,39 @@ impl Running {
     }
 }
 
-/// Runs `scenarios`, at most `config.jobs` at a time; outcomes come back
-/// in the order given.
+/// Runs each of `scenarios` through each of `config.routes`, at most
+/// `config.jobs` at a time; outcomes come back route by route, each in
+/// the order given.
+///
+/// The first QEMU is asked what it has before any other starts: a route
+/// it lacks is then not started at all (reported skipped), and a QEMU
+/// with none of the routes fails everything after one start.
 pub fn run(
     config: &RunConfig,
     scenarios: &[&'static Scenario],
     progress: impl FnMut(Progress<'_>),
 ) -> Vec<Outcome> {
     let (tx, rx) = mpsc::channel();
+    let routes = if config.routes.is_empty() {
+        &[Route::Commands][..]
+    } else {
+        &config.routes[..]
+    };
+    let jobs: Vec<Job> = routes
+        .iter()
+        .flat_map(|&route| {
+            scenarios
+                .iter()
+                .map(move |&scenario| Job { scenario, route })
+        })
+        .collect();
     let mut supervisor = Supervisor {
         config,
         tx,
-        queue: start_order(scenarios),
+        queue: start_order(&jobs),
         running: HashMap::new(),
-        outcomes: vec![None; scenarios.len()],
+        outcomes: vec![None; jobs.len()],
+        caps: None,
         progress,
     };
     loop {
@@ -149,11 +173,18 @@ pub fn run(
         .collect()
 }
 
+/// One scenario through one route.
+#[derive(Clone, Copy)]
+struct Job {
+    scenario: &'static Scenario,
+    route: Route,
+}
+
 /// The long scenarios first, so that the short ones fill the other jobs
 /// meanwhile instead of the long one ending the run alone.
-fn start_order(scenarios: &[&'static Scenario]) -> VecDeque<(usize, &'static Scenario)> {
-    let mut order: Vec<_> = scenarios.iter().copied().enumerate().collect();
-    order.sort_by_key(|(_, scenario)| !scenario.long);
+fn start_order(jobs: &[Job]) -> VecDeque<(usize, Job)> {
+    let mut order: Vec<_> = jobs.iter().copied().enumerate().collect();
+    order.sort_by_key(|(_, job)| !job.scenario.long);
     order.into()
 }
 
@@ -161,20 +192,28 @@ fn start_order(scenarios: &[&'static Scenario]) -> VecDeque<(usize, &'static Sce
 struct Supervisor<'a, P> {
     config: &'a RunConfig,
     tx: mpsc::Sender<Message>,
-    queue: VecDeque<(usize, &'static Scenario)>,
+    queue: VecDeque<(usize, Job)>,
     running: HashMap<usize, Running>,
     outcomes: Vec<Option<Outcome>>,
+    /// What the first QEMU that answered has.
+    caps: Option<Capabilities>,
     progress: P,
 }
 
 impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
     fn start_ready(&mut self) {
-        while self.running.len() < self.config.jobs.max(1) {
-            let Some((index, scenario)) = self.queue.pop_front() else {
+        // One QEMU at a time until one has said what it has.
+        let jobs = if self.caps.is_some() {
+            self.config.jobs.max(1)
+        } else {
+            1
+        };
+        while self.running.len() < jobs {
+            let Some((index, Job { scenario, route })) = self.queue.pop_front() else {
                 return;
             };
             if let Some(reason) = scenario.skip_reason(&self.config.settings) {
-                self.finish(index, Outcome::skipped(scenario.name, &reason));
+                self.finish(index, Outcome::skipped(scenario.name, &reason).on(route));
                 continue;
             }
             let started = Instant::now();
@@ -183,17 +222,17 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
                 .name(scenario.name.to_string())
                 .spawn(move || {
                     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-                        run_one(&config, scenario, index, &tx)
+                        run_one(&config, scenario, route, index, &tx)
                     }))
                     .unwrap_or_else(|panic| {
                         let cause = format!("the harness panicked: {}", panic_message(&panic));
-                        harness_failure(scenario.name, cause)
+                        harness_failure(scenario.name, cause).on(route)
                     });
                     let _ = tx.send(Message::Finished { index, outcome });
                 });
             if let Err(err) = spawned {
                 let cause = format!("could not start a thread: {err}");
-                self.finish(index, harness_failure(scenario.name, cause));
+                self.finish(index, harness_failure(scenario.name, cause).on(route));
                 continue;
             }
             let entry = Running {
@@ -225,6 +264,9 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
                 };
                 let (name, pid) = (entry.name, killer.pid());
                 entry.killer = Some(killer);
+                if self.caps.is_none() {
+                    self.settle_queue(&caps);
+                }
                 (self.progress)(Progress::Started {
                     name,
                     pid,
@@ -277,6 +319,28 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
         }
     }
 
+    /// Once the first QEMU has answered: what it lacks is not started.
+    fn settle_queue(&mut self, caps: &Capabilities) {
+        self.caps = Some(caps.clone());
+        if self.config.routes.is_empty() {
+            return;
+        }
+        let refusal = caps.refusal(&self.config.qemu, &self.config.routes);
+        let queue = std::mem::take(&mut self.queue);
+        for (index, job) in queue {
+            let name = job.scenario.name;
+            match &refusal {
+                Some(refusal) => {
+                    self.finish(index, harness_failure(name, refusal.clone()).on(job.route))
+                }
+                None if !caps.has(job.route) => {
+                    self.finish(index, absent(name, job.route));
+                }
+                None => self.queue.push_back((index, job)),
+            }
+        }
+    }
+
     fn finish(&mut self, index: usize, outcome: Outcome) {
         (self.progress)(Progress::Finished(&outcome));
         self.outcomes[index] = Some(outcome);
@@ -307,6 +371,7 @@ pub fn fail_all(scenarios: &[&'static Scenario], cause: &str, transcript: &str) 
                 ..Failure::default()
             }),
             skipped: None,
+            route: Route::Commands,
         })
         .collect()
 }
@@ -322,13 +387,20 @@ fn harness_failure(name: &str, cause: String) -> Outcome {
             ..Failure::default()
         }),
         skipped: None,
+        route: Route::Commands,
     }
+}
+
+/// A route this QEMU does not have: not run.
+fn absent(name: &str, route: Route) -> Outcome {
+    Outcome::skipped(name, &format!("this QEMU has {}", route.lacking())).on(route)
 }
 
 /// The scenario thread: launch, run, shut down, inspect.
 fn run_one(
     config: &RunConfig,
     scenario: &'static Scenario,
+    route: Route,
     index: usize,
     tx: &mpsc::Sender<Message>,
 ) -> Outcome {
@@ -341,17 +413,21 @@ fn run_one(
         Ok(machine) => machine,
         Err(err) => {
             let cause = one_line(&format!("QEMU did not start: {err:#}"));
-            return early_failure(scenario, cause, started, &transcript);
+            return early_failure(scenario, cause, started, &transcript).on(route);
         }
     };
     let caps = match probe::check(&mut machine) {
         Ok(caps) => caps,
         Err(err) => {
             let cause = one_line(&format!("asking QEMU what it has: {err:#}"));
-            return early_failure(scenario, cause, started, &transcript);
+            return early_failure(scenario, cause, started, &transcript).on(route);
         }
     };
-    let refusal = caps.refusal(&config.qemu);
+    let needs_route = !config.routes.is_empty();
+    let refusal = caps
+        .refusal(&config.qemu, &config.routes)
+        .filter(|_| needs_route);
+    let has_route = caps.has(route) || !needs_route;
     let _ = tx.send(Message::Started {
         index,
         killer: machine.killer(),
@@ -360,7 +436,10 @@ fn run_one(
     });
     if let Some(refusal) = refusal {
         // Nothing to run: the caller reports every scenario with this.
-        return early_failure(scenario, refusal, started, &transcript);
+        return early_failure(scenario, refusal, started, &transcript).on(route);
+    }
+    if !has_route {
+        return absent(scenario.name, route);
     }
 
     let deadline = started + scenario.timeout(&config.settings);
@@ -369,6 +448,7 @@ fn run_one(
         deadline,
         config.settings.clone(),
         transcript.clone(),
+        route,
     );
     let result = panic::catch_unwind(AssertUnwindSafe(|| scenario.run(&mut ctx)));
     let mut problems = Vec::new();
@@ -417,6 +497,7 @@ fn run_one(
         phases: phases::phases(&transcript),
         failure,
         skipped: None,
+        route,
     };
     // Dropped before reporting, so that when the runner hears of the
     // outcome, this QEMU and its directory are gone.

@@ -164,7 +164,10 @@ fn stock_qemu_fails_every_scenario_at_once_and_exits_3() {
         let TestStatus::Failure(failure) = &case.status else {
             panic!("{} did not fail", case.original_name);
         };
-        let expected_end = format!(", {}) has no monitor-add", qemu.display());
+        let expected_end = format!(
+            ", {}) has no monitor-add and no monitor-qmp object type",
+            qemu.display()
+        );
         assert!(
             failure.message.starts_with("this QEMU (") && failure.message.ends_with(&expected_end),
             "{}",

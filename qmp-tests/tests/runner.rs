@@ -57,6 +57,8 @@ fn config() -> RunConfig {
             ..Settings::default()
         },
         log_dir: None,
+        // The scenarios here use the main monitor only.
+        routes: Vec::new(),
         // The stuck scenario's thread may still own its QEMU's directory
         // when this test process exits; the janitor removes it then.
         janitor: Some(Arc::new(Janitor::spawn(Path::new(BIN)).unwrap())),

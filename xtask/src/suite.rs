@@ -28,6 +28,8 @@ pub struct SuiteOptions {
     /// `qemu.qmp` library with (test_qemu_python_client).
     pub qemu_src: Option<PathBuf>,
     pub python: Option<PathBuf>,
+    /// `commands`, `qom` or `all` (the suite's default).
+    pub route: Option<String>,
 }
 
 /// Builds the suite binary (release: the large-reply parsing is timed by
@@ -79,6 +81,9 @@ pub fn run(
     }
     if let Some(n) = opts.soak {
         command.arg("--soak").arg(n.to_string());
+    }
+    if let Some(route) = &opts.route {
+        command.arg("--route").arg(route);
     }
     if let Some(src) = &opts.qemu_src {
         command.arg("--qemu-src").arg(src);

@@ -1,4 +1,7 @@
-//! The JUnit XML report: one testsuite, "monitor_hotplug".
+//! The JUnit XML report: one testsuite per route, "monitor_hotplug" for
+//! the monitor-add commands and "monitor_hotplug_qom" for monitor-qmp
+//! objects, each with the scenarios' own names, so that dashboards keep
+//! their history and GitLab sees no repeated names.
 //!
 //! junit-report escapes markup but passes control characters through, so
 //! every string handed to it goes through [`clean`] first.
@@ -12,11 +15,12 @@ use junit_report::{
 
 use crate::{
     outcome::Outcome,
+    route::Route,
     text::{clean, one_line},
 };
 
-/// The suite's name, and every testcase's classname: GitLab shows the
-/// classname as the suite.
+/// The commands route's suite name, and its testcases' classname: GitLab
+/// shows the classname as the suite.
 pub const SUITE: &str = "monitor_hotplug";
 
 /// Facts about the run that go in the report.
@@ -34,13 +38,23 @@ pub fn build(info: &SuiteInfo, outcomes: &[Outcome]) -> Report {
         .iter()
         .map(|(key, value)| format!("{}: {}\n", one_line(key), one_line(value)))
         .collect();
-    let mut suite = TestSuiteBuilder::new(SUITE)
-        .set_timestamp(info.timestamp)
-        .set_system_out(&clean(&properties))
-        .add_testcases(outcomes.iter().map(testcase))
-        .build();
-    suite.hostname = clean(&info.hostname);
-    ReportBuilder::new().add_testsuite(suite).build()
+    let mut report = ReportBuilder::new();
+    for route in Route::ALL {
+        let cases: Vec<&Outcome> = outcomes.iter().filter(|o| o.route == route).collect();
+        // The commands route's suite is always there, if only to carry
+        // the run's facts.
+        if cases.is_empty() && route != Route::Commands {
+            continue;
+        }
+        let mut suite = TestSuiteBuilder::new(route.suite())
+            .set_timestamp(info.timestamp)
+            .set_system_out(&clean(&properties))
+            .add_testcases(cases.into_iter().map(testcase))
+            .build();
+        suite.hostname = clean(&info.hostname);
+        report.add_testsuite(suite);
+    }
+    report.build()
 }
 
 fn testcase(outcome: &Outcome) -> TestCase {
@@ -58,7 +72,7 @@ fn testcase(outcome: &Outcome) -> TestCase {
             builder
         }
     };
-    builder.set_classname(SUITE);
+    builder.set_classname(outcome.route.suite());
     if !outcome.notes.is_empty() {
         builder.set_system_out(&clean(&outcome.notes.join("\n")));
     }

@@ -8,6 +8,7 @@ use junit_report::OffsetDateTime;
 
 use super::{write, SuiteInfo, SUITE};
 use crate::outcome::{Failure, Outcome};
+use crate::route::Route;
 
 fn outcomes() -> Vec<Outcome> {
     vec![
@@ -17,6 +18,7 @@ fn outcomes() -> Vec<Outcome> {
             notes: vec![],
             skipped: None,
             phases: Vec::new(),
+            route: Route::Commands,
             failure: None,
         },
         Outcome {
@@ -25,6 +27,7 @@ fn outcomes() -> Vec<Outcome> {
             notes: vec!["a note".into()],
             skipped: None,
             phases: Vec::new(),
+            route: Route::Commands,
             failure: Some(Failure {
                 cause:
                     "monitor-remove on the main monitor: QMP error GenericError: nope\nsecond line"
@@ -117,5 +120,32 @@ fn report_round_trips_through_a_junit_parser() {
         failure.text.contains("error: bad\\x00byte ]] > end"),
         "{}",
         failure.text
+    );
+}
+
+#[test]
+fn each_route_has_its_own_suite_and_classname() {
+    let mut outcomes = outcomes();
+    let qom = Outcome::skipped("test_hotplug_cycle", "nothing").on(Route::Qom);
+    outcomes.push(Outcome {
+        skipped: None,
+        ..qom
+    });
+    let info = SuiteInfo {
+        timestamp: OffsetDateTime::now_utc(),
+        hostname: "builder".into(),
+        properties: vec![],
+    };
+    let xml = super::to_xml(&info, &outcomes).unwrap();
+    let suites = junit_parser::from_reader(xml.as_slice()).unwrap();
+    let names: Vec<&str> = suites.suites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, [SUITE, "monitor_hotplug_qom"]);
+    let qom = &suites.suites[1];
+    assert_eq!(qom.cases.len(), 1);
+    // The same test name as in the commands suite: history is per suite.
+    assert_eq!(qom.cases[0].original_name, "test_hotplug_cycle");
+    assert_eq!(
+        qom.cases[0].classname.as_deref(),
+        Some("monitor_hotplug_qom")
     );
 }

@@ -18,10 +18,10 @@ impl<W: Write> Console<W> {
     fn failure_details(&mut self, failed: &[&Outcome]) {
         let out = &mut self.out;
         let _ = writeln!(out, "\nfailures:");
-        let mut shown: Vec<(&str, &str, String)> = Vec::new();
+        let mut shown: Vec<(String, &str, String)> = Vec::new();
         for outcome in failed {
             let failure = outcome.failure.as_ref().expect("only failed outcomes");
-            let _ = writeln!(out, "\n---- {} ----", outcome.name);
+            let _ = writeln!(out, "\n---- {} ----", outcome.display_name());
             let _ = writeln!(out, "cause: {}", failure.cause);
             let body = failure.body();
             // A failure found before any scenario ran (the capability
@@ -39,11 +39,11 @@ impl<W: Write> Console<W> {
             if failure.log.is_none() && !failure.stderr_tail.is_empty() {
                 let _ = writeln!(out, "\nQEMU log: not kept; --log-dir DIR keeps it");
             }
-            shown.push((&outcome.name, &failure.cause, body));
+            shown.push((outcome.display_name(), &failure.cause, body));
         }
         let _ = writeln!(out, "\nfailures:");
         for outcome in failed {
-            let _ = writeln!(out, "    {}", outcome.name);
+            let _ = writeln!(out, "    {}", outcome.display_name());
         }
         let _ = writeln!(out);
     }
@@ -64,11 +64,15 @@ impl<W: Write> Reporter for Console<W> {
 
     fn finished(&mut self, outcome: &Outcome) {
         let _ = match (&outcome.skipped, outcome.failed()) {
-            (Some(reason), _) => writeln!(self.out, "test {} ... skipped: {reason}", outcome.name),
+            (Some(reason), _) => writeln!(
+                self.out,
+                "test {} ... skipped: {reason}",
+                outcome.display_name()
+            ),
             (None, failed) => writeln!(
                 self.out,
                 "test {} ... {} ({})",
-                outcome.name,
+                outcome.display_name(),
                 if failed { "FAILED" } else { "ok" },
                 seconds(outcome)
             ),

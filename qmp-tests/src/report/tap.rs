@@ -45,13 +45,18 @@ impl<W: Write> Reporter for Tap<W> {
         self.next += 1;
         let _ = match (&outcome.failure, &outcome.skipped) {
             (None, Some(reason)) => {
-                writeln!(self.out, "ok {number} - {} # SKIP {reason}", outcome.name)
+                writeln!(
+                    self.out,
+                    "ok {number} - {} # SKIP {reason}",
+                    outcome.display_name()
+                )
             }
-            (None, None) => writeln!(self.out, "ok {number} - {}", outcome.name),
+            (None, None) => writeln!(self.out, "ok {number} - {}", outcome.display_name()),
             (Some(failure), _) => writeln!(
                 self.out,
                 "not ok {number} - {} # {}",
-                outcome.name, failure.cause
+                outcome.display_name(),
+                failure.cause
             ),
         };
         self.diagnostic(&format!("time {}", seconds(outcome)));

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use super::{Console, Reporter, Tap};
 use crate::outcome::{Failure, Outcome};
+use crate::route::Route;
 
 fn outcomes() -> Vec<Outcome> {
     let failure = |cause: &str| Failure {
@@ -16,6 +17,7 @@ fn outcomes() -> Vec<Outcome> {
             notes: vec!["figures".into()],
             skipped: None,
             phases: Vec::new(),
+            route: Route::Commands,
             failure: None,
         },
         Outcome {
@@ -24,6 +26,7 @@ fn outcomes() -> Vec<Outcome> {
             notes: vec![],
             skipped: None,
             phases: Vec::new(),
+            route: Route::Commands,
             failure: Some(failure("same cause")),
         },
         Outcome {
@@ -32,6 +35,7 @@ fn outcomes() -> Vec<Outcome> {
             notes: vec![],
             skipped: None,
             phases: Vec::new(),
+            route: Route::Commands,
             failure: Some(failure("same cause")),
         },
         Outcome::skipped("test_d", "no tree"),

@@ -35,8 +35,9 @@ const RECONNECT_MS: u64 = 100;
 /// error that says something.
 fn try_add(ctx: &mut Ctx, chardev: &str) -> Result<bool> {
     let args = json!({ "id": MON_ID, "chardev": chardev });
+    let (command, args) = ctx.add_request(args);
     let wait = ctx.wait();
-    match ctx.machine.qmp().execute("monitor-add", args, wait) {
+    match ctx.machine.qmp().execute(command, args, wait) {
         Ok(_) => {
             ctx.note(format!("monitor-add on {chardev} was accepted"));
             Ok(true)
@@ -113,7 +114,7 @@ pub fn pty(ctx: &mut Ctx) -> Result<()> {
             reply.contains("\"return\""),
             "{MON_ID} on the pty answered qmp_capabilities with {reply:?}"
         );
-        ctx.main("monitor-remove", json!({ "id": MON_ID }))?;
+        ctx.remove_monitor(json!({ "id": MON_ID }))?;
         check_listed(ctx, chardev, false)?;
     }
     ctx.main("chardev-remove", json!({ "id": chardev }))?;
@@ -245,7 +246,7 @@ pub fn reconnecting_client(ctx: &mut Ctx) -> Result<()> {
         // Removed while QEMU is between connections (we hung up, its
         // reconnect is pending), the chardev goes on alone, reconnecting
         // with no frontend.
-        ctx.main("monitor-remove", json!({ "id": MON_ID }))?;
+        ctx.remove_monitor(json!({ "id": MON_ID }))?;
         check_listed(ctx, chardev, false)?;
         let third = accept(&listener, soon(ctx)).context("reconnecting, monitor removed")?;
         // Added again on the connected chardev, and removed while our
@@ -257,7 +258,7 @@ pub fn reconnecting_client(ctx: &mut Ctx) -> Result<()> {
             client
                 .negotiate(ctx.wait())
                 .context("qmp_capabilities on rc-third")?;
-            ctx.main("monitor-remove", json!({ "id": MON_ID }))?;
+            ctx.remove_monitor(json!({ "id": MON_ID }))?;
             check_listed(ctx, chardev, false)?;
         }
     }

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::{
     machine::Machine,
     qmp::{Qmp, QmpError, Transcript},
+    route::Route,
     scenarios::Settings,
 };
 
@@ -16,6 +17,8 @@ use crate::{
 /// figures worth reporting even on success.
 pub struct Ctx {
     pub machine: Machine,
+    /// How monitors are added and removed in this run of the scenario.
+    route: Route,
     /// Bounds the whole scenario.
     deadline: Instant,
     /// Bounds each wait for a reply or an event, within `deadline`.
@@ -31,10 +34,12 @@ impl Ctx {
         deadline: Instant,
         settings: Settings,
         transcript: Transcript,
+        route: Route,
     ) -> Ctx {
         let wait_limit = super::wait_limit(&settings, machine.start_time());
         Ctx {
             machine,
+            route,
             deadline,
             wait_limit,
             settings,
@@ -59,6 +64,34 @@ impl Ctx {
         self.deadline
     }
 
+    pub fn route(&self) -> Route {
+        self.route
+    }
+
+    /// The request adding a monitor on this route, from arguments as
+    /// monitor-add takes them.
+    pub fn add_request(&self, args: Value) -> (&'static str, Value) {
+        self.route.add_request(args)
+    }
+
+    /// The request removing a monitor on this route, from monitor-remove's
+    /// arguments.
+    pub fn remove_request(&self, args: Value) -> (&'static str, Value) {
+        self.route.remove_request(args)
+    }
+
+    /// Adds a monitor through this route on the main monitor.
+    pub fn add_monitor(&mut self, args: Value) -> Result<Value> {
+        let (command, args) = self.add_request(args);
+        self.main(command, args)
+    }
+
+    /// Removes a monitor through this route on the main monitor.
+    pub fn remove_monitor(&mut self, args: Value) -> Result<Value> {
+        let (command, args) = self.remove_request(args);
+        self.main(command, args)
+    }
+
     /// Runs `command` on the main monitor; must succeed.
     pub fn main(&mut self, command: &str, args: Value) -> Result<Value> {
         let wait = self.wait();
@@ -81,6 +114,11 @@ impl Ctx {
             Err(err) => Err(err)
                 .with_context(|| format!("{} on the main monitor", describe(command, &args))),
         }
+    }
+
+    /// Like [`Ctx::main_refused`], for a `(command, arguments)` request.
+    pub fn main_refused_request(&mut self, request: (&str, Value)) -> Result<QmpError> {
+        self.main_refused(request.0, request.1)
     }
 
     /// Connects a client named `name` to the socket at `path`, reading the

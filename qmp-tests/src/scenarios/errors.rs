@@ -25,7 +25,8 @@ pub fn errors(ctx: &mut Ctx) -> Result<()> {
     hotplug::add_chardev(ctx, &free.chardev, &free.path)?;
     let before = hotplug::query_monitors(ctx)?;
 
-    let add = |id: &str, chardev: &str| ("monitor-add", json!({ "id": id, "chardev": chardev }));
+    let route = ctx.route();
+    let add = |id: &str, chardev: &str| route.add_request(json!({ "id": id, "chardev": chardev }));
     let cases = [
         (
             "monitor-add with an unknown chardev",
@@ -54,11 +55,11 @@ pub fn errors(ctx: &mut Ctx) -> Result<()> {
         ("monitor-add with an empty id", add("", &free.chardev)),
         (
             "monitor-remove of a command-line monitor",
-            ("monitor-remove", json!({ "id": "cl-mon" })),
+            route.remove_request(json!({ "id": "cl-mon" })),
         ),
         (
             "monitor-remove of an unknown id",
-            ("monitor-remove", json!({ "id": "no-such-monitor" })),
+            route.remove_request(json!({ "id": "no-such-monitor" })),
         ),
     ];
     for (what, (command, args)) in cases {
@@ -74,11 +75,8 @@ pub fn errors(ctx: &mut Ctx) -> Result<()> {
     }
 
     // The refused attempts must not have claimed the free chardev.
-    ctx.main(
-        "monitor-add",
-        json!({ "id": free.id, "chardev": free.chardev }),
-    )
-    .context("monitor-add on the chardev the refused attempts used")?;
+    ctx.add_monitor(json!({ "id": free.id, "chardev": free.chardev }))
+        .context("monitor-add on the chardev the refused attempts used")?;
     hotplug::remove(ctx, &free)?;
     hotplug::remove(ctx, &existing)
 }

@@ -50,16 +50,13 @@ pub fn add(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
 
 /// monitor-add on the chardev already there.
 pub fn add_monitor(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
-    ctx.main(
-        "monitor-add",
-        json!({ "id": mon.id, "chardev": mon.chardev }),
-    )?;
+    ctx.add_monitor(json!({ "id": mon.id, "chardev": mon.chardev }))?;
     Ok(())
 }
 
 /// monitor-remove, then chardev-remove.
 pub fn remove(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
-    ctx.main("monitor-remove", json!({ "id": mon.id }))?;
+    ctx.remove_monitor(json!({ "id": mon.id }))?;
     ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
     Ok(())
 }
@@ -84,6 +81,13 @@ pub fn connect_negotiated(ctx: &Ctx, mon: &DynMon) -> Result<Qmp> {
         .negotiate(ctx.wait())
         .with_context(|| format!("qmp_capabilities on {}", mon.id))?;
     Ok(client)
+}
+
+/// Removes the monitor `client` is connected to, on that connection,
+/// through the scenario's route; must succeed.
+pub fn remove_itself(ctx: &Ctx, client: &mut Qmp, id: &str) -> Result<Value> {
+    let (command, args) = ctx.remove_request(json!({ "id": id }));
+    execute(ctx, client, command, args)
 }
 
 /// Runs `command` on a dynamic monitor's client; must succeed.

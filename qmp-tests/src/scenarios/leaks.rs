@@ -29,7 +29,7 @@ type Cycle = fn(&mut Ctx, &DynMon) -> Result<()>;
 fn self_removed(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
     hotplug::add(ctx, mon)?;
     let mut client = hotplug::connect_negotiated(ctx, mon)?;
-    hotplug::execute(ctx, &mut client, "monitor-remove", json!({ "id": mon.id }))?;
+    hotplug::remove_itself(ctx, &mut client, &mon.id)?;
     client.close();
     ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
     Ok(())
@@ -45,7 +45,7 @@ fn removed_connected(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
 /// monitor-remove from the main monitor, the client sees end of file,
 /// chardev-remove.
 fn remove_with_client(ctx: &mut Ctx, mon: &DynMon, mut client: Qmp) -> Result<()> {
-    ctx.main("monitor-remove", json!({ "id": mon.id }))?;
+    ctx.remove_monitor(json!({ "id": mon.id }))?;
     client
         .wait_eof(ctx.wait())
         .with_context(|| format!("{}'s client after monitor-remove", mon.id))?;
@@ -62,16 +62,12 @@ fn never_connected(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
 /// monitor-add refused: the id is taken, then the chardev is busy.
 fn refused_add(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
     hotplug::add_chardev(ctx, &mon.chardev, &mon.path)?;
-    ctx.main_refused(
-        "monitor-add",
-        json!({ "id": "hp-mon-taken", "chardev": mon.chardev }),
+    ctx.main_refused_request(
+        ctx.add_request(json!({ "id": "hp-mon-taken", "chardev": mon.chardev })),
     )
     .context("monitor-add with an id in use")?;
-    ctx.main_refused(
-        "monitor-add",
-        json!({ "id": mon.id, "chardev": "hp-chr-taken" }),
-    )
-    .context("monitor-add on a chardev in use")?;
+    ctx.main_refused_request(ctx.add_request(json!({ "id": mon.id, "chardev": "hp-chr-taken" })))
+        .context("monitor-add on a chardev in use")?;
     ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
     Ok(())
 }

@@ -36,7 +36,8 @@ pub fn hotplug_cycle(ctx: &mut Ctx) -> Result<()> {
 /// Sends monitor-remove for the monitor `client` is connected to, on that
 /// same connection, and checks the reply arrives complete.
 fn remove_self(ctx: &Ctx, client: &mut Qmp, mon: &DynMon) -> Result<()> {
-    match client.execute("monitor-remove", json!({ "id": mon.id }), ctx.wait()) {
+    let (command, args) = ctx.remove_request(json!({ "id": mon.id }));
+    match client.execute(command, args, ctx.wait()) {
         Ok(_) => Ok(()),
         Err(QmpError::Eof) => {
             bail!("the connection dropped before the reply to monitor-remove of itself arrived")
@@ -139,7 +140,7 @@ pub fn remove_connected(ctx: &mut Ctx) -> Result<()> {
     let mon = DynMon::new(ctx, "")?;
     hotplug::add(ctx, &mon)?;
     let mut client = hotplug::connect_negotiated(ctx, &mon)?;
-    ctx.main("monitor-remove", json!({ "id": mon.id }))?;
+    ctx.remove_monitor(json!({ "id": mon.id }))?;
     client
         .wait_eof(ctx.wait())
         .context("a client of a monitor removed from the main monitor must see end of file")?;

@@ -3,6 +3,7 @@
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
+use crate::route::{Route, QOM_TYPE};
 use crate::scenarios::{
     hotplug::{self, DynMon},
     Ctx,
@@ -32,7 +33,7 @@ pub fn query_monitors(ctx: &mut Ctx) -> Result<()> {
         "the command-line monitor should be listed with dynamic false and mode control: {main}"
     );
 
-    ctx.main("monitor-remove", json!({ "id": mon.id }))?;
+    ctx.remove_monitor(json!({ "id": mon.id }))?;
     let list = hotplug::query_monitors(ctx)?;
     ensure!(
         hotplug::find_monitor(&list, &mon.id).is_none(),
@@ -88,11 +89,28 @@ pub fn large_response(ctx: &mut Ctx) -> Result<()> {
             mon.id
         );
     }
+    // What the route added to the schema: the command, or the object type
+    // among object-add's choices.
+    let (listed, what) = match ctx.route() {
+        Route::Commands => (
+            schema
+                .iter()
+                .any(|e| e["name"] == "monitor-add" && e["meta-type"] == "command"),
+            "the monitor-add command",
+        ),
+        Route::Qom => (
+            schema.iter().any(|e| {
+                e["meta-type"] == "enum"
+                    && e["values"]
+                        .as_array()
+                        .is_some_and(|values| values.iter().any(|v| v == QOM_TYPE))
+            }),
+            "the monitor-qmp object type",
+        ),
+    };
     ensure!(
-        schema
-            .iter()
-            .any(|e| e["name"] == "monitor-add" && e["meta-type"] == "command"),
-        "query-qmp-schema on {} does not list the monitor-add command",
+        listed,
+        "query-qmp-schema on {} does not list {what}",
         mon.id
     );
     client.close();

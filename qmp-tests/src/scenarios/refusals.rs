@@ -17,11 +17,12 @@ pub use command_line::EXTRA_ARGS;
 fn refused_unchanged(
     ctx: &mut Ctx,
     what: &str,
-    command: &str,
-    args: Value,
+    request: (&str, Value),
     before: &[Value],
 ) -> Result<()> {
-    let err = ctx.main_refused(command, args).context(what.to_string())?;
+    let err = ctx
+        .main_refused_request(request)
+        .context(what.to_string())?;
     ctx.note(format!("{what}: {err}"));
     let after = hotplug::query_monitors(ctx)?;
     ensure!(
@@ -105,16 +106,14 @@ pub fn remove_refused(ctx: &mut Ctx) -> Result<()> {
         refused_unchanged(
             ctx,
             &what,
-            "monitor-remove",
-            json!({ "id": mon.id }),
+            ctx.remove_request(json!({ "id": mon.id })),
             &before,
         )?;
     }
     refused_unchanged(
         ctx,
         "monitor-remove without an id",
-        "monitor-remove",
-        json!({}),
+        ctx.remove_request(json!({})),
         &before,
     )?;
     check_nothing_broken(ctx, &existing, &free)
@@ -151,7 +150,7 @@ pub fn add_refused(ctx: &mut Ctx) -> Result<()> {
         ));
     }
     for (what, args) in cases {
-        refused_unchanged(ctx, &what, "monitor-add", args, &before)?;
+        refused_unchanged(ctx, &what, ctx.add_request(args), &before)?;
     }
     check_nothing_broken(ctx, &existing, &free)
 }
@@ -164,7 +163,7 @@ pub fn add_malformed_id(ctx: &mut Ctx) -> Result<()> {
     for id in ["has space", "1abc", "_under", "a/b", "a,b"] {
         let what = format!("monitor-add with the malformed id {id:?}");
         let args = json!({ "id": id, "chardev": free.chardev });
-        refused_unchanged(ctx, &what, "monitor-add", args, &before)?;
+        refused_unchanged(ctx, &what, ctx.add_request(args), &before)?;
     }
     check_nothing_broken(ctx, &existing, &free)
 }
@@ -178,8 +177,7 @@ pub fn add_mux_refused(ctx: &mut Ctx) -> Result<()> {
     refused_unchanged(
         ctx,
         "monitor-add on a mux=on chardev (with an HMP monitor on it)",
-        "monitor-add",
-        json!({ "id": free.id, "chardev": "mux-chr" }),
+        ctx.add_request(json!({ "id": free.id, "chardev": "mux-chr" })),
         &before,
     )?;
     check_nothing_broken(ctx, &existing, &free)

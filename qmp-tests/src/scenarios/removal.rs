@@ -38,7 +38,7 @@ pub fn remove_pipelined(ctx: &mut Ctx) -> Result<()> {
     client
         .read_reply("query-qmp-schema", &ids[0], ctx.wait())
         .with_context(|| format!("the first pipelined query-qmp-schema on {}", mon.id))?;
-    ctx.main("monitor-remove", json!({ "id": mon.id }))?;
+    ctx.remove_monitor(json!({ "id": mon.id }))?;
     let rest = client.read_until_eof(ctx.wait()).with_context(|| {
         format!(
             "{}'s client after monitor-remove with requests queued",
@@ -96,12 +96,7 @@ pub fn reuse_while_connected(ctx: &mut Ctx) -> Result<()> {
         .wait_eof(ctx.wait())
         .context("the client of the monitor removed from the main monitor must see end of file")?;
 
-    hotplug::execute(
-        ctx,
-        &mut removed_itself,
-        "monitor-remove",
-        json!({ "id": mon.id }),
-    )?;
+    hotplug::remove_itself(ctx, &mut removed_itself, &mon.id)?;
     ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
     full_cycle(ctx, &mon).context("the same ids and path after self-removal, client connected")?;
     removed_itself
@@ -144,7 +139,7 @@ pub fn self_removal_silence(ctx: &mut Ctx) -> Result<()> {
     client
         .negotiate_with(&["oob"], ctx.wait())
         .with_context(|| format!("qmp_capabilities enabling oob on {}", mon.id))?;
-    hotplug::execute(ctx, &mut client, "monitor-remove", json!({ "id": mon.id }))?;
+    hotplug::remove_itself(ctx, &mut client, &mon.id)?;
 
     send_after_removal(&mut client, false, "query-version", ctx)?;
     // migrate-pause is allowed out-of-band and answers (with an error)

@@ -28,8 +28,9 @@ fn stall(ctx: &mut Ctx, mon: &DynMon) -> Result<Qmp> {
             .send("query-qmp-schema", Value::Null, ctx.wait())
             .with_context(|| format!("query-qmp-schema on {}", mon.id))?;
     }
+    let (command, args) = ctx.remove_request(json!({ "id": mon.id }));
     client
-        .send("monitor-remove", json!({ "id": mon.id }), ctx.wait())
+        .send(command, args, ctx.wait())
         .with_context(|| format!("monitor-remove of itself on {}", mon.id))?;
     Ok(client)
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 use qmp_tests::phases::PHASES;
+use qmp_tests::route::Route;
 use qmp_tests::runner::{self, RunConfig};
 use qmp_tests::scenarios::{self, Settings};
 use serde_json::{json, Value};
@@ -29,6 +30,7 @@ pub fn measure(qemu: &Path, names: &[&str], runs: usize) -> Result<Vec<Row>> {
         settings: Settings::default(),
         log_dir: None,
         janitor: None,
+        routes: vec![Route::Commands],
         grace: runner::DEFAULT_GRACE,
     };
     let mut rows = Vec::new();
