@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Result};
 use xshell::Shell;
 
-use crate::flags::Args;
+use crate::cli::{self, Command, Kind, Matches};
 use crate::pipeline::{self, SourceArgs};
 use crate::steps::Steps;
 use crate::{paths, suite};
@@ -21,21 +21,30 @@ use host::Host;
 use report::{seconds, Figure, Report, Target};
 use stats::Stats;
 
-pub const HELP: &str = "\
-cargo xtask bench: build what `cargo xtask test` builds, then time, N runs
+pub const COMMAND: Command = Command {
+    name: "bench",
+    summary: "time the floor, each scenario, the suite and the pipeline; write target/bench",
+    about: "build what `cargo xtask test` builds, then time, N runs
 each: a bare QEMU started and quit (the floor), each scenario alone, the
 suite, `cargo xtask test` warm and after touching monitor/qmp.c, and the
 query-qmp-schema reply parsed and raw. Prints a table and writes it as JSON
 to target/bench/latest.json and a dated copy. Targets are reported, not
-enforced: a miss still exits 0.
-
-  --runs N              runs of each figure (default 10; the pipeline gets
-                        at most 3)
-
-Source:
-{SOURCE}
-Build:
-{BUILD}";
+enforced: a miss still exits 0.",
+    groups: &[
+        (
+            "",
+            &[cli::value(
+                "runs",
+                "N",
+                Kind::Text,
+                "runs of each figure (default 10; the pipeline gets\nat most 3)",
+            )],
+        ),
+        ("Source", pipeline::SOURCE_FLAGS),
+        ("Build", pipeline::BUILD_FLAGS),
+    ],
+    after: "",
+};
 
 const DEFAULT_RUNS: usize = 10;
 /// A rebuild takes tens of seconds: three runs give a median without
@@ -51,14 +60,13 @@ const SEEDS: [&str; 4] = [
 /// Touched, not changed, to time the pipeline's rebuild.
 const TOUCHED: &str = "monitor/qmp.c";
 
-pub fn run(sh: &Shell, mut args: Args) -> Result<()> {
-    let runs = args.number::<usize>("--runs")?.unwrap_or(DEFAULT_RUNS);
+pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
+    let runs = m.number::<usize>("runs")?.unwrap_or(DEFAULT_RUNS);
     if runs == 0 {
         bail!("--runs takes a positive number");
     }
-    let src = SourceArgs::parse(&mut args)?;
-    let build_opts = pipeline::parse_build(&mut args)?;
-    args.finish("bench")?;
+    let src = SourceArgs::from_matches(m)?;
+    let build_opts = pipeline::build_options(m, Some(&src))?;
     // The timed `cargo xtask test` runs must build the same tree.
     let forwarded = process::forwarded_args(std::env::args_os().skip(2));
 

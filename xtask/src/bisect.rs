@@ -11,6 +11,7 @@
 mod report;
 mod step;
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -19,34 +20,83 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::build::{self, BuildOptions};
-use crate::flags::Args;
+use crate::cli::{self, Command, Flag, Kind, Matches};
 use crate::{deps, interrupt, paths, pipeline, series, source, suite, vcs};
 
 pub use step::step_main;
 
-pub const HELP: &str = "\
-cargo xtask bisect: find the first commit of a QEMU git tree that breaks
+const SESSION_FLAGS: &[Flag] = &[
+    cli::value(
+        "qemu-src",
+        "PATH",
+        Kind::Path,
+        "the QEMU git tree to bisect (its work tree must be clean)",
+    ),
+    cli::value("good", "REV", Kind::Text, "a commit that passes"),
+    cli::value("bad", "REV", Kind::Text, "a commit that fails"),
+];
+
+/// What each step is given, by `bisect` and again by `bisect-step`.
+const STEP_FLAGS: &[Flag] = &[
+    cli::repeated(
+        "scenario",
+        "NAME",
+        Kind::Text,
+        "run only this scenario (repeatable; default: all)",
+    ),
+    cli::value(
+        "unsupported",
+        "AS",
+        Kind::Text,
+        "count a QEMU without monitor-add as skip (default),\nbad or good",
+    ),
+    cli::value(
+        "series",
+        "PATH",
+        Kind::Path,
+        "apply this series on top of each step's commit",
+    ),
+];
+
+pub const COMMAND: Command = Command {
+    name: "bisect",
+    summary: "find the QEMU commit that broke a scenario, with git bisect run",
+    about: "find the first commit of a QEMU git tree that breaks
 the qmp-tests suite, with git bisect run. Each step builds qemu-system-T
-incrementally in one shared build directory and runs the chosen scenarios.
-
-  --qemu-src PATH       the QEMU git tree to bisect (its work tree must be clean)
-  --good REV            a commit that passes
-  --bad REV             a commit that fails
-  --scenario NAME       run only this scenario (repeatable; default: all)
-  --unsupported AS      count a QEMU without monitor-add as skip (default),
-                        bad or good
-  --series PATH         apply this series on top of each step's commit
-  --target T            build qemu-system-T (default x86_64)
-  --configure-arg ARG   pass ARG to configure (repeatable)
-  --sanitize LIST       build with sanitizers: address,undefined
-
-A step is good when the scenarios pass, bad when one fails, and skipped
+incrementally in one shared build directory and runs the chosen scenarios.",
+    groups: &[
+        ("Bisect", SESSION_FLAGS),
+        ("Steps", STEP_FLAGS),
+        ("Build", pipeline::BUILD_FLAGS),
+    ],
+    after: "A step is good when the scenarios pass, bad when one fails, and skipped
 when the commit does not build (or the series does not apply). A failure
 of the harness itself aborts the bisect rather than blame a commit. The
 tree goes back to where it was (git bisect reset), also on an error or
 Ctrl-C. The report and each step's JUnit go to target/bisect/TIME/.
 
-Exit status: 0 the first bad commit was found, 2 otherwise.";
+Exit status: 0 the first bad commit was found, 2 otherwise.",
+};
+
+/// The hidden command git runs for each step.
+const STEP_COMMAND: Command = Command {
+    name: "bisect-step",
+    summary: "one step of a bisect (run by git)",
+    about: "one step of `cargo xtask bisect`, run by git bisect run.",
+    groups: &[
+        (
+            "Step",
+            &[
+                cli::value("qemu-src", "PATH", Kind::Path, "the tree"),
+                cli::value("qmp-tests", "PATH", Kind::Path, "the suite binary"),
+                cli::value("log-dir", "PATH", Kind::Path, "the bisect's log directory"),
+            ],
+        ),
+        ("Steps", STEP_FLAGS),
+        ("Build", pipeline::BUILD_FLAGS),
+    ],
+    after: "",
+};
 
 /// The exit status that makes git abort the bisect: anything from 128 up.
 const ABORT: u8 = 128;
@@ -87,18 +137,14 @@ struct Options {
 }
 
 impl Options {
-    fn parse(args: &mut Args) -> Result<Options> {
-        let scenarios = args.values("--scenario")?;
-        let build = pipeline::parse_build(args)?;
-        let unsupported = match args.value("--unsupported")? {
+    fn from_matches(m: &Matches) -> Result<Options> {
+        let scenarios = m.texts("scenario")?;
+        let build = pipeline::build_options(m, None)?;
+        let unsupported = match m.text("unsupported")? {
             Some(s) => Unsupported::parse(&s)?,
             None => Unsupported::Skip,
         };
-        // Absolute: the steps run in the QEMU tree, not where the user is.
-        let series = args
-            .path("--series")?
-            .map(|p| std::path::absolute(&p).with_context(|| format!("resolving {}", p.display())))
-            .transpose()?;
+        let series = m.path("series")?;
         Ok(Options {
             scenarios,
             build,
@@ -109,42 +155,43 @@ impl Options {
 
     /// The same options as arguments of `bisect-step`. `NAME=VALUE`, so a
     /// configure argument that starts with `--` stays a value.
-    fn to_args(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
+    fn to_args(&self) -> Vec<OsString> {
+        let mut out: Vec<OsString> = self
             .scenarios
             .iter()
-            .map(|s| format!("--scenario={s}"))
+            .map(|s| format!("--scenario={s}").into())
             .collect();
-        out.push(format!("--target={}", self.build.target));
+        out.push(format!("--target={}", self.build.target).into());
         out.extend(
             self.build
                 .configure_args
                 .iter()
-                .map(|a| format!("--configure-arg={a}")),
+                .map(|a| format!("--configure-arg={a}").into()),
         );
         if !self.build.sanitize.is_empty() {
-            out.push(format!("--sanitize={}", self.build.sanitize.join(",")));
+            out.push(format!("--sanitize={}", self.build.sanitize.join(",")).into());
         }
-        out.push(format!("--unsupported={}", self.unsupported.name()));
+        out.push(format!("--unsupported={}", self.unsupported.name()).into());
         if let Some(series) = &self.series {
-            out.push(format!("--series={}", series.display()));
+            let mut arg = OsString::from("--series=");
+            arg.push(series);
+            out.push(arg);
         }
         out
     }
 }
 
-pub fn run(sh: &Shell, mut args: Args) -> Result<()> {
-    let tree = args
-        .path("--qemu-src")?
+pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
+    let tree = m
+        .path("qemu-src")?
         .context("--qemu-src PATH is required: the QEMU git tree to bisect")?;
-    let good = args
-        .value("--good")?
+    let good = m
+        .text("good")?
         .context("--good REV is required: a commit where the scenarios pass")?;
-    let bad = args
-        .value("--bad")?
+    let bad = m
+        .text("bad")?
         .context("--bad REV is required: a commit where a scenario fails")?;
-    let opts = Options::parse(&mut args)?;
-    args.finish("bisect")?;
+    let opts = Options::from_matches(m)?;
 
     let tree = source::locate(&tree)?.path;
     check_tree(sh, &tree)?;
@@ -499,9 +546,16 @@ mod tests {
             unsupported: Unsupported::Bad,
             series: Some(PathBuf::from("/s")),
         };
-        let mut args = Args::new(opts.to_args().into_iter().map(Into::into).collect());
-        let back = Options::parse(&mut args).unwrap();
-        args.finish("bisect-step").unwrap();
+        let mut argv = vec![
+            "--qemu-src=/q".into(),
+            "--qmp-tests=/b".into(),
+            "--log-dir=/l".into(),
+        ];
+        argv.extend(opts.to_args());
+        let cli::Parsed::Args(m) = cli::parse(&STEP_COMMAND, argv).unwrap() else {
+            panic!("help")
+        };
+        let back = Options::from_matches(&m).unwrap();
         assert_eq!(back.scenarios, opts.scenarios);
         assert_eq!(back.build.target, "aarch64");
         assert_eq!(back.build.configure_args, ["--enable-debug"]);

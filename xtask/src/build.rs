@@ -41,6 +41,78 @@ pub struct Built {
 
 const MARKER: &str = "xtask-configured";
 
+/// The system emulators of the pinned release (configs/targets/*-softmmu.mak),
+/// for checking --target before the release is fetched.
+const PINNED_TARGETS: &[&str] = &[
+    "aarch64",
+    "alpha",
+    "arm",
+    "avr",
+    "hppa",
+    "i386",
+    "loongarch64",
+    "m68k",
+    "microblaze",
+    "microblazeel",
+    "mips",
+    "mips64",
+    "mips64el",
+    "mipsel",
+    "or1k",
+    "ppc",
+    "ppc64",
+    "riscv32",
+    "riscv64",
+    "rx",
+    "s390x",
+    "sh4",
+    "sh4eb",
+    "sparc",
+    "sparc64",
+    "tricore",
+    "x86_64",
+    "xtensa",
+    "xtensaeb",
+];
+
+/// Refuses a target or sanitizer configure would refuse, before any work:
+/// against the tree's own target list when the tree is known.
+pub fn check_options(opts: &BuildOptions, tree: Option<&Path>) -> Result<()> {
+    for s in &opts.sanitize {
+        if s != "address" && s != "undefined" {
+            bail!("--sanitize takes address and/or undefined, not `{s}`");
+        }
+    }
+    let configs = tree.map(|t| t.join("configs/targets"));
+    let known: Vec<String> = match configs.as_deref().filter(|c| c.is_dir()) {
+        Some(dir) => {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .with_context(|| format!("listing {}", dir.display()))?
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    Some(name.strip_suffix("-softmmu.mak")?.to_owned())
+                })
+                .collect();
+            names.sort();
+            names
+        }
+        // A tree without the directory predates it (or is a stand-in):
+        // configure is its only judge.
+        None if tree.is_some() => return Ok(()),
+        None => PINNED_TARGETS.iter().map(|t| t.to_string()).collect(),
+    };
+    if !known.contains(&opts.target) {
+        bail!(
+            "--target {}: no such system emulator in {}; pick one of: {}",
+            opts.target,
+            tree.map_or("the pinned release".to_owned(), |t| t.display().to_string()),
+            known.join(" ")
+        );
+    }
+    Ok(())
+}
+
 /// The configure arguments for a tree and options, python excepted.
 pub fn configure_args(tree: &Path, opts: &BuildOptions) -> Result<Vec<String>> {
     let mut args = vec![
@@ -65,9 +137,8 @@ pub fn configure_args(tree: &Path, opts: &BuildOptions) -> Result<Vec<String>> {
 }
 
 pub fn build_dir(tree: &Path, opts: &BuildOptions, args: &[String]) -> PathBuf {
-    let mut parts = vec![tree.display().to_string()];
-    parts.extend(args.iter().cloned());
-    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let mut refs = vec![tree.as_os_str().as_encoded_bytes()];
+    refs.extend(args.iter().map(|a| a.as_bytes()));
     let san = if opts.sanitize.is_empty() {
         String::new()
     } else {

@@ -6,24 +6,35 @@
 //! pass), the integration tests that need those binaries, the meson
 //! wiring run through `meson test`, and a sanitizer build.
 
-use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::flags::Args;
-use crate::suite::Outcome;
+use crate::build::BuildOptions;
+use crate::cli::{self, Command, Matches};
+use crate::pipeline::SourceArgs;
+use crate::source::FetchOptions;
+use crate::suite::{Outcome, SuiteOptions};
 use crate::{interrupt, meson, paths, series, suite, test};
 
-pub const HELP: &str = "\
-cargo xtask ci: the project's own test command. Runs cargo fmt --check,
+pub const COMMAND: Command = Command {
+    name: "ci",
+    summary: "the project's own test command: lints, unit and integration tests, pipeline",
+    about: "the project's own test command. Runs cargo fmt --check,
 clippy, the unit tests, then `cargo xtask test` against the pinned release
 without and with the project's series, the integration tests against those
-builds, `meson test` through the wiring, and a sanitizer build.
-
-  --skip-sanitizer      leave out the address,undefined build";
+builds, `meson test` through the wiring, and a sanitizer build.",
+    groups: &[(
+        "",
+        &[cli::switch(
+            "skip-sanitizer",
+            "leave out the address,undefined build",
+        )],
+    )],
+    after: "",
+};
 
 struct Stages {
     done: Vec<(String, f64)>,
@@ -42,13 +53,38 @@ impl Stages {
     }
 }
 
-fn xtask_test(sh: &Shell, args: &[&str]) -> Result<test::Run> {
-    test::run(sh, Args::new(args.iter().map(OsString::from).collect()))
+/// `cargo xtask test` on the pinned release, whatever QEMU_SRC says: ci
+/// tests the project, not a tree of the user's.
+fn xtask_test(
+    sh: &Shell,
+    no_series: bool,
+    sanitize: &[&str],
+    junit: Option<PathBuf>,
+) -> Result<test::Run> {
+    let opts = test::Options {
+        source: SourceArgs {
+            located: None,
+            fetch: FetchOptions {
+                from: None,
+                sha256: None,
+            },
+            series: None,
+            no_series,
+        },
+        build: BuildOptions {
+            sanitize: sanitize.iter().map(|s| s.to_string()).collect(),
+            ..BuildOptions::default()
+        },
+        suite: SuiteOptions {
+            junit,
+            ..SuiteOptions::default()
+        },
+    };
+    test::run(sh, &opts)
 }
 
-pub fn run(sh: &Shell, mut args: Args) -> Result<()> {
-    let skip_sanitizer = args.flag("--skip-sanitizer");
-    args.finish("ci")?;
+pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
+    let skip_sanitizer = m.switch("skip-sanitizer");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let root = paths::project_root();
     let _cd = sh.push_dir(&root);
@@ -71,8 +107,7 @@ pub fn run(sh: &Shell, mut args: Args) -> Result<()> {
     let stock = stages.run("pipeline, pinned release without the series", || {
         let dir = paths::target_dir().join("qmp-tests/stock");
         let junit = dir.join("junit.xml");
-        let junit_arg = junit.display().to_string();
-        let run = xtask_test(sh, &["--no-series", "--junit", &junit_arg])?;
+        let run = xtask_test(sh, true, &[], Some(junit.clone()))?;
         if run.outcome != Outcome::Unsupported {
             bail!(
                 "stock QEMU should lack monitor-add, but the suite reported {:?}",
@@ -83,7 +118,7 @@ pub fn run(sh: &Shell, mut args: Args) -> Result<()> {
         Ok(run)
     })?;
     let hotplug = stages.run("pipeline, pinned release with the series", || {
-        let run = xtask_test(sh, &[])?;
+        let run = xtask_test(sh, false, &[], None)?;
         if run.outcome != Outcome::Passed {
             bail!(
                 "the suite failed against the project's series ({:?})",
@@ -112,7 +147,7 @@ pub fn run(sh: &Shell, mut args: Args) -> Result<()> {
         stages.run(
             "sanitizer build (address,undefined) with the series",
             || {
-                let run = xtask_test(sh, &["--sanitize", "address,undefined"])?;
+                let run = xtask_test(sh, false, &["address", "undefined"], None)?;
                 if run.outcome != Outcome::Passed {
                     bail!(
                         "the suite failed against the sanitizer build ({:?})",

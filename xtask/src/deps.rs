@@ -203,7 +203,7 @@ pub fn ensure_python(sh: &Shell, tree: &Path) -> Result<(PathBuf, String)> {
         Some(v) => format!("meson=={v}"),
         None => format!("meson{accepted}"),
     };
-    let venv = paths::venv_cache().join(format!("pyenv-{}", paths::key(&[&spec])));
+    let venv = paths::venv_cache().join(format!("pyenv-{}", paths::key(&[spec.as_bytes()])));
     let python = venv.join("bin/python3");
     let ready = venv.join(".xtask-ready");
     if ready.exists() {

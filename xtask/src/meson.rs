@@ -8,10 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
 
 use crate::files::write_atomic;
-use crate::paths;
+use crate::wire_record::{self, FileRecord, Record};
 
 const ENTRY: &str = "monitor_hotplug";
 const LIST: &str = "tests_generic_system = [";
@@ -97,13 +96,6 @@ pub fn insert_entry(text: &str) -> Option<String> {
     Some(out)
 }
 
-fn state_path(tree: &Path) -> PathBuf {
-    paths::qemu_cache().join("wire").join(format!(
-        "{}.json",
-        paths::key(&[&tree.display().to_string()])
-    ))
-}
-
 fn mtime_secs(path: &Path) -> Result<f64> {
     let m = std::fs::metadata(path)?.modified()?;
     Ok(m.duration_since(UNIX_EPOCH)
@@ -171,6 +163,7 @@ sys.exit(subprocess.call(argv))
 /// Wires the tree. `keep_times` gives changed files their old modification
 /// time, so a temporary wiring does not make ninja re-run meson each time.
 pub fn wire(tree: &Path, qmp_tests: &Path, keep_times: bool) -> Result<Wired> {
+    restore_stale(tree)?;
     let Some(list) = find_list(tree)? else {
         return Ok(Wired::NoFunctionalTests);
     };
@@ -182,8 +175,8 @@ pub fn wire(tree: &Path, qmp_tests: &Path, keep_times: bool) -> Result<Wired> {
     if new_list.is_none() && new_test.is_none() {
         return Ok(Wired::Already(list));
     }
-    let state = state_path(tree);
-    if state.exists() {
+    let state = wire_record::path_for(tree);
+    if Record::load(&state)?.is_some() {
         bail!(
             "{} records an earlier wiring of {} that the tree no longer shows; \
              check the tree, then remove that file",
@@ -194,15 +187,28 @@ pub fn wire(tree: &Path, qmp_tests: &Path, keep_times: bool) -> Result<Wired> {
     let list_mtime = mtime_secs(&list)?;
     let mut files = Vec::new();
     if let Some(wired) = &new_list {
-        files.push(json!({"path": list, "original": text, "wired": wired, "mtime": list_mtime}));
+        files.push(FileRecord {
+            path: list.clone(),
+            original: Some(text.clone()),
+            wired: wired.clone(),
+            mtime: Some(list_mtime),
+        });
     }
     if let Some(wired) = &new_test {
-        files.push(json!({"path": test, "original": null, "wired": wired, "mtime": null}));
+        files.push(FileRecord {
+            path: test.clone(),
+            original: None,
+            wired: wired.clone(),
+            mtime: None,
+        });
     }
     // The record is written first: an interrupted wiring can always be undone.
-    std::fs::create_dir_all(state.parent().unwrap())?;
-    let record = json!({"tree": tree, "keep_times": keep_times, "files": files});
-    write_atomic(&state, &serde_json::to_string_pretty(&record)?)?;
+    let record = Record {
+        tree: tree.to_path_buf(),
+        keep_times,
+        files,
+    };
+    record.store(&state)?;
     if let Some(wired) = &new_list {
         write_atomic(&list, wired)?;
         if keep_times {
@@ -221,42 +227,66 @@ pub fn wire(tree: &Path, qmp_tests: &Path, keep_times: bool) -> Result<Wired> {
     Ok(Wired::Added(list))
 }
 
+/// A run's own wiring outlives it only when the run was killed (kill -9,
+/// a crash): the files are restored before anything else, or the run
+/// would find its entry "already" there and never undo it. Runs on one
+/// cache take turns (the cache lock), so a run's record found here is
+/// never that of a run still going.
+fn restore_stale(tree: &Path) -> Result<()> {
+    let state = wire_record::path_for(tree);
+    match Record::load(&state)? {
+        Some(record) if record.keep_times => {
+            eprintln!(
+                "    note: a killed run left {} wired; restoring its files first",
+                tree.display()
+            );
+            restore(&state, &record)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Restores every file wiring changed. Returns false when nothing was wired.
 pub fn unwire(tree: &Path) -> Result<bool> {
-    let state = state_path(tree);
-    let Ok(text) = std::fs::read_to_string(&state) else {
+    let state = wire_record::path_for(tree);
+    let Some(record) = Record::load(&state)? else {
         return Ok(false);
     };
-    let record: Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", state.display()))?;
-    let files = record["files"].as_array().cloned().unwrap_or_default();
-    // A wiring that kept times is undone the same way; one that let meson
-    // see the change is undone visibly too, so the build directory follows.
-    let keep_times = record["keep_times"].as_bool().unwrap_or(false);
-    for f in &files {
-        let path = PathBuf::from(f["path"].as_str().unwrap_or_default());
-        let wired = f["wired"].as_str().unwrap_or_default();
-        let current = std::fs::read_to_string(&path).ok();
-        match (current.as_deref(), f["original"].as_str()) {
+    restore(&state, &record)?;
+    Ok(true)
+}
+
+/// Puts back what `record` says wiring changed, then drops the record.
+pub fn restore(state: &Path, record: &Record) -> Result<()> {
+    for f in &record.files {
+        let path = &f.path;
+        let current = match std::fs::read_to_string(path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        match (current.as_deref(), f.original.as_deref()) {
             (None, None) => {}
             (Some(c), original) if Some(c) == original => {}
-            (Some(c), _) if c != wired => bail!(
+            (Some(c), _) if c != f.wired => bail!(
                 "{} changed since it was wired; not restoring it. Its original content is in {}",
                 path.display(),
                 state.display()
             ),
-            (_, None) => std::fs::remove_file(&path)
+            (_, None) => std::fs::remove_file(path)
                 .with_context(|| format!("removing {}", path.display()))?,
             (_, Some(original)) => {
-                write_atomic(&path, original)?;
-                if let Some(mtime) = f["mtime"].as_f64().filter(|_| keep_times) {
-                    set_mtime(&path, mtime)?;
+                write_atomic(path, original)?;
+                // A wiring that kept times is undone the same way; one that
+                // let meson see the change is undone visibly too, so the
+                // build directory follows.
+                if let Some(mtime) = f.mtime.filter(|_| record.keep_times) {
+                    set_mtime(path, mtime)?;
                 }
             }
         }
     }
-    std::fs::remove_file(&state).with_context(|| format!("removing {}", state.display()))?;
-    Ok(true)
+    std::fs::remove_file(state).with_context(|| format!("removing {}", state.display()))
 }
 
 /// Unwires when dropped: on success, on error and after Ctrl-C alike.

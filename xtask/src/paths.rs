@@ -49,12 +49,37 @@ pub fn pin_file() -> PathBuf {
     }
 }
 
-/// A short, stable key for cache directories. The std hasher is stable for
-/// a given toolchain, which is all a cache key needs; a new toolchain costs
-/// one rebuild at most.
-pub fn key(parts: &[&str]) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    parts.hash(&mut h);
-    format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
+/// A short key for cache directories and records, the same on every
+/// toolchain: std's `DefaultHasher` may change between Rust releases,
+/// which would lose a wiring record between `wire` and `unwire`. FNV-1a,
+/// over bytes so that a series in any encoding has a key; each part is
+/// preceded by its length, so `["ab", "c"]` and `["a", "bc"]` differ.
+pub fn key(parts: &[&[u8]]) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h = OFFSET;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(PRIME);
+        }
+    };
+    for part in parts {
+        feed(&(part.len() as u64).to_le_bytes());
+        feed(part);
+    }
+    format!("{:012x}", h & 0xffff_ffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_fixed_and_part_boundaries_count() {
+        // Fixed values: a change here orphans every cached record.
+        assert_eq!(key(&[]), "9ce484222325");
+        assert_eq!(key(&[b"/tmp/qemu"]), "e9fb4840190f");
+        assert_ne!(key(&[b"ab", b"c"]), key(&[b"a", b"bc"]));
+        assert_eq!(key(&[b"x86_64"]).len(), 12);
+    }
 }

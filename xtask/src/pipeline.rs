@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::build::{self, BuildOptions, Built};
-use crate::flags::Args;
+use crate::cli::{self, Flag, Kind, Matches};
 use crate::meson::{self, WireGuard, Wired};
 use crate::source::{self, FetchOptions, Origin, Pin, Tree};
 use crate::steps::Steps;
@@ -23,31 +23,73 @@ pub struct SourceArgs {
     pub no_series: bool,
 }
 
-// The first line is written out: a `\` continuation would eat its indent.
-pub const SOURCE_HELP: &str = "  --qemu-src PATH       use this QEMU tree as it is (also: QEMU_SRC)
-  --from SOURCE         fetch the pinned release from debian, git or tarball only
-  --sha256 HEX          checksum of the release tarball (for --from tarball)
-  --series PATH         apply this series (directory of format-patch files or mbox)
-  --no-series           test the pinned release without the project's series";
+pub const SOURCE_FLAGS: &[Flag] = &[
+    cli::value(
+        "qemu-src",
+        "PATH",
+        Kind::Path,
+        "use this QEMU tree as it is (also: QEMU_SRC)",
+    ),
+    cli::value(
+        "from",
+        "SOURCE",
+        Kind::Text,
+        "fetch the pinned release from debian, git or tarball only",
+    ),
+    cli::value(
+        "sha256",
+        "HEX",
+        Kind::Text,
+        "checksum of the release tarball (for --from tarball)",
+    ),
+    cli::value(
+        "series",
+        "PATH",
+        Kind::Path,
+        "apply this series (directory of format-patch files or mbox)",
+    ),
+    cli::switch(
+        "no-series",
+        "test the pinned release without the project's series",
+    ),
+];
 
-pub const BUILD_HELP: &str = "  --target T            build qemu-system-T (default x86_64)
-  --configure-arg ARG   pass ARG to configure (repeatable)
-  --sanitize LIST       build with sanitizers: address,undefined";
+pub const BUILD_FLAGS: &[Flag] = &[
+    cli::value(
+        "target",
+        "T",
+        Kind::Text,
+        "build qemu-system-T (default x86_64)",
+    ),
+    cli::repeated(
+        "configure-arg",
+        "ARG",
+        Kind::Passed,
+        "pass ARG to configure (repeatable)",
+    ),
+    cli::repeated(
+        "sanitize",
+        "LIST",
+        Kind::Text,
+        "build with sanitizers: address,undefined",
+    ),
+];
 
 impl SourceArgs {
-    pub fn parse(args: &mut Args) -> Result<SourceArgs> {
-        let qemu_src = args.path("--qemu-src")?.or_else(|| {
-            std::env::var_os("QEMU_SRC")
+    /// Reads the source flags and checks what can be checked before any
+    /// work: the tree, the series.
+    pub fn from_matches(m: &Matches) -> Result<SourceArgs> {
+        let qemu_src = match m.path("qemu-src")? {
+            Some(p) => Some(p),
+            None => std::env::var_os("QEMU_SRC")
                 .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        });
-        let from = args
-            .value("--from")?
-            .map(|s| Origin::parse(&s))
-            .transpose()?;
-        let sha256 = args.value("--sha256")?;
-        let series = args.path("--series")?;
-        let no_series = args.flag("--no-series");
+                .map(|v| cli::absolute(PathBuf::from(v)))
+                .transpose()?,
+        };
+        let from = m.text("from")?.map(|s| Origin::parse(&s)).transpose()?;
+        let sha256 = m.text("sha256")?;
+        let series = m.path("series")?;
+        let no_series = m.switch("no-series");
         if series.is_some() && no_series {
             bail!("--series and --no-series contradict each other; give one");
         }
@@ -57,6 +99,9 @@ impl SourceArgs {
             );
         }
         let located = qemu_src.as_deref().map(source::locate).transpose()?;
+        if let Some(path) = &series {
+            series::patch_files(path)?;
+        }
         Ok(SourceArgs {
             located,
             fetch: FetchOptions { from, sha256 },
@@ -66,18 +111,24 @@ impl SourceArgs {
     }
 }
 
-pub fn parse_build(args: &mut Args) -> Result<BuildOptions> {
+/// Reads the build flags, refusing a target or sanitizer that configure
+/// would refuse only after the fetch and the build's preparations.
+pub fn build_options(m: &Matches, src: Option<&SourceArgs>) -> Result<BuildOptions> {
     let mut opts = BuildOptions::default();
-    if let Some(t) = args.value("--target")? {
+    if let Some(t) = m.text("target")? {
         opts.target = t;
     }
-    opts.configure_args = args.values("--configure-arg")?;
-    for list in args.values("--sanitize")? {
+    opts.configure_args = m.texts("configure-arg")?;
+    for list in m.texts("sanitize")? {
         opts.sanitize
             .extend(list.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
     }
     opts.sanitize.sort();
     opts.sanitize.dedup();
+    let tree = src
+        .and_then(|s| s.located.as_ref())
+        .map(|t| t.path.as_path());
+    build::check_options(&opts, tree)?;
     Ok(opts)
 }
 
@@ -168,7 +219,7 @@ fn private_clone(sh: &Shell, tree: &Tree) -> Result<Tree> {
     }
     let clone = paths::qemu_cache().join("src").join(format!(
         "clone-{}",
-        paths::key(&[&dir.display().to_string()])
+        paths::key(&[dir.as_os_str().as_encoded_bytes()])
     ));
     if !clone.join(".git").exists() {
         let _ = std::fs::remove_dir_all(&clone);

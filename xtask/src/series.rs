@@ -45,12 +45,14 @@ pub fn patch_files(series: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Keyed by bytes: a patch in Latin-1 is as good to `git am` as one in
+/// UTF-8.
 fn series_key(files: &[PathBuf], base: &str) -> Result<String> {
-    let mut texts = vec![base.to_owned()];
+    let mut texts = vec![base.as_bytes().to_vec()];
     for f in files {
-        texts.push(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?);
+        texts.push(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?);
     }
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let refs: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
     Ok(paths::key(&refs))
 }
 

@@ -5,39 +5,79 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use xshell::Shell;
 
-use crate::flags::Args;
+use crate::build::BuildOptions;
+use crate::cli::{self, Command, Flag, Kind, Matches};
 use crate::pipeline::{self, SourceArgs};
 use crate::steps::Steps;
 use crate::suite::{self, Outcome, SuiteOptions};
 use crate::vcs;
 
-pub const HELP: &str = "\
-cargo xtask test: fetch or locate QEMU, build qemu-system, wire the meson
-entry, run the qmp-tests suite and write a JUnit report.
+pub const SUITE_FLAGS: &[Flag] = &[
+    cli::repeated(
+        "scenario",
+        "NAME",
+        Kind::Text,
+        "run only this scenario (repeatable)",
+    ),
+    cli::value(
+        "jobs",
+        "N",
+        Kind::Text,
+        "scenarios run in parallel (default: number of cores)",
+    ),
+    cli::value("timeout", "SECS", Kind::Text, "per-scenario deadline"),
+    cli::value("soak", "N", Kind::Text, "cycles of the soak scenario"),
+    cli::value(
+        "junit",
+        "PATH",
+        Kind::Path,
+        "where the report goes (default target/qmp-tests/junit.xml)",
+    ),
+];
 
-Source:
-{SOURCE}
-Build:
-{BUILD}
-Suite:
-  --scenario NAME       run only this scenario (repeatable)
-  --jobs N              scenarios run in parallel (default: number of cores)
-  --timeout SECS        per-scenario deadline
-  --soak N              cycles of the soak scenario
-  --junit PATH          where the report goes (default target/qmp-tests/junit.xml)
+pub const COMMAND: Command = Command {
+    name: "test",
+    summary: "fetch or locate QEMU, build it, wire meson, run the suite, write JUnit",
+    about: "fetch or locate QEMU, build qemu-system, wire the meson
+entry, run the qmp-tests suite and write a JUnit report.",
+    groups: &[
+        ("Source", pipeline::SOURCE_FLAGS),
+        ("Build", pipeline::BUILD_FLAGS),
+        ("Suite", SUITE_FLAGS),
+    ],
+    after: "Exit status: 0 all scenarios passed, 1 a scenario failed or the QEMU has
+no monitor-add, 2 the pipeline itself failed (fetch, build, bad input).",
+};
 
-Exit status: 0 all scenarios passed, 1 a scenario failed or the QEMU has
-no monitor-add, 2 the pipeline itself failed (fetch, build, bad input).";
-
-pub fn parse_suite(args: &mut Args) -> Result<SuiteOptions> {
+pub fn suite_options(m: &Matches) -> Result<SuiteOptions> {
     Ok(SuiteOptions {
-        scenarios: args.values("--scenario")?,
-        jobs: args.number("--jobs")?,
-        timeout: args.number("--timeout")?,
-        soak: args.number("--soak")?,
-        junit: args.path("--junit")?,
+        scenarios: m.texts("scenario")?,
+        jobs: m.number("jobs")?,
+        timeout: m.number("timeout")?,
+        soak: m.number("soak")?,
+        junit: m.path("junit")?,
         ..SuiteOptions::default()
     })
+}
+
+/// Everything `cargo xtask test` is asked to do; `ci` builds one directly.
+pub struct Options {
+    pub source: SourceArgs,
+    pub build: BuildOptions,
+    pub suite: SuiteOptions,
+}
+
+impl Options {
+    pub fn from_matches(m: &Matches) -> Result<Options> {
+        let source = SourceArgs::from_matches(m)?;
+        let build = pipeline::build_options(m, Some(&source))?;
+        let suite = suite_options(m)?;
+        Ok(Options {
+            source,
+            build,
+            suite,
+        })
+    }
 }
 
 /// What one run of the pipeline produced.
@@ -50,15 +90,14 @@ pub struct Run {
 }
 
 /// Runs the pipeline and the suite.
-pub fn run(sh: &Shell, mut args: Args) -> Result<Run> {
-    let src = SourceArgs::parse(&mut args)?;
-    let build_opts = pipeline::parse_build(&mut args)?;
-    let mut suite_opts = parse_suite(&mut args)?;
-    args.finish("test")?;
+pub fn run(sh: &Shell, opts: &Options) -> Result<Run> {
+    let (src, build_opts) = (&opts.source, &opts.build);
+    let mut suite_opts = opts.suite.clone();
+    let _lock = crate::lock::cache()?;
 
     let mut steps = Steps::new(7);
     pipeline::host_step(&mut steps, sh)?;
-    let prepared = pipeline::source_steps(&mut steps, sh, &src)?;
+    let prepared = pipeline::source_steps(&mut steps, sh, src)?;
     let tree = &prepared.tree;
     let qmp_tests = steps.run("qmp-tests binary", || {
         let bin = suite::binary(sh)?;
@@ -69,7 +108,7 @@ pub fn run(sh: &Shell, mut args: Args) -> Result<Run> {
     // the tree's.
     let commit = vcs::describe(sh, &tree.path);
     let guard = pipeline::wire_step(&mut steps, tree, &qmp_tests)?;
-    let built = pipeline::build_step(&mut steps, sh, tree, &build_opts)?;
+    let built = pipeline::build_step(&mut steps, sh, tree, build_opts)?;
 
     // qmp-tests records the binary and its version itself.
     let mut properties = vec![

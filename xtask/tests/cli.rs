@@ -5,115 +5,13 @@
 //! the test (copy a real QEMU binary, fail, or block until interrupted).
 //! Each test works in a private cache (XTASK_QEMU_CACHE).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-const LIST: &str = "# SPDX-License-Identifier: GPL-2.0-or-later\n\ntests_generic_system = [\n  'empty_cpu_model',\n  'info_usernet',\n  'version',\n  'vnc',\n]\n\ntests_generic_linuxuser = [\n]\n";
-
-const CONFIGURE: &str = r#"#!/bin/sh
-# Stand-in for QEMU's configure: one build rule, taken from FAKE_BUILD.
-cat > build.ninja <<EOF
-rule make
-  command = $FAKE_BUILD
-build qemu-system-x86_64: make
-EOF
-"#;
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    tree: PathBuf,
-    cache: PathBuf,
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t.invalid",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A stand-in QEMU tree, committed to git when `git_repo`.
-fn fixture(git_repo: bool) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let tree = dir.path().join("qemu");
-    write(&tree.join("VERSION"), "10.2.50\n");
-    write(&tree.join("meson.build"), "project('qemu')\n");
-    write(&tree.join("qapi/qapi-schema.json"), "{}\n");
-    write(
-        &tree.join("pythondeps.toml"),
-        "[meson]\nmeson = { accepted = \">=1.5.0\", installed = \"1.9.0\", canary = \"meson\" }\n",
-    );
-    write(&tree.join("tests/functional/generic/meson.build"), LIST);
-    write(
-        &tree.join("tests/functional/meson.build"),
-        "subdir('generic')\n",
-    );
-    write(&tree.join("configure"), CONFIGURE);
-    let mut perm = std::fs::metadata(tree.join("configure"))
-        .unwrap()
-        .permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(tree.join("configure"), perm).unwrap();
-    if git_repo {
-        git(&tree, &["init", "-q"]);
-        git(&tree, &["add", "-A"]);
-        git(&tree, &["commit", "-q", "-m", "stand-in tree"]);
-    }
-    let cache = dir.path().join("cache");
-    Fixture {
-        _dir: dir,
-        tree,
-        cache,
-    }
-}
-
-fn xtask(fx: &Fixture, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    cmd.args(args)
-        .env("XTASK_QEMU_CACHE", &fx.cache)
-        .env_remove("QEMU_SRC")
-        .stdin(Stdio::null());
-    if std::env::var_os("QMP_TESTS_BIN").is_none() {
-        // Wiring only records this path; the tests that run the suite get
-        // the real binary from the project's test command.
-        cmd.env("QMP_TESTS_BIN", "/bin/false");
-    }
-    cmd
-}
-
-fn run(cmd: &mut Command) -> (i32, String) {
-    let Output { status, stderr, .. } = cmd.output().unwrap();
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
-
-fn status(tree: &Path) -> String {
-    git(tree, &["status", "--porcelain", "--untracked-files=all"])
-}
+use common::*;
 
 #[test]
 fn nonexistent_qemu_src_is_refused_before_anything_runs() {
@@ -543,4 +441,28 @@ fn bisect_refuses_a_dirty_tree_naming_the_files_and_touches_nothing() {
         !fx.tree.join(".git/BISECT_LOG").exists(),
         "no bisect was started"
     );
+}
+
+#[test]
+fn readme_command_reference_is_the_help() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let fx = fixture(false);
+    let commands = [
+        "", "test", "fetch", "build", "wire", "unwire", "bisect", "ci", "bench",
+    ];
+    for command in commands {
+        let mut cmd = xtask(&fx, &[]);
+        if !command.is_empty() {
+            cmd.arg(command);
+        }
+        let out = cmd.arg("--help").output().unwrap();
+        assert!(out.status.success(), "{command} --help");
+        let help = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            readme.contains(&format!("```\n{help}```\n")),
+            "README's command reference lacks `cargo xtask {command} --help` as printed:\n{help}"
+        );
+    }
 }

@@ -10,9 +10,9 @@ use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use super::report::Record;
-use super::{first_line, step_lock, Options, Unsupported, ABORT};
+use super::{first_line, step_lock, Options, Unsupported, ABORT, STEP_COMMAND};
 use crate::build;
-use crate::flags::Args;
+use crate::cli::{self, Parsed};
 use crate::meson::{self, WireGuard, Wired};
 use crate::suite::{self, Outcome, SuiteOptions};
 use crate::{deps, interrupt, series, vcs};
@@ -77,7 +77,7 @@ fn verdict_name(code: u8) -> &'static str {
 
 /// The step's entry point. Every way out maps to an exit status git
 /// understands; a panic (which would exit 101, "bad") aborts instead.
-pub fn step_main(args: Args) -> ExitCode {
+pub fn step_main(args: Vec<std::ffi::OsString>) -> ExitCode {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(args)));
     let code = match result {
         Ok(Ok(code)) => code,
@@ -110,19 +110,21 @@ struct Step<'a> {
     opts: &'a Options,
 }
 
-fn step(mut args: Args) -> Result<u8> {
+fn step(args: Vec<std::ffi::OsString>) -> Result<u8> {
     let start = Instant::now();
-    let tree = args
-        .path("--qemu-src")?
+    let Parsed::Args(m) = cli::parse(&STEP_COMMAND, args)? else {
+        anyhow::bail!(
+            "bisect-step is run by `cargo xtask bisect`; see `cargo xtask bisect --help`"
+        );
+    };
+    let tree = m
+        .path("qemu-src")?
         .context("bisect-step needs --qemu-src")?;
-    let qmp_tests = args
-        .path("--qmp-tests")?
+    let qmp_tests = m
+        .path("qmp-tests")?
         .context("bisect-step needs --qmp-tests")?;
-    let log_dir = args
-        .path("--log-dir")?
-        .context("bisect-step needs --log-dir")?;
-    let opts = Options::parse(&mut args)?;
-    args.finish("bisect-step")?;
+    let log_dir = m.path("log-dir")?.context("bisect-step needs --log-dir")?;
+    let opts = Options::from_matches(&m)?;
     let sh = Shell::new()?;
     let _lock = step_lock(&log_dir)?;
     // A step that git started just before a Ctrl-C must not touch the tree

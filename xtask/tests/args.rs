@@ -1,0 +1,135 @@
+//! Arguments as a new user types them: values that look like flags, flags
+//! a command does not take, relative and non-UTF-8 paths, and input that
+//! must be refused before any work.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use common::*;
+
+/// A one-patch series that applies to the stand-in tree.
+const BUMP: &[u8] = b"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n\
+From: T <t@t.invalid>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\
+Subject: [PATCH] version: bump\n\n---\n\
+diff --git a/VERSION b/VERSION\n--- a/VERSION\n+++ b/VERSION\n@@ -1 +1 @@\n\
+-10.2.50\n+10.2.51\n--\n2.0\n\n";
+
+#[test]
+fn a_configure_argument_may_look_like_a_flag() {
+    let fx = fixture(false);
+    let missing = fx.tree.join("nope");
+    // Before: `2` was an unknown argument, `--help` printed the help.
+    for value in ["--no-series", "--help"] {
+        let (code, err) = run(
+            xtask(&fx, &["test", "--configure-arg", value, "--jobs", "2"])
+                .arg("--qemu-src")
+                .arg(&missing),
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("no such directory"), "{value}: {err}");
+    }
+}
+
+#[test]
+fn a_path_flag_does_not_swallow_the_next_flag() {
+    let fx = fixture(false);
+    let (code, err) = run(&mut xtask(&fx, &["test", "--qemu-src", "--no-series"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--qemu-src needs a value, and `--no-series` looks like a flag"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_flag_a_command_does_not_take_is_refused() {
+    let fx = fixture(false);
+    let (code, err) = run(&mut xtask(&fx, &["unwire", "--series", "X"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("unknown flag `--series` for `cargo xtask unwire`"),
+        "{err}"
+    );
+    let (code, err) = run(&mut xtask(&fx, &["fetch", "stray"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unexpected argument `stray`"), "{err}");
+}
+
+#[test]
+fn a_non_utf8_path_is_kept_as_it_is() {
+    let fx = fixture(false);
+    let odd = fx.tree.with_file_name(OsStr::from_bytes(b"qemu-caf\xe9"));
+    std::fs::rename(&fx.tree, &odd).unwrap();
+    let out = xtask(&fx, &["unwire", "--qemu-src"])
+        .arg(&odd)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("nothing is wired in"), "{err}");
+    assert!(
+        err.contains("qemu-caf\u{fffd}"),
+        "the tree was found: {err}"
+    );
+}
+
+#[test]
+fn a_relative_series_is_relative_to_where_the_command_runs() {
+    let fx = fixture(true);
+    let here = fx.cache.parent().unwrap().join("here");
+    write_bytes(&here.join("mine/0001-version-bump.patch"), BUMP);
+    let out = xtask(&fx, &["fetch", "--series", "mine"])
+        .arg("--qemu-src")
+        .arg(&fx.tree)
+        .current_dir(&here)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let worktree = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(Path::new(worktree.trim()).join("VERSION")).unwrap(),
+        "10.2.51\n"
+    );
+}
+
+#[test]
+fn an_unknown_target_is_refused_before_any_work() {
+    let fx = fixture(true);
+    // The pinned release's list, before anything is fetched.
+    let (code, err) = run(&mut xtask(&fx, &["test", "--target", "nonsense"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--target nonsense: no such system emulator in the pinned release"),
+        "{err}"
+    );
+    assert!(err.contains("x86_64"), "lists the choices: {err}");
+    assert!(!err.contains("[1/"), "no step ran: {err}");
+    assert!(!fx.cache.exists(), "nothing was made");
+    // A located tree's own list.
+    write(&fx.tree.join("configs/targets/x86_64-softmmu.mak"), "");
+    let (code, err) = run(xtask(&fx, &["build", "--target", "aarch64"])
+        .arg("--qemu-src")
+        .arg(&fx.tree));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("pick one of: x86_64"), "{err}");
+    assert!(!fx.cache.exists(), "no build directory: {err}");
+}
+
+#[test]
+fn a_missing_series_is_refused_before_any_work() {
+    let fx = fixture(true);
+    let (code, err) = run(xtask(&fx, &["test", "--series", "/nonexistent"])
+        .arg("--qemu-src")
+        .arg(&fx.tree));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("series /nonexistent: no such file or directory"),
+        "{err}"
+    );
+    assert!(!err.contains("[1/"), "no step ran: {err}");
+    assert!(!fx.cache.exists(), "no clone was made");
+}
