@@ -10,13 +10,6 @@ use std::path::Path;
 
 use common::*;
 
-/// A one-patch series that applies to the stand-in tree.
-const BUMP: &[u8] = b"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n\
-From: T <t@t.invalid>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\
-Subject: [PATCH] version: bump\n\n---\n\
-diff --git a/VERSION b/VERSION\n--- a/VERSION\n+++ b/VERSION\n@@ -1 +1 @@\n\
--10.2.50\n+10.2.51\n--\n2.0\n\n";
-
 #[test]
 fn a_configure_argument_may_look_like_a_flag() {
     let fx = fixture(false);

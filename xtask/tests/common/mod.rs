@@ -120,3 +120,112 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, bytes).unwrap();
 }
+
+/// A release tarball of the stand-in tree and a pin that points at it.
+pub fn tarball_pin(fx: &Fixture) -> (PathBuf, String) {
+    let dir = fx.cache.parent().unwrap().join("release");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tarball = dir.join("qemu-10.2.50.tar.xz");
+    let parent = fx.tree.parent().unwrap();
+    let ok = Command::new("tar")
+        .arg("-cJf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(parent)
+        .arg("qemu")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let sum = Command::new("sha256sum").arg(&tarball).output().unwrap();
+    let sha = String::from_utf8(sum.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let pin = dir.join("pin.json");
+    let json = serde_json::json!({
+        "version": "10.2.50",
+        "sources": {"tarball": {"url": format!("file://{}", tarball.display()), "sha256": null}}
+    });
+    write(&pin, &json.to_string());
+    (pin, sha)
+}
+
+/// A one-patch series that applies to the stand-in tree.
+pub const BUMP: &[u8] = b"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n\
+From: T <t@t.invalid>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\
+Subject: [PATCH] version: bump\n\n---\n\
+diff --git a/VERSION b/VERSION\n--- a/VERSION\n+++ b/VERSION\n@@ -1 +1 @@\n\
+-10.2.50\n+10.2.51\n--\n2.0\n\n";
+
+/// A `cargo xtask test` on the stand-in tree whose build has started and
+/// blocks until something ends it.
+pub struct Blocked {
+    pub child: std::process::Child,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Blocked {
+    /// Starts the run in a process group of its own, as a shell would, and
+    /// returns once the build has said it started (through a FIFO: nothing
+    /// here waits by sleeping). `wait_for` is a line of stderr to see
+    /// first, when not the start of the build.
+    pub fn start(fx: &Fixture, name: &str) -> Blocked {
+        use std::io::{BufRead, BufReader};
+        let fifo = fx.cache.parent().unwrap().join(name);
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let mut cmd = xtask(fx, &["test", "--qemu-src", fx.tree.to_str().unwrap()]);
+        cmd.env(
+            "FAKE_BUILD",
+            format!("echo started > {}; exec sleep 600", fifo.display()),
+        )
+        .stderr(Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        // Opening the FIFO blocks until the build writes to it; a deadline
+        // keeps a build that never starts from hanging the test.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(std::fs::read_to_string(fifo).unwrap_or_default());
+        });
+        let started = rx.recv_timeout(std::time::Duration::from_secs(300));
+        let blocked = Blocked { child, stderr };
+        if started.as_deref().map(str::trim) != Ok("started") {
+            let (code, seen) = blocked.kill_and_wait(libc::SIGKILL);
+            panic!("the build never started ({code:?}): {seen}");
+        }
+        blocked
+    }
+
+    /// Sends `signal` to the xtask alone, or to its whole group when
+    /// `group`; returns the exit code and all of stderr.
+    pub fn signal(mut self, signal: i32, group: bool) -> (Option<i32>, String) {
+        let pid = self.child.id() as i32;
+        let target = if group { -pid } else { pid };
+        // SAFETY: plain kill(2) on a process (group) this test created.
+        assert_eq!(unsafe { libc::kill(target, signal) }, 0);
+        let code = self.child.wait().unwrap().code();
+        (code, self.stderr.join().unwrap())
+    }
+
+    fn kill_and_wait(self, signal: i32) -> (Option<i32>, String) {
+        self.signal(signal, true)
+    }
+
+    /// kill -9 of the xtask's whole group: the build's processes die with
+    /// it, as they do when a terminal closes on them.
+    pub fn kill9(self) -> String {
+        self.kill_and_wait(libc::SIGKILL).1
+    }
+}
