@@ -426,37 +426,11 @@ fn run_steps(
         .arg(format!("--log-dir={}", log_dir.display()))
         .args(opts.to_args())
         .stdin(std::process::Stdio::null());
-    // git and the steps get a process group of their own, so that a signal
-    // reaches them when the xtask forwards it, also when it was sent to
-    // the xtask alone.
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let child = command.spawn().context("starting git bisect run")?;
-    wait_forwarding_interrupts(child.id() as libc::pid_t)
-}
-
-/// Waits for `pid`; a signal the xtask receives meanwhile is passed on
-/// to its process group as SIGINT, once.
-fn wait_forwarding_interrupts(pid: libc::pid_t) -> Result<std::process::ExitStatus> {
-    let mut forwarded = false;
-    loop {
-        if interrupt::interrupted() && !forwarded {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(-pid, libc::SIGINT) };
-            forwarded = true;
-        }
-        let mut status = 0;
-        // SAFETY: status is a valid place for waitpid to write to.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            return Ok(std::os::unix::process::ExitStatusExt::from_raw(status));
-        }
-        // The signal handler is installed without SA_RESTART, so a signal
-        // ends the wait with EINTR and the loop forwards it.
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(err).context("waiting for git bisect run");
-        }
-    }
+    // The handler passes a signal on to git and the steps, also when it
+    // was sent to the xtask alone, and from the moment git starts: a
+    // check-then-wait loop here would lose one that came in between.
+    let mut git = interrupt::spawn(&mut command, "git bisect run")?;
+    git.child.wait().context("waiting for git bisect run")
 }
 
 /// Held by a step for its whole life, and by the bisect after git is gone:

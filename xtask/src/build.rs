@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::paths;
+use crate::{interrupt, paths};
 
 #[derive(Clone, Debug)]
 pub struct BuildOptions {
@@ -195,10 +195,7 @@ fn run_configure(sh: &Shell, dir: &Path, configure: &[String]) -> Result<()> {
     let log = dir.join("xtask-configure.log");
     let (program, args) = configure.split_first().unwrap();
     let _cd = sh.push_dir(dir);
-    let out = cmd!(sh, "{program} {args...}")
-        .quiet()
-        .ignore_status()
-        .output()?;
+    let out = interrupt::output(cmd!(sh, "{program} {args...}").into(), "configure")?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -233,8 +230,7 @@ fn run_ninja(sh: &Shell, dir: &Path, target: &str) -> Result<usize> {
     let (reader, writer) = std::io::pipe().context("creating a pipe for ninja's output")?;
     let mut command: std::process::Command = cmd!(sh, "ninja -C {dir} {target}").into();
     command.stdout(writer.try_clone()?).stderr(writer);
-    crate::interrupt::check()?;
-    let mut child = command.spawn().context("starting ninja")?;
+    let mut ninja = interrupt::spawn(&mut command, "ninja")?;
     // The command still holds the pipe's write ends; drop them so the read
     // below ends when ninja does.
     drop(command);
@@ -261,7 +257,7 @@ fn run_ninja(sh: &Shell, dir: &Path, target: &str) -> Result<usize> {
     if terminal && steps > 0 {
         eprint!("\r\x1b[K");
     }
-    let status = child.wait().context("waiting for ninja")?;
+    let status = ninja.child.wait().context("waiting for ninja")?;
     if !status.success() {
         crate::interrupt::check()?;
         let failed = output

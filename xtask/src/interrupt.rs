@@ -1,23 +1,54 @@
-//! Ctrl-C handling.
+//! SIGINT, SIGTERM and SIGHUP: passed on to the running children, then
+//! unwound through the guards.
 //!
-//! A SIGINT from the terminal reaches the whole process group: the child
-//! (ninja, the suite, git) stops by itself. The xtask must not die with it,
-//! because it still has to unwire a located tree and reset a bisect, so it
-//! only records the signal and checks the record between steps.
+//! The xtask must not die at the first signal, because it still has to
+//! unwire a located tree and reset a bisect; it records the signal and
+//! checks the record between steps. Its long-running children (configure,
+//! ninja, git am, the suite, git bisect) each run in a process group of
+//! their own and the handler signals those groups itself: a SIGTERM sent
+//! to the xtask alone reaches ninja and its compilers as surely as a
+//! Ctrl-C from the terminal, which now reaches the xtask alone and so the
+//! children once. A second signal exits at once; the next run restores
+//! any wiring left behind.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Child, Command, Output};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
+/// Process groups of the running children; 0 is a free slot. Fixed-size,
+/// because the handler may not allocate or take a lock.
+static CHILDREN: [AtomicI32; 8] = [const { AtomicI32::new(0) }; 8];
+
+const AGAIN: &[u8] =
+    b"\nerror: interrupted again: exiting now; the next run restores any wiring left behind\n";
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    let count = SIGNALS.fetch_add(1, Ordering::SeqCst) + 1;
+    let forward = if count == 1 { signal } else { libc::SIGKILL };
+    for slot in &CHILDREN {
+        let group = slot.load(Ordering::SeqCst);
+        if group > 0 {
+            // SAFETY: kill is async-signal-safe.
+            unsafe { libc::kill(-group, forward) };
+        }
+    }
+    if count > 1 {
+        // SAFETY: write and _exit are async-signal-safe; AGAIN is a
+        // static buffer of the length given.
+        unsafe {
+            libc::write(2, AGAIN.as_ptr().cast(), AGAIN.len());
+            libc::_exit(130);
+        }
+    }
 }
 
 pub fn install() {
-    // SAFETY: the handler only stores to an atomic, which is
-    // async-signal-safe; sigaction with a zeroed mask is well-formed.
+    // SAFETY: the handler only touches atomics and calls async-signal-safe
+    // functions; sigaction with a zeroed mask is well-formed. No
+    // SA_RESTART: a blocking wait for a lock ends with EINTR.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
@@ -29,7 +60,7 @@ pub fn install() {
 }
 
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    SIGNALS.load(Ordering::SeqCst) > 0
 }
 
 /// Fails when a signal arrived, so the caller unwinds through its guards.
@@ -38,4 +69,75 @@ pub fn check() -> Result<()> {
         bail!("interrupted");
     }
     Ok(())
+}
+
+/// A child the handler signals; unregistered when dropped.
+pub struct Forwarded {
+    pub child: Child,
+    slot: usize,
+}
+
+impl Drop for Forwarded {
+    fn drop(&mut self) {
+        CHILDREN[self.slot].store(0, Ordering::SeqCst);
+    }
+}
+
+/// Starts `command` in a process group of its own, registered for the
+/// handler. `what` names it in errors.
+pub fn spawn(command: &mut Command, what: &str) -> Result<Forwarded> {
+    check()?;
+    std::os::unix::process::CommandExt::process_group(command, 0);
+    let child = command
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    let group = child.id() as i32;
+    let Some(slot) = CHILDREN.iter().position(|s| {
+        s.compare_exchange(0, group, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }) else {
+        unreachable!("more than {} children at once", CHILDREN.len());
+    };
+    // A signal that came between the spawn and the registration found no
+    // group to forward to: pass it on now.
+    if interrupted() {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(-group, libc::SIGINT) };
+    }
+    Ok(Forwarded { child, slot })
+}
+
+/// Runs `command` to completion, output captured, signals forwarded.
+pub fn output(mut command: Command, what: &str) -> Result<Output> {
+    use std::io::Read;
+    use std::process::Stdio;
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut running = spawn(&mut command, what)?;
+    let (Some(mut stdout), Some(mut stderr)) =
+        (running.child.stdout.take(), running.child.stderr.take())
+    else {
+        unreachable!("both outputs were piped");
+    };
+    // Both pipes drain at once, or a child that fills one would block.
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        stdout.read_to_end(&mut bytes).map(|_| bytes)
+    });
+    let mut err = Vec::new();
+    stderr
+        .read_to_end(&mut err)
+        .with_context(|| format!("reading the output of {what}"))?;
+    let out = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reader of {what}'s output panicked"))?
+        .with_context(|| format!("reading the output of {what}"))?;
+    let status = running
+        .child
+        .wait()
+        .with_context(|| format!("waiting for {what}"))?;
+    Ok(Output {
+        status,
+        stdout: out,
+        stderr: err,
+    })
 }

@@ -114,14 +114,12 @@ pub fn apply(sh: &Shell, tree: &Tree, series: &Path) -> Result<(Tree, String, us
     .run()
     .with_context(|| format!("creating the worktree {} for the series", wt.display()))?;
     let patches = &files;
-    let out = cmd!(
+    let am = cmd!(
         sh,
         "git -C {wt} -c commit.gpgsign=false am --quiet {patches...}"
     )
-    .envs(vcs::identity().filter(|(k, _)| k.starts_with("GIT_COMMITTER")))
-    .quiet()
-    .ignore_status()
-    .output()?;
+    .envs(vcs::identity().filter(|(k, _)| k.starts_with("GIT_COMMITTER")));
+    let out = crate::interrupt::output(am.into(), "git am")?;
     if out.status.success() {
         return Ok((worktree, branch, files.len()));
     }

@@ -105,8 +105,9 @@ pub fn run(
     if quiet {
         command.stdout(Stdio::null());
     }
-    let status = command
-        .status()
+    let status = crate::interrupt::spawn(&mut command, "qmp-tests")?
+        .child
+        .wait()
         .with_context(|| format!("running {}", bin.display()))?;
     match status.code() {
         Some(0) => Ok(Outcome::Passed),

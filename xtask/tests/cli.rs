@@ -7,9 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
 use common::*;
 
@@ -217,92 +215,6 @@ fn a_located_tree_is_left_clean_after_a_run() {
     let report = std::fs::read_to_string(&junit).unwrap();
     assert!(report.contains("has no monitor-add"), "{report}");
     assert_eq!(status(&fx.tree), before, "{err}");
-}
-
-#[test]
-#[ignore = "needs QEMU's build dependencies (ninja): run by cargo xtask ci"]
-fn ctrl_c_during_the_build_leaves_the_tree_clean() {
-    let fx = fixture(true);
-    let before = status(&fx.tree);
-    // The stand-in build says it has started through a FIFO, then blocks
-    // until the interrupt ends it.
-    let fifo = fx.cache.parent().unwrap().join("started");
-    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo with a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-    let mut cmd = xtask(&fx, &["test", "--qemu-src", fx.tree.to_str().unwrap()]);
-    cmd.env(
-        "FAKE_BUILD",
-        format!("echo started > {}; exec sleep 600", fifo.display()),
-    )
-    .stderr(Stdio::piped());
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let collected = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
-    // Opening the FIFO blocks until the build writes to it; a deadline
-    // keeps a build that never starts from hanging the test.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = fifo.clone();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::fs::read_to_string(reader).unwrap_or_default());
-    });
-    let started = rx.recv_timeout(std::time::Duration::from_secs(300));
-    let pgid = child.id() as i32;
-    // Like Ctrl-C in a terminal: the whole foreground group gets SIGINT.
-    // SAFETY: plain kill(2) on a process group this test created.
-    assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);
-    let code = child.wait().unwrap().code();
-    let seen = collected.join().unwrap();
-    assert_eq!(
-        started.as_deref().map(str::trim),
-        Ok("started"),
-        "the build never started: {seen}"
-    );
-    assert_eq!(code, Some(2), "{seen}");
-    assert!(seen.contains("interrupted"), "{seen}");
-    assert_eq!(status(&fx.tree), before, "{seen}");
-    assert!(!fx
-        .tree
-        .join("tests/functional/generic/test_monitor_hotplug.py")
-        .exists());
-}
-
-/// A release tarball of the stand-in tree and a pin that points at it.
-fn tarball_pin(fx: &Fixture) -> (PathBuf, String) {
-    let dir = fx.cache.parent().unwrap().join("release");
-    std::fs::create_dir_all(&dir).unwrap();
-    let tarball = dir.join("qemu-10.2.50.tar.xz");
-    let parent = fx.tree.parent().unwrap();
-    let ok = Command::new("tar")
-        .arg("-cJf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(parent)
-        .arg("qemu")
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let sum = Command::new("sha256sum").arg(&tarball).output().unwrap();
-    let sha = String::from_utf8(sum.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    let pin = dir.join("pin.json");
-    let json = serde_json::json!({
-        "version": "10.2.50",
-        "sources": {"tarball": {"url": format!("file://{}", tarball.display()), "sha256": null}}
-    });
-    write(&pin, &json.to_string());
-    (pin, sha)
 }
 
 #[test]
