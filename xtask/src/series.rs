@@ -96,7 +96,21 @@ pub fn apply(sh: &Shell, tree: &Tree, series: &Path) -> Result<(Tree, String, us
         description: format!("{} with {}", tree.description, series.display()),
     };
     if wt.join(".git").exists() {
-        return Ok((worktree, branch, files.len()));
+        let (want, have) = (patch_ids_of_files(sh, &files)?, applied_patch_ids(sh, &wt)?);
+        if want == have {
+            return Ok((worktree, branch, files.len()));
+        }
+        eprintln!(
+            "    note: {} holds {} commits where the series has {} patches \
+             (a git am cut off?); applying the series again",
+            wt.display(),
+            have.len(),
+            want.len()
+        );
+        let _ = cmd!(sh, "git -C {dir} worktree remove --force {wt}")
+            .quiet()
+            .ignore_stderr()
+            .run();
     }
     // Leftovers of an interrupted apply: a directory git no longer knows,
     // or a branch without its worktree.
@@ -140,6 +154,42 @@ pub fn apply(sh: &Shell, tree: &Tree, series: &Path) -> Result<(Tree, String, us
         .quiet()
         .run();
     bail!("{}", am_failure(series, &log));
+}
+
+/// `git patch-id --stable` of a patch stream: one id per patch, in order.
+fn patch_ids(sh: &Shell, stream: Vec<u8>, what: &str) -> Result<Vec<String>> {
+    let out = cmd!(sh, "git patch-id --stable")
+        .stdin(stream)
+        .quiet()
+        .read()
+        .with_context(|| format!("computing the patch ids of {what}"))?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect())
+}
+
+fn patch_ids_of_files(sh: &Shell, files: &[PathBuf]) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        ids.extend(patch_ids(sh, bytes, &f.display().to_string())?);
+    }
+    Ok(ids)
+}
+
+/// The patch ids of the commits a worktree has on top of `base`, oldest
+/// first: the same as the series' own when every patch was applied.
+fn applied_patch_ids(sh: &Shell, wt: &Path) -> Result<Vec<String>> {
+    let range = format!("{}..HEAD", vcs::BASE);
+    let log = cmd!(
+        sh,
+        "git -C {wt} log --reverse --no-color --no-ext-diff -p {range}"
+    )
+    .quiet()
+    .output()
+    .with_context(|| format!("reading the commits of {}", wt.display()))?;
+    patch_ids(sh, log.stdout, &wt.display().to_string())
 }
 
 /// Names the patch and the file that did not apply, from git am's output.
