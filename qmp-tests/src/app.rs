@@ -21,10 +21,10 @@ use qmp_tests::{
 
 use crate::cli::Args;
 
-pub const EXIT_PASSED: u8 = 0;
-pub const EXIT_FAILED: u8 = 1;
-pub const EXIT_HARNESS: u8 = 2;
-pub const EXIT_NO_MONITOR_ADD: u8 = 3;
+pub use qmp_tests::exit::{
+    FAILED as EXIT_FAILED, HARNESS as EXIT_HARNESS, NO_MONITOR_ADD as EXIT_NO_MONITOR_ADD,
+    PASSED as EXIT_PASSED,
+};
 
 pub fn run(args: Args) -> Result<u8> {
     let selected = select(&args.scenarios);

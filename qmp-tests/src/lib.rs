@@ -24,6 +24,7 @@
 //! ```
 
 pub mod deadline;
+pub mod exit;
 pub mod janitor;
 pub mod junit;
 pub mod machine;

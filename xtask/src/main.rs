@@ -133,4 +133,11 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), super::COMMANDS.len());
     }
+
+    #[test]
+    fn the_minimum_rust_is_declared() {
+        // File::lock and io::pipe: older toolchains fail on them with
+        // errors that do not say why.
+        assert_eq!(env!("CARGO_PKG_RUST_VERSION"), "1.89");
+    }
 }

@@ -6,6 +6,8 @@ use std::process::Stdio;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+use qmp_tests::exit;
+
 use crate::paths;
 
 /// What the suite's exit code says.
@@ -109,14 +111,42 @@ pub fn run(
         .child
         .wait()
         .with_context(|| format!("running {}", bin.display()))?;
-    match status.code() {
-        Some(0) => Ok(Outcome::Passed),
-        Some(1) => Ok(Outcome::Failed),
-        Some(3) => Ok(Outcome::Unsupported),
+    let code = status.code().and_then(|c| u8::try_from(c).ok());
+    match code {
+        Some(exit::PASSED) => Ok(Outcome::Passed),
+        Some(exit::FAILED) => Ok(Outcome::Failed),
+        Some(exit::NO_MONITOR_ADD) => Ok(Outcome::Unsupported),
         Some(code) => bail!("the qmp-tests harness failed (exit {code}); see its message above"),
         None => {
             crate::interrupt::check()?;
             bail!("the qmp-tests harness was killed by a signal")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outcome_follows_the_runners_own_exit_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        for (code, outcome) in [
+            (exit::PASSED, Outcome::Passed),
+            (exit::FAILED, Outcome::Failed),
+            (exit::NO_MONITOR_ADD, Outcome::Unsupported),
+        ] {
+            let bin = dir.path().join(format!("runner-{code}"));
+            std::fs::write(&bin, format!("#!/bin/sh\nexit {code}\n")).unwrap();
+            let mut perm = std::fs::metadata(&bin).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+            std::fs::set_permissions(&bin, perm).unwrap();
+            let opts = SuiteOptions {
+                junit: Some(dir.path().join("junit.xml")),
+                ..SuiteOptions::default()
+            };
+            let got = run(&bin, Path::new("/q"), &opts, &[], true).unwrap();
+            assert_eq!(got, outcome, "exit {code}");
         }
     }
 }
