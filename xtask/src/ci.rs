@@ -15,7 +15,6 @@ use xshell::{cmd, Shell};
 use crate::build::BuildOptions;
 use crate::cli::{self, Command, Matches};
 use crate::pipeline::SourceArgs;
-use crate::source::FetchOptions;
 use crate::suite::{Outcome, SuiteOptions};
 use crate::{interrupt, meson, paths, series, suite, test};
 
@@ -62,15 +61,7 @@ fn xtask_test(
     junit: Option<PathBuf>,
 ) -> Result<test::Run> {
     let opts = test::Options {
-        source: SourceArgs {
-            located: None,
-            fetch: FetchOptions {
-                from: None,
-                sha256: None,
-            },
-            series: None,
-            no_series,
-        },
+        source: SourceArgs::pinned(no_series),
         build: BuildOptions {
             sanitize: sanitize.iter().map(|s| s.to_string()).collect(),
             ..BuildOptions::default()

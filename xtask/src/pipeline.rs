@@ -11,6 +11,7 @@ use crate::cli::{self, Flag, Kind, Matches};
 use crate::meson::{self, WireGuard, Wired};
 use crate::source::{self, FetchOptions, Origin, Pin, Tree};
 use crate::steps::Steps;
+use crate::suite::{self, Outcome, SuiteOptions};
 use crate::{deps, paths, series, vcs};
 
 /// Which tree, which series.
@@ -76,6 +77,27 @@ pub const BUILD_FLAGS: &[Flag] = &[
 ];
 
 impl SourceArgs {
+    /// The pinned release from the first source that works.
+    pub fn pinned(no_series: bool) -> SourceArgs {
+        SourceArgs {
+            located: None,
+            fetch: FetchOptions {
+                from: None,
+                sha256: None,
+            },
+            series: None,
+            no_series,
+        }
+    }
+
+    /// A tree as it is.
+    pub fn located(tree: Tree) -> SourceArgs {
+        SourceArgs {
+            located: Some(tree),
+            ..SourceArgs::pinned(false)
+        }
+    }
+
     /// Reads the source flags and checks what can be checked before any
     /// work: the tree, the series.
     pub fn from_matches(m: &Matches) -> Result<SourceArgs> {
@@ -144,14 +166,25 @@ pub fn host_step(steps: &mut Steps, sh: &Shell) -> Result<()> {
 
 /// Locates or fetches the tree and puts the series in place.
 pub fn source_steps(steps: &mut Steps, sh: &Shell, src: &SourceArgs) -> Result<Prepared> {
-    let tree = steps.run("QEMU source", || {
+    let tree = source_step(steps, sh, src)?;
+    series_step(steps, sh, src, &tree)
+}
+
+/// The located tree as it is, or the pinned release fetched.
+pub fn source_step(steps: &mut Steps, sh: &Shell, src: &SourceArgs) -> Result<Tree> {
+    steps.run("QEMU source", || {
         let tree = match &src.located {
             Some(tree) => tree.clone(),
             None => source::fetch(sh, &Pin::load()?, &src.fetch)?,
         };
         let summary = format!("{} (version {})", tree.description, tree.version());
         Ok((tree, summary))
-    })?;
+    })
+}
+
+/// The series on the tree: in a worktree of the fetched release, in a
+/// private clone of a located tree; none asked, the tree as it is.
+fn series_step(steps: &mut Steps, sh: &Shell, src: &SourceArgs, tree: &Tree) -> Result<Prepared> {
     steps.run("series", || {
         if tree.located {
             let Some(path) = &src.series else {
@@ -165,7 +198,7 @@ pub fn source_steps(steps: &mut Steps, sh: &Shell, src: &SourceArgs) -> Result<P
             };
             // The user's tree is never changed: the series goes into a
             // private clone of its HEAD.
-            let clone = private_clone(sh, &tree)?;
+            let clone = private_clone(sh, tree)?;
             let (applied, branch, n) = series::apply(sh, &clone, path)?;
             let summary = format!(
                 "{n} patches from {} on {branch} in {}",
@@ -181,7 +214,7 @@ pub fn source_steps(steps: &mut Steps, sh: &Shell, src: &SourceArgs) -> Result<P
             ));
         }
         if src.no_series {
-            series::checkout_base(sh, &tree)?;
+            series::checkout_base(sh, tree)?;
             return Ok((
                 Prepared {
                     tree: tree.clone(),
@@ -191,7 +224,7 @@ pub fn source_steps(steps: &mut Steps, sh: &Shell, src: &SourceArgs) -> Result<P
             ));
         }
         let path = src.series.clone().unwrap_or_else(series::default_series);
-        let (applied, branch, n) = series::apply(sh, &tree, &path)?;
+        let (applied, branch, n) = series::apply(sh, tree, &path)?;
         let summary = format!(
             "{n} patches from {} on {branch} in {}",
             path.display(),
@@ -278,6 +311,54 @@ pub fn wire_step(steps: &mut Steps, tree: &Tree, qmp_tests: &Path) -> Result<Opt
         };
         Ok((guard, summary))
     })
+}
+
+/// Runs the suite, with the facts of the run qmp-tests cannot find itself
+/// in its report (it records the binary and its version).
+pub fn suite_step(
+    steps: &mut Steps,
+    qmp_tests: &Path,
+    built: &Built,
+    facts: &RunFacts,
+    opts: &SuiteOptions,
+) -> Result<Outcome> {
+    let mut properties = vec![
+        (
+            "qemu_tree".to_owned(),
+            facts.tree.path.display().to_string(),
+        ),
+        ("qemu_source".to_owned(), facts.tree.description.clone()),
+        ("series".to_owned(), facts.series.clone()),
+        ("configure".to_owned(), built.configure[1..].join(" ")),
+    ];
+    if let Some(commit) = &facts.commit {
+        properties.push(("qemu_commit".to_owned(), commit.clone()));
+    }
+    // The tree's python/ holds qemu.qmp, which one scenario drives with
+    // the Python the build was configured with.
+    let opts = SuiteOptions {
+        qemu_src: Some(facts.tree.path.clone()),
+        python: Some(built.python.clone()),
+        ..opts.clone()
+    };
+    steps.run("suite", || {
+        eprintln!("==> qmp-tests against {}", built.binary.display());
+        let outcome = suite::run(qmp_tests, &built.binary, &opts, &properties, false)?;
+        let summary = match outcome {
+            Outcome::Passed => "every scenario passed",
+            Outcome::Failed => "a scenario failed",
+            Outcome::Unsupported => "this QEMU has no monitor-add",
+        };
+        Ok((outcome, summary.to_owned()))
+    })
+}
+
+/// What a run's report says about the tree it tested.
+pub struct RunFacts {
+    pub tree: Tree,
+    pub series: String,
+    /// The checked-out commit, read before wiring changed the tree.
+    pub commit: Option<String>,
 }
 
 pub fn build_step(

@@ -127,33 +127,50 @@ pub fn apply(sh: &Shell, tree: &Tree, series: &Path) -> Result<(Tree, String, us
     .quiet()
     .run()
     .with_context(|| format!("creating the worktree {} for the series", wt.display()))?;
-    let patches = &files;
-    let am = cmd!(
-        sh,
-        "git -C {wt} -c commit.gpgsign=false am --quiet {patches...}"
-    )
-    .envs(vcs::identity().filter(|(k, _)| k.starts_with("GIT_COMMITTER")));
-    let out = crate::interrupt::output(am.into(), "git am")?;
-    if out.status.success() {
+    let Err(why) = am(sh, &wt, &files, series)? else {
         return Ok((worktree, branch, files.len()));
-    }
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    };
     // Leave nothing of the attempt behind before reporting.
-    let _ = cmd!(sh, "git -C {wt} am --abort")
-        .quiet()
-        .ignore_stderr()
-        .run();
     let _ = cmd!(sh, "git -C {dir} worktree remove --force {wt}")
         .quiet()
         .run();
     let _ = cmd!(sh, "git -C {dir} branch --quiet -D {branch}")
         .quiet()
         .run();
-    bail!("{}", am_failure(series, &log));
+    bail!("{why}");
+}
+
+/// The one way a series is applied: by `test` in its worktree and by each
+/// bisect step in place, so that a series applies under both or neither.
+/// The patches keep their authors; the committer is the xtask's fixed
+/// one. A failure is aborted (`git am --abort`) and returned as the
+/// message naming the patch and the file; the outer error is the
+/// harness's.
+pub fn am(
+    sh: &Shell,
+    dir: &Path,
+    files: &[PathBuf],
+    series: &Path,
+) -> Result<std::result::Result<(), String>> {
+    let am = cmd!(
+        sh,
+        "git -C {dir} -c commit.gpgsign=false am --quiet {files...}"
+    )
+    .envs(vcs::identity().filter(|(k, _)| k.starts_with("GIT_COMMITTER")));
+    let out = crate::interrupt::output(am.into(), "git am")?;
+    if out.status.success() {
+        return Ok(Ok(()));
+    }
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = cmd!(sh, "git -C {dir} am --abort")
+        .quiet()
+        .ignore_stderr()
+        .run();
+    Ok(Err(am_failure(series, &log)))
 }
 
 /// `git patch-id --stable` of a patch stream: one id per patch, in order.

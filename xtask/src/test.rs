@@ -7,7 +7,7 @@ use xshell::Shell;
 
 use crate::build::BuildOptions;
 use crate::cli::{self, Command, Flag, Kind, Matches};
-use crate::pipeline::{self, SourceArgs};
+use crate::pipeline::{self, RunFacts, SourceArgs};
 use crate::steps::Steps;
 use crate::suite::{self, Outcome, SuiteOptions};
 use crate::vcs;
@@ -91,11 +91,10 @@ pub struct Run {
 
 /// Runs the pipeline and the suite.
 pub fn run(sh: &Shell, opts: &Options) -> Result<Run> {
-    let (src, build_opts) = (&opts.source, &opts.build);
-    let mut suite_opts = opts.suite.clone();
+    let (src, build_opts, suite_opts) = (&opts.source, &opts.build, &opts.suite);
     let _lock = crate::lock::cache()?;
 
-    let mut steps = Steps::new(7);
+    let mut steps = Steps::new(8);
     pipeline::host_step(&mut steps, sh)?;
     let prepared = pipeline::source_steps(&mut steps, sh, src)?;
     let tree = &prepared.tree;
@@ -110,21 +109,12 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<Run> {
     let guard = pipeline::wire_step(&mut steps, tree, &qmp_tests)?;
     let built = pipeline::build_step(&mut steps, sh, tree, build_opts)?;
 
-    // qmp-tests records the binary and its version itself.
-    let mut properties = vec![
-        ("qemu_tree".to_owned(), tree.path.display().to_string()),
-        ("qemu_source".to_owned(), tree.description.clone()),
-        ("series".to_owned(), prepared.series.clone()),
-        ("configure".to_owned(), built.configure[1..].join(" ")),
-    ];
-    if let Some(commit) = commit {
-        properties.push(("qemu_commit".to_owned(), commit));
-    }
-    crate::interrupt::check()?;
-    suite_opts.qemu_src = Some(tree.path.clone());
-    suite_opts.python = Some(built.python.clone());
-    eprintln!("==> qmp-tests against {}", built.binary.display());
-    let outcome = suite::run(&qmp_tests, &built.binary, &suite_opts, &properties, false);
+    let facts = RunFacts {
+        tree: tree.clone(),
+        series: prepared.series.clone(),
+        commit,
+    };
+    let outcome = pipeline::suite_step(&mut steps, &qmp_tests, &built, &facts, suite_opts);
     if let Some(guard) = guard {
         guard.finish()?;
     }

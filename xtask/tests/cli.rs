@@ -127,14 +127,7 @@ fn unwire_refuses_to_clobber_a_file_edited_since_wiring() {
 fn a_series_that_does_not_apply_names_patch_and_file_and_restores() {
     let fx = fixture(true);
     let series = fx.cache.parent().unwrap().join("series");
-    write(
-        &series.join("0001-monitor-change.patch"),
-        "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n\
-         From: T <t@t.invalid>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\
-         Subject: [PATCH 1/1] monitor: change\n\n---\n\
-         diff --git a/VERSION b/VERSION\n--- a/VERSION\n+++ b/VERSION\n@@ -1 +1 @@\n\
-         -9.0.0\n+9.0.1\n--\n2.0\n\n",
-    );
+    write(&series.join("0001-monitor-change.patch"), STALE);
     let before = status(&fx.tree);
     let head = git(&fx.tree, &["rev-parse", "HEAD"]);
     let (code, err) = run(

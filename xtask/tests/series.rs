@@ -77,3 +77,33 @@ fn a_latin1_series_applies() {
         "Jos\u{e9}: caf\u{e9}: add"
     );
 }
+
+#[test]
+fn a_series_fails_alike_under_test_and_bisect() {
+    // One `git am` serves both: the same series on the same commit fails
+    // under both with the same message (bisect used to add --3way).
+    let fx = fixture(true);
+    let series = fx.cache.parent().unwrap().join("stale.patch");
+    write(&series, STALE);
+    let (code, from_test, _) = fetch(&fx, &series);
+    assert_eq!(code, 2, "{from_test}");
+    let head = git(&fx.tree, &["rev-parse", "HEAD"]);
+    let log_dir = fx.cache.parent().unwrap().join("bisect");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let (code, from_step) = run(xtask(&fx, &["bisect-step", "--qmp-tests=/bin/false"])
+        .arg("--qemu-src")
+        .arg(&fx.tree)
+        .arg("--log-dir")
+        .arg(&log_dir)
+        .arg("--series")
+        .arg(&series));
+    assert_eq!(code, 125, "skipped: {from_step}");
+    let cause = format!(
+        "series {} does not apply: patch 0001 monitor: change fails on VERSION",
+        series.display()
+    );
+    assert!(from_test.contains(&cause), "{from_test}");
+    assert!(from_step.contains(&cause), "{from_step}");
+    assert_eq!(git(&fx.tree, &["rev-parse", "HEAD"]), head);
+    assert_eq!(status(&fx.tree), "");
+}

@@ -1,5 +1,6 @@
-//! One bisect step, run by git in the tree at the commit to test: series,
-//! wiring, build and suite, then the tree put back for the next checkout.
+//! One bisect step, run by git in the tree at the commit to test: the
+//! steps of `cargo xtask test` (tree as it is, series, wiring, build,
+//! suite), then the tree put back for the next checkout.
 //! Its exit status is its verdict.
 
 use std::path::{Path, PathBuf};
@@ -11,11 +12,11 @@ use xshell::{cmd, Shell};
 
 use super::report::Record;
 use super::{first_line, step_lock, Options, Unsupported, ABORT, STEP_COMMAND};
-use crate::build;
 use crate::cli::{self, Parsed};
-use crate::meson::{self, WireGuard, Wired};
-use crate::suite::{self, Outcome, SuiteOptions};
-use crate::{deps, interrupt, series, vcs};
+use crate::pipeline::{self, RunFacts, SourceArgs};
+use crate::steps::Steps;
+use crate::suite::{Outcome, SuiteOptions};
+use crate::{interrupt, series, source, vcs};
 
 /// What a step found.
 #[derive(Debug)]
@@ -207,74 +208,63 @@ fn keep_junit(step_dir: &Path, to: &Path) -> Result<Option<PathBuf>> {
     Ok(Some(to.to_path_buf()))
 }
 
-/// Series, wiring, build, suite; the guards undo series and wiring on
-/// every way out. Errors are harness failures; the commit's own failures
-/// are findings.
+/// The steps of `cargo xtask test` on the step's commit: the tree as it
+/// is, the series, wiring, build, suite, unwiring. The guards undo series
+/// and wiring on every way out. Errors are harness failures; the commit's
+/// own failures are findings.
 fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
     let sh = step.sh;
-    let tree = &step.tree;
+    let src = SourceArgs::located(source::locate(&step.tree)?);
+    let mut steps = Steps::new(5 + usize::from(step.opts.series.is_some()));
+    let tree = pipeline::source_step(&mut steps, sh, &src)?;
     let _series = match &step.opts.series {
-        Some(path) => match apply_series(step, path)? {
+        Some(path) => match steps.run("series", || {
+            let applied = apply_series(step, path)?;
+            let summary = match &applied {
+                Ok(_) => format!("{} applied in place", path.display()),
+                Err(_) => "does not apply".to_owned(),
+            };
+            Ok((applied, summary))
+        })? {
             Ok(guard) => Some(guard),
             Err(why) => return Ok(Finding::SeriesDoesNotApply(why)),
         },
         None => None,
     };
     // Declared after the series guard, so it is dropped (unwired) first.
-    let wire_guard = match meson::wire(tree, &step.qmp_tests, true)
-        .with_context(|| format!("wiring monitor_hotplug into {}", tree.display()))?
-    {
-        Wired::Added(_) => Some(WireGuard::new(tree)),
-        Wired::Already(_) | Wired::NoFunctionalTests => None,
-    };
-    let (python, _) = deps::ensure_python(sh, tree)?;
-    interrupt::check()?;
+    let wire_guard = pipeline::wire_step(&mut steps, &tree, &step.qmp_tests)?;
 
     let started = Instant::now();
-    let built = build::build(sh, tree, &python, &step.opts.build);
+    let built = pipeline::build_step(&mut steps, sh, &tree, &step.opts.build);
     timing.build = started.elapsed();
     let built = match built {
-        Ok((built, _)) => built,
+        Ok(built) => built,
         Err(err) if is_build_failure(&err) => {
             eprintln!("{err:#}");
             return Ok(Finding::DoesNotBuild(build_cause(
                 &format!("{err:#}"),
-                tree,
+                &tree.path,
             )));
         }
         Err(err) => return Err(err),
     };
-    interrupt::check()?;
 
     let suite_opts = SuiteOptions {
         scenarios: step.opts.scenarios.clone(),
         junit: Some(step.dir.join("junit.xml")),
-        qemu_src: Some(tree.to_path_buf()),
-        python: Some(built.python.clone()),
         ..SuiteOptions::default()
     };
-    let properties = [
-        ("qemu_binary", built.binary.display().to_string()),
-        ("qemu_tree", tree.display().to_string()),
-        ("qemu_commit", step.commit.clone()),
-        ("configure", built.configure[1..].join(" ")),
-        (
-            "series",
-            step.opts
-                .series
-                .as_ref()
-                .map_or("none".to_owned(), |s| s.display().to_string()),
-        ),
-    ]
-    .map(|(k, v)| (k.to_owned(), v));
+    let facts = RunFacts {
+        tree,
+        series: step
+            .opts
+            .series
+            .as_ref()
+            .map_or("none".to_owned(), |s| s.display().to_string()),
+        commit: Some(step.commit.clone()),
+    };
     let started = Instant::now();
-    let outcome = suite::run(
-        &step.qmp_tests,
-        &built.binary,
-        &suite_opts,
-        &properties,
-        false,
-    );
+    let outcome = pipeline::suite_step(&mut steps, &step.qmp_tests, &built, &facts, &suite_opts);
     timing.test = started.elapsed();
     if let Some(guard) = wire_guard {
         guard.finish()?;
@@ -329,35 +319,17 @@ impl Drop for SeriesGuard {
     }
 }
 
-/// Applies the series on the step's commit. The outer error is the
-/// harness's; the inner one says why the series does not apply here.
+/// Applies the series on the step's commit, in place, with the same
+/// `git am` as `cargo xtask test`. The outer error is the harness's; the
+/// inner one says why the series does not apply here.
 fn apply_series(step: &Step, path: &Path) -> Result<Result<SeriesGuard, String>> {
-    let sh = step.sh;
-    let tree = &step.tree;
     let files = series::patch_files(path)?;
+    // Exists before git am starts, so a cut-off am is undone too.
     let guard = SeriesGuard {
-        tree: tree.clone(),
+        tree: step.tree.clone(),
         commit: step.commit.clone(),
     };
-    let out = cmd!(
-        sh,
-        "git -C {tree} -c commit.gpgsign=false am --3way --quiet {files...}"
-    )
-    .envs(vcs::identity())
-    .quiet()
-    .ignore_status()
-    .output()
-    .with_context(|| format!("running git am in {}", tree.display()))?;
-    if out.status.success() {
-        return Ok(Ok(guard));
-    }
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // The guard's drop aborts the am and resets the tree.
-    Ok(Err(series::am_failure(path, &log)))
+    Ok(series::am(step.sh, &step.tree, &files, path)?.map(|()| guard))
 }
 
 /// The line of a failed configure or build that says why: the first error

@@ -229,3 +229,10 @@ impl Blocked {
         self.kill_and_wait(libc::SIGKILL).1
     }
 }
+
+/// A patch against a VERSION the stand-in tree does not have.
+pub const STALE: &str = "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n\
+From: T <t@t.invalid>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\
+Subject: [PATCH 1/1] monitor: change\n\n---\n\
+diff --git a/VERSION b/VERSION\n--- a/VERSION\n+++ b/VERSION\n@@ -1 +1 @@\n\
+-9.0.0\n+9.0.1\n--\n2.0\n\n";
