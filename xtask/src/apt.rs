@@ -77,10 +77,9 @@ impl PrivateApt {
             .run()
             .context("updating the private apt index (apt-get update)")?;
         let _dir = sh.push_dir(dest);
-        cmd!(sh, "apt-get {opts...} -qq source --download-only {spec}")
-            .quiet()
-            .ignore_stdout()
-            .run()
+        let download =
+            cmd!(sh, "apt-get {opts...} -qq source --download-only {spec}").ignore_stdout();
+        crate::interrupt::run(download.into(), "apt-get source")
             .with_context(|| format!("downloading the Debian source package {spec}"))?;
         Ok(())
     }

@@ -202,6 +202,8 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
     if let Some(path) = &opts.series {
         series::patch_files(path)?;
     }
+    // The steps build in the cache; they run under this lock, not their own.
+    let _lock = crate::lock::cache()?;
     deps::ensure_host(sh)?;
     // Made once here, so no step pays for it (or for pip) as overhead.
     deps::ensure_python(sh, &tree)?;

@@ -219,13 +219,11 @@ pub fn ensure_python(sh: &Shell, tree: &Path) -> Result<(PathBuf, String)> {
         .quiet()
         .run()
         .with_context(|| format!("creating a python venv at {}", venv.display()))?;
-    cmd!(
+    let pip = cmd!(
         sh,
         "{python} -m pip install --quiet --disable-pip-version-check {spec} pycotap"
-    )
-    .quiet()
-    .run()
-    .with_context(|| {
+    );
+    crate::interrupt::run(pip.into(), "pip install").with_context(|| {
         format!(
             "installing {spec} and pycotap into {} with pip; \
                  without a package index, install them by hand into that venv",

@@ -141,3 +141,17 @@ pub fn output(mut command: Command, what: &str) -> Result<Output> {
         stderr: err,
     })
 }
+
+/// Runs `command` to completion with the xtask's own stdout and stderr,
+/// signals forwarded; a non-zero exit is an error naming `what`.
+pub fn run(mut command: Command, what: &str) -> Result<()> {
+    let status = spawn(&mut command, what)?
+        .child
+        .wait()
+        .with_context(|| format!("waiting for {what}"))?;
+    if !status.success() {
+        check()?;
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}

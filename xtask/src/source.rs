@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use xshell::{cmd, Shell};
 
-use crate::{paths, vcs};
+use crate::{interrupt, paths, vcs};
 
 /// Where a tree came from.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -282,14 +282,12 @@ fn fetch_debian(sh: &Shell, pin: &Pin, staging: &Path, unpacked: &Path) -> Resul
 fn fetch_git(sh: &Shell, pin: &Pin, unpacked: &Path) -> Result<()> {
     let url = pin.field(Origin::Git, "url")?;
     let tag = pin.field(Origin::Git, "tag")?;
-    cmd!(
+    let clone = cmd!(
         sh,
         "git clone --quiet --depth 1 --branch {tag} {url} {unpacked}"
     )
-    .quiet()
-    .env("GIT_TERMINAL_PROMPT", "0")
-    .run()
-    .with_context(|| format!("cloning {url} at {tag}"))?;
+    .env("GIT_TERMINAL_PROMPT", "0");
+    interrupt::run(clone.into(), "git clone").with_context(|| format!("cloning {url} at {tag}"))?;
     // The clone's own history is replaced by a single base commit, like the
     // other sources, so every fetched tree looks the same to the pipeline.
     std::fs::remove_dir_all(unpacked.join(".git"))?;
@@ -315,13 +313,11 @@ fn fetch_tarball(
     let cached = paths::qemu_cache().join("downloads").join(name);
     if !cached.exists() {
         let part = staging.join(name);
-        cmd!(
+        let curl = cmd!(
             sh,
             "curl --fail --silent --show-error --location --output {part} {url}"
-        )
-        .quiet()
-        .run()
-        .with_context(|| format!("downloading {url}"))?;
+        );
+        interrupt::run(curl.into(), "curl").with_context(|| format!("downloading {url}"))?;
         verify_sha256(sh, &part, sha256)?;
         std::fs::create_dir_all(cached.parent().unwrap())?;
         std::fs::rename(&part, &cached)?;
@@ -330,9 +326,7 @@ fn fetch_tarball(
     }
     let out = staging.join("untar");
     std::fs::create_dir_all(&out)?;
-    cmd!(sh, "tar -xf {cached} -C {out}")
-        .quiet()
-        .run()
+    interrupt::run(cmd!(sh, "tar -xf {cached} -C {out}").into(), "tar")
         .with_context(|| format!("unpacking {}", cached.display()))?;
     let top = std::fs::read_dir(&out)?
         .flatten()
