@@ -154,7 +154,10 @@ pub fn parse(command: &'static Command, argv: Vec<OsString>) -> Result<Parsed> {
     let see_help = format!("see `cargo xtask {} --help`", command.name);
     let mut parser = lexopt::Parser::from_args(argv);
     let mut given: Vec<(&'static str, Option<OsString>)> = Vec::new();
-    while let Some(arg) = parser.next().with_context(|| see_help.clone())? {
+    while let Some(arg) = parser
+        .next()
+        .map_err(|e| anyhow::anyhow!("{e}; {see_help}"))?
+    {
         let name = match arg {
             Arg::Long("help") | Arg::Short('h') => return Ok(Parsed::Help),
             Arg::Long(name) => name.to_owned(),
