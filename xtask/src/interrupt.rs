@@ -96,7 +96,13 @@ pub fn spawn(command: &mut Command, what: &str) -> Result<Forwarded> {
         s.compare_exchange(0, group, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
     }) else {
-        unreachable!("more than {} children at once", CHILDREN.len());
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!(
+            "{what}: more than {} children at once, which the xtask never starts (a bug)",
+            CHILDREN.len()
+        );
     };
     // A signal that came between the spawn and the registration found no
     // group to forward to: pass it on now.
