@@ -45,6 +45,12 @@ const STEP_FLAGS: &[Flag] = &[
         "run only this scenario (repeatable; default: all)",
     ),
     cli::value(
+        "route",
+        "ROUTE",
+        Kind::Text,
+        "commands, qom or all (default: every route the\nQEMU has)",
+    ),
+    cli::value(
         "unsupported",
         "AS",
         Kind::Text,
@@ -131,6 +137,7 @@ impl Unsupported {
 /// The options a step needs; the bisect passes them on unchanged.
 struct Options {
     scenarios: Vec<String>,
+    route: Option<String>,
     build: BuildOptions,
     unsupported: Unsupported,
     series: Option<PathBuf>,
@@ -139,6 +146,7 @@ struct Options {
 impl Options {
     fn from_matches(m: &Matches) -> Result<Options> {
         let scenarios = m.texts("scenario")?;
+        let route = crate::suite::route(m.text("route")?)?;
         let build = pipeline::build_options(m, None)?;
         let unsupported = match m.text("unsupported")? {
             Some(s) => Unsupported::parse(&s)?,
@@ -147,6 +155,7 @@ impl Options {
         let series = m.path("series")?;
         Ok(Options {
             scenarios,
+            route,
             build,
             unsupported,
             series,
@@ -161,6 +170,9 @@ impl Options {
             .iter()
             .map(|s| format!("--scenario={s}").into())
             .collect();
+        if let Some(route) = &self.route {
+            out.push(format!("--route={route}").into());
+        }
         out.push(format!("--target={}", self.build.target).into());
         out.extend(
             self.build
@@ -514,6 +526,7 @@ mod tests {
     fn step_arguments_parse_back_to_the_same_options() {
         let opts = Options {
             scenarios: vec!["test_self_removal".into()],
+            route: Some("qom".into()),
             build: BuildOptions {
                 target: "aarch64".into(),
                 configure_args: vec!["--enable-debug".into()],
@@ -533,6 +546,7 @@ mod tests {
         };
         let back = Options::from_matches(&m).unwrap();
         assert_eq!(back.scenarios, opts.scenarios);
+        assert_eq!(back.route, opts.route);
         assert_eq!(back.build.target, "aarch64");
         assert_eq!(back.build.configure_args, ["--enable-debug"]);
         assert_eq!(back.build.sanitize, ["address"]);

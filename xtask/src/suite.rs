@@ -34,6 +34,19 @@ pub struct SuiteOptions {
     pub route: Option<String>,
 }
 
+/// The `--route` values the suite takes.
+const ROUTES: [&str; 3] = ["commands", "qom", "all"];
+
+/// `--route ROUTE` as given, checked before any work is done.
+pub fn route(text: Option<String>) -> Result<Option<String>> {
+    match text {
+        Some(route) if !ROUTES.contains(&route.as_str()) => {
+            bail!("--route takes commands, qom or all, not `{route}`")
+        }
+        route => Ok(route),
+    }
+}
+
 /// Builds the suite binary (release: the large-reply parsing is timed by
 /// the benchmark) and returns its path.
 pub fn binary(sh: &Shell) -> Result<PathBuf> {

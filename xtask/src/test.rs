@@ -25,6 +25,12 @@ pub const SUITE_FLAGS: &[Flag] = &[
         Kind::Text,
         "scenarios run in parallel (default: number of cores)",
     ),
+    cli::value(
+        "route",
+        "ROUTE",
+        Kind::Text,
+        "how monitors are added: commands (monitor-add), qom\n(object-add of monitor-qmp) or all (default: every\nroute the QEMU has)",
+    ),
     cli::value("timeout", "SECS", Kind::Text, "per-scenario deadline"),
     cli::value("soak", "N", Kind::Text, "cycles of the soak scenario"),
     cli::value(
@@ -56,6 +62,7 @@ pub fn suite_options(m: &Matches) -> Result<SuiteOptions> {
         timeout: m.number("timeout")?,
         soak: m.number("soak")?,
         junit: m.path("junit")?,
+        route: suite::route(m.text("route")?)?,
         ..SuiteOptions::default()
     })
 }

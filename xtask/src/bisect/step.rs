@@ -251,6 +251,7 @@ fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
 
     let suite_opts = SuiteOptions {
         scenarios: step.opts.scenarios.clone(),
+        route: step.opts.route.clone(),
         junit: Some(step.dir.join("junit.xml")),
         ..SuiteOptions::default()
     };
