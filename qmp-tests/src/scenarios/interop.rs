@@ -45,6 +45,8 @@ pub fn qemu_python_client(ctx: &mut Ctx) -> Result<()> {
     let mon = DynMon::new(ctx, "")?;
     hotplug::add(ctx, &mon)?;
 
+    let (command, args) = ctx.remove_request(json!({ "id": mon.id }));
+    let removal = json!({ "execute": command, "arguments": args });
     let dir = ctx.machine.dir().to_path_buf();
     let script = dir.join("qemu_qmp_client.py");
     fs::write(&script, DRIVER).with_context(|| format!("writing {}", script.display()))?;
@@ -62,6 +64,7 @@ pub fn qemu_python_client(ctx: &mut Ctx) -> Result<()> {
         .arg(&mon.path)
         .arg(&mon.id)
         .arg(format!("{:.3}", step_timeout.as_secs_f64()))
+        .arg(removal.to_string())
         .env("PYTHONPATH", python.qemu_src.join("python"))
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .current_dir(&dir)

@@ -5,7 +5,10 @@ Run by qmp-tests (test_qemu_python_client) with the QEMU tree's python/
 directory on PYTHONPATH.  Does what a user of qemu.qmp does: connect and
 negotiate, run a command, see events, remove its own monitor, close.
 
-Usage: qemu_qmp_client.py SOCKET MONITOR_ID TIMEOUT_SECONDS
+Usage: qemu_qmp_client.py SOCKET MONITOR_ID TIMEOUT_SECONDS REMOVAL
+
+REMOVAL is the request, as JSON, that removes the monitor on this route
+(monitor-remove, or object-del of a monitor-qmp object).
 
 Prints a line per finished step.  On failure the last line is
 "FAIL <step>: <exception type>: <message>" and the exit status is 1; the
@@ -13,6 +16,7 @@ traceback goes to stderr.
 """
 
 import asyncio
+import json
 import sys
 import traceback
 
@@ -35,6 +39,7 @@ def wait_event(qmp, name, timeout):
 
 def main():
     sock, mon_id, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    removal = json.loads(sys.argv[4])
     step = "import qemu.qmp"
     try:
         import qemu.qmp
@@ -65,12 +70,11 @@ def main():
         wait_event(qmp, "RESUME", timeout)
         print("RESUME")
 
-        step = "monitor-remove of its own monitor"
-        reply = qmp.cmd_obj({"execute": "monitor-remove",
-                             "arguments": {"id": mon_id}})
+        step = f"{removal['execute']} of its own monitor"
+        reply = qmp.cmd_obj(removal)
         if "return" not in reply:
             raise StepFailed(f"reply {reply!r}")
-        print("monitor-remove")
+        print(removal["execute"])
 
         step = "close"
         qmp.close()
