@@ -70,7 +70,7 @@ pub fn run(args: Args) -> Result<u8> {
 
     let mut gate = Gate {
         reporter: reporter.as_mut(),
-        scenarios: selected.len(),
+        scenarios: &selected,
         routes: &config.routes,
         qemu: &qemu,
         caps: None,
@@ -150,7 +150,7 @@ pub fn run(args: Args) -> Result<u8> {
 /// as each found out.
 struct Gate<'a> {
     reporter: &'a mut dyn Reporter,
-    scenarios: usize,
+    scenarios: &'a [&'static Scenario],
     routes: &'a [Route],
     qemu: &'a Path,
     caps: Option<Capabilities>,
@@ -186,20 +186,31 @@ impl Gate<'_> {
             version if version.is_empty() => String::new(),
             version => format!("{version} "),
         };
-        let routes: Vec<&str> = self
+        let present: Vec<Route> = self
             .routes
             .iter()
-            .filter(|&&route| caps.has(route))
-            .map(|route| route.name())
+            .copied()
+            .filter(|&route| caps.has(route))
             .collect();
+        let routes: Vec<&str> = present.iter().map(|route| route.name()).collect();
         let (total, line) = if self.refused() {
             (
-                self.scenarios,
+                self.scenarios.len(),
                 format!("QEMU {version}({})", self.qemu.display()),
             )
         } else {
+            // Some scenarios are for one route only.
+            let runs = present
+                .iter()
+                .map(|route| {
+                    self.scenarios
+                        .iter()
+                        .filter(|scenario| scenario.routes.contains(route))
+                        .count()
+                })
+                .sum();
             (
-                self.scenarios * routes.len(),
+                runs,
                 format!(
                     "QEMU {version}({}), {} {}",
                     self.qemu.display(),

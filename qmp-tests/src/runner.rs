@@ -136,11 +136,14 @@ pub fn run(
     } else {
         &config.routes[..]
     };
+    // With no routes asked for, every scenario runs once, whatever it is for.
+    let any_route = config.routes.is_empty();
     let jobs: Vec<Job> = routes
         .iter()
         .flat_map(|&route| {
             scenarios
                 .iter()
+                .filter(move |scenario| any_route || scenario.routes.contains(&route))
                 .map(move |&scenario| Job { scenario, route })
         })
         .collect();

@@ -15,6 +15,7 @@ mod hotplug;
 mod interop;
 mod leaks;
 mod lifecycle;
+mod object;
 mod query;
 mod refusals;
 mod removal;
@@ -23,6 +24,8 @@ mod stall;
 mod usage;
 
 use std::{path::PathBuf, time::Duration};
+
+use crate::route::Route;
 
 use anyhow::Result;
 
@@ -90,6 +93,8 @@ pub struct Scenario {
     needs_python: bool,
     /// Takes many times longer than most: started before the others.
     pub long: bool,
+    /// The routes it makes sense on; most scenarios run on every route.
+    pub routes: &'static [Route],
 }
 
 impl Scenario {
@@ -102,6 +107,7 @@ impl Scenario {
             scales_with_soak: false,
             needs_python: false,
             long: false,
+            routes: &Route::ALL,
         }
     }
 
@@ -126,7 +132,7 @@ impl Scenario {
     }
 }
 
-static ALL: [Scenario; 29] = [
+static ALL: [Scenario; 30] = [
     Scenario::new("test_hotplug_cycle", lifecycle::hotplug_cycle),
     Scenario::new("test_self_removal", lifecycle::self_removal),
     Scenario::new(
@@ -197,6 +203,11 @@ static ALL: [Scenario; 29] = [
         "test_reconnecting_client_chardev",
         backends::reconnecting_client,
     ),
+    Scenario {
+        extra_args: object::EXTRA_ARGS,
+        routes: &[Route::Qom],
+        ..Scenario::new("test_command_line_object", object::command_line_object)
+    },
 ];
 
 /// Every scenario, in the order they are listed and started.
