@@ -205,14 +205,8 @@ struct Supervisor<'a, P> {
 
 impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
     fn start_ready(&mut self) {
-        // One QEMU at a time until one has said what it has.
-        let jobs = if self.caps.is_some() {
-            self.config.jobs.max(1)
-        } else {
-            1
-        };
-        while self.running.len() < jobs {
-            let Some((index, Job { scenario, route })) = self.queue.pop_front() else {
+        while self.running.len() < self.config.jobs.max(1) {
+            let Some((index, Job { scenario, route })) = self.next_job() else {
                 return;
             };
             if let Some(reason) = scenario.skip_reason(&self.config.settings) {
@@ -319,6 +313,24 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
             let mut outcome = harness_failure(entry.name, timeout_cause(&entry));
             outcome.duration = entry.started.elapsed();
             self.finish(index, outcome);
+        }
+    }
+
+    /// The next job to start. Until a QEMU has said what it has, only
+    /// jobs of the first route asked for start: were it missing, they all
+    /// fail at once with the same cause, while the other routes are then
+    /// known before they cost a QEMU.
+    fn next_job(&mut self) -> Option<(usize, Job)> {
+        if self.caps.is_some() || self.config.routes.is_empty() {
+            return self.queue.pop_front();
+        }
+        let first = self.config.routes[0];
+        match self.queue.iter().position(|(_, job)| job.route == first) {
+            Some(position) => self.queue.remove(position),
+            // No QEMU has answered yet, and none is running to: go on with
+            // what is left rather than wait for nothing.
+            None if self.running.is_empty() => self.queue.pop_front(),
+            None => None,
         }
     }
 

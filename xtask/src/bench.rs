@@ -129,9 +129,16 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         process::suite(sh, &qmp_tests, qemu, &args, runs)
     };
-    for scenario in qmp_tests::scenarios::all() {
+    // Single scenarios and the seeds through one route, the commands one,
+    // as the targets are set; the whole suite through every route the
+    // QEMU has, as users run it.
+    let commands = qmp_tests::route::Route::Commands;
+    for scenario in qmp_tests::scenarios::all()
+        .iter()
+        .filter(|scenario| scenario.routes.contains(&commands))
+    {
         let name = scenario.name;
-        let stats = suite_runs(&["--scenario", name, "--jobs", "1"])?;
+        let stats = suite_runs(&["--scenario", name, "--jobs", "1", "--route", "commands"])?;
         figures.add(
             &format!("scenario.{name}"),
             &format!("{name} alone"),
@@ -148,7 +155,8 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
         default_jobs,
         true,
     );
-    let seed_args: Vec<&str> = SEEDS.iter().flat_map(|s| ["--scenario", s]).collect();
+    let mut seed_args: Vec<&str> = SEEDS.iter().flat_map(|s| ["--scenario", s]).collect();
+    seed_args.extend(["--route", "commands"]);
     let seeds = suite_runs(&seed_args)?;
     figures.add(
         "seeds.default",

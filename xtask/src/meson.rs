@@ -150,6 +150,8 @@ argv = [QMP_TESTS, "--tap", "--qemu", qemu]
 # A comma-separated subset, e.g. the seed scenarios for a benchmark.
 for name in filter(None, os.environ.get("QMP_TESTS_SCENARIOS", "").split(",")):
     argv += ["--scenario", name]
+if os.environ.get("QMP_TESTS_ROUTE"):
+    argv += ["--route", os.environ["QMP_TESTS_ROUTE"]]
 tree = next((p for p in Path(__file__).resolve().parents
              if (p / "python" / "qemu" / "qmp").is_dir()), None)
 if tree:

@@ -71,6 +71,7 @@ pub fn meson(
     let meson_bin = build_dir.join("pyvenv/bin/meson");
     let test = format!("func-{target}-monitor_hotplug");
     let _env = sh.push_env("QMP_TESTS_SCENARIOS", scenarios.join(","));
+    let _route = sh.push_env("QMP_TESTS_ROUTE", "commands");
     let result = run_timed(cmd!(sh, "{meson_bin} test -C {build_dir} {test}")).and_then(|_| {
         sample(runs, || {
             run_timed(cmd!(
