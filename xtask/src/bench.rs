@@ -224,7 +224,7 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
     if let Some((phase, time, share)) = phases::heaviest(&phase_rows) {
         notes.push(format!(
             "the seed scenarios run alone spend most in '{phase}': {} summed over the four, \
-             {:.0}% of their phases (table below).",
+             {:.0}% of their phases (see the phase table).",
             seconds(time),
             share * 100.0
         ));
