@@ -88,6 +88,26 @@ impl Drop for Forwarded {
 pub fn spawn(command: &mut Command, what: &str) -> Result<Forwarded> {
     check()?;
     std::os::unix::process::CommandExt::process_group(command, 0);
+    // A kill -9 of the xtask cannot be caught, and the child's own group
+    // does not die with ours: have the kernel send it SIGTERM when we go
+    // (ninja passes that on to its commands). Spawned from the thread
+    // that waits for it, so the signal comes only when the xtask ends.
+    // SAFETY: getpid is async-signal-safe and runs before fork.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: only async-signal-safe calls (prctl, getppid) run between
+    // fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(command, move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The xtask may have died before prctl took effect.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("the xtask exited during spawn"));
+            }
+            Ok(())
+        });
+    }
     let child = command
         .spawn()
         .with_context(|| format!("starting {what}"))?;

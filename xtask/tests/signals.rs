@@ -45,11 +45,25 @@ fn sigterm_to_the_xtask_alone_reaches_the_build() {
 fn a_run_killed_while_wired_is_restored_by_the_next() {
     let fx = fixture(true);
     let before = status(&fx.tree);
-    let seen = Blocked::start(&fx, "started").kill9();
+    let blocked = Blocked::start(&fx, "started");
+    let builders = processes_mentioning(&fx.cache);
+    assert!(
+        !builders.is_empty(),
+        "no ninja building in {}",
+        fx.cache.display()
+    );
+    let seen = blocked.kill9();
     assert!(
         fx.tree.join(TEST_FILE).exists(),
         "wired when killed: {seen}"
     );
+    // The build does not outlive the xtask that ran it.
+    for pid in builders {
+        assert!(
+            exits_within(pid, 10),
+            "process {pid} outlived the killed xtask: {seen}"
+        );
+    }
     // Another configure argument, another build directory: the killed
     // run's build.ninja still holds its blocking rule.
     let (code, err) = run(

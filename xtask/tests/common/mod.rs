@@ -230,6 +230,42 @@ impl Blocked {
     }
 }
 
+/// Processes whose command line mentions `path`, e.g. a ninja building in
+/// a fixture's cache.
+pub fn processes_mentioning(path: &std::path::Path) -> Vec<i32> {
+    let needle = path.to_str().unwrap().as_bytes();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.windows(needle.len()).any(|w| w == needle))
+        })
+        .collect()
+}
+
+/// Waits for `pid` to exit, up to `secs`: poll(2) on a pidfd, no sleeping.
+/// True when it exited (or was already gone).
+pub fn exits_within(pid: i32, secs: i32) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd < 0 {
+        return true;
+    }
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the call; the fd is ours to close.
+    let ready = unsafe {
+        let ready = libc::poll(&mut pfd, 1, secs * 1000);
+        libc::close(fd);
+        ready
+    };
+    ready == 1
+}
+
 /// A patch against a VERSION the stand-in tree does not have.
 pub const STALE: &str = "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n\
 From: T <t@t.invalid>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\
