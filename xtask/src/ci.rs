@@ -4,7 +4,8 @@
 //! stock release (every scenario must fail with the no-monitor-add
 //! message), the release with the project's series (every scenario must
 //! pass), the integration tests that need those binaries, the meson
-//! wiring run through `meson test`, and a sanitizer build.
+//! wiring run through `meson test`, every catalogued mutant caught
+//! (`cargo xtask mutants`), and a sanitizer build.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -16,7 +17,7 @@ use crate::build::BuildOptions;
 use crate::cli::{self, Command, Matches};
 use crate::pipeline::SourceArgs;
 use crate::suite::{Outcome, SuiteOptions};
-use crate::{interrupt, meson, paths, series, suite, test};
+use crate::{interrupt, meson, mutants, paths, series, suite, test};
 
 pub const COMMAND: Command = Command {
     name: "ci",
@@ -24,7 +25,8 @@ pub const COMMAND: Command = Command {
     about: "the project's own test command. Runs cargo fmt --check,
 clippy, the unit tests, then `cargo xtask test` against the pinned release
 without and with the project's series, the integration tests against those
-builds, `meson test` through the wiring, and a sanitizer build.",
+builds, `meson test` through the wiring, `cargo xtask mutants` over the
+whole catalogue, and a sanitizer build.",
     groups: &[(
         "",
         &[cli::switch(
@@ -133,6 +135,13 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
     })?;
     stages.run("meson test through the wiring", || {
         meson_test(sh, &hotplug.tree, &hotplug.binary)
+    })?;
+    stages.run("mutants: every catalogued fault caught", || {
+        let all = mutants::select(&[])?;
+        if !mutants::execute(sh, all)? {
+            bail!("a mutant was not caught; the kill matrix above names it");
+        }
+        Ok(())
     })?;
     if !skip_sanitizer {
         stages.run(

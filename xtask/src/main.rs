@@ -13,6 +13,7 @@ mod files;
 mod interrupt;
 mod lock;
 mod meson;
+mod mutants;
 mod paths;
 mod pipeline;
 mod series;
@@ -34,7 +35,7 @@ use cli::{Command, Matches};
 use suite::Outcome;
 
 /// Every command, in the order `cargo xtask --help` lists them.
-const COMMANDS: [&Command; 8] = [
+const COMMANDS: [&Command; 9] = [
     &test::COMMAND,
     &commands::fetch::COMMAND,
     &commands::build::COMMAND,
@@ -43,6 +44,7 @@ const COMMANDS: [&Command; 8] = [
     &bisect::COMMAND,
     &ci::COMMAND,
     &bench::COMMAND,
+    &mutants::COMMAND,
 ];
 
 fn help() -> String {
@@ -58,6 +60,8 @@ fn help() -> String {
 enum Done {
     Ok,
     Suite(Outcome),
+    /// `mutants`: some mutant was not caught.
+    Survivors,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +96,10 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(Done::Ok) | Ok(Done::Suite(Outcome::Passed)) => ExitCode::SUCCESS,
+        Ok(Done::Survivors) => {
+            eprintln!("error: some mutants were not caught (see the list above)");
+            ExitCode::from(1)
+        }
         Ok(Done::Suite(outcome)) => {
             if let Err(err) = test::fail_on(outcome) {
                 eprintln!("error: {err}");
@@ -120,6 +128,11 @@ fn run(command: &str, m: &Matches) -> Result<Done> {
         "bisect" => bisect::run(&sh, m).map(ok),
         "ci" => ci::run(&sh, m).map(ok),
         "bench" => bench::run(&sh, m).map(ok),
+        "mutants" => Ok(if mutants::run(&sh, m)? {
+            Done::Ok
+        } else {
+            Done::Survivors
+        }),
         _ => unreachable!("every command in COMMANDS is dispatched"),
     }
 }

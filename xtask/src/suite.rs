@@ -83,6 +83,24 @@ pub fn run(
     properties: &[(String, String)],
     quiet: bool,
 ) -> Result<Outcome> {
+    let mut command = command(bin, qemu, opts, properties)?;
+    if quiet {
+        command.stdout(Stdio::null());
+    }
+    let status = crate::interrupt::spawn(&mut command, "qmp-tests")?
+        .child
+        .wait()
+        .with_context(|| format!("running {}", bin.display()))?;
+    outcome(status)
+}
+
+/// The suite's command line for `opts`, its report directory created.
+pub fn command(
+    bin: &Path,
+    qemu: &Path,
+    opts: &SuiteOptions,
+    properties: &[(String, String)],
+) -> Result<std::process::Command> {
     let mut command = std::process::Command::new(bin);
     command.arg("--qemu").arg(qemu);
     for s in &opts.scenarios {
@@ -117,13 +135,11 @@ pub fn run(
     for (k, v) in properties {
         command.arg("--property").arg(format!("{k}={v}"));
     }
-    if quiet {
-        command.stdout(Stdio::null());
-    }
-    let status = crate::interrupt::spawn(&mut command, "qmp-tests")?
-        .child
-        .wait()
-        .with_context(|| format!("running {}", bin.display()))?;
+    Ok(command)
+}
+
+/// What the suite's exit status says; a harness failure is an error.
+pub fn outcome(status: std::process::ExitStatus) -> Result<Outcome> {
     let code = status.code().and_then(|c| u8::try_from(c).ok());
     match code {
         Some(exit::PASSED) => Ok(Outcome::Passed),

@@ -1,0 +1,405 @@
+//! `cargo xtask mutants`: plants each fault of the catalogue
+//! (patches/mutants/) in a scratch copy of the pinned release with the
+//! project's series, rebuilds it incrementally and runs the suite, to show
+//! which scenarios catch each fault. A fault no scenario catches is a
+//! check the suite lacks.
+//!
+//! The scratch copy is a worktree of the series branch that belongs to
+//! this command alone: a user's tree is never mutated. Before a run and
+//! after every mutant it is reset to the series' commit, so a run that
+//! was interrupted, even by kill -9, leaves nothing that the next one
+//! keeps.
+
+mod catalogue;
+mod report;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::build::{self, BuildOptions, Built};
+use crate::cli::{self, Command, Kind, Matches};
+use crate::pipeline::{self, SourceArgs};
+use crate::source::Tree;
+use crate::steps::Steps;
+use crate::suite::{self, Outcome, SuiteOptions};
+use crate::{interrupt, paths, vcs};
+
+pub use catalogue::Mutant;
+
+pub const COMMAND: Command = Command {
+    name: "mutants",
+    summary: "plant each catalogued fault in the series; show which scenarios catch it",
+    about: "plant each fault of the catalogue (patches/mutants/*.diff)
+in a scratch copy of the pinned release with the project's series, rebuild
+it incrementally and run the suite with its default deadlines. An unmutated
+baseline runs first and must pass. Each mutant ends caught (with the
+scenarios that caught it), missed, unviable (does not build), timeout or
+not applying. Prints a kill matrix and writes it to
+target/mutants/mutants.json and target/mutants/junit.xml.",
+    groups: &[(
+        "",
+        &[
+            cli::repeated(
+                "mutant",
+                "NAME",
+                Kind::Text,
+                "run only this mutant (repeatable; see --list)",
+            ),
+            cli::switch("list", "print the catalogue and exit"),
+        ],
+    )],
+    after: "Exit status: 0 every mutant was caught, 1 a mutant was missed, timed
+out, did not build or did not apply, 2 the pipeline failed (the baseline
+included).",
+};
+
+/// How one mutant ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The suite failed: these scenarios (with ` (qom)` on that route).
+    Caught(Vec<String>),
+    /// The suite passed with the fault in place.
+    Missed,
+    /// The mutated tree does not build: the catalogue entry is wrong.
+    Unviable(String),
+    /// The suite did not end within the limit.
+    Timeout(Duration),
+    /// The diff no longer applies to the series: git's words.
+    NotApplied(String),
+}
+
+impl Verdict {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Caught(_) => "caught",
+            Verdict::Missed => "missed",
+            Verdict::Unviable(_) => "unviable",
+            Verdict::Timeout(_) => "timeout",
+            Verdict::NotApplied(_) => "not applied",
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        matches!(self, Verdict::Caught(_))
+    }
+}
+
+pub struct MutantOutcome {
+    pub mutant: Mutant,
+    pub verdict: Verdict,
+    pub build_secs: f64,
+    pub suite_secs: f64,
+}
+
+/// `cargo xtask mutants` as the user typed it; true when every mutant
+/// was caught.
+pub fn run(sh: &Shell, m: &Matches) -> Result<bool> {
+    let mutants = select(&m.texts("mutant")?)?;
+    if m.switch("list") {
+        for x in &mutants {
+            println!("{:<36} {:<28} {}", x.name, x.file, x.fault);
+        }
+        return Ok(true);
+    }
+    execute(sh, mutants)
+}
+
+/// The catalogue, or the named part of it; an unknown name is refused
+/// before any work.
+pub fn select(wanted: &[String]) -> Result<Vec<Mutant>> {
+    let mut mutants = catalogue::load(&catalogue::dir())?;
+    if !wanted.is_empty() {
+        for name in wanted {
+            if !mutants.iter().any(|x| &x.name == name) {
+                bail!(
+                    "no mutant `{name}` in {}; `cargo xtask mutants --list` lists them",
+                    catalogue::dir().display()
+                );
+            }
+        }
+        mutants.retain(|x| wanted.contains(&x.name));
+    }
+    Ok(mutants)
+}
+
+/// Runs the baseline, then `mutants`, and reports.
+pub fn execute(sh: &Shell, mutants: Vec<Mutant>) -> Result<bool> {
+    let _lock = crate::lock::cache()?;
+    let mut steps = Steps::new(7);
+    pipeline::host_step(&mut steps, sh)?;
+    let prepared = pipeline::source_steps(&mut steps, sh, &SourceArgs::pinned(false))?;
+    let qmp_tests = steps.run("qmp-tests binary", || {
+        let bin = suite::binary(sh)?;
+        let summary = bin.display().to_string();
+        Ok((bin, summary))
+    })?;
+    let scratch = steps.run("scratch tree", || {
+        let scratch = Scratch::prepare(sh, &prepared.tree)?;
+        let summary = format!(
+            "{} at {}",
+            scratch.tree.path.display(),
+            &scratch.commit[..12]
+        );
+        Ok((scratch, summary))
+    })?;
+    let opts = BuildOptions::default();
+    let built = pipeline::build_step(&mut steps, sh, &scratch.tree, &opts)?;
+
+    let out_dir = paths::target_dir().join("mutants");
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let runner = Runner {
+        qmp_tests: &qmp_tests,
+        built: &built,
+        tree: &scratch.tree.path,
+        out_dir: &out_dir,
+    };
+    let baseline = steps.run("baseline: the suite on the unmutated series", || {
+        let start = Instant::now();
+        match runner.suite("baseline", None)? {
+            SuiteRun::Done(Outcome::Passed, _) => {}
+            SuiteRun::Done(outcome, failing) => bail!(
+                "the suite must pass on the unmutated series before mutants mean anything; \
+                 it reported {outcome:?} ({}); see {}",
+                failing.join(", "),
+                out_dir.join("baseline/junit.xml").display()
+            ),
+            SuiteRun::Timeout(limit) => {
+                bail!("the suite did not finish on the unmutated series in {limit:?}")
+            }
+        }
+        let secs = start.elapsed();
+        Ok((secs, format!("passed in {:.1}s", secs.as_secs_f64())))
+    })?;
+    // The suite's own deadlines end a hung scenario; this only catches a
+    // harness that hangs past them.
+    let limit = baseline * 5 + Duration::from_secs(120);
+
+    eprintln!("==> {} mutants, one at a time", mutants.len());
+    let mut outcomes = Vec::new();
+    for (i, mutant) in mutants.into_iter().enumerate() {
+        interrupt::check()?;
+        let outcome = runner.mutant(sh, &scratch, mutant, &opts, limit)?;
+        eprintln!(
+            "    [{}] {:<36} {:<11} build {:>5.1}s  suite {:>5.1}s  {}",
+            i + 1,
+            outcome.mutant.name,
+            outcome.verdict.label(),
+            outcome.build_secs,
+            outcome.suite_secs,
+            report::detail(&outcome.verdict)
+        );
+        outcomes.push(outcome);
+    }
+    let scenarios: Vec<String> = qmp_tests::scenarios::all()
+        .iter()
+        .map(|s| s.name.to_owned())
+        .collect();
+    print!("{}", report::matrix(&outcomes, &scenarios));
+    let json = out_dir.join("mutants.json");
+    crate::files::write_atomic(
+        &json,
+        &report::json(&outcomes, baseline.as_secs_f64(), &scenarios),
+    )?;
+    let junit = out_dir.join("junit.xml");
+    report::junit(&junit, &outcomes)?;
+    eprintln!(
+        "Kill matrix: {}\nJUnit report: {}",
+        json.display(),
+        junit.display()
+    );
+    let failed = outcomes.iter().filter(|o| !o.verdict.is_success()).count();
+    println!(
+        "mutants: {} caught, {failed} not caught, of {}",
+        outcomes.len() - failed,
+        outcomes.len()
+    );
+    Ok(failed == 0)
+}
+
+/// A worktree of the series' commit, owned by this command.
+struct Scratch {
+    tree: Tree,
+    commit: String,
+}
+
+impl Scratch {
+    fn prepare(sh: &Shell, series: &Tree) -> Result<Scratch> {
+        let commit = vcs::head(sh, &series.path)?;
+        let path = paths::qemu_cache().join("mutants/src");
+        let src = &series.path;
+        if !path.join(".git").exists() {
+            let _ = std::fs::remove_dir_all(&path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            cmd!(sh, "git -C {src} worktree prune").quiet().run()?;
+            cmd!(
+                sh,
+                "git -C {src} worktree add --quiet --detach --force {path} {commit}"
+            )
+            .quiet()
+            .run()
+            .with_context(|| format!("creating the scratch worktree {}", path.display()))?;
+        } else {
+            // A checkout rewrites only the files that differ, so the
+            // build directory stays incremental across series versions.
+            cmd!(
+                sh,
+                "git -C {path} checkout --quiet --force --detach {commit}"
+            )
+            .quiet()
+            .run()
+            .with_context(|| format!("checking out {commit} in {}", path.display()))?;
+        }
+        let scratch = Scratch {
+            tree: Tree {
+                path,
+                located: false,
+                description: format!("scratch copy of {}", series.description),
+            },
+            commit,
+        };
+        scratch.restore()?;
+        Ok(scratch)
+    }
+
+    /// Back to the series' commit: undoes an applied mutant, also one
+    /// left by a run that was killed.
+    fn restore(&self) -> Result<()> {
+        let path = &self.tree.path;
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(path)
+            .args(["reset", "--quiet", "--hard", &self.commit])
+            .status()
+            .with_context(|| format!("restoring {}", path.display()))?;
+        if !status.success() {
+            bail!("git reset --hard in {} failed ({status})", path.display());
+        }
+        Ok(())
+    }
+}
+
+/// Restores the scratch tree when a mutant's run ends, however it ends.
+struct Applied<'a>(&'a Scratch);
+
+impl Drop for Applied<'_> {
+    fn drop(&mut self) {
+        if let Err(err) = self.0.restore() {
+            eprintln!("warning: {err:#}");
+        }
+    }
+}
+
+enum SuiteRun {
+    /// The outcome and the failing scenarios.
+    Done(Outcome, Vec<String>),
+    Timeout(Duration),
+}
+
+struct Runner<'a> {
+    qmp_tests: &'a Path,
+    built: &'a Built,
+    tree: &'a Path,
+    out_dir: &'a Path,
+}
+
+impl Runner<'_> {
+    fn mutant(
+        &self,
+        sh: &Shell,
+        scratch: &Scratch,
+        mutant: Mutant,
+        opts: &BuildOptions,
+        limit: Duration,
+    ) -> Result<MutantOutcome> {
+        let mut outcome = MutantOutcome {
+            verdict: Verdict::Missed,
+            build_secs: 0.0,
+            suite_secs: 0.0,
+            mutant,
+        };
+        let path = &scratch.tree.path;
+        let diff = &outcome.mutant.path;
+        let check = interrupt::output(
+            cmd!(sh, "git -C {path} apply --check {diff}").into(),
+            "git apply --check",
+        )?;
+        if !check.status.success() {
+            let why = String::from_utf8_lossy(&check.stderr);
+            outcome.verdict = Verdict::NotApplied(qmp_tests::text::one_line(why.trim()));
+            return Ok(outcome);
+        }
+        let _applied = Applied(scratch);
+        cmd!(sh, "git -C {path} apply {diff}")
+            .quiet()
+            .run()
+            .with_context(|| format!("applying {}", diff.display()))?;
+        let start = Instant::now();
+        let built = build::build(sh, path, &self.built.python, opts);
+        outcome.build_secs = start.elapsed().as_secs_f64();
+        if let Err(err) = built {
+            interrupt::check()?;
+            let text = format!("{err:#}");
+            let first = text
+                .lines()
+                .find(|l| l.contains("error:"))
+                .unwrap_or("the build failed");
+            outcome.verdict = Verdict::Unviable(first.trim().to_owned());
+            return Ok(outcome);
+        }
+        let start = Instant::now();
+        let run = self.suite(&outcome.mutant.name, Some(limit))?;
+        outcome.suite_secs = start.elapsed().as_secs_f64();
+        outcome.verdict = match run {
+            SuiteRun::Done(Outcome::Passed, _) => Verdict::Missed,
+            SuiteRun::Done(Outcome::Failed, failing) => Verdict::Caught(failing),
+            SuiteRun::Done(Outcome::Unsupported, _) => {
+                Verdict::Caught(vec!["(every scenario: no route)".to_owned()])
+            }
+            SuiteRun::Timeout(limit) => Verdict::Timeout(limit),
+        };
+        Ok(outcome)
+    }
+
+    /// Runs the whole suite, its report in `out_dir/NAME/`.
+    fn suite(&self, name: &str, limit: Option<Duration>) -> Result<SuiteRun> {
+        let junit = self.out_dir.join(name).join("junit.xml");
+        let opts = SuiteOptions {
+            junit: Some(junit.clone()),
+            qemu_src: Some(self.tree.to_owned()),
+            python: Some(self.built.python.clone()),
+            ..SuiteOptions::default()
+        };
+        let mut command = suite::command(self.qmp_tests, &self.built.binary, &opts, &[])?;
+        command.stdout(std::process::Stdio::null());
+        let mut running = interrupt::spawn(&mut command, "qmp-tests")?;
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = running.child.try_wait()? {
+                break status;
+            }
+            if limit.is_some_and(|l| start.elapsed() > l) {
+                let group = running.child.id() as i32;
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(-group, libc::SIGKILL) };
+                let _ = running.child.wait();
+                return Ok(SuiteRun::Timeout(limit.unwrap_or_default()));
+            }
+            // Polling a child's exit: the xtask has no event loop to wait
+            // on both the child and a deadline.
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let outcome = suite::outcome(status)?;
+        let failing = if outcome == Outcome::Passed {
+            Vec::new()
+        } else {
+            report::failing(&junit)?
+        };
+        Ok(SuiteRun::Done(outcome, failing))
+    }
+}

@@ -1,0 +1,257 @@
+//! The kill matrix: on the terminal, as JSON, and as JUnit (one testcase
+//! per mutant, failing unless it was caught).
+
+use std::fs::File;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use junit_report::{ReportBuilder, TestCase, TestSuiteBuilder};
+use qmp_tests::text::{clean, one_line};
+use serde_json::json;
+
+use super::{MutantOutcome, Verdict};
+
+/// The failing scenarios of a suite's JUnit report, ` (qom)` marking the
+/// QOM route's.
+pub fn failing(junit: &Path) -> Result<Vec<String>> {
+    let file = File::open(junit).with_context(|| format!("opening {}", junit.display()))?;
+    let suites = junit_parser::from_reader(std::io::BufReader::new(file))
+        .with_context(|| format!("parsing the JUnit report {}", junit.display()))?;
+    let mut names = Vec::new();
+    for suite in &suites.suites {
+        let qom = suite.name.ends_with("_qom");
+        for case in &suite.cases {
+            if case.status.is_failure() || case.status.is_error() {
+                let name = &case.original_name;
+                names.push(if qom {
+                    format!("{name} (qom)")
+                } else {
+                    name.clone()
+                });
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// The verdict's detail for one line: who caught it, or why not.
+pub fn detail(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Caught(by) => by.join(", "),
+        Verdict::Missed => "the suite passed with the fault in place".to_owned(),
+        Verdict::Unviable(why) | Verdict::NotApplied(why) => why.clone(),
+        Verdict::Timeout(limit) => format!("no verdict within {:.0}s", limit.as_secs_f64()),
+    }
+}
+
+/// Which routes of `scenario` caught the mutant: `c` commands, `q` QOM,
+/// `x` both.
+fn mark(verdict: &Verdict, scenario: &str) -> &'static str {
+    let Verdict::Caught(by) = verdict else {
+        return ".";
+    };
+    let commands = by.iter().any(|n| n == scenario);
+    let qom = by.iter().any(|n| {
+        n.strip_suffix(" (qom)")
+            .is_some_and(|base| base == scenario)
+    });
+    match (commands, qom) {
+        (true, true) => "x",
+        (true, false) => "c",
+        (false, true) => "q",
+        (false, false) => ".",
+    }
+}
+
+/// The mutants, numbered, then a scenario x mutant table.
+pub fn matrix(outcomes: &[MutantOutcome], scenarios: &[String]) -> String {
+    let mut out = String::from("\nmutants\n");
+    for (i, o) in outcomes.iter().enumerate() {
+        out.push_str(&format!(
+            "  M{:<3} {:<36} {:<11} {}\n",
+            i + 1,
+            o.mutant.name,
+            o.verdict.label(),
+            o.mutant.fault
+        ));
+    }
+    out.push_str("\nkill matrix (x both routes, c commands, q qom)\n");
+    let width = scenarios.iter().map(|s| s.len()).max().unwrap_or(8);
+    out.push_str(&format!("  {:<width$}", ""));
+    for i in 0..outcomes.len() {
+        out.push_str(&format!(" {:>3}", format!("M{}", i + 1)));
+    }
+    out.push('\n');
+    let mut idle = Vec::new();
+    for scenario in scenarios {
+        let marks: Vec<&str> = outcomes
+            .iter()
+            .map(|o| mark(&o.verdict, scenario))
+            .collect();
+        if marks.iter().all(|m| *m == ".") {
+            idle.push(scenario.as_str());
+        }
+        out.push_str(&format!("  {scenario:<width$}"));
+        for m in marks {
+            out.push_str(&format!(" {m:>3}"));
+        }
+        out.push('\n');
+    }
+    if !idle.is_empty() {
+        out.push_str(&format!(
+            "\nscenarios that caught none of these mutants: {}\n",
+            idle.join(", ")
+        ));
+    }
+    out
+}
+
+pub fn json(outcomes: &[MutantOutcome], baseline_secs: f64, scenarios: &[String]) -> String {
+    let mutants: Vec<_> = outcomes
+        .iter()
+        .map(|o| {
+            let caught_by = match &o.verdict {
+                Verdict::Caught(by) => by.clone(),
+                _ => Vec::new(),
+            };
+            json!({
+                "name": o.mutant.name,
+                "file": o.mutant.file,
+                "spec": o.mutant.spec,
+                "fault": o.mutant.fault,
+                "outcome": o.verdict.label(),
+                "detail": detail(&o.verdict),
+                "caught_by": caught_by,
+                "build_secs": o.build_secs,
+                "suite_secs": o.suite_secs,
+            })
+        })
+        .collect();
+    let catching: Vec<_> = scenarios
+        .iter()
+        .map(|s| {
+            let killed: Vec<&str> = outcomes
+                .iter()
+                .filter(|o| mark(&o.verdict, s) != ".")
+                .map(|o| o.mutant.name.as_str())
+                .collect();
+            json!({ "scenario": s, "kills": killed })
+        })
+        .collect();
+    let text = json!({
+        "baseline_suite_secs": baseline_secs,
+        "mutants": mutants,
+        "scenarios": catching,
+    });
+    format!("{text:#}\n")
+}
+
+/// One testsuite `mutants`, one testcase per mutant.
+pub fn junit(path: &Path, outcomes: &[MutantOutcome]) -> Result<()> {
+    let cases = outcomes.iter().map(|o| {
+        let name = clean(&o.mutant.name);
+        let secs = o.build_secs + o.suite_secs;
+        let duration = junit_report::Duration::seconds_f64(secs);
+        let mut case = if o.verdict.is_success() {
+            TestCase::success(&name, duration)
+        } else {
+            let diff = std::fs::read_to_string(&o.mutant.path).unwrap_or_default();
+            let message = one_line(&format!("{}: {}", o.verdict.label(), detail(&o.verdict)));
+            let mut case = TestCase::failure(&name, duration, o.verdict.label(), &clean(&message));
+            case.set_system_out(&clean(&format!("spec: {}\n\n{diff}", o.mutant.spec)));
+            case
+        };
+        case.set_classname("mutants");
+        if let Verdict::Caught(by) = &o.verdict {
+            case.set_system_out(&clean(&format!(
+                "caught by: {}\nspec: {}",
+                by.join(", "),
+                o.mutant.spec
+            )));
+        }
+        case
+    });
+    let suite = TestSuiteBuilder::new("mutants")
+        .add_testcases(cases)
+        .build();
+    let report = ReportBuilder::new().add_testsuite(suite).build();
+    let mut bytes = Vec::new();
+    report
+        .write_xml(&mut bytes)
+        .context("writing the mutants' JUnit report")?;
+    let text = String::from_utf8(bytes).context("the JUnit report is UTF-8")?;
+    crate::files::write_atomic(path, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::catalogue::Mutant;
+    use super::*;
+
+    fn outcome(name: &str, verdict: Verdict) -> MutantOutcome {
+        MutantOutcome {
+            mutant: Mutant {
+                name: name.to_owned(),
+                path: "/nonexistent.diff".into(),
+                file: "monitor/qmp.c".into(),
+                spec: "spec line".into(),
+                fault: "a fault".into(),
+            },
+            verdict,
+            build_secs: 1.0,
+            suite_secs: 2.0,
+        }
+    }
+
+    #[test]
+    fn the_matrix_marks_routes_and_names_idle_scenarios() {
+        let outcomes = [
+            outcome(
+                "a",
+                Verdict::Caught(vec!["test_x".into(), "test_x (qom)".into()]),
+            ),
+            outcome("b", Verdict::Caught(vec!["test_y (qom)".into()])),
+            outcome("c", Verdict::Missed),
+        ];
+        let scenarios = ["test_x".to_owned(), "test_y".into(), "test_z".into()];
+        let text = matrix(&outcomes, &scenarios);
+        let row = |s: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(s))
+                .unwrap()
+                .split_whitespace()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(row("test_x"), "x . .");
+        assert_eq!(row("test_y"), ". q .");
+        assert!(
+            text.contains("caught none of these mutants: test_z"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn junit_fails_every_mutant_not_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junit.xml");
+        let outcomes = [
+            outcome("caught", Verdict::Caught(vec!["test_x".into()])),
+            outcome("missed", Verdict::Missed),
+            outcome(
+                "old",
+                Verdict::NotApplied("patch does not apply\x1b[0m".into()),
+            ),
+        ];
+        junit(&path, &outcomes).unwrap();
+        let suites =
+            junit_parser::from_reader(std::io::BufReader::new(File::open(&path).unwrap())).unwrap();
+        let cases = &suites.suites[0].cases;
+        assert_eq!(cases.len(), 3);
+        assert!(cases[0].status.is_success());
+        assert!(cases[1].status.is_failure());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains('\x1b'), "control characters are cleaned");
+    }
+}
