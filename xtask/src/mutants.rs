@@ -128,7 +128,7 @@ pub fn select(wanted: &[String]) -> Result<Vec<Mutant>> {
 /// Runs the baseline, then `mutants`, and reports.
 pub fn execute(sh: &Shell, mutants: Vec<Mutant>) -> Result<bool> {
     let _lock = crate::lock::cache()?;
-    let mut steps = Steps::new(7);
+    let mut steps = Steps::new(8);
     pipeline::host_step(&mut steps, sh)?;
     let prepared = pipeline::source_steps(&mut steps, sh, &SourceArgs::pinned(false))?;
     let qmp_tests = steps.run("qmp-tests binary", || {

@@ -24,9 +24,11 @@ pub fn command_line_object(ctx: &mut Ctx) -> Result<()> {
             Value::Array(list)
         );
     };
+    // Created with QEMU, not at run time: the spec's `dynamic` is false.
     ensure!(
-        entry["mode"] == "control" && entry["chardev"] == CHARDEV,
-        "query-monitors lists {ID} as {entry}, not a control monitor on {CHARDEV}"
+        entry["mode"] == "control" && entry["chardev"] == CHARDEV && entry["dynamic"] == false,
+        "query-monitors lists {ID} as {entry}, not a control monitor on {CHARDEV} \
+         with dynamic false (an -object monitor-qmp is no run-time addition)"
     );
 
     let path = ctx.machine.dir().join("cl-obj.sock");
