@@ -1,6 +1,8 @@
 //! Chardevs that are no listening unix socket: a pty, and a socket in
-//! client mode that reconnects. monitor-add may take them or refuse them
-//! with a clear error; either way nothing crashes or breaks.
+//! client mode that reconnects. Both create sources of their own (the
+//! pty's poll timer, the reconnect timer), so the spec has monitor-add
+//! take them and run the monitor in the main loop: a working monitor
+//! whose greeting offers no "oob". Nothing crashes or breaks.
 
 use std::{
     fs::{File, OpenOptions},
@@ -31,27 +33,37 @@ use crate::{
 const MON_ID: &str = "odd-mon";
 const RECONNECT_MS: u64 = 100;
 
-/// monitor-add on `chardev`: true if taken, false if refused with a QMP
-/// error that says something.
-fn try_add(ctx: &mut Ctx, chardev: &str) -> Result<bool> {
+/// monitor-add on `chardev`, which the spec says must be taken.
+fn add(ctx: &mut Ctx, chardev: &str) -> Result<()> {
     let args = json!({ "id": MON_ID, "chardev": chardev });
     let (command, args) = ctx.add_request(args);
     let wait = ctx.wait();
     match ctx.machine.qmp().execute(command, args, wait) {
-        Ok(_) => {
-            ctx.note(format!("monitor-add on {chardev} was accepted"));
-            Ok(true)
-        }
-        Err(QmpError::Qmp { class, desc }) => {
-            ensure!(
-                !desc.trim().is_empty(),
-                "monitor-add on {chardev} was refused ({class}) without a message"
-            );
-            ctx.note(format!("monitor-add on {chardev} was refused: {desc}"));
-            Ok(false)
-        }
-        Err(err) => Err(err).with_context(|| format!("monitor-add on {chardev}")),
+        Ok(_) => Ok(()),
+        Err(QmpError::Qmp { class, desc }) => bail!(
+            "{command} on {chardev} was refused ({class}: {desc}); the spec runs a monitor \
+             on such a chardev in the main loop instead"
+        ),
+        Err(err) => Err(err).with_context(|| format!("{command} on {chardev}")),
     }
+}
+
+/// A greeting on a chardev with sources of its own: the monitor runs in
+/// the main loop, so out-of-band execution is not offered.
+fn check_no_oob(greeting: &Value, chardev: &str) -> Result<()> {
+    let caps = &greeting["QMP"]["capabilities"];
+    ensure!(
+        caps.is_array(),
+        "the greeting of {MON_ID} on {chardev} has no capabilities list: {greeting}"
+    );
+    ensure!(
+        !caps
+            .as_array()
+            .is_some_and(|c| c.iter().any(|x| x == "oob")),
+        "the greeting of {MON_ID} on {chardev} offers oob, but a monitor on a chardev \
+         that creates sources of its own runs in the main loop: {greeting}"
+    );
+    Ok(())
 }
 
 /// query-monitors lists `MON_ID` on `chardev` as dynamic exactly when
@@ -95,28 +107,29 @@ pub fn pty(ctx: &mut Ctx) -> Result<()> {
         json!({ "id": chardev, "backend": { "type": "pty", "data": {} } }),
     )?;
     ctx.note(format!("pty chardev: {ret}"));
-    let added = try_add(ctx, chardev)?;
-    check_listed(ctx, chardev, added)?;
-    if added {
-        // Taken, it must be a working monitor: open the pty and talk.
-        let pty = ret["pty"]
-            .as_str()
-            .context("chardev-add pty returned no pty path")?;
-        let mut client = PtyClient::open(pty)?;
-        let greeting = client.read_line(soon(ctx))?;
-        ensure!(
-            greeting.contains("\"QMP\""),
-            "{MON_ID} on the pty did not greet: {greeting:?}"
-        );
-        client.write_line(r#"{"execute": "qmp_capabilities"}"#)?;
-        let reply = client.read_line(soon(ctx))?;
-        ensure!(
-            reply.contains("\"return\""),
-            "{MON_ID} on the pty answered qmp_capabilities with {reply:?}"
-        );
-        ctx.remove_monitor(json!({ "id": MON_ID }))?;
-        check_listed(ctx, chardev, false)?;
-    }
+    add(ctx, chardev)?;
+    check_listed(ctx, chardev, true)?;
+    // A working monitor: open the pty and talk.
+    let pty = ret["pty"]
+        .as_str()
+        .context("chardev-add pty returned no pty path")?;
+    let mut client = PtyClient::open(pty)?;
+    let line = client.read_line(soon(ctx))?;
+    let greeting: Value = serde_json::from_str(&line)
+        .with_context(|| format!("{MON_ID} on the pty did not greet with JSON: {line:?}"))?;
+    ensure!(
+        greeting["QMP"]["version"].is_object(),
+        "{MON_ID} on the pty did not greet: {line:?}"
+    );
+    check_no_oob(&greeting, chardev)?;
+    client.write_line(r#"{"execute": "qmp_capabilities"}"#)?;
+    let reply = client.read_line(soon(ctx))?;
+    ensure!(
+        reply.contains("\"return\""),
+        "{MON_ID} on the pty answered qmp_capabilities with {reply:?}"
+    );
+    ctx.remove_monitor(json!({ "id": MON_ID }))?;
+    check_listed(ctx, chardev, false)?;
     ctx.main("chardev-remove", json!({ "id": chardev }))?;
     check_still_works(ctx)
 }
@@ -209,6 +222,7 @@ fn accept(listener: &UnixListener, deadline: Instant) -> Result<UnixStream> {
 fn talk(ctx: &Ctx, stream: UnixStream, name: &str) -> Result<()> {
     let mut client = Qmp::from_stream(stream, name, ctx.transcript().clone(), soon(ctx))
         .with_context(|| format!("the greeting of {MON_ID} on connection {name}"))?;
+    check_no_oob(client.greeting(), "a reconnecting client socket")?;
     client
         .negotiate(ctx.wait())
         .with_context(|| format!("qmp_capabilities on {name}"))?;
@@ -235,33 +249,30 @@ pub fn reconnecting_client(ctx: &mut Ctx) -> Result<()> {
         }),
     )?;
     let first = accept(&listener, soon(ctx))?;
-    let added = try_add(ctx, chardev)?;
-    check_listed(ctx, chardev, added)?;
-    if added {
-        // Taken, it must be a working monitor: we are its client, and
-        // when we hang up, QEMU reconnects to a fresh session.
-        talk(ctx, first, "rc-first")?;
-        let second = accept(&listener, soon(ctx)).context("reconnecting, monitor attached")?;
-        talk(ctx, second, "rc-second")?;
-        // Removed while QEMU is between connections (we hung up, its
-        // reconnect is pending), the chardev goes on alone, reconnecting
-        // with no frontend.
-        ctx.remove_monitor(json!({ "id": MON_ID }))?;
-        check_listed(ctx, chardev, false)?;
-        let third = accept(&listener, soon(ctx)).context("reconnecting, monitor removed")?;
-        // Added again on the connected chardev, and removed while our
-        // session is open.
-        if try_add(ctx, chardev)? {
-            let mut client =
-                Qmp::from_stream(third, "rc-third", ctx.transcript().clone(), soon(ctx))
-                    .with_context(|| format!("the greeting of {MON_ID} added again"))?;
-            client
-                .negotiate(ctx.wait())
-                .context("qmp_capabilities on rc-third")?;
-            ctx.remove_monitor(json!({ "id": MON_ID }))?;
-            check_listed(ctx, chardev, false)?;
-        }
-    }
+    add(ctx, chardev)?;
+    check_listed(ctx, chardev, true)?;
+    // A working monitor: we are its client, and when we hang up, QEMU
+    // reconnects to a fresh session.
+    talk(ctx, first, "rc-first")?;
+    let second = accept(&listener, soon(ctx)).context("reconnecting, monitor attached")?;
+    talk(ctx, second, "rc-second")?;
+    // Removed while QEMU is between connections (we hung up, its
+    // reconnect is pending), the chardev goes on alone, reconnecting
+    // with no frontend.
+    ctx.remove_monitor(json!({ "id": MON_ID }))?;
+    check_listed(ctx, chardev, false)?;
+    let third = accept(&listener, soon(ctx)).context("reconnecting, monitor removed")?;
+    // Added again on the connected chardev, and removed while our session
+    // is open.
+    add(ctx, chardev)?;
+    let mut client = Qmp::from_stream(third, "rc-third", ctx.transcript().clone(), soon(ctx))
+        .with_context(|| format!("the greeting of {MON_ID} added again"))?;
+    check_no_oob(client.greeting(), "a reconnecting client socket")?;
+    client
+        .negotiate(ctx.wait())
+        .context("qmp_capabilities on rc-third")?;
+    ctx.remove_monitor(json!({ "id": MON_ID }))?;
+    check_listed(ctx, chardev, false)?;
     ctx.main("chardev-remove", json!({ "id": chardev }))?;
     check_still_works(ctx)
 }

@@ -16,6 +16,7 @@ mod interop;
 mod leaks;
 mod lifecycle;
 mod object;
+mod pretty;
 mod query;
 mod refusals;
 mod removal;
@@ -132,7 +133,7 @@ impl Scenario {
     }
 }
 
-static ALL: [Scenario; 30] = [
+static ALL: [Scenario; 31] = [
     Scenario::new("test_hotplug_cycle", lifecycle::hotplug_cycle),
     Scenario::new("test_self_removal", lifecycle::self_removal),
     Scenario::new(
@@ -198,6 +199,7 @@ static ALL: [Scenario; 30] = [
     Scenario::new("test_stalled_client_quit", stall::stalled_client_quit),
     Scenario::new("test_removal_paths_no_leak", leaks::removal_paths),
     Scenario::new("test_getfd_closed_on_removal", leaks::getfd_closed),
+    Scenario::new("test_pretty", pretty::pretty),
     Scenario::new("test_pty_chardev", backends::pty),
     Scenario::new(
         "test_reconnecting_client_chardev",
