@@ -60,6 +60,7 @@ pub fn run(args: Args) -> Result<u8> {
             wait: args.wait,
             soak_cycles: args.soak.unwrap_or(defaults.soak_cycles),
             python: python_client(&args)?,
+            qmp_package: args.qmp_python.as_deref().map(interpreter).transpose()?,
         },
         log_dir: args.log_dir.clone(),
         janitor: Some(janitor),
@@ -252,18 +253,27 @@ fn python_client(args: &Args) -> Result<Option<PythonClient>> {
     let Some(src) = &args.qemu_src else {
         return Ok(None);
     };
-    let absolute = |path: &std::path::Path| {
-        std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
-    };
     let interpreter = match &args.python {
-        Some(python) if python.components().count() > 1 => absolute(python)?,
-        Some(python) => python.clone(),
+        Some(python) => interpreter(python)?,
         None => "python3".into(),
     };
     Ok(Some(PythonClient {
         interpreter,
         qemu_src: absolute(src)?,
     }))
+}
+
+/// A Python given by path is made absolute; a bare name is left to `PATH`.
+fn interpreter(python: &std::path::Path) -> Result<std::path::PathBuf> {
+    if python.components().count() > 1 {
+        absolute(python)
+    } else {
+        Ok(python.to_owned())
+    }
+}
+
+fn absolute(path: &std::path::Path) -> Result<std::path::PathBuf> {
+    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
 }
 
 /// The chosen scenarios in the suite's order, or all of them.

@@ -35,6 +35,10 @@ Options:
                            python/qemu/qmp library (skipped without it)
     --python PATH          the Python that runs that library (default:
                            python3)
+    --qmp-python PATH      a Python with the standalone qemu.qmp package
+                           installed: test_qmp_asyncio_client drives
+                           monitors with its asyncio QMPClient (skipped
+                           without it)
     --property KEY=VALUE   record KEY: VALUE in the JUnit report (repeatable)
     --tap                  print TAP version 13 instead of the usual lines
     --list                 print the scenario names and exit
@@ -63,6 +67,7 @@ pub struct Args {
     pub log_dir: Option<PathBuf>,
     pub qemu_src: Option<PathBuf>,
     pub python: Option<PathBuf>,
+    pub qmp_python: Option<PathBuf>,
     pub properties: Vec<(String, String)>,
     pub tap: bool,
     pub list: bool,
@@ -98,6 +103,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
             "--log-dir" => parsed.log_dir = Some(value("--log-dir")?.into()),
             "--qemu-src" => parsed.qemu_src = Some(value("--qemu-src")?.into()),
             "--python" => parsed.python = Some(value("--python")?.into()),
+            "--qmp-python" => parsed.qmp_python = Some(value("--qmp-python")?.into()),
             "--scenario" => {
                 let name = utf8("--scenario", value("--scenario")?)?;
                 if scenarios::find(&name).is_none() {

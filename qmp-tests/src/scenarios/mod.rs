@@ -44,6 +44,8 @@ pub struct Settings {
     pub soak_cycles: u32,
     /// QEMU's own Python client library, from the tree under test.
     pub python: Option<PythonClient>,
+    /// A Python with the standalone `qemu.qmp` package installed.
+    pub qmp_package: Option<PathBuf>,
 }
 
 /// Where `qemu.qmp` comes from and what runs it.
@@ -61,6 +63,7 @@ impl Default for Settings {
             wait: None,
             soak_cycles: soak::DEFAULT_CYCLES,
             python: None,
+            qmp_package: None,
         }
     }
 }
@@ -92,6 +95,8 @@ pub struct Scenario {
     scales_with_soak: bool,
     /// Drives a monitor with QEMU's Python client, so it needs the tree.
     needs_python: bool,
+    /// Drives monitors with the standalone qemu.qmp package.
+    needs_package: bool,
     /// Takes many times longer than most: started before the others.
     pub long: bool,
     /// The routes it makes sense on; most scenarios run on every route.
@@ -107,6 +112,7 @@ impl Scenario {
             run,
             scales_with_soak: false,
             needs_python: false,
+            needs_package: false,
             long: false,
             routes: &Route::ALL,
         }
@@ -114,8 +120,15 @@ impl Scenario {
 
     /// Why this scenario cannot run with `settings`, if it cannot.
     pub fn skip_reason(&self, settings: &Settings) -> Option<String> {
-        (self.needs_python && settings.python.is_none()).then(|| {
-            "no QEMU source tree given (--qemu-src): qemu.qmp comes from the tree under test"
+        if self.needs_python && settings.python.is_none() {
+            return Some(
+                "no QEMU source tree given (--qemu-src): qemu.qmp comes from the tree under test"
+                    .to_string(),
+            );
+        }
+        (self.needs_package && settings.qmp_package.is_none()).then(|| {
+            "no Python with the qemu.qmp package given (--qmp-python); cargo xtask test \
+             installs one when the package index answers"
                 .to_string()
         })
     }
@@ -133,7 +146,7 @@ impl Scenario {
     }
 }
 
-static ALL: [Scenario; 31] = [
+static ALL: [Scenario; 32] = [
     Scenario::new("test_hotplug_cycle", lifecycle::hotplug_cycle),
     Scenario::new("test_self_removal", lifecycle::self_removal),
     Scenario::new(
@@ -199,6 +212,10 @@ static ALL: [Scenario; 31] = [
     Scenario::new("test_stalled_client_quit", stall::stalled_client_quit),
     Scenario::new("test_removal_paths_no_leak", leaks::removal_paths),
     Scenario::new("test_getfd_closed_on_removal", leaks::getfd_closed),
+    Scenario {
+        needs_package: true,
+        ..Scenario::new("test_qmp_asyncio_client", interop::qmp_asyncio_client)
+    },
     Scenario::new("test_pretty", pretty::pretty),
     Scenario::new("test_pty_chardev", backends::pty),
     Scenario::new(
