@@ -21,6 +21,7 @@ mod refusals;
 mod removal;
 mod soak;
 mod stall;
+mod takeover;
 mod usage;
 
 use std::{path::PathBuf, time::Duration};
@@ -132,7 +133,7 @@ impl Scenario {
     }
 }
 
-static ALL: [Scenario; 30] = [
+static ALL: [Scenario; 32] = [
     Scenario::new("test_hotplug_cycle", lifecycle::hotplug_cycle),
     Scenario::new("test_self_removal", lifecycle::self_removal),
     Scenario::new(
@@ -202,6 +203,11 @@ static ALL: [Scenario; 30] = [
     Scenario::new(
         "test_reconnecting_client_chardev",
         backends::reconnecting_client,
+    ),
+    Scenario::new("test_no_takeover", takeover::no_takeover),
+    Scenario::new(
+        "test_no_takeover_other_frontend",
+        takeover::no_takeover_other_frontend,
     ),
     Scenario {
         extra_args: object::EXTRA_ARGS,

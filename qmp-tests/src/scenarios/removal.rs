@@ -46,7 +46,25 @@ pub fn remove_pipelined(ctx: &mut Ctx) -> Result<()> {
     // Nothing else emits events in this QEMU (-machine none), and the
     // main monitor has not been read since negotiation: every STOP and
     // RESUME before the reply to monitor-remove is one request executed.
-    ctx.remove_monitor(json!({ "id": mon.id }))?;
+    // The main monitor keeps the dispatcher busy (query-qmp-schema takes
+    // milliseconds) while the client's requests fill the monitor's queue;
+    // the removal, sent in the same write, comes next.
+    let (command, args) = ctx.remove_request(json!({ "id": mon.id }));
+    let wait = ctx.wait();
+    let main = ctx.machine.qmp();
+    let main_ids = main
+        .send_batch(
+            &[
+                (false, "query-qmp-schema", Value::Null),
+                (false, command, args),
+            ],
+            wait,
+        )
+        .context("query-qmp-schema and the removal on the main monitor")?;
+    main.read_reply("query-qmp-schema", &main_ids[0], wait)
+        .context("query-qmp-schema on the main monitor")?;
+    main.read_reply(command, &main_ids[1], wait)
+        .with_context(|| format!("{command} of {} on the main monitor", mon.id))?;
     let executed = ctx
         .machine
         .qmp()
