@@ -35,7 +35,8 @@ Options:
                            spawn to a negotiated main monitor, at least 2;
                            fractions allowed)
     --soak N               full hotplug cycles in test_soak (default: 200)
-    --log-dir DIR          keep each QEMU's stderr as DIR/NAME.stderr.log
+    --log-dir DIR          keep each QEMU's stderr as
+                           DIR/NAME.ROUTE.stderr.log (ROUTE: commands, qom)
     --qemu-src DIR         the QEMU source tree the binary was built from:
                            test_qemu_python_client drives a monitor with its
                            python/qemu/qmp library (skipped without it)
