@@ -248,15 +248,3 @@ pub fn check_removed_inert(ctx: &mut Ctx, client: &mut Qmp, mon: &DynMon, oob: b
         &format!("after stop was sent on the removed {}", mon.id),
     )
 }
-
-/// Reads the reply to the request `id` (a `command`) sent on `client`;
-/// must succeed.
-pub fn execute_reply(ctx: &Ctx, client: &mut Qmp, command: &str, id: &str) -> Result<Value> {
-    match client.read_reply(command, id, ctx.wait()) {
-        Err(QmpError::Eof) => bail!(
-            "the connection of {} dropped before the reply to {command} arrived",
-            client.name()
-        ),
-        other => other.with_context(|| format!("{command} on {}", client.name())),
-    }
-}

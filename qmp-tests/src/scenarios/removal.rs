@@ -213,7 +213,37 @@ pub fn self_removal_silence(ctx: &mut Ctx) -> Result<()> {
         (true, "migrate-pause", Value::Null),
     ];
     let ids = client.send_batch(&batch, ctx.wait())?;
-    hotplug::execute_reply(ctx, &mut client, command, &ids[0])?;
+    // Everything up to the removal's reply; anything else is a request
+    // of that write answered (or its event) before the removal finished.
+    let mut early = Vec::new();
+    let deadline = ctx.wait();
+    loop {
+        match client.read_any(deadline) {
+            Ok(message) if message["id"] == ids[0].as_str() => {
+                ensure!(
+                    message.get("return").is_some(),
+                    "{command} of {} on itself failed: {message}",
+                    mon.id
+                );
+                break;
+            }
+            Ok(message) => early.push(message),
+            Err(QmpError::Eof) => bail!(
+                "the connection of {} dropped before the reply to {command} of itself arrived",
+                mon.id
+            ),
+            Err(err) => return Err(err).context(format!("{command} of itself on {}", mon.id)),
+        }
+    }
+    ensure!(
+        early.is_empty(),
+        "of {} requests written in one write with the self-removal of {}, only the removal may \
+         be answered, but {} also got: {}",
+        batch.len(),
+        mon.id,
+        mon.id,
+        Value::Array(early)
+    );
     // The rest of that write is watched along with what follows.
     hotplug::check_removed_inert(ctx, &mut client, &mon, true)?;
     ctx.note(format!(
