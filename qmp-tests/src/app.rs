@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use qmp_tests::{
     janitor::Janitor,
     junit::{self, SuiteInfo},
-    outcome::Outcome,
+    outcome::{Failure, Outcome},
     probe::Capabilities,
     report::{Console, Reporter, Tap},
     route::Route,
@@ -73,6 +73,7 @@ pub fn run(args: Args) -> Result<u8> {
         reporter: reporter.as_mut(),
         scenarios: &selected,
         routes: &config.routes,
+        required: &args.required_routes,
         qemu: &qemu,
         caps: None,
         held: Vec::new(),
@@ -111,11 +112,12 @@ pub fn run(args: Args) -> Result<u8> {
                 (outcomes, EXIT_NO_MONITOR_ADD)
             }
             None => {
-                // Routes this QEMU lacks were not run; with several asked
-                // for, they are simply not reported.
+                // Routes this QEMU lacks were not run: each of their
+                // scenarios is reported skipped with the reason, or
+                // failed when the route is required.
                 let outcomes: Vec<Outcome> = outcomes
                     .into_iter()
-                    .filter(|outcome| caps.has(outcome.route))
+                    .map(|outcome| account(outcome, &caps, &args.required_routes))
                     .collect();
                 let code = if outcomes.iter().any(Outcome::failed) {
                     EXIT_FAILED
@@ -153,6 +155,7 @@ struct Gate<'a> {
     reporter: &'a mut dyn Reporter,
     scenarios: &'a [&'static Scenario],
     routes: &'a [Route],
+    required: &'a [Route],
     qemu: &'a Path,
     caps: Option<Capabilities>,
     held: Vec<Outcome>,
@@ -175,7 +178,7 @@ impl Gate<'_> {
                 }
             }
             Progress::Finished(outcome) if self.caps.is_none() => self.held.push(outcome.clone()),
-            Progress::Finished(outcome) if self.shown(outcome) => self.reporter.finished(outcome),
+            Progress::Finished(outcome) if self.shown() => self.finished(outcome.clone()),
             Progress::Finished(_) => {}
         }
     }
@@ -194,14 +197,29 @@ impl Gate<'_> {
             .filter(|&route| caps.has(route))
             .collect();
         let routes: Vec<&str> = present.iter().map(|route| route.name()).collect();
+        let absent: Vec<String> = self
+            .routes
+            .iter()
+            .filter(|&&route| !caps.has(route))
+            .map(|&route| {
+                let verdict = if self.required.contains(&route) {
+                    "required: its scenarios fail"
+                } else {
+                    "its scenarios are skipped"
+                };
+                format!("; route {route} absent ({}, {verdict})", route.lacking())
+            })
+            .collect();
         let (total, line) = if self.refused() {
             (
                 self.scenarios.len(),
                 format!("QEMU {version}({})", self.qemu.display()),
             )
         } else {
-            // Some scenarios are for one route only.
-            let runs = present
+            // Some scenarios are for one route only; those of an absent
+            // route are reported too, skipped or failed.
+            let runs = self
+                .routes
                 .iter()
                 .map(|route| {
                     self.scenarios
@@ -213,37 +231,62 @@ impl Gate<'_> {
             (
                 runs,
                 format!(
-                    "QEMU {version}({}), {} {}",
+                    "QEMU {version}({}), {} {}{}",
                     self.qemu.display(),
                     if routes.len() == 1 { "route" } else { "routes" },
-                    routes.join(" and ")
+                    routes.join(" and "),
+                    absent.concat()
                 ),
             )
         };
         self.reporter.plan(total, &line);
         let held = std::mem::take(&mut self.held);
         for outcome in held {
-            if self.shown(&outcome) {
-                self.reporter.finished(&outcome);
+            if self.shown() {
+                self.finished(outcome);
             }
         }
     }
 
-    /// Whether `outcome` is reported as it comes: not when the QEMU has
-    /// none of the routes (all are reported at the end with one cause),
-    /// nor for a route it lacks.
-    fn shown(&self, outcome: &Outcome) -> bool {
-        !self.refused()
-            && self
-                .caps
-                .as_ref()
-                .is_some_and(|caps| caps.has(outcome.route))
+    /// Reports `outcome`, a scenario on a route this QEMU lacks as
+    /// skipped with the reason, or failed if the route is required.
+    fn finished(&mut self, outcome: Outcome) {
+        let caps = self.caps.clone().unwrap_or_else(Capabilities::unknown);
+        self.reporter
+            .finished(&account(outcome, &caps, self.required));
+    }
+
+    /// Whether outcomes are reported as they come: not when the QEMU has
+    /// none of the routes (all are reported at the end with one cause).
+    fn shown(&self) -> bool {
+        !self.refused() && self.caps.is_some()
     }
 
     fn refused(&self) -> bool {
         self.caps
             .as_ref()
             .is_some_and(|caps| caps.refusal(self.qemu, self.routes).is_some())
+    }
+}
+
+/// An outcome on a route this QEMU lacks (the runner reports it skipped
+/// with the reason) is a failure when that route is required.
+fn account(outcome: Outcome, caps: &Capabilities, required: &[Route]) -> Outcome {
+    if caps.has(outcome.route) || !required.contains(&outcome.route) {
+        return outcome;
+    }
+    let cause = format!(
+        "this QEMU has {}, and --require-route {} asks for it",
+        outcome.route.lacking(),
+        outcome.route
+    );
+    Outcome {
+        skipped: None,
+        failure: Some(Failure {
+            cause,
+            ..Failure::default()
+        }),
+        ..outcome
     }
 }
 

@@ -21,7 +21,13 @@ Options:
     --route ROUTE          how monitors are added and removed: commands
                            (monitor-add, monitor-remove), qom (object-add
                            and object-del of monitor-qmp objects), or all
-                           (default: every route this QEMU has)
+                           (default: every route this QEMU has); the
+                           scenarios of a route asked for that this QEMU
+                           lacks are reported skipped, with the reason
+    --require-route ROUTE  a route this QEMU must have (commands or qom;
+                           repeatable; implies --route for it): if it
+                           lacks it, each of the route's scenarios fails
+                           with that cause instead of being skipped
     --timeout SECS         deadline per scenario (default: 60; test_soak
                            gets one per 200 cycles)
     --wait SECS            limit for each wait for a reply or an event
@@ -29,7 +35,8 @@ Options:
                            spawn to a negotiated main monitor, at least 2;
                            fractions allowed)
     --soak N               full hotplug cycles in test_soak (default: 200)
-    --log-dir DIR          keep each QEMU's stderr as DIR/NAME.stderr.log
+    --log-dir DIR          keep each QEMU's stderr as
+                           DIR/NAME.ROUTE.stderr.log (ROUTE: commands, qom)
     --qemu-src DIR         the QEMU source tree the binary was built from:
                            test_qemu_python_client drives a monitor with its
                            python/qemu/qmp library (skipped without it)
@@ -61,6 +68,7 @@ pub struct Args {
     pub scenarios: Vec<String>,
     pub jobs: Option<usize>,
     pub routes: Vec<Route>,
+    pub required_routes: Vec<Route>,
     pub timeout: Option<Duration>,
     pub wait: Option<Duration>,
     pub soak: Option<u32>,
@@ -121,6 +129,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
                     _ => return Err(format!("--route takes commands, qom or all, got {text:?}")),
                 };
             }
+            "--require-route" => {
+                let text = utf8("--require-route", value("--require-route")?)?;
+                let Some(route) = Route::parse(&text) else {
+                    return Err(format!(
+                        "--require-route takes commands or qom, got {text:?}"
+                    ));
+                };
+                if !parsed.required_routes.contains(&route) {
+                    parsed.required_routes.push(route);
+                }
+            }
             "--jobs" => parsed.jobs = Some(positive("--jobs", value("--jobs")?)?),
             "--timeout" => {
                 let secs = positive("--timeout", value("--timeout")?)?;
@@ -160,6 +179,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
     }
     if parsed.routes.is_empty() {
         parsed.routes = Route::ALL.to_vec();
+    }
+    for route in &parsed.required_routes {
+        if !parsed.routes.contains(route) {
+            parsed.routes.push(*route);
+        }
     }
     if parsed.qemu.is_none() && !parsed.list && !parsed.help {
         return Err("--qemu PATH is required".to_string());
@@ -244,5 +268,23 @@ mod tests {
             .unwrap_err()
             .contains("needs a value"));
         assert!(parse_strs(&["--list"]).is_ok());
+    }
+
+    #[test]
+    fn require_route_is_repeatable_and_implies_the_route() {
+        let args = parse_strs(&[
+            "--qemu",
+            "q",
+            "--route",
+            "commands",
+            "--require-route",
+            "qom",
+            "--require-route",
+            "qom",
+        ])
+        .unwrap();
+        assert_eq!(args.required_routes, vec![Route::Qom]);
+        assert_eq!(args.routes, vec![Route::Commands, Route::Qom]);
+        assert!(parse_strs(&["--qemu", "q", "--require-route", "all"]).is_err());
     }
 }

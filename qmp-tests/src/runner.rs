@@ -42,7 +42,7 @@ pub struct RunConfig {
     /// Scenarios running at once.
     pub jobs: usize,
     pub settings: Settings,
-    /// Keep each scenario's QEMU stderr as `DIR/NAME.stderr.log`.
+    /// Keep each scenario's QEMU stderr as `DIR/NAME.ROUTE.stderr.log`.
     pub log_dir: Option<PathBuf>,
     pub janitor: Option<Arc<Janitor>>,
     /// Each scenario runs once per route listed here that the QEMU has.
@@ -421,7 +421,10 @@ fn run_one(
 ) -> Outcome {
     let started = Instant::now();
     let transcript = Transcript::new();
-    let opts = config.launch_options(scenario.name, scenario.extra_args, transcript.clone());
+    // One log per scenario and route: the routes' runs must not share a
+    // file (--log-dir).
+    let log_name = format!("{}.{}", scenario.name, route.name());
+    let opts = config.launch_options(&log_name, scenario.extra_args, transcript.clone());
     // Launched here, not by the runner, because QEMU's PDEATHSIG follows
     // the launching thread.
     let mut machine = match Machine::launch(&config.qemu, &opts) {

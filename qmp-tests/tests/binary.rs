@@ -205,12 +205,12 @@ fn tap_output_for_stock_qemu() {
     assert_eq!(results.len(), 2);
     // Listed in suite order: test_errors comes before test_many.
     assert!(
-        results[0].starts_with("not ok 1 - test_errors # this QEMU ("),
+        results[0].starts_with("not ok 1 - test_errors: this QEMU ("),
         "{}",
         results[0]
     );
     assert!(
-        results[1].starts_with("not ok 2 - test_many # "),
+        results[1].starts_with("not ok 2 - test_many: "),
         "{}",
         results[1]
     );

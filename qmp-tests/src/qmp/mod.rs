@@ -19,7 +19,7 @@ use std::{
         unix::net::UnixStream,
     },
     path::Path,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use serde_json::{json, Map, Value};
@@ -28,6 +28,7 @@ use crate::deadline::{remaining, timed_out};
 use line_reader::LineReader;
 
 pub use error::QmpError;
+
 pub use transcript::{Direction, Transcript};
 
 /// Lines longer than this are never events; `execute_raw` hands them back
@@ -241,11 +242,28 @@ impl Qmp {
                 self.events.push_back(message);
                 continue;
             }
-            if message.get("id").and_then(Value::as_str) != Some(id) {
-                return Err(malformed(&line));
+            match message.get("id").and_then(Value::as_str) {
+                Some(got) if got == id => return reply_result(message, &line),
+                // A reply to a request of ours whose wait was given up
+                // (a timeout or an error): late, not a protocol error.
+                Some(got) if self.is_abandoned(got) => {
+                    self.transcript.note(
+                        &self.name,
+                        &format!("ignoring a late reply to abandoned request {got}"),
+                    );
+                }
+                _ => return Err(malformed(&line)),
             }
-            return reply_result(message, &line);
         }
+    }
+
+    /// Whether `id` is one this connection sent before the request it
+    /// waits for now, i.e. one whose reply nobody waits for any more.
+    fn is_abandoned(&self, id: &str) -> bool {
+        id.strip_prefix(&self.name)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n + 1 < self.next_id)
     }
 
     /// Runs `command` and returns its reply line unparsed, for callers that
@@ -355,6 +373,68 @@ impl Qmp {
         self.reader.was_reset()
     }
 
+    /// Watches the connection for `window`: an observation period, not a
+    /// synchronisation. Events already queued count as received. Returns
+    /// everything that arrived, and whether the peer closed the
+    /// connection before the window ended.
+    pub fn observe(&mut self, window: Duration) -> Result<Observed, QmpError> {
+        let end = Instant::now() + window;
+        self.transcript.note(
+            &self.name,
+            &format!("watching for {} ms", window.as_millis()),
+        );
+        let mut observed = Observed {
+            messages: self.events.drain(..).collect(),
+            ..Observed::default()
+        };
+        loop {
+            match self.reader.read_line(&self.stream, end, &|| String::new()) {
+                Ok(line) => {
+                    self.transcript
+                        .record(&self.name, Direction::Received, &line);
+                    observed.messages.push(parse(&line).unwrap_or_else(|_| {
+                        Value::String(String::from_utf8_lossy(&line).into_owned())
+                    }));
+                }
+                Err(QmpError::Timeout { .. }) => break,
+                Err(QmpError::Eof) => {
+                    observed.closed = true;
+                    self.transcript.note(&self.name, "end of file");
+                    break;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        if !self.reader.partial().is_empty() {
+            observed.partial = Some(transcript::abbreviate(self.reader.partial()));
+        }
+        if !observed.closed && observed.messages.is_empty() && observed.partial.is_none() {
+            self.transcript
+                .note(&self.name, "nothing arrived, connection open");
+        }
+        Ok(observed)
+    }
+
+    /// Sends several requests in one write, so that QEMU finds them in its
+    /// input together; returns their ids in order. Each is `(out_of_band,
+    /// command, args)`.
+    pub fn send_batch(
+        &mut self,
+        requests: &[(bool, &str, Value)],
+        deadline: Instant,
+    ) -> Result<Vec<String>, QmpError> {
+        let mut ids = Vec::new();
+        let mut bytes = Vec::new();
+        for (oob, command, args) in requests {
+            let key = if *oob { "exec-oob" } else { "execute" };
+            let (id, line) = self.request(key, command, args.clone());
+            ids.push(id);
+            bytes.extend_from_slice(&line);
+        }
+        self.write_all(&bytes, deadline, "a batch of requests")?;
+        Ok(ids)
+    }
+
     /// Reads every message until the peer closes the connection.
     pub fn read_until_eof(&mut self, deadline: Instant) -> Result<Vec<Value>, QmpError> {
         let mut messages = Vec::new();
@@ -450,6 +530,40 @@ impl Qmp {
         match err.kind() {
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => QmpError::Eof,
             _ => QmpError::Io(err),
+        }
+    }
+}
+
+/// What [`Qmp::observe`] saw during its window.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// Every message, in order (a line that is no JSON object as a string).
+    pub messages: Vec<Value>,
+    /// Bytes of a line that had not ended when the window closed.
+    pub partial: Option<String>,
+    /// The peer closed the connection.
+    pub closed: bool,
+}
+
+impl Observed {
+    /// Nothing arrived and the connection is still open.
+    pub fn silent(&self) -> bool {
+        self.messages.is_empty() && self.partial.is_none() && !self.closed
+    }
+
+    /// What arrived, for a failure message.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.messages.iter().map(Value::to_string).collect();
+        if let Some(partial) = &self.partial {
+            parts.push(format!("an unterminated line {partial}"));
+        }
+        if self.closed {
+            parts.push("end of file".to_string());
+        }
+        if parts.is_empty() {
+            "nothing".to_string()
+        } else {
+            parts.join(", ")
         }
     }
 }

@@ -363,3 +363,67 @@ fn silence_times_out_at_the_deadline() {
     release.send(()).unwrap();
     server.finish();
 }
+
+#[test]
+fn late_reply_to_an_abandoned_request_is_skipped() {
+    let server = serve(|mut peer| {
+        peer.send(GREETING);
+        let first = peer.request();
+        let second = peer.request();
+        // The first request's reply comes only after the client gave up
+        // on it and sent the second.
+        peer.reply(&first, json!("late"));
+        peer.reply(&second, json!("second"));
+    });
+    let mut qmp = Qmp::connect(&server.path, soon()).unwrap();
+    let first = qmp.send("query-a", Value::Null, soon()).unwrap();
+    assert!(matches!(
+        qmp.read_reply(
+            "query-a",
+            &first,
+            Instant::now() + Duration::from_millis(50)
+        ),
+        Err(QmpError::Timeout { .. })
+    ));
+    let ret = qmp.execute("query-b", Value::Null, soon()).unwrap();
+    assert_eq!(ret, json!("second"));
+    assert!(qmp
+        .transcript()
+        .render()
+        .contains("ignoring a late reply to abandoned request qmp-1"));
+    server.finish();
+}
+
+#[test]
+fn a_reply_with_a_foreign_id_is_still_malformed() {
+    let server = serve(|mut peer| {
+        peer.send(GREETING);
+        let _ = peer.request();
+        peer.send(r#"{"return": {}, "id": "someone-else-7"}"#);
+    });
+    let mut qmp = Qmp::connect(&server.path, soon()).unwrap();
+    assert!(matches!(
+        qmp.execute("query-a", Value::Null, soon()),
+        Err(QmpError::Malformed { .. })
+    ));
+    server.finish();
+}
+
+#[test]
+fn observe_reports_silence_data_and_end_of_file() {
+    let server = serve(|mut peer| {
+        peer.send(GREETING);
+        // Silent until the client's request, then a late line and close.
+        let request = peer.request();
+        peer.reply(&request, json!({}));
+    });
+    let mut qmp = Qmp::connect(&server.path, soon()).unwrap();
+    let quiet = qmp.observe(Duration::from_millis(50)).unwrap();
+    assert!(quiet.silent(), "{}", quiet.describe());
+    qmp.send("stop", Value::Null, soon()).unwrap();
+    let seen = qmp.observe(Duration::from_millis(300)).unwrap();
+    assert_eq!(seen.messages.len(), 1, "{}", seen.describe());
+    assert!(seen.closed);
+    assert!(!seen.silent());
+    server.finish();
+}

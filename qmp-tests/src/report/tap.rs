@@ -52,11 +52,14 @@ impl<W: Write> Reporter for Tap<W> {
                 )
             }
             (None, None) => writeln!(self.out, "ok {number} - {}", outcome.display_name()),
+            // The cause goes in the description, not after a '#', where
+            // a cause starting with "skip" or "todo" would read as a
+            // directive; a '#' in it is escaped for the same reason.
             (Some(failure), _) => writeln!(
                 self.out,
-                "not ok {number} - {} # {}",
-                outcome.display_name(),
-                failure.cause
+                "not ok {number} - {}: {}",
+                escape(&outcome.display_name()),
+                escape(&crate::text::one_line(&failure.cause))
             ),
         };
         self.diagnostic(&format!("time {}", seconds(outcome)));
@@ -73,4 +76,10 @@ impl<W: Write> Reporter for Tap<W> {
         self.diagnostic(&totals(outcomes));
         let _ = self.out.flush();
     }
+}
+
+/// A TAP description: `\` and `#` escaped, so that nothing in it starts
+/// a directive.
+pub(crate) fn escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('#', "\\#")
 }

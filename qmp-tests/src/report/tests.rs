@@ -85,8 +85,8 @@ fn tap_plan_results_and_diagnostics() {
     assert_eq!(lines[..2], ["TAP version 13", "1..4"]);
     assert!(lines.contains(&"ok 4 - test_d # SKIP no tree"));
     assert!(lines.contains(&"ok 1 - test_a"));
-    assert!(lines.contains(&"not ok 2 - test_b # same cause"));
-    assert!(lines.contains(&"not ok 3 - test_c # same cause"));
+    assert!(lines.contains(&"not ok 2 - test_b: same cause"));
+    assert!(lines.contains(&"not ok 3 - test_c: same cause"));
     assert!(lines.contains(&"# figures"));
     let stray = lines.iter().find(|line| {
         !(line.starts_with("ok ")
@@ -96,4 +96,22 @@ fn tap_plan_results_and_diagnostics() {
             || line.starts_with("1.."))
     });
     assert_eq!(stray, None, "a line TAP does not know");
+}
+
+#[test]
+fn tap_failure_cause_is_no_directive() {
+    let mut outcome = Outcome::skipped("test_e", "");
+    outcome.skipped = None;
+    outcome.failure = Some(Failure {
+        cause: "skip # TODO not really".into(),
+        ..Failure::default()
+    });
+    let mut out = Vec::new();
+    render(&mut Tap::new(&mut out, false), &[outcome]);
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.lines()
+            .any(|line| line == "not ok 1 - test_e: skip \\# TODO not really"),
+        "{text}"
+    );
 }

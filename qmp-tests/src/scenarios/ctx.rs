@@ -121,6 +121,21 @@ impl Ctx {
         self.main_refused(request.0, request.1)
     }
 
+    /// Like [`Ctx::main_refused_request`], and the refusal must be a
+    /// GenericError (what QEMU uses for all of these; the other classes
+    /// are for the few cases QMP clients tell apart, e.g. CommandNotFound)
+    /// whose text names each of `names` (the offending id or chardev).
+    pub fn main_refused_naming(
+        &mut self,
+        request: (&str, Value),
+        names: &[&str],
+    ) -> Result<QmpError> {
+        let what = describe(request.0, &request.1);
+        let err = self.main_refused_request(request)?;
+        check_refusal(&err, names).with_context(|| format!("{what} on the main monitor"))?;
+        Ok(err)
+    }
+
     /// Connects a client named `name` to the socket at `path`, reading the
     /// greeting; its traffic joins the scenario's transcript.
     pub fn connect(&self, path: &Path, name: &str) -> Result<Qmp> {
@@ -156,4 +171,18 @@ pub(crate) fn describe(command: &str, args: &Value) -> String {
     } else {
         format!("{command} {args}")
     }
+}
+
+/// A refusal is a GenericError whose text names each of `names`.
+pub(crate) fn check_refusal(err: &QmpError, names: &[&str]) -> Result<()> {
+    let QmpError::Qmp { class, desc } = err else {
+        bail!("expected a QMP error, got {err}");
+    };
+    if class != "GenericError" {
+        bail!("refused with class {class}, not GenericError: {desc}");
+    }
+    if let Some(missing) = names.iter().find(|name| !desc.contains(*name)) {
+        bail!("the refusal does not name {missing:?}: {desc}");
+    }
+    Ok(())
 }

@@ -1,12 +1,15 @@
 //! The steps every scenario is built from: add a socket chardev and a
 //! monitor on it, connect, remove.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
-use crate::{qmp::Qmp, scenarios::Ctx};
+use crate::{
+    qmp::{Qmp, QmpError},
+    scenarios::Ctx,
+};
 
 /// A dynamic monitor's ids and socket path.
 pub struct DynMon {
@@ -128,4 +131,120 @@ pub fn expect_event(ctx: &Ctx, client: &mut Qmp, name: &str) -> Result<()> {
         client.name()
     );
     Ok(())
+}
+
+/// How long a check that something does NOT happen (no write, no close,
+/// no execution, no event) watches for it. An observation period, not a
+/// synchronisation: every such check first synchronises with QEMU, and
+/// shows with a positive control that the same path produces output.
+pub const QUIET_WINDOW: Duration = Duration::from_millis(300);
+
+/// Watches `client` for [`QUIET_WINDOW`]: nothing may arrive, and the
+/// connection must still be open at the end. `when` says at what point,
+/// for the failure message.
+pub fn expect_quiet(client: &mut Qmp, when: &str) -> Result<()> {
+    let seen = client
+        .observe(QUIET_WINDOW)
+        .with_context(|| format!("watching {} {when}", client.name()))?;
+    if seen.silent() {
+        return Ok(());
+    }
+    let ms = QUIET_WINDOW.as_millis();
+    if seen.closed && seen.messages.is_empty() && seen.partial.is_none() {
+        bail!(
+            "QEMU closed {}'s connection {when} (within {ms} ms); a self-removed monitor's \
+             connection must stay open until the client closes it or chardev-remove",
+            client.name()
+        );
+    }
+    bail!(
+        "{} {when}, QEMU still wrote within {ms} ms: {}",
+        client.name(),
+        seen.describe()
+    )
+}
+
+/// Positive control for the "nothing is executed" checks: `stop` and
+/// `cont` on `client` are answered there, reach it as STOP and RESUME
+/// (both emitted before the reply), and show on the main monitor.
+pub fn control_stop_cont(ctx: &mut Ctx, client: &mut Qmp) -> Result<()> {
+    execute(ctx, client, "stop", Value::Null).context("positive control")?;
+    execute(ctx, client, "cont", Value::Null).context("positive control")?;
+    let names: Vec<Value> = client
+        .take_events()
+        .into_iter()
+        .map(|ev| ev["event"].clone())
+        .collect();
+    ensure!(
+        names == [json!("STOP"), json!("RESUME")],
+        "positive control: stop and cont on {} delivered {} there, not STOP and RESUME",
+        client.name(),
+        Value::Array(names)
+    );
+    for event in ["STOP", "RESUME"] {
+        let wait = ctx.wait();
+        ctx.machine
+            .qmp()
+            .wait_event(event, wait)
+            .with_context(|| format!("positive control: {event} on the main monitor"))?;
+    }
+    Ok(())
+}
+
+/// The VM runs and the main monitor saw no STOP: a `stop` sent on a
+/// removed monitor was not executed. `query-status` synchronises: events
+/// emitted before it are read before its reply.
+pub fn expect_running_no_stop(ctx: &mut Ctx, why: &str) -> Result<()> {
+    let status = ctx.main("query-status", Value::Null)?;
+    let events = ctx.machine.qmp().take_events();
+    let stops: Vec<&Value> = events.iter().filter(|ev| ev["event"] == "STOP").collect();
+    ensure!(
+        stops.is_empty() && status["status"] == "running",
+        "{why}: the main monitor saw {} and query-status says {status}: a stop the removed \
+         monitor's client sent was executed",
+        Value::Array(events.clone())
+    );
+    Ok(())
+}
+
+/// A self-removed monitor's connection is inert: `stop` and a query sent
+/// on it (and `exec-oob migrate-pause` with `oob`) are neither answered
+/// nor executed, nothing else arrives, and the connection stays open.
+///
+/// Synchronisation: `query-monitors` on the main monitor runs after the
+/// removal and no longer lists `mon`. Then [`QUIET_WINDOW`] of watching.
+/// The caller has shown the same commands answered and executed on this
+/// connection before the removal (the positive control).
+pub fn check_removed_inert(ctx: &mut Ctx, client: &mut Qmp, mon: &DynMon, oob: bool) -> Result<()> {
+    let mut requests = vec![
+        (false, "stop", Value::Null),
+        (false, "query-status", Value::Null),
+    ];
+    if oob {
+        requests.push((true, "migrate-pause", Value::Null));
+    }
+    match client.send_batch(&requests, ctx.wait()) {
+        Ok(_) => {}
+        Err(QmpError::Eof) => bail!(
+            "QEMU closed {}'s connection after it removed itself (it must stay open until the \
+             client closes it or chardev-remove)",
+            mon.id
+        ),
+        Err(err) => return Err(err).context("sending after self-removal"),
+    }
+    let list = query_monitors(ctx)?;
+    if let Some(entry) = find_monitor(&list, &mon.id) {
+        bail!(
+            "query-monitors still lists {} after it removed itself: {entry}",
+            mon.id
+        );
+    }
+    expect_quiet(
+        client,
+        "after removing itself and being sent stop and query-status",
+    )?;
+    expect_running_no_stop(
+        ctx,
+        &format!("after stop was sent on the removed {}", mon.id),
+    )
 }

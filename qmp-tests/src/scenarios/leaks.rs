@@ -62,12 +62,16 @@ fn never_connected(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
 /// monitor-add refused: the id is taken, then the chardev is busy.
 fn refused_add(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
     hotplug::add_chardev(ctx, &mon.chardev, &mon.path)?;
-    ctx.main_refused_request(
+    ctx.main_refused_naming(
         ctx.add_request(json!({ "id": "hp-mon-taken", "chardev": mon.chardev })),
+        &["hp-mon-taken"],
     )
     .context("monitor-add with an id in use")?;
-    ctx.main_refused_request(ctx.add_request(json!({ "id": mon.id, "chardev": "hp-chr-taken" })))
-        .context("monitor-add on a chardev in use")?;
+    ctx.main_refused_naming(
+        ctx.add_request(json!({ "id": mon.id, "chardev": "hp-chr-taken" })),
+        &["hp-chr-taken"],
+    )
+    .context("monitor-add on a chardev in use")?;
     ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
     Ok(())
 }

@@ -22,6 +22,7 @@ mod refusals;
 mod removal;
 mod soak;
 mod stall;
+mod takeover;
 mod usage;
 
 use std::{path::PathBuf, time::Duration};
@@ -221,6 +222,11 @@ static ALL: [Scenario; 32] = [
     Scenario::new(
         "test_reconnecting_client_chardev",
         backends::reconnecting_client,
+    ),
+    Scenario::new("test_no_takeover", takeover::no_takeover),
+    Scenario::new(
+        "test_no_takeover_other_frontend",
+        takeover::no_takeover_other_frontend,
     ),
     Scenario {
         extra_args: object::EXTRA_ARGS,

@@ -1,13 +1,11 @@
 //! Removing a dynamic monitor while its client is busy or still there:
 //! what the client sees, and what can be reused at once.
 
-use std::time::{Duration, Instant};
-
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
 use crate::{
-    qmp::{Pending, Qmp, QmpError},
+    qmp::QmpError,
     scenarios::{
         hotplug::{self, DynMon},
         lifecycle::full_cycle,
@@ -15,30 +13,65 @@ use crate::{
     },
 };
 
-/// Requests the client pipelines; more than QEMU queues per monitor (8),
-/// each slow enough (query-qmp-schema) that removal overtakes them.
-const PIPELINED: usize = 16;
+/// Requests the client pipelines in one write: `stop` and `cont` in
+/// turn, so that each one executed changes the run state and emits exactly
+/// one event on the main monitor. Far more than QEMU queues per monitor
+/// (8 with OOB) or reads in the time the removal takes to arrive.
+const PIPELINED: usize = 256;
 
-/// The client pipelines requests; once the first is answered the others
-/// are queued or in flight, and monitor-remove from the main monitor
-/// drops them: the client gets fewer replies, then end of file. The ids
-/// and path are reusable at once.
+/// The client (OOB negotiated, so QEMU queues requests ahead) pipelines
+/// `stop`/`cont`; once the first is answered, the main monitor removes
+/// the monitor. Exactly the requests executed before the removal (counted
+/// by their events on the main monitor, which precede the reply to
+/// monitor-remove) are answered; none is executed after it (no event in a
+/// quiet window after it, and the run state matches the count); the
+/// client sees an orderly end of file. The ids and path are reusable at
+/// once.
 pub fn remove_pipelined(ctx: &mut Ctx) -> Result<()> {
     let mon = DynMon::new(ctx, "")?;
     hotplug::add(ctx, &mon)?;
-    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
-    let mut ids = Vec::new();
-    for _ in 0..PIPELINED {
-        ids.push(
-            client
-                .send("query-qmp-schema", Value::Null, ctx.wait())
-                .with_context(|| format!("pipelining query-qmp-schema on {}", mon.id))?,
-        );
-    }
+    let mut client = hotplug::connect(ctx, &mon)?;
     client
-        .read_reply("query-qmp-schema", &ids[0], ctx.wait())
-        .with_context(|| format!("the first pipelined query-qmp-schema on {}", mon.id))?;
-    ctx.remove_monitor(json!({ "id": mon.id }))?;
+        .negotiate_with(&["oob"], ctx.wait())
+        .with_context(|| format!("qmp_capabilities enabling oob on {}", mon.id))?;
+    let requests: Vec<(bool, &str, Value)> = (0..PIPELINED)
+        .map(|i| (false, if i % 2 == 0 { "stop" } else { "cont" }, Value::Null))
+        .collect();
+    let ids = client
+        .send_batch(&requests, ctx.wait())
+        .with_context(|| format!("pipelining stop and cont on {}", mon.id))?;
+    client
+        .read_reply("stop", &ids[0], ctx.wait())
+        .with_context(|| format!("the first pipelined stop on {}", mon.id))?;
+    // Nothing else emits events in this QEMU (-machine none), and the
+    // main monitor has not been read since negotiation: every STOP and
+    // RESUME before the reply to monitor-remove is one request executed.
+    // The main monitor keeps the dispatcher busy (query-qmp-schema takes
+    // milliseconds) while the client's requests fill the monitor's queue;
+    // the removal, sent in the same write, comes next.
+    let (command, args) = ctx.remove_request(json!({ "id": mon.id }));
+    let wait = ctx.wait();
+    let main = ctx.machine.qmp();
+    let main_ids = main
+        .send_batch(
+            &[
+                (false, "query-qmp-schema", Value::Null),
+                (false, command, args),
+            ],
+            wait,
+        )
+        .context("query-qmp-schema and the removal on the main monitor")?;
+    main.read_reply("query-qmp-schema", &main_ids[0], wait)
+        .context("query-qmp-schema on the main monitor")?;
+    main.read_reply(command, &main_ids[1], wait)
+        .with_context(|| format!("{command} of {} on the main monitor", mon.id))?;
+    let executed = ctx
+        .machine
+        .qmp()
+        .take_events()
+        .iter()
+        .filter(|ev| ev["event"] == "STOP" || ev["event"] == "RESUME")
+        .count();
     let rest = client.read_until_eof(ctx.wait()).with_context(|| {
         format!(
             "{}'s client after monitor-remove with requests queued",
@@ -55,15 +88,50 @@ pub fn remove_pipelined(ctx: &mut Ctx) -> Result<()> {
     );
     let answered = 1 + rest.iter().filter(|m| m.get("return").is_some()).count();
     ctx.note(format!(
-        "{answered} of {PIPELINED} pipelined requests answered before removal"
+        "{executed} of {PIPELINED} pipelined requests executed before the removal, {answered} \
+         answered"
     ));
     ensure!(
-        answered < PIPELINED,
-        "all {PIPELINED} pipelined requests on {} were answered: the queued ones must be \
-         dropped by monitor-remove",
+        answered == executed,
+        "{executed} pipelined requests on {} were executed before monitor-remove (their events \
+         reached the main monitor before its reply), but {answered} were answered: each \
+         request executed before the removal must be answered, no other",
         mon.id
     );
+    ensure!(
+        executed < PIPELINED,
+        "all {PIPELINED} pipelined requests on {} ran before monitor-remove: the removal must \
+         overtake queued and unread requests (nothing shows they are dropped)",
+        mon.id
+    );
+    // None may run after the removal: watch the main monitor for events.
     check_gone(ctx, &mon)?;
+    let late = ctx
+        .machine
+        .qmp()
+        .observe(hotplug::QUIET_WINDOW)
+        .context("watching the main monitor after monitor-remove")?;
+    ensure!(
+        late.messages.is_empty() && !late.closed,
+        "after monitor-remove of {}, its dropped requests still ran: the main monitor got {}",
+        mon.id,
+        late.describe()
+    );
+    let status = ctx.main("query-status", Value::Null)?;
+    let expected = if executed % 2 == 1 {
+        "paused"
+    } else {
+        "running"
+    };
+    ensure!(
+        status["status"] == expected,
+        "after {executed} alternating stop/cont ran before monitor-remove of {}, the VM should \
+         be {expected}, but query-status says {status}",
+        mon.id
+    );
+    if expected == "paused" {
+        ctx.main("cont", Value::Null)?;
+    }
     ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
     full_cycle(ctx, &mon).context("the same ids and path right after the removal")
 }
@@ -104,28 +172,12 @@ pub fn reuse_while_connected(ctx: &mut Ctx) -> Result<()> {
         .context("the self-removed monitor's client must see end of file at chardev-remove")
 }
 
-/// Sends `command` on a self-removed monitor's connection; end of file
-/// means QEMU closed it, which it must not.
-fn send_after_removal(client: &mut Qmp, oob: bool, command: &str, ctx: &Ctx) -> Result<()> {
-    let sent = if oob {
-        client.send_oob(command, Value::Null, ctx.wait())
-    } else {
-        client.send(command, Value::Null, ctx.wait())
-    };
-    match sent {
-        Ok(_) => Ok(()),
-        Err(QmpError::Eof) => bail!(
-            "QEMU closed {}'s connection after it removed itself (it must stay open until the \
-             client closes it or chardev-remove)",
-            client.name()
-        ),
-        Err(err) => Err(err).with_context(|| format!("sending {command} on {}", client.name())),
-    }
-}
-
-/// After self-removal nothing the client sends is executed or answered,
-/// not even exec-oob, and no event reaches it; the connection stays open
-/// until chardev-remove.
+/// With OOB negotiated: `exec-oob` and `stop` are answered and executed
+/// on the monitor before its self-removal (the positive control); the
+/// requests written together with the self-removal, in one write, are
+/// dropped: exactly one reply (the removal's) arrives; afterwards nothing
+/// sent is answered or executed, not even exec-oob, no event reaches the
+/// client, and the connection stays open until chardev-remove.
 pub fn self_removal_silence(ctx: &mut Ctx) -> Result<()> {
     let mon = DynMon::new(ctx, "")?;
     hotplug::add(ctx, &mon)?;
@@ -139,15 +191,66 @@ pub fn self_removal_silence(ctx: &mut Ctx) -> Result<()> {
     client
         .negotiate_with(&["oob"], ctx.wait())
         .with_context(|| format!("qmp_capabilities enabling oob on {}", mon.id))?;
-    hotplug::remove_itself(ctx, &mut client, &mon.id)?;
-
-    send_after_removal(&mut client, false, "query-version", ctx)?;
     // migrate-pause is allowed out-of-band and answers (with an error)
     // when no migration runs: any reply means it was executed.
-    send_after_removal(&mut client, true, "migrate-pause", ctx)?;
-    // Commands on the main monitor run after the removal has finished;
-    // the events they cause are broadcast.
-    check_gone(ctx, &mon)?;
+    let id = client.send_oob("migrate-pause", Value::Null, ctx.wait())?;
+    match client.read_reply("migrate-pause", &id, ctx.wait()) {
+        Ok(_) | Err(QmpError::Qmp { .. }) => {}
+        Err(err) => {
+            return Err(err).context(format!(
+                "positive control: exec-oob migrate-pause on {} before its removal",
+                mon.id
+            ))
+        }
+    }
+    hotplug::control_stop_cont(ctx, &mut client)?;
+
+    let (command, args) = ctx.remove_request(json!({ "id": mon.id }));
+    let batch = [
+        (false, command, args),
+        (false, "stop", Value::Null),
+        (false, "query-status", Value::Null),
+        (true, "migrate-pause", Value::Null),
+    ];
+    let ids = client.send_batch(&batch, ctx.wait())?;
+    // Everything up to the removal's reply; anything else is a request
+    // of that write answered (or its event) before the removal finished.
+    let mut early = Vec::new();
+    let deadline = ctx.wait();
+    loop {
+        match client.read_any(deadline) {
+            Ok(message) if message["id"] == ids[0].as_str() => {
+                ensure!(
+                    message.get("return").is_some(),
+                    "{command} of {} on itself failed: {message}",
+                    mon.id
+                );
+                break;
+            }
+            Ok(message) => early.push(message),
+            Err(QmpError::Eof) => bail!(
+                "the connection of {} dropped before the reply to {command} of itself arrived",
+                mon.id
+            ),
+            Err(err) => return Err(err).context(format!("{command} of itself on {}", mon.id)),
+        }
+    }
+    ensure!(
+        early.is_empty(),
+        "of {} requests written in one write with the self-removal of {}, only the removal may \
+         be answered, but {} also got: {}",
+        batch.len(),
+        mon.id,
+        mon.id,
+        Value::Array(early)
+    );
+    // The rest of that write is watched along with what follows.
+    hotplug::check_removed_inert(ctx, &mut client, &mon, true)?;
+    ctx.note(format!(
+        "1 of {} requests written with the self-removal answered",
+        batch.len()
+    ));
+
     ctx.main("stop", Value::Null)?;
     ctx.main("cont", Value::Null)?;
     for event in ["STOP", "RESUME"] {
@@ -157,30 +260,13 @@ pub fn self_removal_silence(ctx: &mut Ctx) -> Result<()> {
             .wait_event(event, wait)
             .with_context(|| format!("{event} on the main monitor"))?;
     }
-    match client.pending()? {
-        Pending::Nothing => {}
-        Pending::Data => {
-            // What it is, for the report; it may be a line cut short.
-            let glance = ctx.wait().min(Instant::now() + Duration::from_secs(2));
-            let what = client
-                .read_any(glance)
-                .map_or_else(|err| err.to_string(), |message| message.to_string());
-            bail!("{} answered or sent after removing itself: {what}", mon.id)
-        }
-        Pending::Closed => bail!(
-            "QEMU closed {}'s connection after it removed itself (it must stay open until the \
-             client closes it or chardev-remove)",
-            mon.id
-        ),
-    }
     ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
-    client
-        .wait_eof(ctx.wait())
+    let late = client
+        .read_until_eof(ctx.wait())
         .context("the self-removed monitor's client must see end of file at chardev-remove")?;
-    let late = client.take_events();
     ensure!(
         late.is_empty(),
-        "events reached {} after it removed itself: {}",
+        "after removing itself, {} received before the end of file: {}",
         mon.id,
         Value::Array(late)
     );

@@ -1,0 +1,132 @@
+//! A new frontend on a self-removed monitor's chardev never inherits that
+//! monitor's client: QEMU ends the old connection first (end of file, its
+//! unread input discarded and never executed), and only a new client is
+//! greeted.
+
+use std::time::Instant;
+
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
+
+use crate::{
+    qmp::{Qmp, QmpError},
+    scenarios::{
+        hotplug::{self, DynMon},
+        Ctx,
+    },
+};
+
+/// A self-removed monitor's client A that has then sent
+/// `qmp_capabilities` and `stop`, which must never run.
+fn removed_with_input(ctx: &mut Ctx, mon: &DynMon) -> Result<Qmp> {
+    hotplug::add(ctx, mon)?;
+    let mut client = hotplug::connect_negotiated(ctx, mon)?;
+    hotplug::remove_itself(ctx, &mut client, &mon.id)?;
+    client
+        .send_batch(
+            &[
+                (false, "qmp_capabilities", Value::Null),
+                (false, "stop", Value::Null),
+            ],
+            ctx.wait(),
+        )
+        .context("sending qmp_capabilities and stop after self-removal")?;
+    // Synchronise: the removal is complete once the main monitor answers.
+    let list = hotplug::query_monitors(ctx)?;
+    ensure!(
+        hotplug::find_monitor(&list, &mon.id).is_none(),
+        "query-monitors still lists {} after it removed itself",
+        mon.id
+    );
+    Ok(client)
+}
+
+/// A, whose chardev just got a new frontend (`frontend`), must see end of
+/// file and nothing before it: a greeting or any reply means the new
+/// frontend took A's connection over.
+fn expect_ended(ctx: &mut Ctx, client: &mut Qmp, frontend: &str) -> Result<()> {
+    let mut got = Vec::new();
+    let mut deadline = ctx.wait();
+    let ended = loop {
+        match client.read_any(deadline) {
+            Ok(message) => {
+                // Collect what follows for the report, briefly.
+                if got.is_empty() {
+                    deadline = deadline.min(Instant::now() + hotplug::QUIET_WINDOW);
+                }
+                got.push(message);
+            }
+            Err(QmpError::Eof) => break true,
+            Err(QmpError::Timeout { .. }) => break false,
+            Err(err) => {
+                return Err(err).context(format!(
+                    "the self-removed monitor's client after {frontend} on its chardev"
+                ))
+            }
+        }
+    };
+    ensure!(
+        got.is_empty(),
+        "takeover: after {frontend} on its chardev, the self-removed monitor's client got {}{} \
+         (it must see only end of file: a new frontend must not inherit the old client)",
+        Value::Array(got),
+        if ended { "" } else { " and no end of file" }
+    );
+    ensure!(
+        ended,
+        "takeover: after {frontend} on its chardev, the self-removed monitor's client did not \
+         see end of file (QEMU must end that connection before a new frontend uses the chardev)"
+    );
+    hotplug::expect_running_no_stop(
+        ctx,
+        &format!("after {frontend} on the self-removed monitor's chardev"),
+    )
+}
+
+/// monitor-add (or object-add monitor-qmp) again on the chardev of a
+/// monitor that removed itself: the old client A sees end of file with
+/// no greeting and no replies, its `stop` never runs, and a new client B
+/// gets a fresh greeting and a working session.
+pub fn no_takeover(ctx: &mut Ctx) -> Result<()> {
+    let old = DynMon::new(ctx, "")?;
+    let mut client = removed_with_input(ctx, &old)?;
+    let new = DynMon {
+        id: format!("{}-2", old.id),
+        chardev: old.chardev.clone(),
+        path: old.path.clone(),
+    };
+    hotplug::add_monitor(ctx, &new)
+        .context("adding a second monitor on the self-removed monitor's chardev")?;
+    let (command, _) = ctx.add_request(json!({}));
+    expect_ended(ctx, &mut client, command)?;
+
+    let mut fresh = hotplug::connect(ctx, &new).context("a new client on the new monitor")?;
+    fresh
+        .negotiate(ctx.wait())
+        .with_context(|| format!("qmp_capabilities on {}", new.id))?;
+    let version = hotplug::execute(ctx, &mut fresh, "query-version", Value::Null)?;
+    ensure!(
+        version["qemu"].is_object(),
+        "query-version on {} has no return.qemu: {version}",
+        new.id
+    );
+    fresh.close();
+    hotplug::remove(ctx, &new)
+}
+
+/// Another frontend (rng-egd, which works on -machine none) on the chardev
+/// of a monitor that removed itself: the old client sees end of file and
+/// nothing it sent runs.
+pub fn no_takeover_other_frontend(ctx: &mut Ctx) -> Result<()> {
+    let old = DynMon::new(ctx, "")?;
+    let mut client = removed_with_input(ctx, &old)?;
+    ctx.main(
+        "object-add",
+        json!({ "qom-type": "rng-egd", "id": "rng-hp", "chardev": old.chardev }),
+    )
+    .context("rng-egd on the self-removed monitor's chardev")?;
+    expect_ended(ctx, &mut client, "object-add rng-egd")?;
+    ctx.main("object-del", json!({ "id": "rng-hp" }))?;
+    ctx.main("chardev-remove", json!({ "id": old.chardev }))?;
+    Ok(())
+}
