@@ -147,7 +147,7 @@ impl Scenario {
     }
 }
 
-static ALL: [Scenario; 32] = [
+static ALL: &[Scenario] = &[
     Scenario::new("test_hotplug_cycle", lifecycle::hotplug_cycle),
     Scenario::new("test_self_removal", lifecycle::self_removal),
     Scenario::new(
@@ -237,7 +237,7 @@ static ALL: [Scenario; 32] = [
 
 /// Every scenario, in the order they are listed and started.
 pub fn all() -> &'static [Scenario] {
-    &ALL
+    ALL
 }
 
 pub fn find(name: &str) -> Option<&'static Scenario> {
