@@ -141,6 +141,7 @@ pub fn run(args: Args) -> Result<u8> {
             timestamp,
             hostname: hostname(),
             properties,
+            leg: args.leg.clone(),
         };
         junit::write(path, &info, &outcomes)?;
     }

@@ -47,6 +47,9 @@ Options:
                            monitors with its asyncio QMPClient (skipped
                            without it)
     --property KEY=VALUE   record KEY: VALUE in the JUnit report (repeatable)
+    --leg NAME             the CI leg this run is: the JUnit testsuites and
+                           classnames become monitor_hotplug.NAME (and
+                           monitor_hotplug_qom.NAME)
     --tap                  print TAP version 13 instead of the usual lines
     --list                 print the scenario names and exit
     -h, --help             print this help
@@ -76,6 +79,7 @@ pub struct Args {
     pub qemu_src: Option<PathBuf>,
     pub python: Option<PathBuf>,
     pub qmp_python: Option<PathBuf>,
+    pub leg: Option<String>,
     pub properties: Vec<(String, String)>,
     pub tap: bool,
     pub list: bool,
@@ -171,6 +175,19 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
                 }
             }
             "--tap" => parsed.tap = true,
+            "--leg" => {
+                let leg = utf8("--leg", value("--leg")?)?;
+                let ok = !leg.is_empty()
+                    && leg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+                if !ok {
+                    return Err(format!(
+                        "--leg {leg:?}: a leg name is letters, digits, '-', '_' and '.'"
+                    ));
+                }
+                parsed.leg = Some(leg);
+            }
             "--list" => parsed.list = true,
             "--verbose" => parsed.verbose = true,
             "-h" | "--help" => parsed.help = true,

@@ -58,6 +58,7 @@ fn report_round_trips_through_a_junit_parser() {
             ("qemu_binary".into(), "/opt/qemu".into()),
             ("commit".into(), "abc\u{7}123".into()),
         ],
+        leg: None,
     };
     write(&path, &info, &outcomes()).unwrap();
 
@@ -135,6 +136,7 @@ fn each_route_has_its_own_suite_and_classname() {
         timestamp: OffsetDateTime::now_utc(),
         hostname: "builder".into(),
         properties: vec![],
+        leg: None,
     };
     let xml = super::to_xml(&info, &outcomes).unwrap();
     let suites = junit_parser::from_reader(xml.as_slice()).unwrap();
@@ -148,4 +150,36 @@ fn each_route_has_its_own_suite_and_classname() {
         qom.cases[0].classname.as_deref(),
         Some("monitor_hotplug_qom")
     );
+}
+
+#[test]
+fn a_leg_names_the_suites_and_classnames_and_timestamps_are_whole_seconds() {
+    let outcomes = vec![Outcome {
+        skipped: None,
+        ..Outcome::skipped("test_hotplug_cycle", "nothing").on(Route::Qom)
+    }];
+    let info = SuiteInfo {
+        timestamp: OffsetDateTime::now_utc()
+            .replace_nanosecond(123_456_789)
+            .unwrap(),
+        hostname: "builder".into(),
+        properties: vec![],
+        leg: Some("aarch64-asan-qom".into()),
+    };
+    let xml = String::from_utf8(super::to_xml(&info, &outcomes).unwrap()).unwrap();
+    let suites = junit_parser::from_reader(xml.as_bytes()).unwrap();
+    let names: Vec<&str> = suites.suites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "monitor_hotplug.aarch64-asan-qom",
+            "monitor_hotplug_qom.aarch64-asan-qom"
+        ]
+    );
+    let case = &suites.suites[1].cases[0];
+    assert_eq!(
+        case.classname.as_deref(),
+        Some("monitor_hotplug_qom.aarch64-asan-qom")
+    );
+    assert!(!xml.contains(".123456789"), "{xml}");
 }
