@@ -39,9 +39,18 @@ fn stall(ctx: &mut Ctx, mon: &DynMon) -> Result<Qmp> {
 /// reply from the dispatcher, so this waits on replies, not time; the
 /// dispatcher serves the client's requests in order, interleaved with
 /// these.
+/// There is no event for a removal, and the dispatcher takes requests
+/// from the monitors in turn, so one query cannot be ordered after it:
+/// the queries repeat, each a reply, all within one wait.
 fn wait_removed(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
     let limit = prompt(ctx);
     loop {
+        ensure!(
+            Instant::now() < limit,
+            "{} is still listed by query-monitors {:.1}s after its client removed it",
+            mon.id,
+            ctx.wait_limit().as_secs_f64()
+        );
         let list = ctx
             .machine
             .qmp()

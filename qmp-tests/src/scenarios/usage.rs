@@ -9,7 +9,11 @@ use crate::scenarios::Ctx;
 /// A couple of fds may legitimately be in flight (e.g. an iothread's
 /// eventfd) at the moment we look.
 pub const FD_TOLERANCE: i64 = 2;
-pub const RSS_TOLERANCE_KIB: i64 = 4 * 1024;
+/// Measured on a release build, 120 runs of test_soak and
+/// test_removal_paths_no_leak on both routes: VmRSS moved by -8 to +20
+/// KiB. 25 times the largest of those still fails a leak of 16 KiB per
+/// monitor over the shortest run (40 cycles).
+pub const RSS_TOLERANCE_KIB: i64 = 512;
 
 pub struct Usage {
     pub fds: i64,
