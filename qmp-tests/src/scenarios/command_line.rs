@@ -28,6 +28,9 @@ pub const EXTRA_ARGS: &[&str] = &[
     "socket,id=mux-chr,path={dir}/mux.sock,server=on,wait=off,mux=on",
     "-mon",
     "chardev=mux-chr,mode=readline,id=mux-mon",
+    // A multiplexed chardev nobody uses yet.
+    "-chardev",
+    "socket,id=bare-mux,path={dir}/bare-mux.sock,server=on,wait=off,mux=on",
     // A chardev with a frontend that is no monitor.
     "-chardev",
     "null,id=rng-chr",

@@ -157,6 +157,14 @@ pub fn add_refused(ctx: &mut Ctx) -> Result<()> {
             mon.chardev,
         ));
     }
+    // Ids are unique among all monitors, HMP ones included.
+    for mon in &MONITORS {
+        cases.push((
+            format!("monitor-add with the id of {}", mon.describe()),
+            json!({ "id": mon.id, "chardev": free.chardev }),
+            mon.id,
+        ));
+    }
     for (what, args, name) in cases {
         refused_unchanged(ctx, &what, ctx.add_request(args), &[name], &before)?;
     }
@@ -188,6 +196,14 @@ pub fn add_mux_refused(ctx: &mut Ctx) -> Result<()> {
         "monitor-add on a mux=on chardev (with an HMP monitor on it)",
         ctx.add_request(json!({ "id": free.id, "chardev": "mux-chr" })),
         &["mux-chr"],
+        &before,
+    )?;
+    // Refused for being a mux, not for having a frontend.
+    refused_unchanged(
+        ctx,
+        "monitor-add on a mux=on chardev without a frontend",
+        ctx.add_request(json!({ "id": free.id, "chardev": "bare-mux" })),
+        &["bare-mux"],
         &before,
     )?;
     check_nothing_broken(ctx, &existing, &free)
