@@ -211,6 +211,8 @@ static ALL: &[Scenario] = &[
         stall::stalled_client_commands,
     ),
     Scenario::new("test_stalled_client_quit", stall::stalled_client_quit),
+    Scenario::new("test_stalled_client_sigterm", stall::stalled_client_sigterm),
+    Scenario::new("test_slow_reader_drains", stall::slow_reader_drains),
     Scenario::new("test_removal_paths_no_leak", leaks::removal_paths),
     Scenario::new("test_getfd_closed_on_removal", leaks::getfd_closed),
     Scenario {

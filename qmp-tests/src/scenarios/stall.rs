@@ -156,3 +156,94 @@ pub fn stalled_client_quit(ctx: &mut Ctx) -> Result<()> {
     ensure!(exit.success(), "QEMU ended with {exit} after quit");
     Ok(())
 }
+
+/// SIGTERM ends QEMU promptly, as it does without the stalled client.
+pub fn stalled_client_sigterm(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    let _client = stall(ctx, &mon)?;
+    // As for quit: what SIGTERM does is the point, stalled or not.
+    if let Err(err) = wait_removed(ctx, &mon) {
+        ctx.note(format!("{err:#}"));
+    }
+    let pid = ctx.machine.pid();
+    // SAFETY: kill has no memory-safety preconditions; QEMU is our child
+    // and not reaped yet, so the pid is still its.
+    if unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("sending QEMU SIGTERM");
+    }
+    let limit = prompt(ctx);
+    let Some(exit) = ctx.machine.wait_exit(limit)? else {
+        bail!(
+            "QEMU did not exit within {:.1}s of SIGTERM while {}'s client, which removed its \
+             monitor with output pending, does not read",
+            ctx.wait_limit().as_secs_f64(),
+            mon.id
+        );
+    };
+    ctx.note(format!("QEMU after SIGTERM: {exit}"));
+    Ok(())
+}
+
+/// A client that read nothing while it removed its own monitor with
+/// replies of hundreds of KiB pending, and reads only once QEMU is done
+/// with the removal, gets every reply complete, the removal's last; then
+/// the connection stays open and silent until chardev-remove ends it.
+pub fn slow_reader_drains(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    hotplug::add(ctx, &mon)?;
+    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    let mut ids = Vec::new();
+    for _ in 0..SCHEMAS {
+        ids.push(
+            client
+                .send("query-qmp-schema", Value::Null, ctx.wait())
+                .with_context(|| format!("query-qmp-schema on {}", mon.id))?,
+        );
+    }
+    let (command, args) = ctx.remove_request(json!({ "id": mon.id }));
+    let removal = client
+        .send(command, args, ctx.wait())
+        .with_context(|| format!("{command} of itself on {}", mon.id))?;
+    wait_removed(ctx, &mon)?;
+    promptly(ctx, &mon, "query-status", Value::Null)?;
+
+    let mut bytes = 0;
+    for id in &ids {
+        let schema = client
+            .read_reply("query-qmp-schema", id, ctx.wait())
+            .with_context(|| format!("draining {}'s pending replies after the removal", mon.id))?;
+        let Value::Array(entries) = &schema else {
+            bail!(
+                "query-qmp-schema on {} returned no list: {schema:.200}",
+                mon.id
+            );
+        };
+        ensure!(
+            !entries.is_empty(),
+            "query-qmp-schema on {} returned an empty list",
+            mon.id
+        );
+        bytes += schema.to_string().len();
+    }
+    let reply = client
+        .read_reply(command, &removal, ctx.wait())
+        .with_context(|| format!("the reply to {command} after the pending output"))?;
+    ensure!(
+        reply == json!({}),
+        "{command} of itself on {} returned {reply}",
+        mon.id
+    );
+    ctx.note(format!(
+        "read {SCHEMAS} schema replies ({bytes} bytes of JSON) and the removal's reply after the removal"
+    ));
+    hotplug::expect_quiet(&mut client, "after draining its output")?;
+    ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
+    client
+        .wait_eof(ctx.wait())
+        .context("the drained client after chardev-remove must see end of file")?;
+    ensure!(
+        !client.was_reset(),
+        "chardev-remove reset the drained client's connection instead of closing it"
+    );
+    Ok(())
+}
