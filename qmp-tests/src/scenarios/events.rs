@@ -24,6 +24,9 @@ pub fn after_negotiation(ctx: &mut Ctx) -> Result<()> {
     stop_cont(ctx)?;
     expect_event(ctx, &mut client, "STOP")?;
     expect_event(ctx, &mut client, "RESUME")?;
+    // Every broadcast event, not two names: RESET comes from elsewhere.
+    ctx.main("system_reset", Value::Null)?;
+    expect_event(ctx, &mut client, "RESET")?;
     client.close();
     hotplug::remove(ctx, &mon)
 }
