@@ -16,6 +16,7 @@ mod meson;
 mod mutants;
 mod paths;
 mod pipeline;
+mod qmp_package;
 mod series;
 mod source;
 mod steps;

@@ -128,9 +128,10 @@ pub fn select(wanted: &[String]) -> Result<Vec<Mutant>> {
 /// Runs the baseline, then `mutants`, and reports.
 pub fn execute(sh: &Shell, mutants: Vec<Mutant>) -> Result<bool> {
     let _lock = crate::lock::cache()?;
-    let mut steps = Steps::new(8);
+    let mut steps = Steps::new(9);
     pipeline::host_step(&mut steps, sh)?;
     let prepared = pipeline::source_steps(&mut steps, sh, &SourceArgs::pinned(false))?;
+    let qmp_python = pipeline::qmp_package_step(&mut steps, sh)?;
     let qmp_tests = steps.run("qmp-tests binary", || {
         let bin = suite::binary(sh)?;
         let summary = bin.display().to_string();
@@ -155,6 +156,7 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>) -> Result<bool> {
         built: &built,
         tree: &scratch.tree.path,
         out_dir: &out_dir,
+        qmp_python: qmp_python.as_deref(),
     };
     let baseline = steps.run("baseline: the suite on the unmutated series", || {
         let start = Instant::now();
@@ -306,6 +308,7 @@ struct Runner<'a> {
     built: &'a Built,
     tree: &'a Path,
     out_dir: &'a Path,
+    qmp_python: Option<&'a Path>,
 }
 
 impl Runner<'_> {
@@ -373,6 +376,9 @@ impl Runner<'_> {
             junit: Some(junit.clone()),
             qemu_src: Some(self.tree.to_owned()),
             python: Some(self.built.python.clone()),
+            // A fault that takes a route away must fail, not skip.
+            require_routes: vec!["commands".to_owned(), "qom".to_owned()],
+            qmp_python: self.qmp_python.map(Path::to_owned),
             ..SuiteOptions::default()
         };
         let mut command = suite::command(self.qmp_tests, &self.built.binary, &opts, &[])?;

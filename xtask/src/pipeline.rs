@@ -164,6 +164,12 @@ pub fn host_step(steps: &mut Steps, sh: &Shell) -> Result<()> {
     steps.run("host dependencies", || Ok(((), deps::ensure_host(sh)?)))
 }
 
+/// The standalone qemu.qmp package for the second real client; none when
+/// pip cannot install it (the scenario is then skipped, saying why).
+pub fn qmp_package_step(steps: &mut Steps, sh: &Shell) -> Result<Option<PathBuf>> {
+    steps.run("qemu.qmp package", || crate::qmp_package::ensure(sh))
+}
+
 /// Locates or fetches the tree and puts the series in place.
 pub fn source_steps(steps: &mut Steps, sh: &Shell, src: &SourceArgs) -> Result<Prepared> {
     let tree = source_step(steps, sh, src)?;

@@ -32,6 +32,12 @@ pub struct SuiteOptions {
     pub python: Option<PathBuf>,
     /// `commands`, `qom` or `all` (the suite's default).
     pub route: Option<String>,
+    /// Routes whose absence fails the run instead of skipping their
+    /// scenarios: the project's series has both.
+    pub require_routes: Vec<String>,
+    /// A Python with the standalone qemu.qmp package
+    /// (test_qmp_asyncio_client).
+    pub qmp_python: Option<PathBuf>,
 }
 
 /// The `--route` values the suite takes.
@@ -117,6 +123,12 @@ pub fn command(
     }
     if let Some(route) = &opts.route {
         command.arg("--route").arg(route);
+    }
+    for route in &opts.require_routes {
+        command.arg("--require-route").arg(route);
+    }
+    if let Some(python) = &opts.qmp_python {
+        command.arg("--qmp-python").arg(python);
     }
     if let Some(src) = &opts.qemu_src {
         command.arg("--qemu-src").arg(src);

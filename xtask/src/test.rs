@@ -10,7 +10,7 @@ use crate::cli::{self, Command, Flag, Kind, Matches};
 use crate::pipeline::{self, RunFacts, SourceArgs};
 use crate::steps::Steps;
 use crate::suite::{self, Outcome, SuiteOptions};
-use crate::vcs;
+use crate::{series, vcs};
 
 pub const SUITE_FLAGS: &[Flag] = &[
     cli::repeated(
@@ -101,9 +101,10 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<Run> {
     let (src, build_opts, suite_opts) = (&opts.source, &opts.build, &opts.suite);
     let _lock = crate::lock::cache()?;
 
-    let mut steps = Steps::new(8);
+    let mut steps = Steps::new(9);
     pipeline::host_step(&mut steps, sh)?;
     let prepared = pipeline::source_steps(&mut steps, sh, src)?;
+    let qmp_python = pipeline::qmp_package_step(&mut steps, sh)?;
     let tree = &prepared.tree;
     let qmp_tests = steps.run("qmp-tests binary", || {
         let bin = suite::binary(sh)?;
@@ -121,7 +122,19 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<Run> {
         series: prepared.series.clone(),
         commit,
     };
-    let outcome = pipeline::suite_step(&mut steps, &qmp_tests, &built, &facts, suite_opts);
+    // The project's own series has both routes: one missing is a failure,
+    // not a skip.
+    let require_routes = if prepared.series == series::default_series().display().to_string() {
+        vec!["commands".to_owned(), "qom".to_owned()]
+    } else {
+        Vec::new()
+    };
+    let suite_opts = SuiteOptions {
+        require_routes,
+        qmp_python,
+        ..suite_opts.clone()
+    };
+    let outcome = pipeline::suite_step(&mut steps, &qmp_tests, &built, &facts, &suite_opts);
     if let Some(guard) = guard {
         guard.finish()?;
     }

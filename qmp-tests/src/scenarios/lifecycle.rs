@@ -190,3 +190,33 @@ pub fn quit_with_monitors(ctx: &mut Ctx) -> Result<()> {
     }
     Ok(())
 }
+
+/// Self-removal through HMP: `human-monitor-command` with `object_del`
+/// of its own monitor-qmp object, sent by the monitor's own client, is a
+/// self-removal like `object-del`: the reply arrives complete, then the
+/// connection stays open and inert until chardev-remove.
+pub fn self_removal_hmp(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    hotplug::add(ctx, &mon)?;
+    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    hotplug::control_stop_cont(ctx, &mut client)?;
+    let line = format!("object_del {}", mon.id);
+    let output = hotplug::execute(
+        ctx,
+        &mut client,
+        "human-monitor-command",
+        json!({ "command-line": line }),
+    )
+    .context("human-monitor-command object_del of its own monitor")?;
+    ensure!(
+        output.as_str().is_some_and(|text| text.trim().is_empty()),
+        "human-monitor-command {line:?} on {} printed {output} (an HMP error?)",
+        mon.id
+    );
+    hotplug::check_removed_inert(ctx, &mut client, &mon, false)?;
+    ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
+    client
+        .wait_eof(ctx.wait())
+        .context("the client after chardev-remove must see end of file")?;
+    Ok(())
+}

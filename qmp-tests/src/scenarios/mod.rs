@@ -230,6 +230,14 @@ static ALL: &[Scenario] = &[
         "test_no_takeover_other_frontend",
         takeover::no_takeover_other_frontend,
     ),
+    Scenario::new(
+        "test_no_takeover_pending_output",
+        takeover::no_takeover_pending_output,
+    ),
+    Scenario {
+        routes: &[Route::Qom],
+        ..Scenario::new("test_self_removal_hmp", lifecycle::self_removal_hmp)
+    },
     Scenario {
         extra_args: object::EXTRA_ARGS,
         routes: &[Route::Qom],

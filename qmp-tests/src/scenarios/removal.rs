@@ -206,20 +206,27 @@ pub fn self_removal_silence(ctx: &mut Ctx) -> Result<()> {
     hotplug::control_stop_cont(ctx, &mut client)?;
 
     let (command, args) = ctx.remove_request(json!({ "id": mon.id }));
+    // A schema reply first keeps the dispatcher busy while the removal
+    // waits in the queue, so QEMU reads what follows it before the
+    // removal runs: the out-of-band command must not run all the same.
     let batch = [
+        (false, "query-qmp-schema", Value::Null),
         (false, command, args),
         (false, "stop", Value::Null),
         (false, "query-status", Value::Null),
         (true, "migrate-pause", Value::Null),
     ];
     let ids = client.send_batch(&batch, ctx.wait())?;
-    // Everything up to the removal's reply; anything else is a request
-    // of that write answered (or its event) before the removal finished.
+    // Everything up to the removal's reply but the schema; anything else
+    // is a request of that write answered (or its event) before the
+    // removal finished.
     let mut early = Vec::new();
+    let mut schema = false;
     let deadline = ctx.wait();
     loop {
         match client.read_any(deadline) {
-            Ok(message) if message["id"] == ids[0].as_str() => {
+            Ok(message) if message["id"] == ids[0].as_str() && !schema => schema = true,
+            Ok(message) if message["id"] == ids[1].as_str() => {
                 ensure!(
                     message.get("return").is_some(),
                     "{command} of {} on itself failed: {message}",
@@ -236,9 +243,14 @@ pub fn self_removal_silence(ctx: &mut Ctx) -> Result<()> {
         }
     }
     ensure!(
+        schema,
+        "the query-qmp-schema written before the self-removal of {} was not answered before it",
+        mon.id
+    );
+    ensure!(
         early.is_empty(),
-        "of {} requests written in one write with the self-removal of {}, only the removal may \
-         be answered, but {} also got: {}",
+        "of {} requests written in one write with the self-removal of {}, only the schema \
+         before it and the removal may be answered, but {} also got: {}",
         batch.len(),
         mon.id,
         mon.id,
@@ -247,7 +259,7 @@ pub fn self_removal_silence(ctx: &mut Ctx) -> Result<()> {
     // The rest of that write is watched along with what follows.
     hotplug::check_removed_inert(ctx, &mut client, &mon, true)?;
     ctx.note(format!(
-        "1 of {} requests written with the self-removal answered",
+        "2 of {} requests written with the self-removal answered (the schema before it, the removal)",
         batch.len()
     ));
 

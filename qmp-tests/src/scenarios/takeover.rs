@@ -130,3 +130,72 @@ pub fn no_takeover_other_frontend(ctx: &mut Ctx) -> Result<()> {
     ctx.main("chardev-remove", json!({ "id": old.chardev }))?;
     Ok(())
 }
+
+/// The same with output still pending: A removed itself with four schema
+/// replies queued and has read nothing when the new monitor is added.
+/// monitor-add does not wait for A; A then gets every reply complete (the
+/// output is not cut mid-line), the removal's last, and end of file, but
+/// never the new monitor's greeting.
+pub fn no_takeover_pending_output(ctx: &mut Ctx) -> Result<()> {
+    const SCHEMAS: usize = 4;
+    let old = DynMon::new(ctx, "")?;
+    hotplug::add(ctx, &old)?;
+    let mut client = hotplug::connect_negotiated(ctx, &old)?;
+    let mut batch: Vec<(bool, &str, Value)> = (0..SCHEMAS)
+        .map(|_| (false, "query-qmp-schema", Value::Null))
+        .collect();
+    let (command, args) = ctx.remove_request(json!({ "id": old.id }));
+    batch.push((false, command, args));
+    let ids = client
+        .send_batch(&batch, ctx.wait())
+        .context("queueing schema requests and the self-removal")?;
+    // Synchronise: gone from query-monitors means the removal ran.
+    let deadline = ctx.wait();
+    loop {
+        let list = hotplug::query_monitors(ctx)?;
+        if hotplug::find_monitor(&list, &old.id).is_none() {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{} still listed {:.1}s after it removed itself",
+            old.id,
+            ctx.wait_limit().as_secs_f64()
+        );
+    }
+    let new = DynMon {
+        id: format!("{}-2", old.id),
+        chardev: old.chardev.clone(),
+        path: old.path.clone(),
+    };
+    hotplug::add_monitor(ctx, &new)
+        .context("adding a second monitor while the self-removed one's output is pending")?;
+
+    for (i, id) in ids.iter().enumerate() {
+        let (_, name, _) = &batch[i];
+        let reply = client.read_reply(name, id, ctx.wait()).with_context(|| {
+            format!(
+                "the self-removed monitor's pending reply {} of {} after a new monitor was added \
+                 on its chardev (takeover, or output cut?)",
+                i + 1,
+                ids.len()
+            )
+        })?;
+        if *name == "query-qmp-schema" {
+            ensure!(
+                reply.as_array().is_some_and(|list| !list.is_empty()),
+                "query-qmp-schema {} returned {reply:.200}",
+                i + 1
+            );
+        }
+    }
+    let (command, _) = ctx.add_request(json!({}));
+    expect_ended(ctx, &mut client, command)?;
+
+    let mut fresh = hotplug::connect(ctx, &new).context("a new client on the new monitor")?;
+    fresh
+        .negotiate(ctx.wait())
+        .with_context(|| format!("qmp_capabilities on {}", new.id))?;
+    fresh.close();
+    hotplug::remove(ctx, &new)
+}
