@@ -14,10 +14,10 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::build::BuildOptions;
-use crate::cli::{self, Command, Matches};
+use crate::cli::{self, Command, Kind, Matches};
 use crate::pipeline::SourceArgs;
 use crate::suite::{Outcome, SuiteOptions};
-use crate::{interrupt, meson, mutants, paths, series, suite, test};
+use crate::{interrupt, legs, meson, mutants, paths, series, suite, test};
 
 pub const COMMAND: Command = Command {
     name: "ci",
@@ -27,15 +27,82 @@ clippy, the unit tests, then `cargo xtask test` against the pinned release
 without and with the project's series, the integration tests against those
 builds, `meson test` through the wiring, `cargo xtask mutants` over the
 whole catalogue, and a sanitizer build.",
-    groups: &[(
-        "",
-        &[cli::switch(
-            "skip-sanitizer",
-            "leave out the address,undefined build",
-        )],
-    )],
+    groups: &[
+        (
+            "",
+            &[cli::switch(
+                "skip-sanitizer",
+                "leave out the address,undefined build",
+            )],
+        ),
+        (
+            "CI matrix",
+            &[
+                cli::value(
+                    "leg",
+                    "NAME",
+                    Kind::Text,
+                    "run one leg of the CI matrix as the templates in ci/ do:\n`cargo xtask test` for its target, build and route,\nthe JUnit report in target/qmp-tests/NAME/",
+                ),
+                cli::switch("list-legs", "print the legs of the CI matrix"),
+                cli::switch(
+                    "write-templates",
+                    "render ci/gitlab-ci.yml and ci/github-workflow.yml\nfrom the legs",
+                ),
+            ],
+        ),
+    ],
     after: "",
 };
+
+/// `cargo xtask ci --leg NAME`: the leg's pipeline, as a CI job runs it.
+fn run_leg(sh: &Shell, name: &str) -> Result<()> {
+    let Some(leg) = legs::find(name) else {
+        let names: Vec<String> = legs::all().into_iter().map(|l| l.name).collect();
+        bail!("no CI leg `{name}`; the legs are: {}", names.join(", "));
+    };
+    let junit = paths::project_root().join(legs::junit_path(&leg.name));
+    let opts = test::Options {
+        source: SourceArgs::pinned(!leg.series),
+        build: BuildOptions {
+            target: leg.target.to_owned(),
+            sanitize: if leg.sanitizers {
+                vec!["address".to_owned(), "undefined".to_owned()]
+            } else {
+                Vec::new()
+            },
+            ..BuildOptions::default()
+        },
+        suite: SuiteOptions {
+            junit: Some(junit.clone()),
+            route: leg.route.map(str::to_owned),
+            leg: Some(leg.name.clone()),
+            ..SuiteOptions::default()
+        },
+    };
+    let run = test::run(sh, &opts)?;
+    match (leg.series, run.outcome) {
+        (true, Outcome::Passed) => Ok(()),
+        (false, Outcome::Unsupported) => expect_in_report(&junit, "has no monitor-add"),
+        (true, outcome) => bail!("leg {name}: the suite reported {outcome:?}"),
+        (false, outcome) => bail!(
+            "leg {name}: the stock release should lack monitor-add, but the suite reported {outcome:?}"
+        ),
+    }
+}
+
+/// Writes the CI templates from the legs.
+fn write_templates() -> Result<()> {
+    let root = paths::project_root();
+    for (file, text) in [
+        ("ci/gitlab-ci.yml", legs::gitlab()),
+        ("ci/github-workflow.yml", legs::github()),
+    ] {
+        crate::files::write_atomic(&root.join(file), &text)?;
+        println!("{file}");
+    }
+    Ok(())
+}
 
 struct Stages {
     done: Vec<(String, f64)>,
@@ -77,6 +144,18 @@ fn xtask_test(
 }
 
 pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
+    if m.switch("list-legs") {
+        for leg in legs::all() {
+            println!("{}", leg.name);
+        }
+        return Ok(());
+    }
+    if m.switch("write-templates") {
+        return write_templates();
+    }
+    if let Some(name) = m.text("leg")? {
+        return run_leg(sh, &name);
+    }
     let skip_sanitizer = m.switch("skip-sanitizer");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let root = paths::project_root();

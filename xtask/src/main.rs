@@ -11,6 +11,7 @@ mod commands;
 mod deps;
 mod files;
 mod interrupt;
+mod legs;
 mod lock;
 mod meson;
 mod mutants;

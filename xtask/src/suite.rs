@@ -38,6 +38,8 @@ pub struct SuiteOptions {
     /// A Python with the standalone qemu.qmp package
     /// (test_qmp_asyncio_client).
     pub qmp_python: Option<PathBuf>,
+    /// The CI leg, which names the report's testsuites.
+    pub leg: Option<String>,
 }
 
 /// The `--route` values the suite takes.
@@ -129,6 +131,9 @@ pub fn command(
     }
     if let Some(python) = &opts.qmp_python {
         command.arg("--qmp-python").arg(python);
+    }
+    if let Some(leg) = &opts.leg {
+        command.arg("--leg").arg(leg);
     }
     if let Some(src) = &opts.qemu_src {
         command.arg("--qemu-src").arg(src);

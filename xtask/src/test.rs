@@ -125,7 +125,10 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<Run> {
     // The project's own series has both routes: one missing is a failure,
     // not a skip.
     let require_routes = if prepared.series == series::default_series().display().to_string() {
-        vec!["commands".to_owned(), "qom".to_owned()]
+        match suite_opts.route.as_deref() {
+            Some(route) if route != "all" => vec![route.to_owned()],
+            _ => vec!["commands".to_owned(), "qom".to_owned()],
+        }
     } else {
         Vec::new()
     };

@@ -187,6 +187,9 @@ mod readme {
         listed.sort();
         let catalogue = super::load(&super::dir()).unwrap();
         let names: Vec<&str> = catalogue.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(listed, names, "README's kill matrix and patches/mutants differ");
+        assert_eq!(
+            listed, names,
+            "README's kill matrix and patches/mutants differ"
+        );
     }
 }
