@@ -172,6 +172,9 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
         )
         .run()?)
     })?;
+    stages.run("CI templates against the vendors' schemas", || {
+        check_templates(sh)
+    })?;
     stages.run("unit tests", || {
         Ok(cmd!(sh, "{cargo} test --quiet --workspace").run()?)
     })?;
@@ -277,5 +280,38 @@ fn meson_test(sh: &Shell, tree: &Path, qemu: &Path) -> Result<()> {
         guard.finish()?;
     }
     result?;
+    Ok(())
+}
+
+/// The GitLab and GitHub templates pass the vendors' own JSON schemas,
+/// as bundled with check-jsonschema (pinned; no schema is downloaded).
+fn check_templates(sh: &Shell) -> Result<()> {
+    const SPEC: &str = "check-jsonschema==0.39.0";
+    let venv = paths::venv_cache().join(format!("pyenv-{}", paths::key(&[SPEC.as_bytes()])));
+    let bin = venv.join("bin/check-jsonschema");
+    let ready = venv.join(".xtask-ready");
+    if !ready.exists() {
+        let _ = std::fs::remove_dir_all(&venv);
+        cmd!(sh, "python3 -m venv {venv}")
+            .quiet()
+            .run()
+            .with_context(|| format!("creating a python venv at {}", venv.display()))?;
+        let python = venv.join("bin/python3");
+        let pip = cmd!(
+            sh,
+            "{python} -m pip install --quiet --disable-pip-version-check {SPEC}"
+        );
+        interrupt::run(pip.into(), "pip install")
+            .with_context(|| format!("installing {SPEC} into {} with pip", venv.display()))?;
+        std::fs::write(&ready, SPEC).with_context(|| format!("writing {}", ready.display()))?;
+    }
+    for (schema, file) in [
+        ("vendor.gitlab-ci", "ci/gitlab-ci.yml"),
+        ("vendor.github-workflows", "ci/github-workflow.yml"),
+    ] {
+        cmd!(sh, "{bin} --builtin-schema {schema} {file}")
+            .run()
+            .with_context(|| format!("checking {file} against {schema}"))?;
+    }
     Ok(())
 }
