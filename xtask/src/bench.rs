@@ -66,7 +66,7 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
         bail!("--runs takes a positive number");
     }
     let src = SourceArgs::from_matches(m)?;
-    let build_opts = pipeline::build_options(m, Some(&src))?;
+    let build_opts = pipeline::build_options(m, pipeline::Targets::of(&src))?;
     // The timed `cargo xtask test` runs must build the same tree.
     let forwarded = process::forwarded_args(std::env::args_os().skip(2));
 

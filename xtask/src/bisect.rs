@@ -144,10 +144,10 @@ struct Options {
 }
 
 impl Options {
-    fn from_matches(m: &Matches) -> Result<Options> {
-        let scenarios = m.texts("scenario")?;
+    fn from_matches(m: &Matches, targets: pipeline::Targets) -> Result<Options> {
+        let scenarios = crate::suite::scenarios(m)?;
         let route = crate::suite::route(m.text("route")?)?;
-        let build = pipeline::build_options(m, None)?;
+        let build = pipeline::build_options(m, targets)?;
         let unsupported = match m.text("unsupported")? {
             Some(s) => Unsupported::parse(&s)?,
             None => Unsupported::Skip,
@@ -203,9 +203,9 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
     let bad = m
         .text("bad")?
         .context("--bad REV is required: a commit where a scenario fails")?;
-    let opts = Options::from_matches(m)?;
-
     let tree = source::locate(&tree)?.path;
+    let opts = Options::from_matches(m, pipeline::Targets::Tree(&tree))?;
+
     check_tree(sh, &tree)?;
     let good = resolve(sh, &tree, &good, "--good")?;
     let bad = resolve(sh, &tree, &bad, "--bad")?;
@@ -544,7 +544,7 @@ mod tests {
         let cli::Parsed::Args(m) = cli::parse(&STEP_COMMAND, argv).unwrap() else {
             panic!("help")
         };
-        let back = Options::from_matches(&m).unwrap();
+        let back = Options::from_matches(&m, pipeline::Targets::AtBuild).unwrap();
         assert_eq!(back.scenarios, opts.scenarios);
         assert_eq!(back.route, opts.route);
         assert_eq!(back.build.target, "aarch64");

@@ -57,7 +57,9 @@ fn find_list(tree: &Path) -> Result<Option<PathBuf>> {
     }
     bail!(
         "found no `{LIST}` list in {}; this tree's functional tests are laid out in a way \
-         the xtask does not know: wire the test by hand or skip with --no-wire",
+         the xtask does not know: add `monitor_hotplug` to its functional-test list by hand, \
+         or build with `cargo xtask build`, which does not wire, and run the qmp-tests \
+         binary against the QEMU it prints",
         looked.join(" or ")
     )
 }

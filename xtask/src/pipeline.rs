@@ -133,9 +133,28 @@ impl SourceArgs {
     }
 }
 
+/// Which list of targets --target is checked against while parsing.
+pub enum Targets<'a> {
+    /// The pinned release's, before it is fetched.
+    Pinned,
+    Tree(&'a Path),
+    /// None yet: the tree changes under the command (a bisect step), and
+    /// the build checks each commit's own list.
+    AtBuild,
+}
+
+impl<'a> Targets<'a> {
+    pub fn of(src: &'a SourceArgs) -> Targets<'a> {
+        match &src.located {
+            Some(tree) => Targets::Tree(&tree.path),
+            None => Targets::Pinned,
+        }
+    }
+}
+
 /// Reads the build flags, refusing a target or sanitizer that configure
 /// would refuse only after the fetch and the build's preparations.
-pub fn build_options(m: &Matches, src: Option<&SourceArgs>) -> Result<BuildOptions> {
+pub fn build_options(m: &Matches, targets: Targets) -> Result<BuildOptions> {
     let mut opts = BuildOptions::default();
     if let Some(t) = m.text("target")? {
         opts.target = t;
@@ -147,10 +166,11 @@ pub fn build_options(m: &Matches, src: Option<&SourceArgs>) -> Result<BuildOptio
     }
     opts.sanitize.sort();
     opts.sanitize.dedup();
-    let tree = src
-        .and_then(|s| s.located.as_ref())
-        .map(|t| t.path.as_path());
-    build::check_options(&opts, tree)?;
+    match targets {
+        Targets::Pinned => build::check_options(&opts, None)?,
+        Targets::Tree(tree) => build::check_options(&opts, Some(tree))?,
+        Targets::AtBuild => build::check_sanitize(&opts)?,
+    }
     Ok(opts)
 }
 

@@ -17,8 +17,42 @@ pub fn default_series() -> PathBuf {
 }
 
 /// The patch files of a series: a directory of `git format-patch` output
-/// (cover letter left out: it carries no change) or a single mbox.
+/// (cover letter left out: it carries no change) or a single mbox. Each
+/// is checked to hold a patch, so that a wrong file is refused before any
+/// work rather than by `git am` after the fetch.
 pub fn patch_files(series: &Path) -> Result<Vec<PathBuf>> {
+    let files = files_of(series)?;
+    for file in &files {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("reading the patch {}", file.display()))?;
+        if !is_patch(&bytes) {
+            bail!(
+                "series {}: {} is not a patch (no `diff --git` or `---`/`+++` lines); \
+                 give a directory of `git format-patch` output or an mbox",
+                series.display(),
+                file.display()
+            );
+        }
+    }
+    Ok(files)
+}
+
+/// Whether `bytes` hold a diff git am can apply: a git diff header, or a
+/// unified diff's `---` line followed by its `+++` line.
+fn is_patch(bytes: &[u8]) -> bool {
+    let mut previous: &[u8] = b"";
+    for line in bytes.split(|&b| b == b'\n') {
+        if line.starts_with(b"diff --git ")
+            || (previous.starts_with(b"--- ") && line.starts_with(b"+++ "))
+        {
+            return true;
+        }
+        previous = line;
+    }
+    false
+}
+
+fn files_of(series: &Path) -> Result<Vec<PathBuf>> {
     if series.is_file() {
         return Ok(vec![series.to_path_buf()]);
     }
@@ -239,6 +273,25 @@ pub fn am_failure(series: &Path, log: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_that_is_not_a_patch_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let notes = dir.path().join("notes.patch");
+        std::fs::write(&notes, "just some notes\n--- not a diff\n").unwrap();
+        let err = format!("{:#}", patch_files(&notes).unwrap_err());
+        assert!(err.contains("notes.patch is not a patch"), "{err}");
+        assert!(
+            err.contains("give a directory of `git format-patch`"),
+            "{err}"
+        );
+        let unified = dir.path().join("0001-x.patch");
+        std::fs::write(&unified, "Subject: x\n\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n").unwrap();
+        let err = patch_files(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("notes.patch"), "{err}");
+        std::fs::remove_file(&notes).unwrap();
+        assert_eq!(patch_files(dir.path()).unwrap(), [unified]);
+    }
 
     #[test]
     fn failure_names_patch_and_file() {

@@ -55,18 +55,6 @@ entry, run the qmp-tests suite and write a JUnit report.",
 no monitor-add, 2 the pipeline itself failed (fetch, build, bad input).",
 };
 
-pub fn suite_options(m: &Matches) -> Result<SuiteOptions> {
-    Ok(SuiteOptions {
-        scenarios: m.texts("scenario")?,
-        jobs: m.number("jobs")?,
-        timeout: m.number("timeout")?,
-        soak: m.number("soak")?,
-        junit: m.path("junit")?,
-        route: suite::route(m.text("route")?)?,
-        ..SuiteOptions::default()
-    })
-}
-
 /// Everything `cargo xtask test` is asked to do; `ci` builds one directly.
 pub struct Options {
     pub source: SourceArgs,
@@ -77,8 +65,8 @@ pub struct Options {
 impl Options {
     pub fn from_matches(m: &Matches) -> Result<Options> {
         let source = SourceArgs::from_matches(m)?;
-        let build = pipeline::build_options(m, Some(&source))?;
-        let suite = suite_options(m)?;
+        let build = pipeline::build_options(m, pipeline::Targets::of(&source))?;
+        let suite = SuiteOptions::from_matches(m)?;
         Ok(Options {
             source,
             build,

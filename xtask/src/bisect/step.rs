@@ -125,7 +125,7 @@ fn step(args: Vec<std::ffi::OsString>) -> Result<u8> {
         .path("qmp-tests")?
         .context("bisect-step needs --qmp-tests")?;
     let log_dir = m.path("log-dir")?.context("bisect-step needs --log-dir")?;
-    let opts = Options::from_matches(&m)?;
+    let opts = Options::from_matches(&m, pipeline::Targets::AtBuild)?;
     let sh = Shell::new()?;
     let _lock = step_lock(&log_dir)?;
     // A step that git started just before a Ctrl-C must not touch the tree

@@ -21,7 +21,7 @@ build qemu-system-TARGET out of tree; prints the binary's path.",
 
 pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
     let src = SourceArgs::from_matches(m)?;
-    let opts = pipeline::build_options(m, Some(&src))?;
+    let opts = pipeline::build_options(m, pipeline::Targets::of(&src))?;
     let _lock = crate::lock::cache()?;
     let mut steps = Steps::new(5);
     pipeline::host_step(&mut steps, sh)?;
