@@ -16,12 +16,13 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::build::{self, BuildOptions};
 use crate::cli::{self, Command, Flag, Kind, Matches};
-use crate::{deps, interrupt, paths, pipeline, series, source, suite, vcs};
+use crate::{deps, interrupt, meson, paths, pipeline, series, source, suite, vcs};
 
 pub use step::step_main;
 
@@ -193,7 +194,16 @@ impl Options {
     }
 }
 
-pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
+/// `cargo xtask bisect`'s input, checked against the tree before
+/// anything moves.
+pub struct Request {
+    tree: PathBuf,
+    good: String,
+    bad: String,
+    opts: Options,
+}
+
+pub fn parse(sh: &Shell, m: &Matches) -> Result<Request> {
     let tree = m
         .path("qemu-src")?
         .context("--qemu-src PATH is required: the QEMU git tree to bisect")?;
@@ -206,7 +216,12 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
     let tree = source::locate(&tree)?.path;
     let opts = Options::from_matches(m, pipeline::Targets::Tree(&tree))?;
 
-    check_tree(sh, &tree)?;
+    if !vcs::is_repo(sh, &tree) {
+        bail!(
+            "{} is not the top of a git repository; bisect needs the tree's history",
+            tree.display()
+        );
+    }
     let good = resolve(sh, &tree, &good, "--good")?;
     let bad = resolve(sh, &tree, &bad, "--bad")?;
     // Mistakes every step would make are caught before anything moves.
@@ -214,11 +229,28 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
     if let Some(path) = &opts.series {
         series::patch_files(path)?;
     }
-    // The steps build in the cache; they run under this lock, not their own.
-    let _lock = crate::lock::cache()?;
+    Ok(Request {
+        tree,
+        good,
+        bad,
+        opts,
+    })
+}
+
+/// Runs under the cache's lock, taken by the dispatcher: the steps build
+/// in the cache under it, not their own.
+pub fn run(sh: &Shell, request: &Request) -> Result<()> {
+    let Request {
+        tree,
+        good,
+        bad,
+        opts,
+    } = request;
+    restore_killed(sh, tree)?;
+    check_tree(sh, tree)?;
     deps::ensure_host(sh)?;
     // Made once here, so no step pays for it (or for pip) as overhead.
-    deps::ensure_python(sh, &tree)?;
+    deps::ensure_python(sh, tree)?;
     let qmp_tests = suite::binary(sh)?;
     let log_dir = new_log_dir()?;
     eprintln!(
@@ -227,26 +259,28 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
         log_dir.display()
     );
 
-    let session = Session::start(sh, &tree, &good, &bad)?;
-    let status = run_steps(&tree, &qmp_tests, &log_dir, &opts);
+    let session = Session::start(sh, tree, good, bad)?;
+    let status = run_steps(tree, &qmp_tests, &log_dir, opts);
     // git may be gone (Ctrl-C) while a step still cleans up the tree: wait
     // for it before the reset, and keep later steps out.
     let lock = step_lock(&log_dir)?;
     // What git concluded is in the log's comment lines, which are meant for
     // people and stable across git versions.
-    let git_log = cmd!(sh, "git -C {tree} bisect log")
-        .quiet()
-        .read()
-        .unwrap_or_default();
+    let git_log = interrupt::cleanup(|| {
+        cmd!(sh, "git -C {tree} bisect log")
+            .quiet()
+            .spawn_read()
+            .unwrap_or_default()
+    });
     let result = parse_result(&git_log);
     // The report is written even when the reset fails: it says what the
     // steps found, and the error below says what to do about the tree.
-    let reset = session.finish();
+    let reset = interrupt::cleanup(|| session.finish());
     drop(lock);
 
     let steps = report::read(&log_dir)?;
     let first_bad = match &result {
-        BisectResult::Found(commit) => Some(describe_commit(sh, &tree, commit)?),
+        BisectResult::Found(commit) => Some(describe_commit(sh, tree, commit)?),
         _ => None,
     };
     let report = report::render(first_bad.as_deref(), &result, &steps)?;
@@ -277,14 +311,46 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
     }
 }
 
+/// Marks a tree as being bisected by the xtask, in its git directory:
+/// a run that finds it and no bisect running (it holds the lock) knows a
+/// killed one left the tree mid-bisect.
+const MARKER: &str = "xtask-bisect";
+
+fn git_path(sh: &Shell, tree: &Path, name: &str) -> Result<PathBuf> {
+    let path = cmd!(sh, "git -C {tree} rev-parse --git-path {name}")
+        .quiet()
+        .spawn_read()
+        .with_context(|| format!("locating the git directory of {}", tree.display()))?;
+    Ok(tree.join(path))
+}
+
+/// Puts back what a killed bisect left: the wiring and series of its last
+/// step, and git's bisect state, back to the branch it started on.
+fn restore_killed(sh: &Shell, tree: &Path) -> Result<()> {
+    let marker = git_path(sh, tree, MARKER)?;
+    if !marker.exists() {
+        return Ok(());
+    }
+    eprintln!(
+        "==> a killed cargo xtask bisect left {} mid-bisect; restoring it",
+        tree.display()
+    );
+    interrupt::cleanup(|| -> Result<()> {
+        meson::unwire(tree)?;
+        if git_path(sh, tree, "rebase-apply")?.exists() {
+            cmd!(sh, "git -C {tree} am --abort").quiet().spawn_run()?;
+        }
+        if git_path(sh, tree, "BISECT_START")?.exists() {
+            reset(tree)?;
+        }
+        Ok(())
+    })
+    .with_context(|| format!("restoring {} after a killed bisect", tree.display()))?;
+    std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))
+}
+
 /// Refuses a tree that bisecting would lose work in.
 fn check_tree(sh: &Shell, tree: &Path) -> Result<()> {
-    if !vcs::is_repo(sh, tree) {
-        bail!(
-            "{} is not the top of a git repository; bisect needs the tree's history",
-            tree.display()
-        );
-    }
     let dirty = vcs::status(sh, tree)?;
     if !dirty.is_empty() {
         bail!(
@@ -293,11 +359,7 @@ fn check_tree(sh: &Shell, tree: &Path) -> Result<()> {
             dirty.join("\n  ")
         );
     }
-    let bisecting = cmd!(sh, "git -C {tree} rev-parse --git-path BISECT_START")
-        .quiet()
-        .read()
-        .context("locating the git directory")?;
-    if tree.join(bisecting).exists() {
+    if git_path(sh, tree, "BISECT_START")?.exists() {
         bail!(
             "a bisect is already in progress in {}; end it with `git bisect reset` first",
             tree.display()
@@ -310,7 +372,7 @@ fn resolve(sh: &Shell, tree: &Path, rev: &str, flag: &str) -> Result<String> {
     let spec = format!("{rev}^{{commit}}");
     cmd!(sh, "git -C {tree} rev-parse --verify --quiet {spec}")
         .quiet()
-        .read()
+        .spawn_read()
         .map_err(|_| anyhow::anyhow!("{flag} {rev}: no such commit in {}", tree.display()))
 }
 
@@ -347,7 +409,7 @@ impl Session {
     fn start(sh: &Shell, tree: &Path, good: &str, bad: &str) -> Result<Session> {
         let origin = match cmd!(sh, "git -C {tree} symbolic-ref --quiet --short HEAD")
             .quiet()
-            .read()
+            .spawn_read()
         {
             Ok(branch) => branch,
             Err(_) => vcs::head(sh, tree)?,
@@ -358,9 +420,12 @@ impl Session {
             tree: Some(tree.to_path_buf()),
             origin,
         };
+        let marker = git_path(sh, tree, MARKER)?;
+        std::fs::write(&marker, "")
+            .with_context(|| format!("marking the bisect in {}", marker.display()))?;
         cmd!(sh, "git -C {tree} bisect start {bad} {good}")
             .quiet()
-            .run()
+            .spawn_run()
             .with_context(|| format!("starting git bisect in {}", tree.display()))?;
         Ok(session)
     }
@@ -374,7 +439,7 @@ impl Session {
         let sh = Shell::new()?;
         let now = cmd!(sh, "git -C {tree} symbolic-ref --quiet --short HEAD")
             .quiet()
-            .read()
+            .spawn_read()
             .or_else(|_| vcs::head(&sh, &tree))?;
         if now != self.origin {
             bail!(
@@ -413,11 +478,20 @@ impl Drop for Session {
 
 fn reset(tree: &Path) -> Result<()> {
     let sh = Shell::new()?;
-    cmd!(sh, "git -C {tree} bisect reset")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .with_context(|| format!("running git bisect reset in {}", tree.display()))
+    interrupt::cleanup(|| {
+        cmd!(sh, "git -C {tree} bisect reset")
+            .quiet()
+            .ignore_stdout()
+            .spawn_run()
+    })
+    .with_context(|| format!("running git bisect reset in {}", tree.display()))?;
+    let marker = git_path(&sh, tree, MARKER)?;
+    match std::fs::remove_file(&marker) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", marker.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Runs `git bisect run` with this binary as the step command.
@@ -439,6 +513,7 @@ fn run_steps(
         .arg(format!("--qmp-tests={}", qmp_tests.display()))
         .arg(format!("--log-dir={}", log_dir.display()))
         .args(opts.to_args())
+        .env(step::BISECT_PID, std::process::id().to_string())
         .stdin(std::process::Stdio::null());
     // The handler passes a signal on to git and the steps, also when it
     // was sent to the xtask alone, and from the moment git starts: a
@@ -493,7 +568,7 @@ fn describe_commit(sh: &Shell, tree: &Path, commit: &str) -> Result<String> {
     let format = "--format=commit %H%n  subject: %s%n  author:  %an <%ae>%n  date:    %ad";
     cmd!(sh, "git -C {tree} show --no-patch {format} {commit}")
         .quiet()
-        .read()
+        .spawn_read()
         .with_context(|| format!("describing {commit} in {}", tree.display()))
 }
 

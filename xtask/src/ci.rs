@@ -10,14 +10,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::build::BuildOptions;
 use crate::cli::{self, Command, Matches};
-use crate::pipeline::SourceArgs;
+use crate::pipeline::{self, Pipeline, SourceArgs};
 use crate::suite::{Outcome, SuiteOptions};
-use crate::{interrupt, meson, mutants, paths, series, suite, test};
+use crate::{deps, interrupt, meson, mutants, paths, series, suite, test};
 
 pub const COMMAND: Command = Command {
     name: "ci",
@@ -62,39 +63,47 @@ fn xtask_test(
     sanitize: &[&str],
     junit: Option<PathBuf>,
 ) -> Result<test::Run> {
-    let opts = test::Options {
-        source: SourceArgs::pinned(no_series),
-        build: BuildOptions {
+    let pipeline = Pipeline::new(
+        SourceArgs::pinned(no_series),
+        BuildOptions {
             sanitize: sanitize.iter().map(|s| s.to_string()).collect(),
             ..BuildOptions::default()
         },
-        suite: SuiteOptions {
+        SuiteOptions {
             junit,
             ..SuiteOptions::default()
         },
-    };
-    test::run(sh, &opts)
+        pipeline::TEST,
+    );
+    test::run(sh, &pipeline)
 }
 
-pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
-    let skip_sanitizer = m.switch("skip-sanitizer");
+/// `cargo xtask ci`'s input: whether to leave out the sanitizer build.
+pub fn parse(m: &Matches) -> Result<bool> {
+    Ok(m.switch("skip-sanitizer"))
+}
+
+pub fn run(sh: &Shell, skip_sanitizer: bool) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let root = paths::project_root();
     let _cd = sh.push_dir(&root);
     let mut stages = Stages { done: Vec::new() };
 
     stages.run("cargo fmt --check", || {
-        Ok(cmd!(sh, "{cargo} fmt --all -- --check").run()?)
+        cmd!(sh, "{cargo} fmt --all -- --check").spawn_run()
     })?;
     stages.run("clippy", || {
-        Ok(cmd!(
+        cmd!(
             sh,
             "{cargo} clippy --quiet --workspace --all-targets -- -D warnings"
         )
-        .run()?)
+        .spawn_run()
     })?;
+    // The signal and kill -9 tests build a stand-in tree with real ninja
+    // among the unit tests: the build dependencies come first.
+    stages.run("host dependencies", || deps::ensure_host(sh).map(drop))?;
     stages.run("unit tests", || {
-        Ok(cmd!(sh, "{cargo} test --quiet --workspace").run()?)
+        cmd!(sh, "{cargo} test --quiet --workspace").spawn_run()
     })?;
 
     let stock = stages.run("pipeline, pinned release without the series", || {
@@ -123,15 +132,13 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
     stages.run("integration tests against the built QEMUs", || {
         let series = series::default_series();
         let qmp_tests = suite::binary(sh)?;
-        Ok(
-            cmd!(sh, "{cargo} test --quiet --workspace -- --include-ignored")
-                .env("QMP_TESTS_QEMU", &stock.binary)
-                .env("QMP_TESTS_QEMU_HOTPLUG", &hotplug.binary)
-                .env("QMP_TESTS_BIN", qmp_tests)
-                .env("XTASK_TEST_QEMU_TREE", &stock.tree)
-                .env("XTASK_TEST_SERIES", &series)
-                .run()?,
-        )
+        cmd!(sh, "{cargo} test --quiet --workspace -- --include-ignored")
+            .env("QMP_TESTS_QEMU", &stock.binary)
+            .env("QMP_TESTS_QEMU_HOTPLUG", &hotplug.binary)
+            .env("QMP_TESTS_BIN", qmp_tests)
+            .env("XTASK_TEST_QEMU_TREE", &stock.tree)
+            .env("XTASK_TEST_SERIES", &series)
+            .spawn_run()
     })?;
     stages.run("meson test through the wiring", || {
         meson_test(sh, &hotplug.tree, &hotplug.binary)
@@ -192,7 +199,7 @@ fn meson_test(sh: &Shell, tree: &Path, qemu: &Path) -> Result<()> {
         sh,
         "{meson_bin} test -C {build_dir} --print-errorlogs func-x86_64-monitor_hotplug"
     )
-    .run()
+    .spawn_run()
     .context("running meson test func-x86_64-monitor_hotplug");
     if let Some(guard) = guard {
         guard.finish()?;

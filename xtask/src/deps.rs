@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
@@ -104,7 +105,7 @@ fn present(sh: &Shell, need: &Need) -> bool {
                 && cmd!(sh, "pkg-config --exists {module}")
                     .quiet()
                     .ignore_stderr()
-                    .run()
+                    .spawn_run()
                     .is_ok()
         }
         Check::Header(name) => Path::new("/usr/include").join(name).exists(),
@@ -112,7 +113,7 @@ fn present(sh: &Shell, need: &Need) -> bool {
             .quiet()
             .ignore_stderr()
             .ignore_stdout()
-            .run()
+            .spawn_run()
             .is_ok(),
     }
 }
@@ -148,7 +149,7 @@ pub fn ensure_host(sh: &Shell) -> Result<String> {
     // The package lists may be missing or stale on a fresh machine.
     cmd!(sh, "apt-get update -qq")
         .quiet()
-        .run()
+        .spawn_run()
         .context("running apt-get update to install build dependencies")?;
     let to_install = &packages;
     // dpkg talks even under -qq: its output is shown only on failure.
@@ -158,8 +159,7 @@ pub fn ensure_host(sh: &Shell) -> Result<String> {
     )
     .env("DEBIAN_FRONTEND", "noninteractive")
     .quiet()
-    .ignore_status()
-    .output()?;
+    .spawn_output()?;
     if !out.status.success() {
         bail!(
             "installing {} with apt-get failed:\n{}{}",
@@ -206,6 +206,8 @@ pub fn ensure_python(sh: &Shell, tree: &Path) -> Result<(PathBuf, String)> {
     let venv = paths::venv_cache().join(format!("pyenv-{}", paths::key(&[spec.as_bytes()])));
     let python = venv.join("bin/python3");
     let ready = venv.join(".xtask-ready");
+    // Every cache shares the venvs: two runs must not make one at once.
+    let _lock = crate::lock::venvs()?;
     if ready.exists() {
         return Ok((python, format!("{spec} (cached venv)")));
     }
@@ -217,7 +219,7 @@ pub fn ensure_python(sh: &Shell, tree: &Path) -> Result<(PathBuf, String)> {
     }
     cmd!(sh, "python3 -m venv {venv}")
         .quiet()
-        .run()
+        .spawn_run()
         .with_context(|| format!("creating a python venv at {}", venv.display()))?;
     let pip = cmd!(
         sh,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::interrupt::{self, Controlled};
 use crate::{paths, source::Tree, vcs};
 
 /// The project's own series, applied to the pinned release by default.
@@ -94,15 +95,17 @@ fn series_key(files: &[PathBuf], base: &str) -> Result<String> {
 pub fn checkout_base(sh: &Shell, tree: &Tree) -> Result<()> {
     let dir = &tree.path;
     let base_commit = format!("{}^{{commit}}", vcs::BASE);
-    let current = cmd!(sh, "git -C {dir} rev-parse HEAD").quiet().read()?;
+    let current = cmd!(sh, "git -C {dir} rev-parse HEAD")
+        .quiet()
+        .spawn_read()?;
     let base = cmd!(sh, "git -C {dir} rev-parse {base_commit}")
         .quiet()
-        .read()?;
+        .spawn_read()?;
     if current != base {
         let base = vcs::BASE;
         cmd!(sh, "git -C {dir} checkout --quiet --detach {base}")
             .quiet()
-            .run()
+            .spawn_run()
             .with_context(|| format!("checking out the base release in {}", dir.display()))?;
     }
     Ok(())
@@ -119,7 +122,7 @@ pub fn apply(sh: &Shell, tree: &Tree, series: &Path) -> Result<(Tree, String, us
     let base_commit = format!("{}^{{commit}}", vcs::BASE);
     let base = cmd!(sh, "git -C {dir} rev-parse {base_commit}")
         .quiet()
-        .read()
+        .spawn_read()
         .with_context(|| format!("finding the base commit of {}", dir.display()))?;
     let branch = format!("series-{}", series_key(&files, &base)?);
     let name = dir.file_name().unwrap_or_default().to_string_lossy();
@@ -144,34 +147,44 @@ pub fn apply(sh: &Shell, tree: &Tree, series: &Path) -> Result<(Tree, String, us
         let _ = cmd!(sh, "git -C {dir} worktree remove --force {wt}")
             .quiet()
             .ignore_stderr()
-            .run();
+            .spawn_run();
     }
     // Leftovers of an interrupted apply: a directory git no longer knows,
     // or a branch without its worktree.
     let _ = std::fs::remove_dir_all(&wt);
-    cmd!(sh, "git -C {dir} worktree prune").quiet().run()?;
+    cmd!(sh, "git -C {dir} worktree prune")
+        .quiet()
+        .spawn_run()?;
     let _ = cmd!(sh, "git -C {dir} branch --quiet -D {branch}")
         .quiet()
         .ignore_stderr()
-        .run();
+        .spawn_run();
     cmd!(
         sh,
         "git -C {dir} worktree add --quiet -b {branch} {wt} {base}"
     )
     .quiet()
-    .run()
+    .spawn_run()
     .with_context(|| format!("creating the worktree {} for the series", wt.display()))?;
-    let Err(why) = am(sh, &wt, &files, series)? else {
+    let applied = am(sh, &wt, &files, series);
+    if let Ok(Ok(())) = applied {
         return Ok((worktree, branch, files.len()));
-    };
-    // Leave nothing of the attempt behind before reporting.
-    let _ = cmd!(sh, "git -C {dir} worktree remove --force {wt}")
-        .quiet()
-        .run();
-    let _ = cmd!(sh, "git -C {dir} branch --quiet -D {branch}")
-        .quiet()
-        .run();
-    bail!("{why}");
+    }
+    // Leave nothing of the attempt behind before reporting, also after a
+    // Ctrl-C.
+    interrupt::cleanup(|| {
+        let _ = cmd!(sh, "git -C {dir} worktree remove --force {wt}")
+            .quiet()
+            .spawn_run();
+        let _ = cmd!(sh, "git -C {dir} branch --quiet -D {branch}")
+            .quiet()
+            .spawn_run();
+    });
+    match applied {
+        Ok(Err(why)) => bail!("{why}"),
+        Err(err) => Err(err),
+        Ok(Ok(())) => unreachable!("returned above"),
+    }
 }
 
 /// The one way a series is applied: by `test` in its worktree and by each
@@ -191,7 +204,7 @@ pub fn am(
         "git -C {dir} -c commit.gpgsign=false am --quiet {files...}"
     )
     .envs(vcs::identity().filter(|(k, _)| k.starts_with("GIT_COMMITTER")));
-    let out = crate::interrupt::output(am.into(), "git am")?;
+    let out = interrupt::output(am.into(), "git am")?;
     if out.status.success() {
         return Ok(Ok(()));
     }
@@ -200,19 +213,28 @@ pub fn am(
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = cmd!(sh, "git -C {dir} am --abort")
-        .quiet()
-        .ignore_stderr()
-        .run();
+    interrupt::cleanup(|| {
+        let _ = cmd!(sh, "git -C {dir} am --abort")
+            .quiet()
+            .ignore_stderr()
+            .spawn_run();
+    });
+    // git am stopped by a Ctrl-C is no fault of the series.
+    interrupt::check().with_context(|| {
+        format!(
+            "applying the series {} in {}",
+            series.display(),
+            dir.display()
+        )
+    })?;
     Ok(Err(am_failure(series, &log)))
 }
 
 /// `git patch-id --stable` of a patch stream: one id per patch, in order.
 fn patch_ids(sh: &Shell, stream: Vec<u8>, what: &str) -> Result<Vec<String>> {
     let out = cmd!(sh, "git patch-id --stable")
-        .stdin(stream)
         .quiet()
-        .read()
+        .spawn_read_with(stream)
         .with_context(|| format!("computing the patch ids of {what}"))?;
     Ok(out
         .lines()
@@ -238,8 +260,16 @@ fn applied_patch_ids(sh: &Shell, wt: &Path) -> Result<Vec<String>> {
         "git -C {wt} log --reverse --no-color --no-ext-diff -p {range}"
     )
     .quiet()
-    .output()
+    .spawn_output()
     .with_context(|| format!("reading the commits of {}", wt.display()))?;
+    if !log.status.success() {
+        bail!(
+            "reading the commits of {} with git log failed ({}): {}",
+            wt.display(),
+            log.status,
+            String::from_utf8_lossy(&log.stderr).trim_end()
+        );
+    }
     patch_ids(sh, log.stdout, &wt.display().to_string())
 }
 

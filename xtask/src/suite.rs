@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
@@ -110,7 +111,7 @@ pub fn binary(sh: &Shell) -> Result<PathBuf> {
         "{cargo} build --quiet --release --package qmp-tests --bin qmp-tests"
     )
     .quiet()
-    .run()
+    .spawn_run()
     .context("building the qmp-tests binary")?;
     let bin = paths::target_dir().join("release/qmp-tests");
     if !bin.exists() {
