@@ -8,7 +8,7 @@ mod process;
 mod report;
 mod stats;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{bail, Result};
 use xshell::Shell;
@@ -311,11 +311,8 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
             .into(),
     );
 
-    let unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     let report = Report {
-        date: crate::files::Utc::from_unix(unix).iso(),
+        date: crate::files::iso(SystemTime::now()),
         host,
         runs,
         figures: figures.list,

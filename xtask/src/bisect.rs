@@ -380,7 +380,7 @@ fn resolve(sh: &Shell, tree: &Path, rev: &str, flag: &str) -> Result<String> {
 fn new_log_dir() -> Result<PathBuf> {
     let parent = paths::target_dir().join("bisect");
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    let stamp = crate::files::Utc::of(SystemTime::now()).compact();
+    let stamp = crate::files::compact(SystemTime::now());
     for n in 1.. {
         let name = if n == 1 {
             stamp.clone()
