@@ -27,42 +27,22 @@ use crate::{deps, interrupt, meson, paths, pipeline, series, source, suite, vcs}
 pub use step::step_main;
 
 const SESSION_FLAGS: &[Flag] = &[
-    cli::value(
-        "qemu-src",
-        "PATH",
-        Kind::Path,
-        "the QEMU git tree to bisect (its work tree must be clean)",
-    ),
+    cli::shared::QEMU_SRC.help("the QEMU git tree to bisect (its work tree must be clean)"),
     cli::value("good", "REV", Kind::Text, "a commit that passes"),
     cli::value("bad", "REV", Kind::Text, "a commit that fails"),
 ];
 
 /// What each step is given, by `bisect` and again by `bisect-step`.
 const STEP_FLAGS: &[Flag] = &[
-    cli::repeated(
-        "scenario",
-        "NAME",
-        Kind::Text,
-        "run only this scenario (repeatable; default: all)",
-    ),
-    cli::value(
-        "route",
-        "ROUTE",
-        Kind::Text,
-        "commands, qom or all (default: every route the\nQEMU has)",
-    ),
+    cli::shared::SCENARIO.help("run only this scenario (repeatable; default: all)"),
+    cli::shared::ROUTE.help("commands, qom or all (default: every route the\nQEMU has)"),
     cli::value(
         "unsupported",
         "AS",
         Kind::Text,
         "count a QEMU without monitor-add as skip (default),\nbad or good",
     ),
-    cli::value(
-        "series",
-        "PATH",
-        Kind::Path,
-        "apply this series on top of each step's commit",
-    ),
+    cli::shared::SERIES.help("apply this series on top of each step's commit"),
 ];
 
 pub const COMMAND: Command = Command {
@@ -94,7 +74,7 @@ const STEP_COMMAND: Command = Command {
         (
             "Step",
             &[
-                cli::value("qemu-src", "PATH", Kind::Path, "the tree"),
+                cli::shared::QEMU_SRC.help("the tree"),
                 cli::value("qmp-tests", "PATH", Kind::Path, "the suite binary"),
                 cli::value("log-dir", "PATH", Kind::Path, "the bisect's log directory"),
             ],

@@ -4,7 +4,7 @@
 //! modification time of every file), so unwiring restores the files byte
 //! for byte and a wired file the user has since edited is never clobbered.
 
-use crate::cli::{self, Command, Flag, Kind, Matches};
+use crate::cli::{self, Command, Flag, Matches};
 use crate::pipeline::{self, Pipeline, SourceArgs, Step};
 use crate::{paths, source, suite};
 use std::path::{Path, PathBuf};
@@ -372,10 +372,7 @@ pub fn run_wire(sh: &Shell, pipeline: &Pipeline) -> Result<()> {
     Ok(())
 }
 
-const UNWIRE_FLAGS: &[Flag] = &[cli::value(
-    "qemu-src",
-    "PATH",
-    Kind::Path,
+const UNWIRE_FLAGS: &[Flag] = &[cli::shared::QEMU_SRC.help(
     "the tree to unwire (also: QEMU_SRC); without it, every\n\
      wired tree in the cache: what `wire` and `test` wire\n\
      without flags",
@@ -396,14 +393,7 @@ wired is left alone, and that is an error.",
 /// The tree named, checked before the lock is taken (and its file made);
 /// None: every wired tree of the cache.
 pub fn parse_unwire(m: &Matches) -> Result<Option<PathBuf>> {
-    let located = match m.path("qemu-src")? {
-        Some(p) => Some(p),
-        None => std::env::var_os("QEMU_SRC")
-            .filter(|v| !v.is_empty())
-            .map(|v| cli::absolute(v.into()))
-            .transpose()?,
-    };
-    located
+    pipeline::qemu_src(m)?
         .map(|path| Ok(source::locate(&path)?.path))
         .transpose()
 }

@@ -26,12 +26,7 @@ pub struct SourceArgs {
 }
 
 pub const SOURCE_FLAGS: &[Flag] = &[
-    cli::value(
-        "qemu-src",
-        "PATH",
-        Kind::Path,
-        "use this QEMU tree as it is (also: QEMU_SRC)",
-    ),
+    cli::shared::QEMU_SRC,
     cli::value(
         "from",
         "SOURCE",
@@ -44,12 +39,7 @@ pub const SOURCE_FLAGS: &[Flag] = &[
         Kind::Text,
         "checksum of the release tarball (for --from tarball)",
     ),
-    cli::value(
-        "series",
-        "PATH",
-        Kind::Path,
-        "apply this series (directory of format-patch files or mbox)",
-    ),
+    cli::shared::SERIES,
     cli::switch(
         "no-series",
         "test the pinned release without the project's series",
@@ -77,6 +67,17 @@ pub const BUILD_FLAGS: &[Flag] = &[
     ),
 ];
 
+/// --qemu-src, or else QEMU_SRC, as an absolute path.
+pub fn qemu_src(m: &Matches) -> Result<Option<PathBuf>> {
+    match m.path("qemu-src")? {
+        Some(p) => Ok(Some(p)),
+        None => std::env::var_os("QEMU_SRC")
+            .filter(|v| !v.is_empty())
+            .map(|v| cli::absolute(PathBuf::from(v)))
+            .transpose(),
+    }
+}
+
 impl SourceArgs {
     /// The pinned release from the first source that works.
     pub fn pinned(no_series: bool) -> SourceArgs {
@@ -102,13 +103,7 @@ impl SourceArgs {
     /// Reads the source flags and checks what can be checked before any
     /// work: the tree, the series.
     pub fn from_matches(m: &Matches) -> Result<SourceArgs> {
-        let qemu_src = match m.path("qemu-src")? {
-            Some(p) => Some(p),
-            None => std::env::var_os("QEMU_SRC")
-                .filter(|v| !v.is_empty())
-                .map(|v| cli::absolute(PathBuf::from(v)))
-                .transpose()?,
-        };
+        let qemu_src = qemu_src(m)?;
         let from = m.text("from")?.map(|s| Origin::parse(&s)).transpose()?;
         let sha256 = m.text("sha256")?;
         let series = m.path("series")?;

@@ -10,24 +10,14 @@ use crate::pipeline::{self, Pipeline, SourceArgs};
 use crate::suite::{self, Outcome, SuiteOptions};
 
 pub const SUITE_FLAGS: &[Flag] = &[
-    cli::repeated(
-        "scenario",
-        "NAME",
-        Kind::Text,
-        "run only this scenario (repeatable)",
-    ),
+    cli::shared::SCENARIO,
     cli::value(
         "jobs",
         "N",
         Kind::Text,
         "scenarios run in parallel (default: number of cores)",
     ),
-    cli::value(
-        "route",
-        "ROUTE",
-        Kind::Text,
-        "how monitors are added: commands (monitor-add), qom\n(object-add of monitor-qmp) or all (default: every\nroute the QEMU has)",
-    ),
+    cli::shared::ROUTE,
     cli::value("timeout", "SECS", Kind::Text, "per-scenario deadline"),
     cli::value("soak", "N", Kind::Text, "cycles of the soak scenario"),
     cli::value(
