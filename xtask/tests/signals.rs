@@ -220,9 +220,9 @@ fn ctrl_c_during_git_am_is_an_interruption_not_a_broken_series() {
         &here.join("gitconfig"),
         &format!("[core]\n\thooksPath = {}\n", here.join("hooks").display()),
     );
-    std::env::set_var("GIT_CONFIG_GLOBAL", here.join("gitconfig"));
     let series = here.join("series");
-    let blocked = Blocked::start_args(
+    let config = here.join("gitconfig");
+    let blocked = Blocked::start_env(
         &fx,
         "started",
         &[
@@ -232,8 +232,8 @@ fn ctrl_c_during_git_am_is_an_interruption_not_a_broken_series() {
             "--qemu-src",
             fx.tree.to_str().unwrap(),
         ],
+        &[("GIT_CONFIG_GLOBAL", config.as_path())],
     );
-    std::env::remove_var("GIT_CONFIG_GLOBAL");
     let (code, seen) = blocked.signal(libc::SIGINT, true);
     assert_eq!(code, Some(2), "{seen}");
     assert!(seen.contains("interrupted"), "{seen}");

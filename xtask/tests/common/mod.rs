@@ -177,12 +177,18 @@ impl Blocked {
 
     /// [`Blocked::start`] for any command that builds.
     pub fn start_args(fx: &Fixture, name: &str, args: &[&str]) -> Blocked {
+        Blocked::start_env(fx, name, args, &[])
+    }
+
+    /// [`Blocked::start_args`] with more environment for the xtask.
+    pub fn start_env(fx: &Fixture, name: &str, args: &[&str], env: &[(&str, &Path)]) -> Blocked {
         use std::io::{BufRead, BufReader};
         let fifo = fx.cache.parent().unwrap().join(name);
         let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: mkfifo with a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
         let mut cmd = xtask(fx, args);
+        cmd.envs(env.iter().copied());
         cmd.env(
             "FAKE_BUILD",
             format!("echo started > {}; exec sleep 600", fifo.display()),
