@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
@@ -74,7 +75,7 @@ impl PrivateApt {
         cmd!(sh, "apt-get {opts...} -qq update")
             .quiet()
             .ignore_stdout()
-            .run()
+            .spawn_run()
             .context("updating the private apt index (apt-get update)")?;
         let _dir = sh.push_dir(dest);
         let download =

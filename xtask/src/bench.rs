@@ -8,15 +8,14 @@ mod process;
 mod report;
 mod stats;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{bail, Result};
 use xshell::Shell;
 
 use crate::cli::{self, Command, Kind, Matches};
-use crate::pipeline::{self, SourceArgs};
-use crate::steps::Steps;
-use crate::{paths, suite};
+use crate::paths;
+use crate::pipeline::{self, Pipeline, SourceArgs, Step};
 use host::Host;
 use report::{seconds, Figure, Report, Target};
 use stats::Stats;
@@ -60,25 +59,46 @@ const SEEDS: [&str; 4] = [
 /// Touched, not changed, to time the pipeline's rebuild.
 const TOUCHED: &str = "monitor/qmp.c";
 
-pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
+/// `cargo xtask bench`'s input, checked.
+pub struct Options {
+    runs: usize,
+    pipeline: Pipeline,
+    /// The arguments the timed `cargo xtask test` runs get, so that they
+    /// build the same tree.
+    forwarded: Vec<std::ffi::OsString>,
+}
+
+/// The steps before the timing: the QEMU to time and the suite binary.
+const STEPS: &[Step] = &[
+    Step::Host,
+    Step::Source,
+    Step::Series,
+    Step::QmpTests,
+    Step::Venv,
+    Step::Build,
+];
+
+pub fn parse(m: &Matches) -> Result<Options> {
     let runs = m.number::<usize>("runs")?.unwrap_or(DEFAULT_RUNS);
     if runs == 0 {
-        bail!("--runs takes a positive number");
+        bail!("--runs 0: nothing would be timed; give a whole number of runs from 1 up");
     }
     let src = SourceArgs::from_matches(m)?;
-    let build_opts = pipeline::build_options(m, Some(&src))?;
-    // The timed `cargo xtask test` runs must build the same tree.
-    let forwarded = process::forwarded_args(std::env::args_os().skip(2));
+    let build_opts = pipeline::build_options(m, pipeline::Targets::of(&src))?;
+    Ok(Options {
+        runs,
+        pipeline: Pipeline::new(src, build_opts, Default::default(), STEPS),
+        forwarded: process::forwarded_args(std::env::args_os().skip(2)),
+    })
+}
 
-    let mut steps = Steps::new(6);
-    pipeline::host_step(&mut steps, sh)?;
-    let prepared = pipeline::source_steps(&mut steps, sh, &src)?;
-    let qmp_tests = steps.run("qmp-tests binary", || {
-        let bin = suite::binary(sh)?;
-        let summary = bin.display().to_string();
-        Ok((bin, summary))
-    })?;
-    let built = pipeline::build_step(&mut steps, sh, &prepared.tree, &build_opts)?;
+pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
+    let (runs, forwarded) = (opts.runs, &opts.forwarded);
+    let state = opts.pipeline.run(sh)?;
+    let (Some(tree), Some(qmp_tests), Some(built)) = (state.tree, state.qmp_tests, state.built)
+    else {
+        bail!("the bench pipeline lacks a step (a bug in the xtask)");
+    };
     let qemu = built.binary.as_path();
     let host = Host::read(client::qemu_version(qemu)?);
     eprintln!("==> timing against {}", qemu.display());
@@ -167,10 +187,10 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
 
     let meson = process::meson(
         sh,
-        &prepared.tree.path,
+        &tree.path,
         qemu,
         &qmp_tests,
-        &build_opts.target,
+        &opts.pipeline.build.target,
         &SEEDS,
         runs,
     )?;
@@ -184,7 +204,7 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
     eprint!("{}", phases::table(&phase_rows));
 
     let pipeline_runs = runs.min(PIPELINE_RUNS);
-    let warm = process::pipeline(sh, &forwarded, pipeline_runs, || Ok(()))?;
+    let warm = process::pipeline(sh, forwarded, pipeline_runs, || Ok(()))?;
     figures.add(
         "pipeline.warm",
         "cargo xtask test, nothing changed",
@@ -200,8 +220,8 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
         overhead,
         false,
     );
-    let touched = prepared.tree.path.join(TOUCHED);
-    let rebuild = process::pipeline(sh, &forwarded, pipeline_runs, || process::touch(&touched))?;
+    let touched = tree.path.join(TOUCHED);
+    let rebuild = process::pipeline(sh, forwarded, pipeline_runs, || process::touch(&touched))?;
     figures.add(
         "pipeline.rebuild",
         "cargo xtask test after touching monitor/qmp.c",
@@ -291,11 +311,8 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
             .into(),
     );
 
-    let unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     let report = Report {
-        date: crate::files::Utc::from_unix(unix).iso(),
+        date: crate::files::iso(SystemTime::now()),
         host,
         runs,
         figures: figures.list,

@@ -16,52 +16,33 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::build::{self, BuildOptions};
 use crate::cli::{self, Command, Flag, Kind, Matches};
-use crate::{deps, interrupt, paths, pipeline, series, source, suite, vcs};
+use crate::{deps, interrupt, meson, paths, pipeline, series, source, suite, vcs};
 
 pub use step::step_main;
 
 const SESSION_FLAGS: &[Flag] = &[
-    cli::value(
-        "qemu-src",
-        "PATH",
-        Kind::Path,
-        "the QEMU git tree to bisect (its work tree must be clean)",
-    ),
+    cli::shared::QEMU_SRC.help("the QEMU git tree to bisect (its work tree must be clean)"),
     cli::value("good", "REV", Kind::Text, "a commit that passes"),
     cli::value("bad", "REV", Kind::Text, "a commit that fails"),
 ];
 
 /// What each step is given, by `bisect` and again by `bisect-step`.
 const STEP_FLAGS: &[Flag] = &[
-    cli::repeated(
-        "scenario",
-        "NAME",
-        Kind::Text,
-        "run only this scenario (repeatable; default: all)",
-    ),
-    cli::value(
-        "route",
-        "ROUTE",
-        Kind::Text,
-        "commands, qom or all (default: every route the\nQEMU has)",
-    ),
+    cli::shared::SCENARIO.help("run only this scenario (repeatable; default: all)"),
+    cli::shared::ROUTE.help("commands, qom or all (default: every route the\nQEMU has)"),
     cli::value(
         "unsupported",
         "AS",
         Kind::Text,
         "count a QEMU without monitor-add as skip (default),\nbad or good",
     ),
-    cli::value(
-        "series",
-        "PATH",
-        Kind::Path,
-        "apply this series on top of each step's commit",
-    ),
+    cli::shared::SERIES.help("apply this series on top of each step's commit"),
 ];
 
 pub const COMMAND: Command = Command {
@@ -93,7 +74,7 @@ const STEP_COMMAND: Command = Command {
         (
             "Step",
             &[
-                cli::value("qemu-src", "PATH", Kind::Path, "the tree"),
+                cli::shared::QEMU_SRC.help("the tree"),
                 cli::value("qmp-tests", "PATH", Kind::Path, "the suite binary"),
                 cli::value("log-dir", "PATH", Kind::Path, "the bisect's log directory"),
             ],
@@ -144,10 +125,10 @@ struct Options {
 }
 
 impl Options {
-    fn from_matches(m: &Matches) -> Result<Options> {
-        let scenarios = m.texts("scenario")?;
+    fn from_matches(m: &Matches, targets: pipeline::Targets) -> Result<Options> {
+        let scenarios = crate::suite::scenarios(m)?;
         let route = crate::suite::route(m.text("route")?)?;
-        let build = pipeline::build_options(m, None)?;
+        let build = pipeline::build_options(m, targets)?;
         let unsupported = match m.text("unsupported")? {
             Some(s) => Unsupported::parse(&s)?,
             None => Unsupported::Skip,
@@ -193,7 +174,16 @@ impl Options {
     }
 }
 
-pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
+/// `cargo xtask bisect`'s input, checked against the tree before
+/// anything moves.
+pub struct Request {
+    tree: PathBuf,
+    good: String,
+    bad: String,
+    opts: Options,
+}
+
+pub fn parse(sh: &Shell, m: &Matches) -> Result<Request> {
     let tree = m
         .path("qemu-src")?
         .context("--qemu-src PATH is required: the QEMU git tree to bisect")?;
@@ -203,10 +193,15 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
     let bad = m
         .text("bad")?
         .context("--bad REV is required: a commit where a scenario fails")?;
-    let opts = Options::from_matches(m)?;
-
     let tree = source::locate(&tree)?.path;
-    check_tree(sh, &tree)?;
+    let opts = Options::from_matches(m, pipeline::Targets::Tree(&tree))?;
+
+    if !vcs::is_repo(sh, &tree) {
+        bail!(
+            "{} is not the top of a git repository; bisect needs the tree's history",
+            tree.display()
+        );
+    }
     let good = resolve(sh, &tree, &good, "--good")?;
     let bad = resolve(sh, &tree, &bad, "--bad")?;
     // Mistakes every step would make are caught before anything moves.
@@ -214,11 +209,28 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
     if let Some(path) = &opts.series {
         series::patch_files(path)?;
     }
-    // The steps build in the cache; they run under this lock, not their own.
-    let _lock = crate::lock::cache()?;
+    Ok(Request {
+        tree,
+        good,
+        bad,
+        opts,
+    })
+}
+
+/// Runs under the cache's lock, taken by the dispatcher: the steps build
+/// in the cache under it, not their own.
+pub fn run(sh: &Shell, request: &Request) -> Result<()> {
+    let Request {
+        tree,
+        good,
+        bad,
+        opts,
+    } = request;
+    restore_killed(sh, tree)?;
+    check_tree(sh, tree)?;
     deps::ensure_host(sh)?;
     // Made once here, so no step pays for it (or for pip) as overhead.
-    deps::ensure_python(sh, &tree)?;
+    deps::ensure_python(sh, tree)?;
     let qmp_tests = suite::binary(sh)?;
     let log_dir = new_log_dir()?;
     eprintln!(
@@ -227,26 +239,28 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
         log_dir.display()
     );
 
-    let session = Session::start(sh, &tree, &good, &bad)?;
-    let status = run_steps(&tree, &qmp_tests, &log_dir, &opts);
+    let session = Session::start(sh, tree, good, bad)?;
+    let status = run_steps(tree, &qmp_tests, &log_dir, opts);
     // git may be gone (Ctrl-C) while a step still cleans up the tree: wait
     // for it before the reset, and keep later steps out.
     let lock = step_lock(&log_dir)?;
     // What git concluded is in the log's comment lines, which are meant for
     // people and stable across git versions.
-    let git_log = cmd!(sh, "git -C {tree} bisect log")
-        .quiet()
-        .read()
-        .unwrap_or_default();
+    let git_log = interrupt::cleanup(|| {
+        cmd!(sh, "git -C {tree} bisect log")
+            .quiet()
+            .spawn_read()
+            .unwrap_or_default()
+    });
     let result = parse_result(&git_log);
     // The report is written even when the reset fails: it says what the
     // steps found, and the error below says what to do about the tree.
-    let reset = session.finish();
+    let reset = interrupt::cleanup(|| session.finish());
     drop(lock);
 
     let steps = report::read(&log_dir)?;
     let first_bad = match &result {
-        BisectResult::Found(commit) => Some(describe_commit(sh, &tree, commit)?),
+        BisectResult::Found(commit) => Some(describe_commit(sh, tree, commit)?),
         _ => None,
     };
     let report = report::render(first_bad.as_deref(), &result, &steps)?;
@@ -277,14 +291,46 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
     }
 }
 
+/// Marks a tree as being bisected by the xtask, in its git directory:
+/// a run that finds it and no bisect running (it holds the lock) knows a
+/// killed one left the tree mid-bisect.
+const MARKER: &str = "xtask-bisect";
+
+fn git_path(sh: &Shell, tree: &Path, name: &str) -> Result<PathBuf> {
+    let path = cmd!(sh, "git -C {tree} rev-parse --git-path {name}")
+        .quiet()
+        .spawn_read()
+        .with_context(|| format!("locating the git directory of {}", tree.display()))?;
+    Ok(tree.join(path))
+}
+
+/// Puts back what a killed bisect left: the wiring and series of its last
+/// step, and git's bisect state, back to the branch it started on.
+fn restore_killed(sh: &Shell, tree: &Path) -> Result<()> {
+    let marker = git_path(sh, tree, MARKER)?;
+    if !marker.exists() {
+        return Ok(());
+    }
+    eprintln!(
+        "==> a killed cargo xtask bisect left {} mid-bisect; restoring it",
+        tree.display()
+    );
+    interrupt::cleanup(|| -> Result<()> {
+        meson::unwire(tree)?;
+        if git_path(sh, tree, "rebase-apply")?.exists() {
+            cmd!(sh, "git -C {tree} am --abort").quiet().spawn_run()?;
+        }
+        if git_path(sh, tree, "BISECT_START")?.exists() {
+            reset(tree)?;
+        }
+        Ok(())
+    })
+    .with_context(|| format!("restoring {} after a killed bisect", tree.display()))?;
+    std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))
+}
+
 /// Refuses a tree that bisecting would lose work in.
 fn check_tree(sh: &Shell, tree: &Path) -> Result<()> {
-    if !vcs::is_repo(sh, tree) {
-        bail!(
-            "{} is not the top of a git repository; bisect needs the tree's history",
-            tree.display()
-        );
-    }
     let dirty = vcs::status(sh, tree)?;
     if !dirty.is_empty() {
         bail!(
@@ -293,11 +339,7 @@ fn check_tree(sh: &Shell, tree: &Path) -> Result<()> {
             dirty.join("\n  ")
         );
     }
-    let bisecting = cmd!(sh, "git -C {tree} rev-parse --git-path BISECT_START")
-        .quiet()
-        .read()
-        .context("locating the git directory")?;
-    if tree.join(bisecting).exists() {
+    if git_path(sh, tree, "BISECT_START")?.exists() {
         bail!(
             "a bisect is already in progress in {}; end it with `git bisect reset` first",
             tree.display()
@@ -310,7 +352,7 @@ fn resolve(sh: &Shell, tree: &Path, rev: &str, flag: &str) -> Result<String> {
     let spec = format!("{rev}^{{commit}}");
     cmd!(sh, "git -C {tree} rev-parse --verify --quiet {spec}")
         .quiet()
-        .read()
+        .spawn_read()
         .map_err(|_| anyhow::anyhow!("{flag} {rev}: no such commit in {}", tree.display()))
 }
 
@@ -318,7 +360,7 @@ fn resolve(sh: &Shell, tree: &Path, rev: &str, flag: &str) -> Result<String> {
 fn new_log_dir() -> Result<PathBuf> {
     let parent = paths::target_dir().join("bisect");
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    let stamp = crate::files::Utc::of(SystemTime::now()).compact();
+    let stamp = crate::files::compact(SystemTime::now());
     for n in 1.. {
         let name = if n == 1 {
             stamp.clone()
@@ -347,7 +389,7 @@ impl Session {
     fn start(sh: &Shell, tree: &Path, good: &str, bad: &str) -> Result<Session> {
         let origin = match cmd!(sh, "git -C {tree} symbolic-ref --quiet --short HEAD")
             .quiet()
-            .read()
+            .spawn_read()
         {
             Ok(branch) => branch,
             Err(_) => vcs::head(sh, tree)?,
@@ -358,9 +400,12 @@ impl Session {
             tree: Some(tree.to_path_buf()),
             origin,
         };
+        let marker = git_path(sh, tree, MARKER)?;
+        std::fs::write(&marker, "")
+            .with_context(|| format!("marking the bisect in {}", marker.display()))?;
         cmd!(sh, "git -C {tree} bisect start {bad} {good}")
             .quiet()
-            .run()
+            .spawn_run()
             .with_context(|| format!("starting git bisect in {}", tree.display()))?;
         Ok(session)
     }
@@ -374,7 +419,7 @@ impl Session {
         let sh = Shell::new()?;
         let now = cmd!(sh, "git -C {tree} symbolic-ref --quiet --short HEAD")
             .quiet()
-            .read()
+            .spawn_read()
             .or_else(|_| vcs::head(&sh, &tree))?;
         if now != self.origin {
             bail!(
@@ -413,11 +458,20 @@ impl Drop for Session {
 
 fn reset(tree: &Path) -> Result<()> {
     let sh = Shell::new()?;
-    cmd!(sh, "git -C {tree} bisect reset")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .with_context(|| format!("running git bisect reset in {}", tree.display()))
+    interrupt::cleanup(|| {
+        cmd!(sh, "git -C {tree} bisect reset")
+            .quiet()
+            .ignore_stdout()
+            .spawn_run()
+    })
+    .with_context(|| format!("running git bisect reset in {}", tree.display()))?;
+    let marker = git_path(&sh, tree, MARKER)?;
+    match std::fs::remove_file(&marker) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", marker.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Runs `git bisect run` with this binary as the step command.
@@ -439,6 +493,7 @@ fn run_steps(
         .arg(format!("--qmp-tests={}", qmp_tests.display()))
         .arg(format!("--log-dir={}", log_dir.display()))
         .args(opts.to_args())
+        .env(step::BISECT_PID, std::process::id().to_string())
         .stdin(std::process::Stdio::null());
     // The handler passes a signal on to git and the steps, also when it
     // was sent to the xtask alone, and from the moment git starts: a
@@ -493,7 +548,7 @@ fn describe_commit(sh: &Shell, tree: &Path, commit: &str) -> Result<String> {
     let format = "--format=commit %H%n  subject: %s%n  author:  %an <%ae>%n  date:    %ad";
     cmd!(sh, "git -C {tree} show --no-patch {format} {commit}")
         .quiet()
-        .read()
+        .spawn_read()
         .with_context(|| format!("describing {commit} in {}", tree.display()))
 }
 
@@ -544,7 +599,7 @@ mod tests {
         let cli::Parsed::Args(m) = cli::parse(&STEP_COMMAND, argv).unwrap() else {
             panic!("help")
         };
-        let back = Options::from_matches(&m).unwrap();
+        let back = Options::from_matches(&m, pipeline::Targets::AtBuild).unwrap();
         assert_eq!(back.scenarios, opts.scenarios);
         assert_eq!(back.route, opts.route);
         assert_eq!(back.build.target, "aarch64");

@@ -4,6 +4,7 @@
 //! after that ninja alone decides what is stale (it re-runs meson itself
 //! when a meson file changes), so an unchanged tree builds as a no-op.
 
+use crate::pipeline::{self, Pipeline, SourceArgs};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -41,8 +42,10 @@ pub struct Built {
 
 const MARKER: &str = "xtask-configured";
 
-/// The system emulators of the pinned release (configs/targets/*-softmmu.mak),
-/// for checking --target before the release is fetched.
+/// The system emulators of the pinned release (its
+/// configs/targets/*-softmmu.mak): --target is checked against them before
+/// the release is fetched, and against the fetched tree's own list again
+/// before configure.
 const PINNED_TARGETS: &[&str] = &[
     "aarch64",
     "alpha",
@@ -75,42 +78,58 @@ const PINNED_TARGETS: &[&str] = &[
     "xtensaeb",
 ];
 
-/// Refuses a target or sanitizer configure would refuse, before any work:
-/// against the tree's own target list when the tree is known.
+/// Refuses a sanitizer configure would refuse, and a target the tree (or,
+/// before it is fetched, the pinned release) has no emulator for.
 pub fn check_options(opts: &BuildOptions, tree: Option<&Path>) -> Result<()> {
+    check_sanitize(opts)?;
+    match tree {
+        Some(tree) => check_target(&opts.target, tree),
+        None if PINNED_TARGETS.contains(&opts.target.as_str()) => Ok(()),
+        None => bail!(
+            "--target {}: no such system emulator in the pinned release \
+             (the xtask's copy of its list, checked again against the tree once fetched); \
+             pick one of: {}",
+            opts.target,
+            PINNED_TARGETS.join(" ")
+        ),
+    }
+}
+
+pub fn check_sanitize(opts: &BuildOptions) -> Result<()> {
     for s in &opts.sanitize {
         if s != "address" && s != "undefined" {
             bail!("--sanitize takes address and/or undefined, not `{s}`");
         }
     }
-    let configs = tree.map(|t| t.join("configs/targets"));
-    let known: Vec<String> = match configs.as_deref().filter(|c| c.is_dir()) {
-        Some(dir) => {
-            let mut names: Vec<String> = std::fs::read_dir(dir)
-                .with_context(|| format!("listing {}", dir.display()))?
-                .flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().into_string().ok()?;
-                    Some(name.strip_suffix("-softmmu.mak")?.to_owned())
-                })
-                .collect();
-            names.sort();
-            names
-        }
-        // A tree without the directory predates it (or is a stand-in):
-        // configure is its only judge.
-        None if tree.is_some() => return Ok(()),
-        None => PINNED_TARGETS.iter().map(|t| t.to_string()).collect(),
-    };
-    if !known.contains(&opts.target) {
-        bail!(
-            "--target {}: no such system emulator in {}; pick one of: {}",
-            opts.target,
-            tree.map_or("the pinned release".to_owned(), |t| t.display().to_string()),
-            known.join(" ")
-        );
-    }
     Ok(())
+}
+
+/// Refuses a target the tree has no configs/targets/TARGET-softmmu.mak
+/// for: configure would refuse it too, after its slow preparations.
+pub fn check_target(target: &str, tree: &Path) -> Result<()> {
+    let dir = tree.join("configs/targets");
+    // A tree without the directory predates it (or is a stand-in):
+    // configure is its only judge.
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let mut known: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("listing the targets in {}", dir.display()))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            Some(name.strip_suffix("-softmmu.mak")?.to_owned())
+        })
+        .collect();
+    if known.iter().any(|t| t == target) {
+        return Ok(());
+    }
+    known.sort();
+    bail!(
+        "--target {target}: no such system emulator in {}; pick one of: {}",
+        tree.display(),
+        known.join(" ")
+    )
 }
 
 /// The configure arguments for a tree and options, python excepted.
@@ -155,6 +174,9 @@ pub fn build(
     python: &Path,
     opts: &BuildOptions,
 ) -> Result<(Built, String)> {
+    // The tree may differ from the one checked while parsing (the fetched
+    // release, a bisect step's commit).
+    check_target(&opts.target, tree)?;
     let args = configure_args(tree, opts)?;
     let dir = build_dir(tree, opts, &args);
     let mut configure = vec![
@@ -280,9 +302,65 @@ pub fn progress(line: &str) -> Option<(usize, usize)> {
     Some((done.trim().parse().ok()?, total.trim().parse().ok()?))
 }
 
+/// `cargo xtask build`: the pipeline up to the QEMU binary.
+pub const COMMAND: crate::cli::Command = crate::cli::Command {
+    name: "build",
+    summary: "build qemu-system-TARGET and print its path",
+    about: "fetch or locate QEMU, apply the series, configure once and
+build qemu-system-TARGET out of tree; prints the binary's path.",
+    groups: &[
+        ("Source", pipeline::SOURCE_FLAGS),
+        ("Build", pipeline::BUILD_FLAGS),
+    ],
+    after: "",
+};
+
+pub fn parse(m: &crate::cli::Matches) -> Result<Pipeline> {
+    let src = SourceArgs::from_matches(m)?;
+    let opts = pipeline::build_options(m, pipeline::Targets::of(&src))?;
+    Ok(Pipeline::new(
+        src,
+        opts,
+        Default::default(),
+        pipeline::BUILD,
+    ))
+}
+
+pub fn run(sh: &Shell, pipeline: &Pipeline) -> Result<()> {
+    let state = pipeline.run(sh)?;
+    let built = state
+        .built
+        .context("the build pipeline builds (a bug in the xtask)")?;
+    println!("{}", built.binary.display());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_is_checked_against_the_trees_own_list() {
+        let dir = tempfile::tempdir().unwrap();
+        // No list: configure judges (an old tree, a stand-in).
+        check_target("aarch64", dir.path()).unwrap();
+        let configs = dir.path().join("configs/targets");
+        std::fs::create_dir_all(&configs).unwrap();
+        std::fs::write(configs.join("x86_64-softmmu.mak"), "").unwrap();
+        std::fs::write(configs.join("aarch64-linux-user.mak"), "").unwrap();
+        check_target("x86_64", dir.path()).unwrap();
+        let err = check_target("aarch64", dir.path()).unwrap_err().to_string();
+        assert!(err.ends_with("pick one of: x86_64"), "{err}");
+        let opts = BuildOptions {
+            target: "nonsense".into(),
+            ..BuildOptions::default()
+        };
+        let err = check_options(&opts, None).unwrap_err().to_string();
+        assert!(
+            err.contains("the pinned release (the xtask's copy"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn parses_ninja_progress() {

@@ -10,14 +10,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::build::BuildOptions;
 use crate::cli::{self, Command, Kind, Matches};
-use crate::pipeline::SourceArgs;
+use crate::legs::{self, Leg};
+use crate::pipeline::{self, Pipeline, SourceArgs};
 use crate::suite::{Outcome, SuiteOptions};
-use crate::{interrupt, legs, meson, mutants, paths, series, suite, test};
+use crate::{deps, interrupt, meson, mutants, paths, series, suite, test};
 
 pub const COMMAND: Command = Command {
     name: "ci",
@@ -55,16 +57,28 @@ whole catalogue, and a sanitizer build.",
     after: "",
 };
 
+/// `cargo xtask ci`'s input, checked before any work.
+pub struct Options {
+    pub skip_sanitizer: bool,
+    /// `--leg NAME`: only that leg of the CI matrix.
+    pub leg: Option<Leg>,
+    pub list_legs: bool,
+    pub write_templates: bool,
+}
+
+impl Options {
+    /// Whether the run touches the cache, and so runs under its lock.
+    pub fn uses_cache(&self) -> bool {
+        !self.list_legs && !self.write_templates
+    }
+}
+
 /// `cargo xtask ci --leg NAME`: the leg's pipeline, as a CI job runs it.
-fn run_leg(sh: &Shell, name: &str) -> Result<()> {
-    let Some(leg) = legs::find(name) else {
-        let names: Vec<String> = legs::all().into_iter().map(|l| l.name).collect();
-        bail!("no CI leg `{name}`; the legs are: {}", names.join(", "));
-    };
+fn run_leg(sh: &Shell, leg: &Leg) -> Result<()> {
     let junit = paths::project_root().join(legs::junit_path(&leg.name));
-    let opts = test::Options {
-        source: SourceArgs::pinned(!leg.series),
-        build: BuildOptions {
+    let pipeline = Pipeline::new(
+        SourceArgs::pinned(!leg.series),
+        BuildOptions {
             target: leg.target.to_owned(),
             sanitize: if leg.sanitizers {
                 vec!["address".to_owned(), "undefined".to_owned()]
@@ -73,14 +87,16 @@ fn run_leg(sh: &Shell, name: &str) -> Result<()> {
             },
             ..BuildOptions::default()
         },
-        suite: SuiteOptions {
+        SuiteOptions {
             junit: Some(junit.clone()),
             route: leg.route.map(str::to_owned),
             leg: Some(leg.name.clone()),
             ..SuiteOptions::default()
         },
-    };
-    let run = test::run(sh, &opts)?;
+        pipeline::TEST,
+    );
+    let run = test::run(sh, &pipeline)?;
+    let name = &leg.name;
     match (leg.series, run.outcome) {
         (true, Outcome::Passed) => Ok(()),
         (false, Outcome::Unsupported) => expect_in_report(&junit, "has no monitor-add"),
@@ -100,6 +116,42 @@ fn write_templates() -> Result<()> {
     ] {
         crate::files::write_atomic(&root.join(file), &text)?;
         println!("{file}");
+    }
+    Ok(())
+}
+
+/// The GitLab and GitHub templates pass the vendors' own JSON schemas,
+/// as bundled with check-jsonschema (pinned; no schema is downloaded).
+fn check_templates(sh: &Shell) -> Result<()> {
+    const SPEC: &str = "check-jsonschema==0.39.0";
+    let venv = paths::venv_cache().join(format!("pyenv-{}", paths::key(&[SPEC.as_bytes()])));
+    let bin = venv.join("bin/check-jsonschema");
+    let ready = venv.join(".xtask-ready");
+    {
+        let _lock = crate::lock::venvs()?;
+        if !ready.exists() {
+            let _ = std::fs::remove_dir_all(&venv);
+            cmd!(sh, "python3 -m venv {venv}")
+                .quiet()
+                .spawn_run()
+                .with_context(|| format!("creating a python venv at {}", venv.display()))?;
+            let python = venv.join("bin/python3");
+            cmd!(
+                sh,
+                "{python} -m pip install --quiet --disable-pip-version-check {SPEC}"
+            )
+            .spawn_run()
+            .with_context(|| format!("installing {SPEC} into {} with pip", venv.display()))?;
+            std::fs::write(&ready, SPEC).with_context(|| format!("writing {}", ready.display()))?;
+        }
+    }
+    for (schema, file) in [
+        ("vendor.gitlab-ci", "ci/gitlab-ci.yml"),
+        ("vendor.github-workflows", "ci/github-workflow.yml"),
+    ] {
+        cmd!(sh, "{bin} --builtin-schema {schema} {file}")
+            .spawn_run()
+            .with_context(|| format!("checking {file} against {schema}"))?;
     }
     Ok(())
 }
@@ -129,54 +181,77 @@ fn xtask_test(
     sanitize: &[&str],
     junit: Option<PathBuf>,
 ) -> Result<test::Run> {
-    let opts = test::Options {
-        source: SourceArgs::pinned(no_series),
-        build: BuildOptions {
+    let pipeline = Pipeline::new(
+        SourceArgs::pinned(no_series),
+        BuildOptions {
             sanitize: sanitize.iter().map(|s| s.to_string()).collect(),
             ..BuildOptions::default()
         },
-        suite: SuiteOptions {
+        SuiteOptions {
             junit,
             ..SuiteOptions::default()
         },
-    };
-    test::run(sh, &opts)
+        pipeline::TEST,
+    );
+    test::run(sh, &pipeline)
 }
 
-pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
-    if m.switch("list-legs") {
+pub fn parse(m: &Matches) -> Result<Options> {
+    let leg = match m.text("leg")? {
+        Some(name) => Some(legs::find(&name).with_context(|| {
+            let names: Vec<String> = legs::all().into_iter().map(|l| l.name).collect();
+            format!(
+                "no CI leg `{name}`; `cargo xtask ci --list-legs` lists them: {}",
+                names.join(", ")
+            )
+        })?),
+        None => None,
+    };
+    Ok(Options {
+        skip_sanitizer: m.switch("skip-sanitizer"),
+        leg,
+        list_legs: m.switch("list-legs"),
+        write_templates: m.switch("write-templates"),
+    })
+}
+
+pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
+    if opts.list_legs {
         for leg in legs::all() {
             println!("{}", leg.name);
         }
         return Ok(());
     }
-    if m.switch("write-templates") {
+    if opts.write_templates {
         return write_templates();
     }
-    if let Some(name) = m.text("leg")? {
-        return run_leg(sh, &name);
+    if let Some(leg) = &opts.leg {
+        return run_leg(sh, leg);
     }
-    let skip_sanitizer = m.switch("skip-sanitizer");
+    let skip_sanitizer = opts.skip_sanitizer;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let root = paths::project_root();
     let _cd = sh.push_dir(&root);
     let mut stages = Stages { done: Vec::new() };
 
     stages.run("cargo fmt --check", || {
-        Ok(cmd!(sh, "{cargo} fmt --all -- --check").run()?)
+        cmd!(sh, "{cargo} fmt --all -- --check").spawn_run()
     })?;
     stages.run("clippy", || {
-        Ok(cmd!(
+        cmd!(
             sh,
             "{cargo} clippy --quiet --workspace --all-targets -- -D warnings"
         )
-        .run()?)
+        .spawn_run()
     })?;
     stages.run("CI templates against the vendors' schemas", || {
         check_templates(sh)
     })?;
+    // The signal and kill -9 tests build a stand-in tree with real ninja
+    // among the unit tests: the build dependencies come first.
+    stages.run("host dependencies", || deps::ensure_host(sh).map(drop))?;
     stages.run("unit tests", || {
-        Ok(cmd!(sh, "{cargo} test --quiet --workspace").run()?)
+        cmd!(sh, "{cargo} test --quiet --workspace").spawn_run()
     })?;
 
     let stock = stages.run("pipeline, pinned release without the series", || {
@@ -205,15 +280,13 @@ pub fn run(sh: &Shell, m: &Matches) -> Result<()> {
     stages.run("integration tests against the built QEMUs", || {
         let series = series::default_series();
         let qmp_tests = suite::binary(sh)?;
-        Ok(
-            cmd!(sh, "{cargo} test --quiet --workspace -- --include-ignored")
-                .env("QMP_TESTS_QEMU", &stock.binary)
-                .env("QMP_TESTS_QEMU_HOTPLUG", &hotplug.binary)
-                .env("QMP_TESTS_BIN", qmp_tests)
-                .env("XTASK_TEST_QEMU_TREE", &stock.tree)
-                .env("XTASK_TEST_SERIES", &series)
-                .run()?,
-        )
+        cmd!(sh, "{cargo} test --quiet --workspace -- --include-ignored")
+            .env("QMP_TESTS_QEMU", &stock.binary)
+            .env("QMP_TESTS_QEMU_HOTPLUG", &hotplug.binary)
+            .env("QMP_TESTS_BIN", qmp_tests)
+            .env("XTASK_TEST_QEMU_TREE", &stock.tree)
+            .env("XTASK_TEST_SERIES", &series)
+            .spawn_run()
     })?;
     stages.run("meson test through the wiring", || {
         meson_test(sh, &hotplug.tree, &hotplug.binary)
@@ -274,44 +347,11 @@ fn meson_test(sh: &Shell, tree: &Path, qemu: &Path) -> Result<()> {
         sh,
         "{meson_bin} test -C {build_dir} --print-errorlogs func-x86_64-monitor_hotplug"
     )
-    .run()
+    .spawn_run()
     .context("running meson test func-x86_64-monitor_hotplug");
     if let Some(guard) = guard {
         guard.finish()?;
     }
     result?;
-    Ok(())
-}
-
-/// The GitLab and GitHub templates pass the vendors' own JSON schemas,
-/// as bundled with check-jsonschema (pinned; no schema is downloaded).
-fn check_templates(sh: &Shell) -> Result<()> {
-    const SPEC: &str = "check-jsonschema==0.39.0";
-    let venv = paths::venv_cache().join(format!("pyenv-{}", paths::key(&[SPEC.as_bytes()])));
-    let bin = venv.join("bin/check-jsonschema");
-    let ready = venv.join(".xtask-ready");
-    if !ready.exists() {
-        let _ = std::fs::remove_dir_all(&venv);
-        cmd!(sh, "python3 -m venv {venv}")
-            .quiet()
-            .run()
-            .with_context(|| format!("creating a python venv at {}", venv.display()))?;
-        let python = venv.join("bin/python3");
-        let pip = cmd!(
-            sh,
-            "{python} -m pip install --quiet --disable-pip-version-check {SPEC}"
-        );
-        interrupt::run(pip.into(), "pip install")
-            .with_context(|| format!("installing {SPEC} into {} with pip", venv.display()))?;
-        std::fs::write(&ready, SPEC).with_context(|| format!("writing {}", ready.display()))?;
-    }
-    for (schema, file) in [
-        ("vendor.gitlab-ci", "ci/gitlab-ci.yml"),
-        ("vendor.github-workflows", "ci/github-workflow.yml"),
-    ] {
-        cmd!(sh, "{bin} --builtin-schema {schema} {file}")
-            .run()
-            .with_context(|| format!("checking {file} against {schema}"))?;
-    }
     Ok(())
 }

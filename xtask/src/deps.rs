@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
@@ -104,7 +105,7 @@ fn present(sh: &Shell, need: &Need) -> bool {
                 && cmd!(sh, "pkg-config --exists {module}")
                     .quiet()
                     .ignore_stderr()
-                    .run()
+                    .spawn_run()
                     .is_ok()
         }
         Check::Header(name) => Path::new("/usr/include").join(name).exists(),
@@ -112,7 +113,7 @@ fn present(sh: &Shell, need: &Need) -> bool {
             .quiet()
             .ignore_stderr()
             .ignore_stdout()
-            .run()
+            .spawn_run()
             .is_ok(),
     }
 }
@@ -148,7 +149,7 @@ pub fn ensure_host(sh: &Shell) -> Result<String> {
     // The package lists may be missing or stale on a fresh machine.
     cmd!(sh, "apt-get update -qq")
         .quiet()
-        .run()
+        .spawn_run()
         .context("running apt-get update to install build dependencies")?;
     let to_install = &packages;
     // dpkg talks even under -qq: its output is shown only on failure.
@@ -158,8 +159,7 @@ pub fn ensure_host(sh: &Shell) -> Result<String> {
     )
     .env("DEBIAN_FRONTEND", "noninteractive")
     .quiet()
-    .ignore_status()
-    .output()?;
+    .spawn_output()?;
     if !out.status.success() {
         bail!(
             "installing {} with apt-get failed:\n{}{}",
@@ -180,25 +180,29 @@ pub fn ensure_host(sh: &Shell) -> Result<String> {
 }
 
 /// The meson version a tree asks for, from its pythondeps.toml:
-/// (minimum accepted, version the tree was tested with).
-fn meson_versions(tree: &Path) -> (String, Option<String>) {
-    let text = std::fs::read_to_string(tree.join("pythondeps.toml")).unwrap_or_default();
-    let line = text.lines().find(|l| l.trim_start().starts_with("meson ="));
-    let field = |name: &str| {
-        let line = line?;
-        let start = line.find(&format!("{name} = \""))? + name.len() + 4;
-        let end = line[start..].find('"')?;
-        Some(line[start..start + end].to_owned())
+/// (minimum accepted, version the tree was tested with). A tree without
+/// the file (or the entry) gets the minimum current QEMU needs.
+fn meson_versions(tree: &Path) -> Result<(String, Option<String>)> {
+    let path = tree.join("pythondeps.toml");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("parsing {} as TOML", path.display()))?;
+    let meson = table.values().filter_map(|group| group.get("meson")).next();
+    let field = |name: &str| meson?.get(name)?.as_str().map(str::to_owned);
     let accepted = field("accepted").unwrap_or_else(|| ">=1.5.0".to_owned());
-    (accepted, field("installed"))
+    Ok((accepted, field("installed")))
 }
 
 /// A private virtual environment with the meson (and pycotap) that the
 /// tree's configure wants; Debian 12's meson is too old for current QEMU.
 /// Returns the venv's python, which configure gets as --python.
 pub fn ensure_python(sh: &Shell, tree: &Path) -> Result<(PathBuf, String)> {
-    let (accepted, installed) = meson_versions(tree);
+    let (accepted, installed) = meson_versions(tree)?;
     let spec = match &installed {
         Some(v) => format!("meson=={v}"),
         None => format!("meson{accepted}"),
@@ -206,6 +210,8 @@ pub fn ensure_python(sh: &Shell, tree: &Path) -> Result<(PathBuf, String)> {
     let venv = paths::venv_cache().join(format!("pyenv-{}", paths::key(&[spec.as_bytes()])));
     let python = venv.join("bin/python3");
     let ready = venv.join(".xtask-ready");
+    // Every cache shares the venvs: two runs must not make one at once.
+    let _lock = crate::lock::venvs()?;
     if ready.exists() {
         return Ok((python, format!("{spec} (cached venv)")));
     }
@@ -217,7 +223,7 @@ pub fn ensure_python(sh: &Shell, tree: &Path) -> Result<(PathBuf, String)> {
     }
     cmd!(sh, "python3 -m venv {venv}")
         .quiet()
-        .run()
+        .spawn_run()
         .with_context(|| format!("creating a python venv at {}", venv.display()))?;
     let pip = cmd!(
         sh,
@@ -232,4 +238,33 @@ pub fn ensure_python(sh: &Shell, tree: &Path) -> Result<(PathBuf, String)> {
     })?;
     std::fs::write(&ready, &spec).with_context(|| format!("writing {}", ready.display()))?;
     Ok((python, format!("{spec} installed into {}", venv.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_meson_version_is_read_from_pythondeps_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            meson_versions(dir.path()).unwrap(),
+            (">=1.5.0".to_owned(), None)
+        );
+        // QEMU's own layout, and the same table written out over lines.
+        for text in [
+            "[meson]\n# the build\nmeson = { accepted = \">=1.5.0\", installed = \"1.9.0\", canary = \"meson\" }\n",
+            "[meson.meson]\ninstalled = \"1.9.0\"\naccepted = \">=1.5.0\"\n",
+        ] {
+            std::fs::write(dir.path().join("pythondeps.toml"), text).unwrap();
+            assert_eq!(
+                meson_versions(dir.path()).unwrap(),
+                (">=1.5.0".to_owned(), Some("1.9.0".to_owned())),
+                "{text}"
+            );
+        }
+        std::fs::write(dir.path().join("pythondeps.toml"), "meson = {").unwrap();
+        let err = format!("{:#}", meson_versions(dir.path()).unwrap_err());
+        assert!(err.contains("pythondeps.toml as TOML"), "{err}");
+    }
 }

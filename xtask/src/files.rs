@@ -1,7 +1,7 @@
 //! Small file and time helpers shared by the commands.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
@@ -24,72 +24,35 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// A moment in UTC, split into its calendar fields; std has no calendar.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Utc {
-    pub year: i64,
-    pub month: i64,
-    pub day: i64,
-    pub hour: u64,
-    pub minute: u64,
-    pub second: u64,
+/// `YYYY-MM-DDTHH:MM:SSZ`, in UTC.
+pub fn iso(t: SystemTime) -> String {
+    utc(t).format(ISO).expect("a UTC date formats")
 }
 
-impl Utc {
-    pub fn of(t: SystemTime) -> Utc {
-        Utc::from_unix(t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs())
-    }
+/// `YYYYMMDD-HHMMSS` in UTC, for file names.
+pub fn compact(t: SystemTime) -> String {
+    utc(t).format(COMPACT).expect("a UTC date formats")
+}
 
-    pub fn from_unix(unix: u64) -> Utc {
-        // Days to civil date, after Howard Hinnant's `civil_from_days`.
-        let days = (unix / 86_400) as i64 + 719_468;
-        let secs = unix % 86_400;
-        let era = days.div_euclid(146_097);
-        let doe = days.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        Utc {
-            year,
-            month,
-            day,
-            hour: secs / 3600,
-            minute: secs / 60 % 60,
-            second: secs % 60,
-        }
-    }
+const ISO: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+const COMPACT: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year][month][day]-[hour][minute][second]");
 
-    /// `YYYY-MM-DDTHH:MM:SSZ`.
-    pub fn iso(&self) -> String {
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            self.year, self.month, self.day, self.hour, self.minute, self.second
-        )
-    }
-
-    /// `YYYYMMDD-HHMMSS`, for file names.
-    pub fn compact(&self) -> String {
-        format!(
-            "{:04}{:02}{:02}-{:02}{:02}{:02}",
-            self.year, self.month, self.day, self.hour, self.minute, self.second
-        )
-    }
+fn utc(t: SystemTime) -> time::OffsetDateTime {
+    time::OffsetDateTime::from(t)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(Utc::from_unix(0).iso(), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            Utc::from_unix(951_782_400 + 3661).iso(),
-            "2000-02-29T01:01:01Z"
-        );
-        assert_eq!(Utc::from_unix(1_735_689_599).compact(), "20241231-235959");
+    fn dates_in_utc() {
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(iso(at(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(iso(at(951_782_400 + 3661)), "2000-02-29T01:01:01Z");
+        assert_eq!(compact(at(1_735_689_599)), "20241231-235959");
     }
 }

@@ -83,10 +83,28 @@ impl Drop for Forwarded {
     }
 }
 
+thread_local! {
+    static CLEANING_UP: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f`, whose children put things back (git bisect reset, git am
+/// --abort, unwiring): they start, and are not signalled, even after a
+/// signal, which would otherwise stop every new child.
+pub fn cleanup<T>(f: impl FnOnce() -> T) -> T {
+    CLEANING_UP.with(|c| c.set(c.get() + 1));
+    let value = f();
+    CLEANING_UP.with(|c| c.set(c.get() - 1));
+    value
+}
+
 /// Starts `command` in a process group of its own, registered for the
-/// handler. `what` names it in errors.
+/// handler. `what` names it in errors. After a signal only the children
+/// of [`cleanup`] start.
 pub fn spawn(command: &mut Command, what: &str) -> Result<Forwarded> {
-    check()?;
+    let cleaning_up = CLEANING_UP.with(|c| c.get()) > 0;
+    if !cleaning_up {
+        check()?;
+    }
     std::os::unix::process::CommandExt::process_group(command, 0);
     // A kill -9 of the xtask cannot be caught, and the child's own group
     // does not die with ours: have the kernel send it SIGTERM when we go
@@ -126,7 +144,7 @@ pub fn spawn(command: &mut Command, what: &str) -> Result<Forwarded> {
     };
     // A signal that came between the spawn and the registration found no
     // group to forward to: pass it on now.
-    if interrupted() {
+    if interrupted() && !cleaning_up {
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(-group, libc::SIGINT) };
     }
@@ -134,11 +152,32 @@ pub fn spawn(command: &mut Command, what: &str) -> Result<Forwarded> {
 }
 
 /// Runs `command` to completion, output captured, signals forwarded.
-pub fn output(mut command: Command, what: &str) -> Result<Output> {
+pub fn output(command: Command, what: &str) -> Result<Output> {
+    output_with_input(command, None, what)
+}
+
+/// [`output`], with `input` written to the child's stdin.
+pub fn output_with_input(
+    mut command: Command,
+    input: Option<Vec<u8>>,
+    what: &str,
+) -> Result<Output> {
     use std::io::Read;
     use std::process::Stdio;
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if input.is_some() {
+        command.stdin(Stdio::piped());
+    }
     let mut running = spawn(&mut command, what)?;
+    // Written from a thread: a child that answers before it has read all
+    // of its input would otherwise block us both.
+    let writer = match (input, running.child.stdin.take()) {
+        (Some(bytes), Some(mut stdin)) => Some(std::thread::spawn(move || {
+            use std::io::Write;
+            stdin.write_all(&bytes)
+        })),
+        _ => None,
+    };
     let (Some(mut stdout), Some(mut stderr)) =
         (running.child.stdout.take(), running.child.stderr.take())
     else {
@@ -161,6 +200,11 @@ pub fn output(mut command: Command, what: &str) -> Result<Output> {
         .child
         .wait()
         .with_context(|| format!("waiting for {what}"))?;
+    if let Some(writer) = writer {
+        // A child that exits without reading all its input closes the pipe
+        // (EPIPE): its exit status says what happened, not the write.
+        let _ = writer.join();
+    }
     Ok(Output {
         status,
         stdout: out,
@@ -180,4 +224,64 @@ pub fn run(mut command: Command, what: &str) -> Result<()> {
         bail!("{what} failed ({status})");
     }
     Ok(())
+}
+
+/// xshell's commands, run through [`spawn`] like every other child: in a
+/// process group the handler signals, killed with the xtask. xshell's own
+/// `run`, `read` and `output` would start them where neither reaches.
+/// Errors name the command line.
+pub trait Controlled {
+    /// Runs with the xtask's stdout and stderr; a non-zero exit is an
+    /// error.
+    fn spawn_run(self) -> Result<()>;
+    /// Runs with stdout captured and returned trimmed; a non-zero exit is
+    /// an error that carries what the command wrote to stderr.
+    fn spawn_read(self) -> Result<String>;
+    /// Runs with both outputs captured, whatever the exit status.
+    fn spawn_output(self) -> Result<Output>;
+    /// [`Controlled::spawn_read`], with `input` as its stdin.
+    fn spawn_read_with(self, input: Vec<u8>) -> Result<String>;
+}
+
+impl Controlled for xshell::Cmd<'_> {
+    fn spawn_run(self) -> Result<()> {
+        let what = self.to_string();
+        run(self.into(), &what)
+    }
+
+    fn spawn_read(self) -> Result<String> {
+        let what = self.to_string();
+        read_checked(output(self.into(), &what)?, &what)
+    }
+
+    fn spawn_output(self) -> Result<Output> {
+        let what = self.to_string();
+        output(self.into(), &what)
+    }
+
+    fn spawn_read_with(self, input: Vec<u8>) -> Result<String> {
+        let what = self.to_string();
+        read_checked(output_with_input(self.into(), Some(input), &what)?, &what)
+    }
+}
+
+fn read_checked(out: Output, what: &str) -> Result<String> {
+    if !out.status.success() {
+        check()?;
+        bail!(
+            "`{what}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+    }
+    let mut text = String::from_utf8(out.stdout)
+        .map_err(|_| anyhow::anyhow!("`{what}` wrote output that is not UTF-8"))?;
+    // As xshell's read: one trailing newline is the end of the line.
+    if text.ends_with('\n') {
+        text.pop();
+    }
+    if text.ends_with('\r') {
+        text.pop();
+    }
+    Ok(text)
 }

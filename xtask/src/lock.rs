@@ -1,46 +1,107 @@
 //! One run at a time per cache: two runs would run ninja in the same
 //! build directory, and the first to finish would unwire the tree under
 //! the second.
+//!
+//! The discipline: the dispatcher (main.rs) takes the cache's lock once,
+//! after the command's input is checked and before any work, for every
+//! command that touches the cache; nothing below it takes the lock again.
+//! A command the xtask runs as a child (`bench` times `cargo xtask test`)
+//! inherits it through the environment instead of waiting for its own
+//! parent. The python venvs, shared by every cache, have a lock of their
+//! own, held only while one is made.
 
 use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use crate::paths;
 
+/// The lock file an ancestor of this process holds for it.
+const HELD: &str = "XTASK_HELD_LOCK";
+
 /// Held for the whole of a command that changes the cache; released when
 /// dropped, and by the kernel when the process dies, kill -9 included.
-pub struct CacheLock {
-    _file: File,
+pub struct Lock {
+    _file: Option<File>,
 }
 
 /// Takes the cache's lock, saying so when another run holds it.
-pub fn cache() -> Result<CacheLock> {
+pub fn cache() -> Result<Lock> {
     let dir = paths::qemu_cache();
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("lock");
+    if std::env::var_os(HELD).is_some_and(|held| Path::new(&held) == path) {
+        return Ok(Lock { _file: None });
+    }
+    let lock = take(&path, &format!("is using {}", dir.display()))?;
+    // Inherited by the children: a nested `cargo xtask` runs under this
+    // lock rather than deadlock waiting for it. Set before any thread
+    // exists (the dispatcher calls this first).
+    std::env::set_var(HELD, &path);
+    Ok(lock)
+}
+
+/// The lock on the shared python venvs, for the time one is made.
+pub fn venvs() -> Result<Lock> {
+    let dir = paths::venv_cache();
+    take(
+        &dir.join("venv.lock"),
+        &format!("is making a python venv in {}", dir.display()),
+    )
+}
+
+/// Opens (creating it and its directory) and locks `path`; `doing` says
+/// what the holder does, for the message while waiting.
+pub fn take(path: &Path, doing: &str) -> Result<Lock> {
+    let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+        .open(path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
     match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            eprintln!(
-                "==> another cargo xtask run is using {}; waiting for it to finish (lock {})",
-                dir.display(),
-                path.display()
-            );
-            file.lock()
-                .with_context(|| format!("waiting for the lock {}", path.display()))?;
-            crate::interrupt::check()?;
-            eprintln!("==> the other run finished; going on");
-        }
+        Ok(()) => return Ok(Lock { _file: Some(file) }),
+        Err(TryLockError::WouldBlock) => {}
         Err(TryLockError::Error(e)) => {
             return Err(e).with_context(|| format!("locking {}", path.display()))
         }
     }
-    Ok(CacheLock { _file: file })
+    eprintln!(
+        "==> another cargo xtask run {doing}; waiting for it to finish (lock {})",
+        path.display()
+    );
+    loop {
+        match file.lock() {
+            Ok(()) => break,
+            // A signal ends the wait (the handler has no SA_RESTART): ours
+            // stop the run, any other one is waited through.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                crate::interrupt::check()
+                    .with_context(|| format!("waiting for the lock {}", path.display()))?;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("waiting for the lock {}", path.display()))
+            }
+        }
+    }
+    eprintln!("==> the other run finished; going on");
+    Ok(Lock { _file: Some(file) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_is_taken_and_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/lock");
+        let lock = take(&path, "tests").unwrap();
+        let other = File::open(&path).unwrap();
+        assert!(matches!(other.try_lock(), Err(TryLockError::WouldBlock)));
+        drop(lock);
+        other.try_lock().unwrap();
+    }
 }

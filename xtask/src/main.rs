@@ -7,7 +7,6 @@ mod bisect;
 mod build;
 mod ci;
 mod cli;
-mod commands;
 mod deps;
 mod files;
 mod interrupt;
@@ -28,6 +27,7 @@ mod wire_record;
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -39,10 +39,10 @@ use suite::Outcome;
 /// Every command, in the order `cargo xtask --help` lists them.
 const COMMANDS: [&Command; 9] = [
     &test::COMMAND,
-    &commands::fetch::COMMAND,
-    &commands::build::COMMAND,
-    &commands::wire::COMMAND,
-    &commands::unwire::COMMAND,
+    &source::COMMAND,
+    &build::COMMAND,
+    &meson::WIRE,
+    &meson::UNWIRE,
     &bisect::COMMAND,
     &ci::COMMAND,
     &bench::COMMAND,
@@ -68,6 +68,10 @@ enum Done {
 
 fn main() -> ExitCode {
     interrupt::install();
+    // The xtask reads tools' output (git am's failure lines, ninja's
+    // progress, git bisect's log): in the C locale, not the user's. Set
+    // once here, before any thread, so every child inherits it.
+    std::env::set_var("LC_ALL", "C");
     let mut argv: Vec<OsString> = std::env::args_os().skip(1).collect();
     if argv.is_empty() {
         eprint!("{}", help());
@@ -115,28 +119,76 @@ fn main() -> ExitCode {
     }
 }
 
+/// A command's input, parsed and checked: nothing has run yet.
+enum Task {
+    Test(pipeline::Pipeline),
+    Fetch(pipeline::Pipeline),
+    Build(pipeline::Pipeline),
+    Wire(pipeline::Pipeline),
+    Unwire(Option<PathBuf>),
+    Bisect(bisect::Request),
+    Ci(ci::Options),
+    Bench(bench::Options),
+    Mutants(mutants::Options),
+}
+
+impl Task {
+    fn parse(sh: &Shell, command: &str, m: &Matches) -> Result<Task> {
+        Ok(match command {
+            "test" => Task::Test(test::parse(m)?),
+            "fetch" => Task::Fetch(source::parse(m)?),
+            "build" => Task::Build(build::parse(m)?),
+            "wire" => Task::Wire(meson::parse_wire(m)?),
+            "unwire" => Task::Unwire(meson::parse_unwire(m)?),
+            "bisect" => Task::Bisect(bisect::parse(sh, m)?),
+            "ci" => Task::Ci(ci::parse(m)?),
+            "bench" => Task::Bench(bench::parse(m)?),
+            "mutants" => Task::Mutants(mutants::parse(m)?),
+            _ => unreachable!("every command in COMMANDS is parsed"),
+        })
+    }
+
+    /// Whether it touches the cache (builds, trees, wiring records), and
+    /// so runs under its lock.
+    fn uses_cache(&self) -> bool {
+        match self {
+            Task::Mutants(opts) => !opts.list,
+            Task::Ci(opts) => opts.uses_cache(),
+            _ => true,
+        }
+    }
+
+    fn run(self, sh: &Shell) -> Result<Done> {
+        let ok = |()| Done::Ok;
+        match self {
+            Task::Test(p) => Ok(Done::Suite(test::run(sh, &p)?.outcome)),
+            Task::Fetch(p) => source::run(sh, &p).map(ok),
+            Task::Build(p) => build::run(sh, &p).map(ok),
+            Task::Wire(p) => meson::run_wire(sh, &p).map(ok),
+            Task::Unwire(tree) => meson::run_unwire(tree.as_deref()).map(ok),
+            Task::Bisect(request) => bisect::run(sh, &request).map(ok),
+            Task::Ci(opts) => ci::run(sh, &opts).map(ok),
+            Task::Bench(opts) => bench::run(sh, &opts).map(ok),
+            Task::Mutants(opts) => Ok(if mutants::run(sh, opts)? {
+                Done::Ok
+            } else {
+                Done::Survivors
+            }),
+        }
+    }
+}
+
+/// Every command: its input checked first, then the cache's lock taken,
+/// here and nowhere else (lock.rs says why), then the work.
 fn run(command: &str, m: &Matches) -> Result<Done> {
     let sh = Shell::new()?;
-    let ok = |()| Done::Ok;
-    match command {
-        "test" => {
-            let opts = test::Options::from_matches(m)?;
-            Ok(Done::Suite(test::run(&sh, &opts)?.outcome))
-        }
-        "fetch" => commands::fetch::run(&sh, m).map(ok),
-        "build" => commands::build::run(&sh, m).map(ok),
-        "wire" => commands::wire::run(&sh, m).map(ok),
-        "unwire" => commands::unwire::run(m).map(ok),
-        "bisect" => bisect::run(&sh, m).map(ok),
-        "ci" => ci::run(&sh, m).map(ok),
-        "bench" => bench::run(&sh, m).map(ok),
-        "mutants" => Ok(if mutants::run(&sh, m)? {
-            Done::Ok
-        } else {
-            Done::Survivors
-        }),
-        _ => unreachable!("every command in COMMANDS is dispatched"),
-    }
+    let task = Task::parse(&sh, command, m)?;
+    let _lock = if task.uses_cache() {
+        Some(lock::cache()?)
+    } else {
+        None
+    };
+    task.run(&sh)
 }
 
 #[cfg(test)]

@@ -16,14 +16,14 @@ mod report;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::build::{self, BuildOptions, Built};
 use crate::cli::{self, Command, Kind, Matches};
-use crate::pipeline::{self, SourceArgs};
+use crate::pipeline::{Pipeline, SourceArgs, Step};
 use crate::source::Tree;
-use crate::steps::Steps;
 use crate::suite::{self, Outcome, SuiteOptions};
 use crate::{interrupt, paths, vcs};
 
@@ -94,17 +94,29 @@ pub struct MutantOutcome {
     pub suite_secs: f64,
 }
 
-/// `cargo xtask mutants` as the user typed it; true when every mutant
-/// was caught.
-pub fn run(sh: &Shell, m: &Matches) -> Result<bool> {
-    let mutants = select(&m.texts("mutant")?)?;
-    if m.switch("list") {
-        for x in &mutants {
+/// `cargo xtask mutants`'s input, checked: the mutants, and whether
+/// only to list them.
+pub struct Options {
+    pub mutants: Vec<Mutant>,
+    pub list: bool,
+}
+
+pub fn parse(m: &Matches) -> Result<Options> {
+    Ok(Options {
+        mutants: select(&m.texts("mutant")?)?,
+        list: m.switch("list"),
+    })
+}
+
+/// True when every mutant was caught.
+pub fn run(sh: &Shell, opts: Options) -> Result<bool> {
+    if opts.list {
+        for x in &opts.mutants {
             println!("{:<36} {:<28} {}", x.name, x.file, x.fault);
         }
         return Ok(true);
     }
-    execute(sh, mutants)
+    execute(sh, opts.mutants)
 }
 
 /// The catalogue, or the named part of it; an unknown name is refused
@@ -127,28 +139,66 @@ pub fn select(wanted: &[String]) -> Result<Vec<Mutant>> {
 
 /// Runs the baseline, then `mutants`, and reports.
 pub fn execute(sh: &Shell, mutants: Vec<Mutant>) -> Result<bool> {
-    let _lock = crate::lock::cache()?;
-    let mut steps = Steps::new(9);
-    pipeline::host_step(&mut steps, sh)?;
-    let prepared = pipeline::source_steps(&mut steps, sh, &SourceArgs::pinned(false))?;
-    let qmp_python = pipeline::qmp_package_step(&mut steps, sh)?;
-    let qmp_tests = steps.run("qmp-tests binary", || {
-        let bin = suite::binary(sh)?;
-        let summary = bin.display().to_string();
-        Ok((bin, summary))
-    })?;
-    let scratch = steps.run("scratch tree", || {
-        let scratch = Scratch::prepare(sh, &prepared.tree)?;
-        let summary = format!(
-            "{} at {}",
-            scratch.tree.path.display(),
-            &scratch.commit[..12]
-        );
-        Ok((scratch, summary))
-    })?;
-    let opts = BuildOptions::default();
-    let built = pipeline::build_step(&mut steps, sh, &scratch.tree, &opts)?;
+    // The pinned release with the project's series, copied into a
+    // scratch tree that the build then builds; the baseline last.
+    const SCRATCH: Step = Step::Own("scratch tree");
+    const BASELINE: Step = Step::Own("baseline: the suite on the unmutated series");
+    let pipeline = Pipeline::new(
+        SourceArgs::pinned(false),
+        BuildOptions::default(),
+        SuiteOptions::default(),
+        &[
+            Step::Host,
+            Step::Source,
+            Step::Series,
+            Step::QmpPackage,
+            Step::QmpTests,
+            SCRATCH,
+            Step::Venv,
+            Step::Build,
+            BASELINE,
+        ],
+    );
+    let mut run = pipeline.start();
+    let mut scratch = None;
+    for &step in &pipeline.steps {
+        match step {
+            SCRATCH => {}
+            // Run below, with the mutants' runner.
+            BASELINE => break,
+            step => {
+                run.step(sh, step)?;
+                continue;
+            }
+        }
+        let prepared = run.tree()?.clone();
+        let made = run.own("scratch tree", || {
+            let scratch = Scratch::prepare(sh, &prepared)?;
+            let summary = format!(
+                "{} at {}",
+                scratch.tree.path.display(),
+                &scratch.commit[..12]
+            );
+            Ok((scratch, summary))
+        })?;
+        // The steps after this one build the scratch copy.
+        run.state.tree = Some(made.tree.clone());
+        scratch = Some(made);
+    }
+    let scratch = scratch.context("the mutants pipeline has a scratch step (a bug)")?;
+    let opts = pipeline.build.clone();
+    let qmp_tests = run
+        .state
+        .qmp_tests
+        .clone()
+        .context("the mutants pipeline builds qmp-tests")?;
+    let built = run
+        .state
+        .built
+        .take()
+        .context("the mutants pipeline builds QEMU")?;
 
+    let qmp_python = run.state.qmp_python.clone();
     let out_dir = paths::target_dir().join("mutants");
     let _ = std::fs::remove_dir_all(&out_dir);
     let runner = Runner {
@@ -158,7 +208,7 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>) -> Result<bool> {
         out_dir: &out_dir,
         qmp_python: qmp_python.as_deref(),
     };
-    let baseline = steps.run("baseline: the suite on the unmutated series", || {
+    let baseline = run.own("baseline: the suite on the unmutated series", || {
         let start = Instant::now();
         match runner.suite("baseline", None)? {
             SuiteRun::Done(Outcome::Passed, _) => {}
@@ -238,13 +288,15 @@ impl Scratch {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("creating {}", parent.display()))?;
             }
-            cmd!(sh, "git -C {src} worktree prune").quiet().run()?;
+            cmd!(sh, "git -C {src} worktree prune")
+                .quiet()
+                .spawn_run()?;
             cmd!(
                 sh,
                 "git -C {src} worktree add --quiet --detach --force {path} {commit}"
             )
             .quiet()
-            .run()
+            .spawn_run()
             .with_context(|| format!("creating the scratch worktree {}", path.display()))?;
         } else {
             // A checkout rewrites only the files that differ, so the
@@ -254,7 +306,7 @@ impl Scratch {
                 "git -C {path} checkout --quiet --force --detach {commit}"
             )
             .quiet()
-            .run()
+            .spawn_run()
             .with_context(|| format!("checking out {commit} in {}", path.display()))?;
         }
         let scratch = Scratch {
@@ -273,16 +325,12 @@ impl Scratch {
     /// left by a run that was killed.
     fn restore(&self) -> Result<()> {
         let path = &self.tree.path;
-        let status = std::process::Command::new("git")
-            .arg("-C")
+        let mut git = std::process::Command::new("git");
+        git.arg("-C")
             .arg(path)
-            .args(["reset", "--quiet", "--hard", &self.commit])
-            .status()
-            .with_context(|| format!("restoring {}", path.display()))?;
-        if !status.success() {
-            bail!("git reset --hard in {} failed ({status})", path.display());
-        }
-        Ok(())
+            .args(["reset", "--quiet", "--hard", &self.commit]);
+        crate::interrupt::cleanup(|| crate::interrupt::run(git, "git reset --hard"))
+            .with_context(|| format!("restoring {}", path.display()))
     }
 }
 
@@ -340,7 +388,7 @@ impl Runner<'_> {
         let _applied = Applied(scratch);
         cmd!(sh, "git -C {path} apply {diff}")
             .quiet()
-            .run()
+            .spawn_run()
             .with_context(|| format!("applying {}", diff.display()))?;
         let start = Instant::now();
         let built = build::build(sh, path, &self.built.python, opts);

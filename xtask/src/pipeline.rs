@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
@@ -25,12 +26,7 @@ pub struct SourceArgs {
 }
 
 pub const SOURCE_FLAGS: &[Flag] = &[
-    cli::value(
-        "qemu-src",
-        "PATH",
-        Kind::Path,
-        "use this QEMU tree as it is (also: QEMU_SRC)",
-    ),
+    cli::shared::QEMU_SRC,
     cli::value(
         "from",
         "SOURCE",
@@ -43,12 +39,7 @@ pub const SOURCE_FLAGS: &[Flag] = &[
         Kind::Text,
         "checksum of the release tarball (for --from tarball)",
     ),
-    cli::value(
-        "series",
-        "PATH",
-        Kind::Path,
-        "apply this series (directory of format-patch files or mbox)",
-    ),
+    cli::shared::SERIES,
     cli::switch(
         "no-series",
         "test the pinned release without the project's series",
@@ -76,6 +67,17 @@ pub const BUILD_FLAGS: &[Flag] = &[
     ),
 ];
 
+/// --qemu-src, or else QEMU_SRC, as an absolute path.
+pub fn qemu_src(m: &Matches) -> Result<Option<PathBuf>> {
+    match m.path("qemu-src")? {
+        Some(p) => Ok(Some(p)),
+        None => std::env::var_os("QEMU_SRC")
+            .filter(|v| !v.is_empty())
+            .map(|v| cli::absolute(PathBuf::from(v)))
+            .transpose(),
+    }
+}
+
 impl SourceArgs {
     /// The pinned release from the first source that works.
     pub fn pinned(no_series: bool) -> SourceArgs {
@@ -101,13 +103,7 @@ impl SourceArgs {
     /// Reads the source flags and checks what can be checked before any
     /// work: the tree, the series.
     pub fn from_matches(m: &Matches) -> Result<SourceArgs> {
-        let qemu_src = match m.path("qemu-src")? {
-            Some(p) => Some(p),
-            None => std::env::var_os("QEMU_SRC")
-                .filter(|v| !v.is_empty())
-                .map(|v| cli::absolute(PathBuf::from(v)))
-                .transpose()?,
-        };
+        let qemu_src = qemu_src(m)?;
         let from = m.text("from")?.map(|s| Origin::parse(&s)).transpose()?;
         let sha256 = m.text("sha256")?;
         let series = m.path("series")?;
@@ -133,9 +129,28 @@ impl SourceArgs {
     }
 }
 
+/// Which list of targets --target is checked against while parsing.
+pub enum Targets<'a> {
+    /// The pinned release's, before it is fetched.
+    Pinned,
+    Tree(&'a Path),
+    /// None yet: the tree changes under the command (a bisect step), and
+    /// the build checks each commit's own list.
+    AtBuild,
+}
+
+impl<'a> Targets<'a> {
+    pub fn of(src: &'a SourceArgs) -> Targets<'a> {
+        match &src.located {
+            Some(tree) => Targets::Tree(&tree.path),
+            None => Targets::Pinned,
+        }
+    }
+}
+
 /// Reads the build flags, refusing a target or sanitizer that configure
 /// would refuse only after the fetch and the build's preparations.
-pub fn build_options(m: &Matches, src: Option<&SourceArgs>) -> Result<BuildOptions> {
+pub fn build_options(m: &Matches, targets: Targets) -> Result<BuildOptions> {
     let mut opts = BuildOptions::default();
     if let Some(t) = m.text("target")? {
         opts.target = t;
@@ -147,10 +162,11 @@ pub fn build_options(m: &Matches, src: Option<&SourceArgs>) -> Result<BuildOptio
     }
     opts.sanitize.sort();
     opts.sanitize.dedup();
-    let tree = src
-        .and_then(|s| s.located.as_ref())
-        .map(|t| t.path.as_path());
-    build::check_options(&opts, tree)?;
+    match targets {
+        Targets::Pinned => build::check_options(&opts, None)?,
+        Targets::Tree(tree) => build::check_options(&opts, Some(tree))?,
+        Targets::AtBuild => build::check_sanitize(&opts)?,
+    }
     Ok(opts)
 }
 
@@ -160,32 +176,281 @@ pub struct Prepared {
     pub series: String,
 }
 
-pub fn host_step(steps: &mut Steps, sh: &Shell) -> Result<()> {
-    steps.run("host dependencies", || Ok(((), deps::ensure_host(sh)?)))
+/// A step of the pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Host,
+    Source,
+    Series,
+    /// The standalone qemu.qmp package for the second real client.
+    QmpPackage,
+    QmpTests,
+    Wire,
+    Venv,
+    Build,
+    Suite,
+    /// A step of the command's own (mutants' scratch tree, a bisect
+    /// step's series in place), run by the command through [`Run::own`]
+    /// and counted like the others.
+    Own(&'static str),
 }
 
-/// The standalone qemu.qmp package for the second real client; none when
-/// pip cannot install it (the scenario is then skipped, saying why).
-pub fn qmp_package_step(steps: &mut Steps, sh: &Shell) -> Result<Option<PathBuf>> {
-    steps.run("qemu.qmp package", || crate::qmp_package::ensure(sh))
+/// The steps of each command that runs the pipeline.
+pub const FETCH: &[Step] = &[Step::Host, Step::Source, Step::Series];
+pub const BUILD: &[Step] = &[
+    Step::Host,
+    Step::Source,
+    Step::Series,
+    Step::Venv,
+    Step::Build,
+];
+pub const TEST: &[Step] = &[
+    Step::Host,
+    Step::Source,
+    Step::Series,
+    Step::QmpPackage,
+    Step::QmpTests,
+    Step::Wire,
+    Step::Venv,
+    Step::Build,
+    Step::Suite,
+];
+
+/// The pipeline as one value: the steps a command runs and the options
+/// they run with. Every command that builds or tests QEMU makes one and
+/// runs it; the step count is the list's length.
+pub struct Pipeline {
+    pub source: SourceArgs,
+    pub build: BuildOptions,
+    pub suite: SuiteOptions,
+    pub steps: Vec<Step>,
 }
 
-/// Locates or fetches the tree and puts the series in place.
-pub fn source_steps(steps: &mut Steps, sh: &Shell, src: &SourceArgs) -> Result<Prepared> {
-    let tree = source_step(steps, sh, src)?;
-    series_step(steps, sh, src, &tree)
+/// What the steps found so far.
+#[derive(Default)]
+pub struct State {
+    pub tree: Option<Tree>,
+    /// The series applied, for reports: its path or `none`.
+    pub series: String,
+    pub qmp_tests: Option<PathBuf>,
+    /// A Python with the standalone qemu.qmp package; none when pip could
+    /// not install it (its scenario is then skipped, saying why).
+    pub qmp_python: Option<PathBuf>,
+    /// The checked-out commit, read before wiring changed the tree.
+    pub commit: Option<String>,
+    pub python: Option<PathBuf>,
+    pub built: Option<Built>,
+    pub outcome: Option<Outcome>,
+    /// Unwires a located tree when the run ends, however it ends.
+    guard: Option<WireGuard>,
 }
 
-/// The located tree as it is, or the pinned release fetched.
-pub fn source_step(steps: &mut Steps, sh: &Shell, src: &SourceArgs) -> Result<Tree> {
-    steps.run("QEMU source", || {
-        let tree = match &src.located {
-            Some(tree) => tree.clone(),
-            None => source::fetch(sh, &Pin::load()?, &src.fetch)?,
+impl Pipeline {
+    pub fn new(
+        source: SourceArgs,
+        build: BuildOptions,
+        suite: SuiteOptions,
+        steps: &[Step],
+    ) -> Pipeline {
+        Pipeline {
+            source,
+            build,
+            suite,
+            steps: steps.to_vec(),
+        }
+    }
+
+    pub fn start(&self) -> Run<'_> {
+        Run {
+            pipeline: self,
+            steps: Steps::new(self.steps.len()),
+            state: State::default(),
+        }
+    }
+
+    /// Runs every step; a pipeline with steps of the command's own is run
+    /// by the command, one step at a time.
+    pub fn run(&self, sh: &Shell) -> Result<State> {
+        let mut run = self.start();
+        for &step in &self.steps {
+            run.step(sh, step)?;
+        }
+        run.finish()
+    }
+}
+
+/// A pipeline being run.
+pub struct Run<'a> {
+    pipeline: &'a Pipeline,
+    steps: Steps,
+    pub state: State,
+}
+
+impl Run<'_> {
+    /// The tree the steps so far have made.
+    pub fn tree(&self) -> Result<&Tree> {
+        self.state
+            .tree
+            .as_ref()
+            .context("a pipeline step needs the source step before it (a bug in the xtask)")
+    }
+
+    pub fn step(&mut self, sh: &Shell, step: Step) -> Result<()> {
+        let p = self.pipeline;
+        match step {
+            Step::Host => self
+                .steps
+                .run("host dependencies", || Ok(((), deps::ensure_host(sh)?))),
+            Step::Source => {
+                let tree = self.steps.run("QEMU source", || {
+                    let tree = match &p.source.located {
+                        Some(tree) => tree.clone(),
+                        None => source::fetch(sh, &Pin::load()?, &p.source.fetch)?,
+                    };
+                    let summary = format!("{} (version {})", tree.description, tree.version());
+                    Ok((tree, summary))
+                })?;
+                self.state.series = "none".into();
+                self.state.tree = Some(tree);
+                Ok(())
+            }
+            Step::Series => {
+                let tree = self.tree()?.clone();
+                let prepared = series_step(&mut self.steps, sh, &p.source, &tree)?;
+                self.state.tree = Some(prepared.tree);
+                self.state.series = prepared.series;
+                Ok(())
+            }
+            Step::QmpPackage => {
+                self.state.qmp_python = self
+                    .steps
+                    .run("qemu.qmp package", || crate::qmp_package::ensure(sh))?;
+                Ok(())
+            }
+            Step::QmpTests => {
+                let bin = self.steps.run("qmp-tests binary", || {
+                    let bin = suite::binary(sh)?;
+                    let summary = bin.display().to_string();
+                    Ok((bin, summary))
+                })?;
+                self.state.qmp_tests = Some(bin);
+                Ok(())
+            }
+            Step::Wire => {
+                let tree = self.tree()?.clone();
+                // Read before wiring, which the report must not count as a
+                // change of the tree's.
+                if self.state.commit.is_none() {
+                    self.state.commit = vcs::describe(sh, &tree.path);
+                }
+                let qmp_tests = self.qmp_tests()?;
+                self.state.guard = wire_step(&mut self.steps, &tree, &qmp_tests)?;
+                Ok(())
+            }
+            Step::Venv => {
+                let tree = self.tree()?.path.clone();
+                let python = self
+                    .steps
+                    .run("python venv (meson)", || deps::ensure_python(sh, &tree))?;
+                self.state.python = Some(python);
+                Ok(())
+            }
+            Step::Build => {
+                let tree = self.tree()?.path.clone();
+                let python =
+                    self.state.python.clone().context(
+                        "the build step needs the venv step before it (a bug in the xtask)",
+                    )?;
+                let built = self
+                    .steps
+                    .run("build", || build::build(sh, &tree, &python, &p.build))?;
+                self.state.built = Some(built);
+                Ok(())
+            }
+            Step::Suite => {
+                let outcome = self.suite_step()?;
+                self.state.outcome = Some(outcome);
+                Ok(())
+            }
+            Step::Own(name) => bail!(
+                "`{name}` is a step of the command's own, run with Run::own (a bug in the xtask)"
+            ),
+        }
+    }
+
+    /// Runs a step of the command's own, counted with the others.
+    pub fn own<T>(&mut self, name: &str, f: impl FnOnce() -> Result<(T, String)>) -> Result<T> {
+        self.steps.run(name, f)
+    }
+
+    fn qmp_tests(&self) -> Result<PathBuf> {
+        self.state
+            .qmp_tests
+            .clone()
+            .context("a pipeline step needs the qmp-tests step before it (a bug in the xtask)")
+    }
+
+    /// Runs the suite, with the facts of the run qmp-tests cannot find
+    /// itself in its report (it records the binary and its version).
+    fn suite_step(&mut self) -> Result<Outcome> {
+        let tree = self.tree()?.clone();
+        let qmp_tests = self.qmp_tests()?;
+        let built = self
+            .state
+            .built
+            .as_ref()
+            .context("the suite step needs the build step before it (a bug in the xtask)")?;
+        let mut properties = vec![
+            ("qemu_tree".to_owned(), tree.path.display().to_string()),
+            ("qemu_source".to_owned(), tree.description.clone()),
+            ("series".to_owned(), self.state.series.clone()),
+            ("configure".to_owned(), built.configure[1..].join(" ")),
+        ];
+        if let Some(commit) = &self.state.commit {
+            properties.push(("qemu_commit".to_owned(), commit.clone()));
+        }
+        // The tree's python/ holds qemu.qmp, which one scenario drives with
+        // the Python the build was configured with. A tree without it (an
+        // old QEMU, a trimmed copy) has that scenario reported skipped.
+        let has_client = tree.path.join("python/qemu/qmp").is_dir();
+        // The project's own series has both routes: one missing is a
+        // failure, not a skip. Only the routes the run asks for count.
+        let series = series::default_series().display().to_string();
+        let require_routes = if self.state.series == series {
+            match self.pipeline.suite.route.as_deref() {
+                Some(route) if route != "all" => vec![route.to_owned()],
+                _ => vec!["commands".to_owned(), "qom".to_owned()],
+            }
+        } else {
+            Vec::new()
         };
-        let summary = format!("{} (version {})", tree.description, tree.version());
-        Ok((tree, summary))
-    })
+        let opts = SuiteOptions {
+            qemu_src: has_client.then(|| tree.path.clone()),
+            python: has_client.then(|| built.python.clone()),
+            require_routes,
+            qmp_python: self.state.qmp_python.clone(),
+            ..self.pipeline.suite.clone()
+        };
+        let binary = built.binary.clone();
+        self.steps.run("suite", || {
+            eprintln!("==> qmp-tests against {}", binary.display());
+            let outcome = suite::run(&qmp_tests, &binary, &opts, &properties, false)?;
+            let summary = match outcome {
+                Outcome::Passed => "every scenario passed",
+                Outcome::Failed => "a scenario failed",
+                Outcome::Unsupported => "this QEMU has no monitor-add",
+            };
+            Ok((outcome, summary.to_owned()))
+        })
+    }
+
+    /// Unwires what the run wired; what the steps found.
+    pub fn finish(mut self) -> Result<State> {
+        if let Some(guard) = self.state.guard.take() {
+            guard.finish()?;
+        }
+        Ok(self.state)
+    }
 }
 
 /// The series on the tree: in a worktree of the fetched release, in a
@@ -264,18 +529,18 @@ fn private_clone(sh: &Shell, tree: &Tree) -> Result<Tree> {
         let _ = std::fs::remove_dir_all(&clone);
         cmd!(sh, "git clone --quiet --shared --no-checkout {dir} {clone}")
             .quiet()
-            .run()
+            .spawn_run()
             .with_context(|| format!("cloning {} into {}", dir.display(), clone.display()))?;
     }
     let head = vcs::head(sh, dir)?;
     cmd!(sh, "git -C {clone} fetch --quiet origin {head}")
         .quiet()
-        .run()?;
+        .spawn_run()?;
     let base = vcs::BASE;
     cmd!(sh, "git -C {clone} tag --force {base} {head}")
         .quiet()
         .ignore_stdout()
-        .run()?;
+        .spawn_run()?;
     if !vcs::status(sh, dir)?.is_empty() {
         eprintln!(
             "    note: uncommitted changes in {} are not in the series build",
@@ -295,7 +560,7 @@ fn private_clone(sh: &Shell, tree: &Tree) -> Result<Tree> {
 }
 
 /// Wires the tree; for a located tree the returned guard unwires it again.
-pub fn wire_step(steps: &mut Steps, tree: &Tree, qmp_tests: &Path) -> Result<Option<WireGuard>> {
+fn wire_step(steps: &mut Steps, tree: &Tree, qmp_tests: &Path) -> Result<Option<WireGuard>> {
     steps.run("meson wiring", || {
         let wired = meson::wire(&tree.path, qmp_tests, true)?;
         // Every run unwires at the end, so the tree is left as it was found,
@@ -317,67 +582,4 @@ pub fn wire_step(steps: &mut Steps, tree: &Tree, qmp_tests: &Path) -> Result<Opt
         };
         Ok((guard, summary))
     })
-}
-
-/// Runs the suite, with the facts of the run qmp-tests cannot find itself
-/// in its report (it records the binary and its version).
-pub fn suite_step(
-    steps: &mut Steps,
-    qmp_tests: &Path,
-    built: &Built,
-    facts: &RunFacts,
-    opts: &SuiteOptions,
-) -> Result<Outcome> {
-    let mut properties = vec![
-        (
-            "qemu_tree".to_owned(),
-            facts.tree.path.display().to_string(),
-        ),
-        ("qemu_source".to_owned(), facts.tree.description.clone()),
-        ("series".to_owned(), facts.series.clone()),
-        ("configure".to_owned(), built.configure[1..].join(" ")),
-    ];
-    if let Some(commit) = &facts.commit {
-        properties.push(("qemu_commit".to_owned(), commit.clone()));
-    }
-    // The tree's python/ holds qemu.qmp, which one scenario drives with
-    // the Python the build was configured with. A tree without it (an old
-    // QEMU, a trimmed copy) has that scenario reported skipped.
-    let has_client = facts.tree.path.join("python/qemu/qmp").is_dir();
-    let opts = SuiteOptions {
-        qemu_src: has_client.then(|| facts.tree.path.clone()),
-        python: has_client.then(|| built.python.clone()),
-        ..opts.clone()
-    };
-    steps.run("suite", || {
-        eprintln!("==> qmp-tests against {}", built.binary.display());
-        let outcome = suite::run(qmp_tests, &built.binary, &opts, &properties, false)?;
-        let summary = match outcome {
-            Outcome::Passed => "every scenario passed",
-            Outcome::Failed => "a scenario failed",
-            Outcome::Unsupported => "this QEMU has no monitor-add",
-        };
-        Ok((outcome, summary.to_owned()))
-    })
-}
-
-/// What a run's report says about the tree it tested.
-pub struct RunFacts {
-    pub tree: Tree,
-    pub series: String,
-    /// The checked-out commit, read before wiring changed the tree.
-    pub commit: Option<String>,
-}
-
-pub fn build_step(
-    steps: &mut Steps,
-    sh: &Shell,
-    tree: &Tree,
-    opts: &BuildOptions,
-) -> Result<Built> {
-    let (python, _) = steps.run("python venv (meson)", || {
-        let (python, summary) = deps::ensure_python(sh, &tree.path)?;
-        Ok(((python, ()), summary))
-    })?;
-    steps.run("build", || build::build(sh, &tree.path, &python, opts))
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::interrupt::Controlled;
 use crate::paths;
 
 /// The release the suite is known to pass with.
@@ -19,6 +20,8 @@ pub fn ensure(sh: &Shell) -> Result<(Option<PathBuf>, String)> {
     let venv = paths::venv_cache().join(format!("pyenv-{}", paths::key(&[SPEC.as_bytes()])));
     let python = venv.join("bin/python3");
     let ready = venv.join(".xtask-ready");
+    // Every cache shares the venvs: two runs must not make one at once.
+    let _lock = crate::lock::venvs()?;
     if ready.exists() {
         return Ok((Some(python), format!("{SPEC} (cached venv)")));
     }
@@ -29,13 +32,13 @@ pub fn ensure(sh: &Shell) -> Result<(Option<PathBuf>, String)> {
     }
     cmd!(sh, "python3 -m venv {venv}")
         .quiet()
-        .run()
+        .spawn_run()
         .with_context(|| format!("creating a python venv at {}", venv.display()))?;
     let pip = cmd!(
         sh,
         "{python} -m pip install --quiet --disable-pip-version-check {SPEC}"
     );
-    let out = crate::interrupt::output(pip.into(), "pip install")?;
+    let out = pip.spawn_output()?;
     if !out.status.success() {
         crate::interrupt::check()?;
         let why = String::from_utf8_lossy(&out.stderr);

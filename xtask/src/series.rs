@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::interrupt::{self, Controlled};
 use crate::{paths, source::Tree, vcs};
 
 /// The project's own series, applied to the pinned release by default.
@@ -17,8 +18,42 @@ pub fn default_series() -> PathBuf {
 }
 
 /// The patch files of a series: a directory of `git format-patch` output
-/// (cover letter left out: it carries no change) or a single mbox.
+/// (cover letter left out: it carries no change) or a single mbox. Each
+/// is checked to hold a patch, so that a wrong file is refused before any
+/// work rather than by `git am` after the fetch.
 pub fn patch_files(series: &Path) -> Result<Vec<PathBuf>> {
+    let files = files_of(series)?;
+    for file in &files {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("reading the patch {}", file.display()))?;
+        if !is_patch(&bytes) {
+            bail!(
+                "series {}: {} is not a patch (no `diff --git` or `---`/`+++` lines); \
+                 give a directory of `git format-patch` output or an mbox",
+                series.display(),
+                file.display()
+            );
+        }
+    }
+    Ok(files)
+}
+
+/// Whether `bytes` hold a diff git am can apply: a git diff header, or a
+/// unified diff's `---` line followed by its `+++` line.
+fn is_patch(bytes: &[u8]) -> bool {
+    let mut previous: &[u8] = b"";
+    for line in bytes.split(|&b| b == b'\n') {
+        if line.starts_with(b"diff --git ")
+            || (previous.starts_with(b"--- ") && line.starts_with(b"+++ "))
+        {
+            return true;
+        }
+        previous = line;
+    }
+    false
+}
+
+fn files_of(series: &Path) -> Result<Vec<PathBuf>> {
     if series.is_file() {
         return Ok(vec![series.to_path_buf()]);
     }
@@ -60,15 +95,17 @@ fn series_key(files: &[PathBuf], base: &str) -> Result<String> {
 pub fn checkout_base(sh: &Shell, tree: &Tree) -> Result<()> {
     let dir = &tree.path;
     let base_commit = format!("{}^{{commit}}", vcs::BASE);
-    let current = cmd!(sh, "git -C {dir} rev-parse HEAD").quiet().read()?;
+    let current = cmd!(sh, "git -C {dir} rev-parse HEAD")
+        .quiet()
+        .spawn_read()?;
     let base = cmd!(sh, "git -C {dir} rev-parse {base_commit}")
         .quiet()
-        .read()?;
+        .spawn_read()?;
     if current != base {
         let base = vcs::BASE;
         cmd!(sh, "git -C {dir} checkout --quiet --detach {base}")
             .quiet()
-            .run()
+            .spawn_run()
             .with_context(|| format!("checking out the base release in {}", dir.display()))?;
     }
     Ok(())
@@ -85,7 +122,7 @@ pub fn apply(sh: &Shell, tree: &Tree, series: &Path) -> Result<(Tree, String, us
     let base_commit = format!("{}^{{commit}}", vcs::BASE);
     let base = cmd!(sh, "git -C {dir} rev-parse {base_commit}")
         .quiet()
-        .read()
+        .spawn_read()
         .with_context(|| format!("finding the base commit of {}", dir.display()))?;
     let branch = format!("series-{}", series_key(&files, &base)?);
     let name = dir.file_name().unwrap_or_default().to_string_lossy();
@@ -110,34 +147,44 @@ pub fn apply(sh: &Shell, tree: &Tree, series: &Path) -> Result<(Tree, String, us
         let _ = cmd!(sh, "git -C {dir} worktree remove --force {wt}")
             .quiet()
             .ignore_stderr()
-            .run();
+            .spawn_run();
     }
     // Leftovers of an interrupted apply: a directory git no longer knows,
     // or a branch without its worktree.
     let _ = std::fs::remove_dir_all(&wt);
-    cmd!(sh, "git -C {dir} worktree prune").quiet().run()?;
+    cmd!(sh, "git -C {dir} worktree prune")
+        .quiet()
+        .spawn_run()?;
     let _ = cmd!(sh, "git -C {dir} branch --quiet -D {branch}")
         .quiet()
         .ignore_stderr()
-        .run();
+        .spawn_run();
     cmd!(
         sh,
         "git -C {dir} worktree add --quiet -b {branch} {wt} {base}"
     )
     .quiet()
-    .run()
+    .spawn_run()
     .with_context(|| format!("creating the worktree {} for the series", wt.display()))?;
-    let Err(why) = am(sh, &wt, &files, series)? else {
+    let applied = am(sh, &wt, &files, series);
+    if let Ok(Ok(())) = applied {
         return Ok((worktree, branch, files.len()));
-    };
-    // Leave nothing of the attempt behind before reporting.
-    let _ = cmd!(sh, "git -C {dir} worktree remove --force {wt}")
-        .quiet()
-        .run();
-    let _ = cmd!(sh, "git -C {dir} branch --quiet -D {branch}")
-        .quiet()
-        .run();
-    bail!("{why}");
+    }
+    // Leave nothing of the attempt behind before reporting, also after a
+    // Ctrl-C.
+    interrupt::cleanup(|| {
+        let _ = cmd!(sh, "git -C {dir} worktree remove --force {wt}")
+            .quiet()
+            .spawn_run();
+        let _ = cmd!(sh, "git -C {dir} branch --quiet -D {branch}")
+            .quiet()
+            .spawn_run();
+    });
+    match applied {
+        Ok(Err(why)) => bail!("{why}"),
+        Err(err) => Err(err),
+        Ok(Ok(())) => unreachable!("returned above"),
+    }
 }
 
 /// The one way a series is applied: by `test` in its worktree and by each
@@ -157,7 +204,7 @@ pub fn am(
         "git -C {dir} -c commit.gpgsign=false am --quiet {files...}"
     )
     .envs(vcs::identity().filter(|(k, _)| k.starts_with("GIT_COMMITTER")));
-    let out = crate::interrupt::output(am.into(), "git am")?;
+    let out = interrupt::output(am.into(), "git am")?;
     if out.status.success() {
         return Ok(Ok(()));
     }
@@ -166,19 +213,28 @@ pub fn am(
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = cmd!(sh, "git -C {dir} am --abort")
-        .quiet()
-        .ignore_stderr()
-        .run();
+    interrupt::cleanup(|| {
+        let _ = cmd!(sh, "git -C {dir} am --abort")
+            .quiet()
+            .ignore_stderr()
+            .spawn_run();
+    });
+    // git am stopped by a Ctrl-C is no fault of the series.
+    interrupt::check().with_context(|| {
+        format!(
+            "applying the series {} in {}",
+            series.display(),
+            dir.display()
+        )
+    })?;
     Ok(Err(am_failure(series, &log)))
 }
 
 /// `git patch-id --stable` of a patch stream: one id per patch, in order.
 fn patch_ids(sh: &Shell, stream: Vec<u8>, what: &str) -> Result<Vec<String>> {
     let out = cmd!(sh, "git patch-id --stable")
-        .stdin(stream)
         .quiet()
-        .read()
+        .spawn_read_with(stream)
         .with_context(|| format!("computing the patch ids of {what}"))?;
     Ok(out
         .lines()
@@ -204,8 +260,16 @@ fn applied_patch_ids(sh: &Shell, wt: &Path) -> Result<Vec<String>> {
         "git -C {wt} log --reverse --no-color --no-ext-diff -p {range}"
     )
     .quiet()
-    .output()
+    .spawn_output()
     .with_context(|| format!("reading the commits of {}", wt.display()))?;
+    if !log.status.success() {
+        bail!(
+            "reading the commits of {} with git log failed ({}): {}",
+            wt.display(),
+            log.status,
+            String::from_utf8_lossy(&log.stderr).trim_end()
+        );
+    }
     patch_ids(sh, log.stdout, &wt.display().to_string())
 }
 
@@ -239,6 +303,25 @@ pub fn am_failure(series: &Path, log: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_that_is_not_a_patch_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let notes = dir.path().join("notes.patch");
+        std::fs::write(&notes, "just some notes\n--- not a diff\n").unwrap();
+        let err = format!("{:#}", patch_files(&notes).unwrap_err());
+        assert!(err.contains("notes.patch is not a patch"), "{err}");
+        assert!(
+            err.contains("give a directory of `git format-patch`"),
+            "{err}"
+        );
+        let unified = dir.path().join("0001-x.patch");
+        std::fs::write(&unified, "Subject: x\n\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n").unwrap();
+        let err = patch_files(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("notes.patch"), "{err}");
+        std::fs::remove_file(&notes).unwrap();
+        assert_eq!(patch_files(dir.path()).unwrap(), [unified]);
+    }
 
     #[test]
     fn failure_names_patch_and_file() {

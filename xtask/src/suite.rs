@@ -3,11 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use qmp_tests::exit;
 
+use crate::cli::Matches;
 use crate::paths;
 
 /// What the suite's exit code says.
@@ -24,7 +26,7 @@ pub struct SuiteOptions {
     pub scenarios: Vec<String>,
     pub jobs: Option<usize>,
     pub timeout: Option<u64>,
-    pub soak: Option<u64>,
+    pub soak: Option<u32>,
     pub junit: Option<PathBuf>,
     /// The source tree the QEMU was built from, and the Python to run its
     /// `qemu.qmp` library with (test_qemu_python_client).
@@ -40,6 +42,53 @@ pub struct SuiteOptions {
     pub qmp_python: Option<PathBuf>,
     /// The CI leg, which names the report's testsuites.
     pub leg: Option<String>,
+}
+
+impl SuiteOptions {
+    /// The suite flags, each refused here, before any fetch or build,
+    /// when qmp-tests would refuse it after them: the xtask links
+    /// qmp-tests and so knows its scenario names and ranges.
+    pub fn from_matches(m: &Matches) -> Result<SuiteOptions> {
+        Ok(SuiteOptions {
+            scenarios: scenarios(m)?,
+            jobs: positive(m, "jobs", "jobs", "scenarios run at once")?,
+            timeout: positive(m, "timeout", "seconds", "a scenario's deadline")?,
+            soak: positive(m, "soak", "cycles", "the soak scenario's cycles")?,
+            junit: m.path("junit")?,
+            route: route(m.text("route")?)?,
+            ..SuiteOptions::default()
+        })
+    }
+}
+
+/// `--scenario NAME`, each one a scenario of the linked qmp-tests.
+pub fn scenarios(m: &Matches) -> Result<Vec<String>> {
+    let names = m.texts("scenario")?;
+    for name in &names {
+        if qmp_tests::scenarios::find(name).is_none() {
+            let known: Vec<&str> = qmp_tests::scenarios::all().iter().map(|s| s.name).collect();
+            bail!(
+                "--scenario {name}: no such scenario; pick one of: {}",
+                known.join(" ")
+            );
+        }
+    }
+    Ok(names)
+}
+
+/// A whole number from 1 up: 0 jobs, seconds or cycles would only fail
+/// (or hang) once the suite starts.
+fn positive<T: std::str::FromStr + Default + PartialEq>(
+    m: &Matches,
+    name: &str,
+    unit: &str,
+    what: &str,
+) -> Result<Option<T>> {
+    let value = m.number::<T>(name)?;
+    if value == Some(T::default()) {
+        bail!("--{name} 0: {what} cannot be none; give a whole number of {unit} from 1 up");
+    }
+    Ok(value)
 }
 
 /// The `--route` values the suite takes.
@@ -70,7 +119,7 @@ pub fn binary(sh: &Shell) -> Result<PathBuf> {
         "{cargo} build --quiet --release --package qmp-tests --bin qmp-tests"
     )
     .quiet()
-    .run()
+    .spawn_run()
     .context("building the qmp-tests binary")?;
     let bin = paths::target_dir().join("release/qmp-tests");
     if !bin.exists() {

@@ -5,32 +5,19 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use xshell::Shell;
 
-use crate::build::BuildOptions;
 use crate::cli::{self, Command, Flag, Kind, Matches};
-use crate::pipeline::{self, RunFacts, SourceArgs};
-use crate::steps::Steps;
+use crate::pipeline::{self, Pipeline, SourceArgs};
 use crate::suite::{self, Outcome, SuiteOptions};
-use crate::{series, vcs};
 
 pub const SUITE_FLAGS: &[Flag] = &[
-    cli::repeated(
-        "scenario",
-        "NAME",
-        Kind::Text,
-        "run only this scenario (repeatable)",
-    ),
+    cli::shared::SCENARIO,
     cli::value(
         "jobs",
         "N",
         Kind::Text,
         "scenarios run in parallel (default: number of cores)",
     ),
-    cli::value(
-        "route",
-        "ROUTE",
-        Kind::Text,
-        "how monitors are added: commands (monitor-add), qom\n(object-add of monitor-qmp) or all (default: every\nroute the QEMU has)",
-    ),
+    cli::shared::ROUTE,
     cli::value("timeout", "SECS", Kind::Text, "per-scenario deadline"),
     cli::value("soak", "N", Kind::Text, "cycles of the soak scenario"),
     cli::value(
@@ -55,36 +42,12 @@ entry, run the qmp-tests suite and write a JUnit report.",
 no monitor-add, 2 the pipeline itself failed (fetch, build, bad input).",
 };
 
-pub fn suite_options(m: &Matches) -> Result<SuiteOptions> {
-    Ok(SuiteOptions {
-        scenarios: m.texts("scenario")?,
-        jobs: m.number("jobs")?,
-        timeout: m.number("timeout")?,
-        soak: m.number("soak")?,
-        junit: m.path("junit")?,
-        route: suite::route(m.text("route")?)?,
-        ..SuiteOptions::default()
-    })
-}
-
-/// Everything `cargo xtask test` is asked to do; `ci` builds one directly.
-pub struct Options {
-    pub source: SourceArgs,
-    pub build: BuildOptions,
-    pub suite: SuiteOptions,
-}
-
-impl Options {
-    pub fn from_matches(m: &Matches) -> Result<Options> {
-        let source = SourceArgs::from_matches(m)?;
-        let build = pipeline::build_options(m, Some(&source))?;
-        let suite = suite_options(m)?;
-        Ok(Options {
-            source,
-            build,
-            suite,
-        })
-    }
+/// `cargo xtask test`'s input, checked: its pipeline.
+pub fn parse(m: &Matches) -> Result<Pipeline> {
+    let source = SourceArgs::from_matches(m)?;
+    let build = pipeline::build_options(m, pipeline::Targets::of(&source))?;
+    let suite = SuiteOptions::from_matches(m)?;
+    Ok(Pipeline::new(source, build, suite, pipeline::TEST))
 }
 
 /// What one run of the pipeline produced.
@@ -97,63 +60,24 @@ pub struct Run {
 }
 
 /// Runs the pipeline and the suite.
-pub fn run(sh: &Shell, opts: &Options) -> Result<Run> {
-    let (src, build_opts, suite_opts) = (&opts.source, &opts.build, &opts.suite);
-    let _lock = crate::lock::cache()?;
-
-    let mut steps = Steps::new(9);
-    pipeline::host_step(&mut steps, sh)?;
-    let prepared = pipeline::source_steps(&mut steps, sh, src)?;
-    let qmp_python = pipeline::qmp_package_step(&mut steps, sh)?;
-    let tree = &prepared.tree;
-    let qmp_tests = steps.run("qmp-tests binary", || {
-        let bin = suite::binary(sh)?;
-        let summary = bin.display().to_string();
-        Ok((bin, summary))
-    })?;
-    // Read before wiring, which the report must not count as a change of
-    // the tree's.
-    let commit = vcs::describe(sh, &tree.path);
-    let guard = pipeline::wire_step(&mut steps, tree, &qmp_tests)?;
-    let built = pipeline::build_step(&mut steps, sh, tree, build_opts)?;
-
-    let facts = RunFacts {
-        tree: tree.clone(),
-        series: prepared.series.clone(),
-        commit,
+pub fn run(sh: &Shell, pipeline: &Pipeline) -> Result<Run> {
+    let state = pipeline.run(sh)?;
+    let (Some(outcome), Some(built), Some(tree)) = (state.outcome, state.built, state.tree) else {
+        bail!("`cargo xtask test`'s pipeline has no suite step (a bug in the xtask)");
     };
-    // The project's own series has both routes: one missing is a failure,
-    // not a skip.
-    let require_routes = if prepared.series == series::default_series().display().to_string() {
-        match suite_opts.route.as_deref() {
-            Some(route) if route != "all" => vec![route.to_owned()],
-            _ => vec!["commands".to_owned(), "qom".to_owned()],
-        }
-    } else {
-        Vec::new()
-    };
-    let suite_opts = SuiteOptions {
-        require_routes,
-        qmp_python,
-        ..suite_opts.clone()
-    };
-    let outcome = pipeline::suite_step(&mut steps, &qmp_tests, &built, &facts, &suite_opts);
-    if let Some(guard) = guard {
-        guard.finish()?;
-    }
-    let outcome = outcome?;
-    let junit = suite_opts
+    let junit = pipeline
+        .suite
         .junit
         .clone()
         .unwrap_or_else(suite::default_junit);
     eprintln!("JUnit report: {}", junit.display());
-    if outcome == Outcome::Unsupported && prepared.series == "none" && !tree.located {
+    if outcome == Outcome::Unsupported && state.series == "none" && !tree.located {
         eprintln!("note: the pinned release has no monitor-add; drop --no-series to test the project's series");
     }
     Ok(Run {
         outcome,
         binary: built.binary,
-        tree: tree.path.clone(),
+        tree: tree.path,
     })
 }
 

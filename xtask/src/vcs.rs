@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::interrupt::Controlled;
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
@@ -30,17 +31,17 @@ pub fn init_base(sh: &Shell, dir: &Path, message: &str) -> Result<()> {
     let run = || -> Result<()> {
         cmd!(sh, "git init --quiet --initial-branch=master")
             .quiet()
-            .run()?;
+            .spawn_run()?;
         // -f: the release's own .gitignore must not hide released files.
-        cmd!(sh, "git add --all --force").quiet().run()?;
+        cmd!(sh, "git add --all --force").quiet().spawn_run()?;
         cmd!(
             sh,
             "git -c commit.gpgsign=false commit --quiet --no-verify -m {message}"
         )
         .envs(identity())
         .quiet()
-        .run()?;
-        cmd!(sh, "git tag {BASE}").quiet().run()?;
+        .spawn_run()?;
+        cmd!(sh, "git tag {BASE}").quiet().spawn_run()?;
         Ok(())
     };
     run().with_context(|| format!("making {} a git repository", dir.display()))
@@ -51,18 +52,18 @@ pub fn is_repo(sh: &Shell, dir: &Path) -> bool {
         .quiet()
         .ignore_stdout()
         .ignore_stderr()
-        .run()
+        .spawn_run()
         .is_ok()
         && cmd!(sh, "git -C {dir} rev-parse --show-toplevel")
             .quiet()
-            .read()
+            .spawn_read()
             .is_ok_and(|top| Path::new(top.trim()) == dir)
 }
 
 pub fn head(sh: &Shell, dir: &Path) -> Result<String> {
     cmd!(sh, "git -C {dir} rev-parse HEAD")
         .quiet()
-        .read()
+        .spawn_read()
         .with_context(|| format!("reading HEAD of {}", dir.display()))
 }
 
@@ -70,7 +71,7 @@ pub fn head(sh: &Shell, dir: &Path) -> Result<String> {
 pub fn status(sh: &Shell, dir: &Path) -> Result<Vec<String>> {
     let out = cmd!(sh, "git -C {dir} status --porcelain --untracked-files=all")
         .quiet()
-        .read()
+        .spawn_read()
         .with_context(|| format!("reading git status of {}", dir.display()))?;
     Ok(out.lines().map(str::to_owned).collect())
 }
@@ -82,7 +83,7 @@ pub fn describe(sh: &Shell, dir: &Path) -> Option<String> {
     }
     let commit = cmd!(sh, "git -C {dir} log -1 --format=%H%x20%s")
         .quiet()
-        .read()
+        .spawn_read()
         .ok()?;
     let dirty = status(sh, dir).map(|s| !s.is_empty()).unwrap_or(false);
     Some(if dirty {

@@ -47,6 +47,31 @@ fn field<'a>(v: &'a Value, name: &str, what: &str) -> Result<&'a Value> {
         .with_context(|| format!("{what} has no `{name}`"))
 }
 
+/// A path as JSON: a string when it is UTF-8 (every record so far), else
+/// its bytes as a list of numbers, so that a tree at a non-UTF-8 path is
+/// wired and unwired like any other rather than refused (or, as `json!`
+/// did, a panic).
+fn path_json(path: &Path) -> Value {
+    match path.to_str() {
+        Some(s) => Value::from(s),
+        None => Value::from(path.as_os_str().as_encoded_bytes().to_vec()),
+    }
+}
+
+fn path(v: &Value, name: &str, what: &str) -> Result<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    match field(v, name, what)? {
+        Value::String(s) => Ok(PathBuf::from(s)),
+        Value::Array(bytes) => bytes
+            .iter()
+            .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .map(|b| PathBuf::from(std::ffi::OsString::from_vec(b)))
+            .with_context(|| format!("`{name}` of {what} is not a list of bytes")),
+        _ => bail!("`{name}` of {what} is neither a string nor a list of bytes"),
+    }
+}
+
 fn string(v: &Value, name: &str, what: &str) -> Result<String> {
     field(v, name, what)?
         .as_str()
@@ -70,7 +95,7 @@ impl FileRecord {
             ),
         };
         Ok(FileRecord {
-            path: PathBuf::from(string(v, "path", what)?),
+            path: path(v, "path", what)?,
             original,
             wired: string(v, "wired", what)?,
             mtime,
@@ -91,7 +116,7 @@ impl Record {
             bail!("the record lists no file");
         }
         Ok(Record {
-            tree: PathBuf::from(string(v, "tree", what)?),
+            tree: path(v, "tree", what)?,
             keep_times: field(v, "keep_times", what)?
                 .as_bool()
                 .context("`keep_times` of the record is not true or false")?,
@@ -104,10 +129,10 @@ impl Record {
             .files
             .iter()
             .map(|f| {
-                json!({"path": f.path, "original": f.original, "wired": f.wired, "mtime": f.mtime})
+                json!({"path": path_json(&f.path), "original": f.original, "wired": f.wired, "mtime": f.mtime})
             })
             .collect();
-        json!({"tree": self.tree, "keep_times": self.keep_times, "files": files})
+        json!({"tree": path_json(&self.tree), "keep_times": self.keep_times, "files": files})
     }
 
     /// The record at `path`, None when there is none; a record that is
@@ -180,6 +205,12 @@ mod tests {
             }],
         };
         assert_eq!(Record::from_json(&record.to_json()).unwrap(), record);
+        use std::os::unix::ffi::OsStrExt;
+        let odd = Record {
+            tree: std::ffi::OsStr::from_bytes(b"/caf\xe9").into(),
+            ..record.clone()
+        };
+        assert_eq!(Record::from_json(&odd.to_json()).unwrap(), odd);
         for bad in [
             json!({}),
             json!({"tree": "/t", "keep_times": true, "files": []}),

@@ -7,6 +7,7 @@ mod common;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::process::Command;
 
 use common::*;
 
@@ -125,4 +126,128 @@ fn a_missing_series_is_refused_before_any_work() {
     );
     assert!(!err.contains("[1/"), "no step ran: {err}");
     assert!(!fx.cache.exists(), "no clone was made");
+}
+
+#[test]
+fn suite_values_the_suite_would_refuse_are_refused_before_any_work() {
+    let fx = fixture(true);
+    for (args, needle) in [
+        (
+            &["--jobs", "0"][..],
+            "--jobs 0: scenarios run at once cannot be none",
+        ),
+        (
+            &["--timeout", "0"][..],
+            "--timeout 0: a scenario's deadline cannot be none",
+        ),
+        (&["--soak=0"][..], "--soak 0"),
+        (
+            &["--scenario", "test_nosuch"][..],
+            "--scenario test_nosuch: no such scenario; pick one of: ",
+        ),
+        (
+            &["--jobs", "two"][..],
+            "--jobs takes a whole number, not `two`",
+        ),
+    ] {
+        let (code, err) = run(xtask(&fx, &["test"])
+            .args(args)
+            .arg("--qemu-src")
+            .arg(&fx.tree));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("[1/"), "no step ran: {err}");
+        assert!(!fx.cache.exists(), "nothing was made: {err}");
+    }
+    let (_, err) = run(&mut xtask(&fx, &["test", "--scenario", "nope"]));
+    assert!(err.contains("test_hotplug_cycle"), "lists the names: {err}");
+    let (code, err) = run(xtask(
+        &fx,
+        &[
+            "bisect",
+            "--good",
+            "HEAD",
+            "--bad",
+            "HEAD",
+            "--scenario",
+            "nope",
+        ],
+    )
+    .arg("--qemu-src")
+    .arg(&fx.tree));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--scenario nope: no such scenario"), "{err}");
+}
+
+#[test]
+fn a_non_utf8_tree_is_wired_and_unwired() {
+    let fx = fixture(true);
+    let before = status(&fx.tree);
+    let odd = fx.tree.with_file_name(OsStr::from_bytes(b"qemu-caf\xe9"));
+    std::fs::rename(&fx.tree, &odd).unwrap();
+    // Before: the wiring record was made from the path with json!, which
+    // panicked on a path that is not UTF-8.
+    let (code, err) = run(xtask(&fx, &["wire", "--qemu-src"]).arg(&odd));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("wired monitor_hotplug into"), "{err}");
+    let (code, err) = run(xtask(&fx, &["unwire", "--qemu-src"]).arg(&odd));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("unwired"), "{err}");
+    assert_eq!(status(&odd), before);
+}
+
+#[test]
+fn a_file_that_is_not_a_patch_is_refused_as_a_series() {
+    let fx = fixture(true);
+    let notes = fx.cache.parent().unwrap().join("notes.txt");
+    write(&notes, "Remember to send the series.\n");
+    let (code, err) = run(xtask(&fx, &["test", "--series"])
+        .arg(&notes)
+        .arg("--qemu-src")
+        .arg(&fx.tree));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("notes.txt is not a patch"), "{err}");
+    assert!(!err.contains("[1/"), "no step ran: {err}");
+    assert!(!fx.cache.exists(), "no clone was made");
+}
+
+#[test]
+fn the_tools_whose_output_is_read_run_in_the_c_locale() {
+    let fx = fixture(true);
+    let here = fx.cache.parent().unwrap();
+    write_bytes(&here.join("series/0001-version-bump.patch"), BUMP);
+    // A git that notes its locale, then runs the real one.
+    let bin = here.join("bin");
+    let seen = here.join("locales");
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    write(
+        &bin.join("git"),
+        &format!(
+            "#!/bin/sh\necho \"$LC_ALL\" >> {}\nexec {} \"$@\"\n",
+            seen.display(),
+            real.trim()
+        ),
+    );
+    let mut perm = std::fs::metadata(bin.join("git")).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(bin.join("git"), perm).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let (code, err) = run(xtask(&fx, &["fetch", "--series"])
+        .arg(here.join("series"))
+        .arg("--qemu-src")
+        .arg(&fx.tree)
+        .env("PATH", path)
+        .env("LC_ALL", "de_DE.UTF-8")
+        .env("LANG", "de_DE.UTF-8"));
+    assert_eq!(code, 0, "{err}");
+    let locales = std::fs::read_to_string(&seen).unwrap();
+    assert!(!locales.is_empty());
+    assert!(locales.lines().all(|l| l == "C"), "{locales}");
 }

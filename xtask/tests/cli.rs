@@ -167,7 +167,6 @@ fn a_series_that_does_not_apply_names_patch_and_file_and_restores() {
 }
 
 #[test]
-#[ignore = "needs QEMU's build dependencies (ninja): run by cargo xtask ci"]
 fn a_build_failure_is_reported_and_the_tree_left_clean() {
     let fx = fixture(true);
     let before = status(&fx.tree);
@@ -355,7 +354,7 @@ fn readme_command_reference_is_the_help() {
             .unwrap();
     let fx = fixture(false);
     let commands = [
-        "", "test", "fetch", "build", "wire", "unwire", "bisect", "ci", "bench",
+        "", "test", "fetch", "build", "wire", "unwire", "bisect", "ci", "bench", "mutants",
     ];
     for command in commands {
         let mut cmd = xtask(&fx, &[]);
@@ -370,4 +369,227 @@ fn readme_command_reference_is_the_help() {
             "README's command reference lacks `cargo xtask {command} --help` as printed:\n{help}"
         );
     }
+}
+
+/// Flags of other programs that the xtask's sources and README name: the
+/// ones the xtask passes on (configure, git, cargo, curl, apt, pip, meson)
+/// and the suite's own. Every other `--flag` they mention must be one the
+/// xtask declares, so that no error or paragraph sends a user to a flag
+/// that does not exist.
+const OTHER_PROGRAMS: &[(&str, &[&str])] = &[
+    (
+        "configure",
+        &[
+            "--target-list",
+            "--without-default-devices",
+            "--disable-docs",
+            "--disable-install-blobs",
+            "--enable-asan",
+            "--enable-ubsan",
+            "--enable-debug",
+            "--python",
+        ],
+    ),
+    (
+        "git",
+        &[
+            "--abort",
+            "--all",
+            "--branch",
+            "--depth",
+            "--detach",
+            "--force",
+            "--format",
+            "--git-path",
+            "--hard",
+            "--initial-branch",
+            "--is-inside-work-tree",
+            "--no-checkout",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-patch",
+            "--no-verify",
+            "--porcelain",
+            "--quiet",
+            "--reverse",
+            "--shared",
+            "--short",
+            "--show-toplevel",
+            "--stable",
+            "--untracked-files",
+            "--verify",
+        ],
+    ),
+    (
+        "cargo",
+        &[
+            "--all-targets",
+            "--bin",
+            "--check",
+            "--include-ignored",
+            "--package",
+            "--release",
+            "--workspace",
+        ],
+    ),
+    (
+        "curl",
+        &[
+            "--fail",
+            "--location",
+            "--output",
+            "--show-error",
+            "--silent",
+        ],
+    ),
+    ("apt-get", &["--download-only", "--no-install-recommends"]),
+    ("pip", &["--disable-pip-version-check"]),
+    ("meson", &["--no-rebuild", "--print-errorlogs", "--tap"]),
+    ("dpkg-source", &["--no-check"]),
+    ("pkg-config", &["--exists"]),
+    (
+        "qmp-tests",
+        &[
+            "--qemu",
+            "--list",
+            "--log-dir",
+            "--property",
+            "--wait",
+            "--mutant",
+            "--require-route",
+            "--qmp-python",
+        ],
+    ),
+    ("check-jsonschema", &["--builtin-schema"]),
+    ("xtask bisect-step (hidden)", &["--qmp-tests"]),
+    ("this test's own examples", &["--flag", "--odd", "--git"]),
+];
+
+/// `--name` mentions in `text`: a `--` that starts a word.
+fn flag_mentions(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let bytes = line.as_bytes();
+        let mut i = 0;
+        while let Some(at) = line[i..].find("--") {
+            let start = i + at;
+            let word_start = start == 0
+                || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'-');
+            let end = start
+                + 2
+                + line[start + 2..]
+                    .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+                    .unwrap_or(line.len() - start - 2);
+            let name = line[start..end].trim_end_matches('-');
+            if word_start && name.len() > 2 && bytes[start + 2].is_ascii_lowercase() {
+                out.push((n + 1, name.to_owned()));
+            }
+            i = end.max(start + 2);
+        }
+    }
+    out
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_flag_an_error_or_the_readme_names_exists() {
+    let fx = fixture(false);
+    let help = |command: &str| {
+        let mut cmd = xtask(&fx, &[]);
+        if !command.is_empty() {
+            cmd.arg(command);
+        }
+        let out = cmd.arg("--help").output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let commands: Vec<String> = help("")
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect();
+    assert!(commands.len() > 5, "{commands:?}");
+    let mut known: Vec<String> = vec!["--help".to_owned()];
+    for command in &commands {
+        for line in help(command).lines() {
+            if let Some(rest) = line.strip_prefix("  --") {
+                known.push(format!("--{}", rest.split_whitespace().next().unwrap()));
+            }
+        }
+    }
+    known.extend(
+        OTHER_PROGRAMS
+            .iter()
+            .flat_map(|(_, flags)| flags.iter().map(|f| f.to_string())),
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("../README.md")];
+    rust_files(&root.join("src"), &mut files);
+    let mut unknown = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (line, flag) in flag_mentions(&text) {
+            if !known.contains(&flag) {
+                unknown.push(format!("{}:{line}: {flag}", file.display()));
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "flags no xtask command declares (add them, fix the text, or list the \
+         program they belong to in OTHER_PROGRAMS):\n{}",
+        unknown.join("\n")
+    );
+}
+
+#[test]
+fn flag_mentions_are_words_that_start_with_two_dashes() {
+    let found = flag_mentions("run `cargo xtask test --no-wire`, a--b, --, --X, ---x\n--jobs=2");
+    assert_eq!(
+        found,
+        [(1, "--no-wire".to_owned()), (2, "--jobs".to_owned())]
+    );
+}
+
+#[test]
+fn every_child_is_started_through_the_one_spawn_path() {
+    // xshell's run/read/output and std's spawn/status/output start a child
+    // that the signal handler does not know and that outlives a killed
+    // xtask; interrupt.rs wraps them (interrupt::Controlled, spawn, run).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let mut found = Vec::new();
+    for file in files.iter().filter(|f| !f.ends_with("interrupt.rs")) {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            for call in [
+                ".run()",
+                ".read()",
+                ".output()",
+                ".status()",
+                ".spawn()",
+                ".read_stderr()",
+            ] {
+                if line.contains(call) {
+                    found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "children started outside interrupt.rs:\n{}",
+        found.join("\n")
+    );
 }

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::path::Path;
 use std::time::SystemTime;
 
+use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Cmd, Shell};
 
@@ -91,8 +92,7 @@ fn run_timed(cmd: Cmd<'_>) -> Result<f64> {
     let what = cmd.to_string();
     let (secs, out) = timed(|| {
         cmd.quiet()
-            .ignore_status()
-            .output()
+            .spawn_output()
             .with_context(|| format!("running {what}"))
     })?;
     if !out.status.success() {

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::interrupt::Controlled;
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use super::report::Record;
 use super::{first_line, step_lock, Options, Unsupported, ABORT, STEP_COMMAND};
 use crate::cli::{self, Parsed};
-use crate::pipeline::{self, RunFacts, SourceArgs};
-use crate::steps::Steps;
+use crate::pipeline::{self, Pipeline, SourceArgs, Step as PipelineStep};
 use crate::suite::{Outcome, SuiteOptions};
 use crate::{interrupt, series, source, vcs};
 
@@ -79,6 +79,10 @@ fn verdict_name(code: u8) -> &'static str {
 /// The step's entry point. Every way out maps to an exit status git
 /// understands; a panic (which would exit 101, "bad") aborts instead.
 pub fn step_main(args: Vec<std::ffi::OsString>) -> ExitCode {
+    if let Err(err) = die_with_the_bisect() {
+        eprintln!("error: bisect step: {err:#}; aborting the bisect");
+        return ExitCode::from(ABORT);
+    }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(args)));
     let code = match result {
         Ok(Ok(code)) => code,
@@ -92,6 +96,39 @@ pub fn step_main(args: Vec<std::ffi::OsString>) -> ExitCode {
         }
     };
     ExitCode::from(code)
+}
+
+/// The bisect that started this step, by pid: git runs the step through
+/// a shell, so neither has a death signal tied to the bisect's life.
+pub const BISECT_PID: &str = "XTASK_BISECT_PID";
+
+/// Ends this step like a Ctrl-C (SIGTERM to itself: its children are
+/// told, the tree is unwired and reset) when the bisect dies, kill -9
+/// included: the step must not build on, a tree wired, with no lock held.
+fn die_with_the_bisect() -> anyhow::Result<()> {
+    let Some(pid) = std::env::var(BISECT_PID)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
+        return Ok(());
+    };
+    // SAFETY: pidfd_open takes a pid and flags, and returns a new fd.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd < 0 {
+        anyhow::bail!("the bisect (process {pid}) is gone");
+    }
+    std::thread::spawn(move || {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; readable once the process exits.
+        while unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {}
+        // SAFETY: kill(2) on this very process.
+        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+    });
+    Ok(())
 }
 
 /// Seconds spent in each part of a step.
@@ -125,7 +162,7 @@ fn step(args: Vec<std::ffi::OsString>) -> Result<u8> {
         .path("qmp-tests")?
         .context("bisect-step needs --qmp-tests")?;
     let log_dir = m.path("log-dir")?.context("bisect-step needs --log-dir")?;
-    let opts = Options::from_matches(&m)?;
+    let opts = Options::from_matches(&m, pipeline::Targets::AtBuild)?;
     let sh = Shell::new()?;
     let _lock = step_lock(&log_dir)?;
     // A step that git started just before a Ctrl-C must not touch the tree
@@ -136,7 +173,7 @@ fn step(args: Vec<std::ffi::OsString>) -> Result<u8> {
     let short = &commit[..12.min(commit.len())];
     let subject = cmd!(sh, "git -C {tree} log -1 --format=%s")
         .quiet()
-        .read()?;
+        .spawn_read()?;
     eprintln!("==> bisect step {short}: {subject}");
     let step = Step {
         sh: &sh,
@@ -154,7 +191,7 @@ fn step(args: Vec<std::ffi::OsString>) -> Result<u8> {
     };
     // The next checkout needs a clean tree; say so now rather than let git
     // fail on it.
-    let finding = match vcs::status(&sh, &step.tree) {
+    let finding = match interrupt::cleanup(|| vcs::status(&sh, &step.tree)) {
         Ok(dirty) if dirty.is_empty() => finding,
         Ok(dirty) => Finding::Harness(format!(
             "the step left changes in {}: {}",
@@ -209,72 +246,99 @@ fn keep_junit(step_dir: &Path, to: &Path) -> Result<Option<PathBuf>> {
 }
 
 /// The steps of `cargo xtask test` on the step's commit: the tree as it
-/// is, the series, wiring, build, suite, unwiring. The guards undo series
-/// and wiring on every way out. Errors are harness failures; the commit's
-/// own failures are findings.
+/// is, the series in place, wiring, venv, build, suite, unwiring. The
+/// guards undo series and wiring on every way out. Errors are harness
+/// failures (a venv pip cannot make included: that is the machine's
+/// fault, not the commit's); the commit's own failures are findings.
 fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
+    const SERIES: PipelineStep = PipelineStep::Own("series");
     let sh = step.sh;
-    let src = SourceArgs::located(source::locate(&step.tree)?);
-    let mut steps = Steps::new(5 + usize::from(step.opts.series.is_some()));
-    let tree = pipeline::source_step(&mut steps, sh, &src)?;
-    let _series = match &step.opts.series {
-        Some(path) => match steps.run("series", || {
-            let applied = apply_series(step, path)?;
-            let summary = match &applied {
-                Ok(_) => format!("{} applied in place", path.display()),
-                Err(_) => "does not apply".to_owned(),
-            };
-            Ok((applied, summary))
-        })? {
-            Ok(guard) => Some(guard),
-            Err(why) => return Ok(Finding::SeriesDoesNotApply(why)),
-        },
-        None => None,
-    };
-    // Declared after the series guard, so it is dropped (unwired) first.
-    let wire_guard = pipeline::wire_step(&mut steps, &tree, &step.qmp_tests)?;
-
-    let started = Instant::now();
-    let built = pipeline::build_step(&mut steps, sh, &tree, &step.opts.build);
-    timing.build = started.elapsed();
-    let built = match built {
-        Ok(built) => built,
-        Err(err) if is_build_failure(&err) => {
-            eprintln!("{err:#}");
-            return Ok(Finding::DoesNotBuild(build_cause(
-                &format!("{err:#}"),
-                &tree.path,
-            )));
-        }
-        Err(err) => return Err(err),
-    };
-
-    let suite_opts = SuiteOptions {
-        scenarios: step.opts.scenarios.clone(),
-        route: step.opts.route.clone(),
-        junit: Some(step.dir.join("junit.xml")),
-        ..SuiteOptions::default()
-    };
-    let facts = RunFacts {
-        tree,
-        series: step
-            .opts
-            .series
-            .as_ref()
-            .map_or("none".to_owned(), |s| s.display().to_string()),
-        commit: Some(step.commit.clone()),
-    };
-    let started = Instant::now();
-    let outcome = pipeline::suite_step(&mut steps, &step.qmp_tests, &built, &facts, &suite_opts);
-    timing.test = started.elapsed();
-    if let Some(guard) = wire_guard {
-        guard.finish()?;
+    let mut steps = vec![PipelineStep::Source];
+    if step.opts.series.is_some() {
+        steps.push(SERIES);
     }
-    Ok(match outcome? {
-        Outcome::Passed => Finding::Passed,
-        Outcome::Failed => Finding::Failed,
-        Outcome::Unsupported => Finding::Unsupported,
-    })
+    steps.extend([
+        PipelineStep::Wire,
+        PipelineStep::Venv,
+        PipelineStep::Build,
+        PipelineStep::Suite,
+    ]);
+    let pipeline = Pipeline::new(
+        SourceArgs::located(source::locate(&step.tree)?),
+        step.opts.build.clone(),
+        SuiteOptions {
+            scenarios: step.opts.scenarios.clone(),
+            route: step.opts.route.clone(),
+            junit: Some(step.dir.join("junit.xml")),
+            ..SuiteOptions::default()
+        },
+        &steps,
+    );
+    // Declared before the run, so that the run's wiring is undone first.
+    let mut _series = None;
+    let mut run = pipeline.start();
+    run.state.commit = Some(step.commit.clone());
+    run.state.qmp_tests = Some(step.qmp_tests.clone());
+    for &each in &pipeline.steps {
+        let started = Instant::now();
+        match each {
+            SERIES => {
+                let path = step
+                    .opts
+                    .series
+                    .as_deref()
+                    .context("a series step has a series")?;
+                let applied = run.own("series", || {
+                    let applied = apply_series(step, path)?;
+                    let summary = match &applied {
+                        Ok(_) => format!("{} applied in place", path.display()),
+                        Err(_) => "does not apply".to_owned(),
+                    };
+                    Ok((applied, summary))
+                })?;
+                match applied {
+                    Ok(guard) => _series = Some(guard),
+                    Err(why) => return Ok(Finding::SeriesDoesNotApply(why)),
+                }
+                run.state.series = path.display().to_string();
+            }
+            PipelineStep::Build => {
+                let built = run.step(sh, each);
+                timing.build += started.elapsed();
+                match built {
+                    Ok(()) => {}
+                    Err(err) if is_build_failure(&err) => {
+                        eprintln!("{err:#}");
+                        return Ok(Finding::DoesNotBuild(build_cause(
+                            &format!("{err:#}"),
+                            &step.tree,
+                        )));
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+            PipelineStep::Suite => {
+                let done = run.step(sh, each);
+                timing.test += started.elapsed();
+                done?;
+            }
+            PipelineStep::Venv => {
+                run.step(sh, each).context(
+                    "making the python venv failed: the machine's fault, not the commit's",
+                )?;
+                timing.build += started.elapsed();
+            }
+            other => run.step(sh, other)?,
+        }
+    }
+    let state = run.finish()?;
+    Ok(
+        match state.outcome.context("a bisect step runs the suite")? {
+            Outcome::Passed => Finding::Passed,
+            Outcome::Failed => Finding::Failed,
+            Outcome::Unsupported => Finding::Unsupported,
+        },
+    )
 }
 
 /// Whether a build error is the commit's fault: configure or ninja ran and
@@ -296,21 +360,27 @@ struct SeriesGuard {
 
 impl Drop for SeriesGuard {
     fn drop(&mut self) {
+        interrupt::cleanup(|| self.reset());
+    }
+}
+
+impl SeriesGuard {
+    fn reset(&self) {
         let (tree, commit) = (&self.tree, &self.commit);
         let Ok(sh) = Shell::new() else { return };
         let am_dir = cmd!(sh, "git -C {tree} rev-parse --git-path rebase-apply")
             .quiet()
-            .read()
+            .spawn_read()
             .map(|p| tree.join(p));
         if am_dir.is_ok_and(|d| d.exists()) {
             let _ = cmd!(sh, "git -C {tree} am --abort")
                 .quiet()
                 .ignore_stderr()
-                .run();
+                .spawn_run();
         }
         if let Err(err) = cmd!(sh, "git -C {tree} reset --quiet --hard {commit}")
             .quiet()
-            .run()
+            .spawn_run()
         {
             eprintln!(
                 "error: could not reset {} to {commit}: {err}",

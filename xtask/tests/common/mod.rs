@@ -172,12 +172,23 @@ impl Blocked {
     /// here waits by sleeping). `wait_for` is a line of stderr to see
     /// first, when not the start of the build.
     pub fn start(fx: &Fixture, name: &str) -> Blocked {
+        Blocked::start_args(fx, name, &["test", "--qemu-src", fx.tree.to_str().unwrap()])
+    }
+
+    /// [`Blocked::start`] for any command that builds.
+    pub fn start_args(fx: &Fixture, name: &str, args: &[&str]) -> Blocked {
+        Blocked::start_env(fx, name, args, &[])
+    }
+
+    /// [`Blocked::start_args`] with more environment for the xtask.
+    pub fn start_env(fx: &Fixture, name: &str, args: &[&str], env: &[(&str, &Path)]) -> Blocked {
         use std::io::{BufRead, BufReader};
         let fifo = fx.cache.parent().unwrap().join(name);
         let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: mkfifo with a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-        let mut cmd = xtask(fx, &["test", "--qemu-src", fx.tree.to_str().unwrap()]);
+        let mut cmd = xtask(fx, args);
+        cmd.envs(env.iter().copied());
         cmd.env(
             "FAKE_BUILD",
             format!("echo started > {}; exec sleep 600", fifo.display()),
@@ -215,6 +226,13 @@ impl Blocked {
         let target = if group { -pid } else { pid };
         // SAFETY: plain kill(2) on a process (group) this test created.
         assert_eq!(unsafe { libc::kill(target, signal) }, 0);
+        let code = self.child.wait().unwrap().code();
+        (code, self.stderr.join().unwrap())
+    }
+
+    /// Waits for the xtask to exit; its exit code and all of stderr (read
+    /// to its end: every process that holds it has exited).
+    pub fn wait(mut self) -> (Option<i32>, String) {
         let code = self.child.wait().unwrap().code();
         (code, self.stderr.join().unwrap())
     }
