@@ -124,27 +124,13 @@ fn write_templates() -> Result<()> {
 /// as bundled with check-jsonschema (pinned; no schema is downloaded).
 fn check_templates(sh: &Shell) -> Result<()> {
     const SPEC: &str = "check-jsonschema==0.39.0";
-    let venv = paths::venv_cache().join(format!("pyenv-{}", paths::key(&[SPEC.as_bytes()])));
-    let bin = venv.join("bin/check-jsonschema");
-    let ready = venv.join(".xtask-ready");
-    {
-        let _lock = crate::lock::venvs()?;
-        if !ready.exists() {
-            let _ = std::fs::remove_dir_all(&venv);
-            cmd!(sh, "python3 -m venv {venv}")
-                .quiet()
-                .spawn_run()
-                .with_context(|| format!("creating a python venv at {}", venv.display()))?;
-            let python = venv.join("bin/python3");
-            cmd!(
-                sh,
-                "{python} -m pip install --quiet --disable-pip-version-check {SPEC}"
-            )
-            .spawn_run()
-            .with_context(|| format!("installing {SPEC} into {} with pip", venv.display()))?;
-            std::fs::write(&ready, SPEC).with_context(|| format!("writing {}", ready.display()))?;
-        }
-    }
+    let bin = match deps::venv(sh, &[SPEC])? {
+        deps::Venv::Ready { dir, .. } => dir.join("bin/check-jsonschema"),
+        deps::Venv::PipFailed { dir, why } => bail!(
+            "installing {SPEC} into {} with pip failed ({why})",
+            dir.display()
+        ),
+    };
     for (schema, file) in [
         ("vendor.gitlab-ci", "ci/gitlab-ci.yml"),
         ("vendor.github-workflows", "ci/github-workflow.yml"),

@@ -207,37 +207,88 @@ pub fn ensure_python(sh: &Shell, tree: &Path) -> Result<(PathBuf, String)> {
         Some(v) => format!("meson=={v}"),
         None => format!("meson{accepted}"),
     };
-    let venv = paths::venv_cache().join(format!("pyenv-{}", paths::key(&[spec.as_bytes()])));
-    let python = venv.join("bin/python3");
-    let ready = venv.join(".xtask-ready");
+    match venv(sh, &[&spec, "pycotap"])? {
+        Venv::Ready {
+            python,
+            dir,
+            cached,
+        } => {
+            let summary = if cached {
+                format!("{spec} (cached venv)")
+            } else {
+                format!("{spec} installed into {}", dir.display())
+            };
+            Ok((python, summary))
+        }
+        Venv::PipFailed { dir, why } => bail!(
+            "installing {spec} and pycotap into {} with pip failed ({why}); without a package \
+             index, install them by hand into that venv",
+            dir.display()
+        ),
+    }
+}
+
+/// A venv of the xtask's own.
+pub enum Venv {
+    Ready {
+        python: PathBuf,
+        dir: PathBuf,
+        /// Made by an earlier run.
+        cached: bool,
+    },
+    /// pip could not install the packages: its last words.
+    PipFailed { dir: PathBuf, why: String },
+}
+
+/// A venv with `packages` (pip requirement specs) installed, shared by
+/// every cache and made once: a venv is not relocatable, so it is built in
+/// place, and a marker written last tells a complete one from a run that
+/// died half way, which is made again.
+pub fn venv(sh: &Shell, packages: &[&str]) -> Result<Venv> {
+    let spec = packages.join(" ");
+    let dir = paths::venv_cache().join(format!("pyenv-{}", paths::key(&[spec.as_bytes()])));
+    let python = dir.join("bin/python3");
+    let ready = dir.join(".xtask-ready");
     // Every cache shares the venvs: two runs must not make one at once.
     let _lock = crate::lock::venvs()?;
     if ready.exists() {
-        return Ok((python, format!("{spec} (cached venv)")));
+        return Ok(Venv::Ready {
+            python,
+            dir,
+            cached: true,
+        });
     }
-    // A venv is not relocatable, so it is built in place; the marker is
-    // written last, and a venv without it is rebuilt from scratch.
-    if venv.exists() {
-        std::fs::remove_dir_all(&venv)
-            .with_context(|| format!("removing the incomplete venv {}", venv.display()))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing the incomplete venv {}", dir.display()))?;
     }
-    cmd!(sh, "python3 -m venv {venv}")
+    cmd!(sh, "python3 -m venv {dir}")
         .quiet()
         .spawn_run()
-        .with_context(|| format!("creating a python venv at {}", venv.display()))?;
-    let pip = cmd!(
+        .with_context(|| format!("creating a python venv at {}", dir.display()))?;
+    let out = cmd!(
         sh,
-        "{python} -m pip install --quiet --disable-pip-version-check {spec} pycotap"
-    );
-    crate::interrupt::run(pip.into(), "pip install").with_context(|| {
-        format!(
-            "installing {spec} and pycotap into {} with pip; \
-                 without a package index, install them by hand into that venv",
-            venv.display()
-        )
-    })?;
+        "{python} -m pip install --quiet --disable-pip-version-check {packages...}"
+    )
+    .spawn_output()?;
+    if !out.status.success() {
+        crate::interrupt::check()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let why = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no message")
+            .trim()
+            .to_owned();
+        return Ok(Venv::PipFailed { dir, why });
+    }
     std::fs::write(&ready, &spec).with_context(|| format!("writing {}", ready.display()))?;
-    Ok((python, format!("{spec} installed into {}", venv.display())))
+    Ok(Venv::Ready {
+        python,
+        dir,
+        cached: false,
+    })
 }
 
 #[cfg(test)]

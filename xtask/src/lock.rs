@@ -17,6 +17,9 @@ use anyhow::{Context, Result};
 
 use crate::paths;
 
+/// How often a run waiting for another's lock looks again.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The lock file an ancestor of this process holds for it.
 const HELD: &str = "XTASK_HELD_LOCK";
 
@@ -72,16 +75,16 @@ pub fn take(path: &Path, doing: &str) -> Result<Lock> {
         "==> another cargo xtask run {doing}; waiting for it to finish (lock {})",
         path.display()
     );
+    // Polled rather than blocked on: a signal that lands between a check
+    // of the interrupt flag and a blocking flock(2) would leave the wait
+    // deaf to Ctrl-C for as long as the other run lasts.
     loop {
-        match file.lock() {
+        crate::interrupt::check()
+            .with_context(|| format!("waiting for the lock {}", path.display()))?;
+        match file.try_lock() {
             Ok(()) => break,
-            // A signal ends the wait (the handler has no SA_RESTART): ours
-            // stop the run, any other one is waited through.
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
-                crate::interrupt::check()
-                    .with_context(|| format!("waiting for the lock {}", path.display()))?;
-            }
-            Err(e) => {
+            Err(TryLockError::WouldBlock) => std::thread::sleep(LOCK_POLL),
+            Err(TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("waiting for the lock {}", path.display()))
             }
         }
