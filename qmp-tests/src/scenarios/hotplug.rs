@@ -248,3 +248,48 @@ pub fn check_removed_inert(ctx: &mut Ctx, client: &mut Qmp, mon: &DynMon, oob: b
         &format!("after stop was sent on the removed {}", mon.id),
     )
 }
+
+/// `stop` then `cont` on the main monitor, and their STOP and RESUME seen
+/// there: the positive control for events that must not reach a removed
+/// monitor.
+pub fn main_stop_cont_seen(ctx: &mut Ctx) -> Result<()> {
+    ctx.main("stop", Value::Null)?;
+    ctx.main("cont", Value::Null)?;
+    for event in ["STOP", "RESUME"] {
+        let wait = ctx.wait();
+        ctx.machine
+            .qmp()
+            .wait_event(event, wait)
+            .with_context(|| format!("{event} on the main monitor"))?;
+    }
+    Ok(())
+}
+
+/// A second monitor on `old`'s chardev, with its own id.
+pub fn successor(old: &DynMon) -> DynMon {
+    DynMon {
+        id: format!("{}-2", old.id),
+        chardev: old.chardev.clone(),
+        path: old.path.clone(),
+    }
+}
+
+/// Returns once query-monitors no longer lists `mon`, within one wait.
+/// No event tells of a removal, and the dispatcher serves the monitors in
+/// turn, so no one query is ordered after it: the queries repeat, each
+/// answered by QEMU, none a sleep.
+pub fn wait_unlisted(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
+    let deadline = ctx.wait();
+    loop {
+        let list = query_monitors(ctx)?;
+        if find_monitor(&list, &mon.id).is_none() {
+            return Ok(());
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{} is still listed by query-monitors {:.1}s after it was removed",
+            mon.id,
+            ctx.wait_limit().as_secs_f64()
+        );
+    }
+}

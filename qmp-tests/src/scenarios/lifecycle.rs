@@ -74,15 +74,7 @@ pub fn self_removal_chardev_remove(ctx: &mut Ctx) -> Result<()> {
     remove_self(ctx, &mut client, &mon)?;
     // Events broadcast now must not reach the removed monitor; the main
     // monitor seeing them is the positive control.
-    ctx.main("stop", Value::Null)?;
-    ctx.main("cont", Value::Null)?;
-    for event in ["STOP", "RESUME"] {
-        let wait = ctx.wait();
-        ctx.machine
-            .qmp()
-            .wait_event(event, wait)
-            .with_context(|| format!("{event} on the main monitor"))?;
-    }
+    hotplug::main_stop_cont_seen(ctx)?;
     hotplug::check_removed_inert(ctx, &mut client, &mon, false)?;
     ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
     match client.read_any(ctx.wait()) {

@@ -263,15 +263,7 @@ pub fn self_removal_silence(ctx: &mut Ctx) -> Result<()> {
         batch.len()
     ));
 
-    ctx.main("stop", Value::Null)?;
-    ctx.main("cont", Value::Null)?;
-    for event in ["STOP", "RESUME"] {
-        let wait = ctx.wait();
-        ctx.machine
-            .qmp()
-            .wait_event(event, wait)
-            .with_context(|| format!("{event} on the main monitor"))?;
-    }
+    hotplug::main_stop_cont_seen(ctx)?;
     ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
     let late = client
         .read_until_eof(ctx.wait())

@@ -90,11 +90,7 @@ fn expect_ended(ctx: &mut Ctx, client: &mut Qmp, frontend: &str) -> Result<()> {
 pub fn no_takeover(ctx: &mut Ctx) -> Result<()> {
     let old = DynMon::new(ctx, "")?;
     let mut client = removed_with_input(ctx, &old)?;
-    let new = DynMon {
-        id: format!("{}-2", old.id),
-        chardev: old.chardev.clone(),
-        path: old.path.clone(),
-    };
+    let new = hotplug::successor(&old);
     hotplug::add_monitor(ctx, &new)
         .context("adding a second monitor on the self-removed monitor's chardev")?;
     let (command, _) = ctx.add_request(json!({}));
@@ -150,24 +146,8 @@ pub fn no_takeover_pending_output(ctx: &mut Ctx) -> Result<()> {
         .send_batch(&batch, ctx.wait())
         .context("queueing schema requests and the self-removal")?;
     // Synchronise: gone from query-monitors means the removal ran.
-    let deadline = ctx.wait();
-    loop {
-        let list = hotplug::query_monitors(ctx)?;
-        if hotplug::find_monitor(&list, &old.id).is_none() {
-            break;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "{} still listed {:.1}s after it removed itself",
-            old.id,
-            ctx.wait_limit().as_secs_f64()
-        );
-    }
-    let new = DynMon {
-        id: format!("{}-2", old.id),
-        chardev: old.chardev.clone(),
-        path: old.path.clone(),
-    };
+    hotplug::wait_unlisted(ctx, &old)?;
+    let new = hotplug::successor(&old);
     hotplug::add_monitor(ctx, &new)
         .context("adding a second monitor while the self-removed one's output is pending")?;
 
