@@ -2,6 +2,7 @@
 //! also set against the cheapest thing a scenario can do, start one QEMU.
 
 mod client;
+mod cold;
 mod host;
 mod phases;
 mod process;
@@ -32,12 +33,24 @@ enforced: a miss still exits 0.",
     groups: &[
         (
             "",
-            &[cli::value(
-                "runs",
-                "N",
-                Kind::Text,
-                "runs of each figure (default 10; the pipeline gets\nat most 3)",
-            )],
+            &[
+                cli::value(
+                    "runs",
+                    "N",
+                    Kind::Text,
+                    "runs of each figure (default 10; the pipeline gets\nat most 3)",
+                ),
+                cli::switch(
+                    "mutants",
+                    "also time cargo xtask mutants over the whole\ncatalogue (minutes)",
+                ),
+                cli::value(
+                    "cold",
+                    "REV",
+                    Kind::Text,
+                    "also time cargo xtask test from fresh clones of\nREV and HEAD, side by side (minutes)",
+                ),
+            ],
         ),
         ("Source", pipeline::SOURCE_FLAGS),
         ("Build", pipeline::BUILD_FLAGS),
@@ -56,12 +69,25 @@ const SEEDS: [&str; 4] = [
     "test_large_response",
     "test_events_after_negotiation",
 ];
+/// The seeds' bound, in multiples of (floor + raw schema reply).
+const SEEDS_BOUND: f64 = 1.5;
+/// How many times faster the seeds run than the same through meson test.
+const MESON_RATIO: f64 = 10.0;
+/// A cold `cargo xtask test` on 2 cores, at most.
+const COLD_LIMIT: f64 = 240.0;
+/// ... and at most this share of the earlier commit's, side by side.
+const COLD_RATIO: f64 = 0.5;
+/// The whole mutant catalogue, at most.
+const MUTANTS_LIMIT: f64 = 600.0;
 /// Touched, not changed, to time the pipeline's rebuild.
 const TOUCHED: &str = "monitor/qmp.c";
 
 /// `cargo xtask bench`'s input, checked.
 pub struct Options {
     runs: usize,
+    /// The commit the cold figures are set against.
+    cold: Option<String>,
+    mutants: bool,
     pipeline: Pipeline,
     /// The arguments the timed `cargo xtask test` runs get, so that they
     /// build the same tree.
@@ -85,8 +111,17 @@ pub fn parse(m: &Matches) -> Result<Options> {
     }
     let src = SourceArgs::from_matches(m)?;
     let build_opts = pipeline::build_options(m, pipeline::Targets::of(&src))?;
+    let cold = m.text("cold")?.map(|rev| cold::resolve(&rev)).transpose()?;
+    if cold.is_some() && (src.located.is_some() || src.series.is_some() || src.no_series) {
+        bail!(
+            "--cold times `cargo xtask test` as README gives it, on the pinned release with \
+             the project's series; it takes no --qemu-src, --series or --no-series"
+        );
+    }
     Ok(Options {
         runs,
+        cold,
+        mutants: m.switch("mutants"),
         pipeline: Pipeline::new(src, build_opts, Default::default(), STEPS),
         forwarded: process::forwarded_args(std::env::args_os().skip(2)),
     })
@@ -232,12 +267,23 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
     let seeds_target = Target::within(
         "four seed scenarios, default jobs",
         seeds.median,
-        2.0 * (floor.median + dynamic.raw.median),
+        SEEDS_BOUND * (floor.median + dynamic.raw.median),
         "s",
         format!(
-            "2 x (floor {} + raw query-qmp-schema reply {})",
+            "{SEEDS_BOUND} x (floor {} + raw query-qmp-schema reply {})",
             seconds(floor.median),
             seconds(dynamic.raw.median)
+        ),
+    );
+    let meson_target = Target::at_least(
+        "four seed scenarios, how many times faster than through meson test",
+        meson.median / seeds.median,
+        MESON_RATIO,
+        "x",
+        format!(
+            "meson test {} / qmp-tests {}, the same scenarios on the same binary",
+            seconds(meson.median),
+            seconds(seeds.median)
         ),
     );
     let mut notes = Vec::new();
@@ -249,8 +295,9 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
             share * 100.0
         ));
     }
-    let targets = vec![
+    let mut targets = vec![
         seeds_target,
+        meson_target,
         Target::under(
             "warm cargo xtask test overhead",
             overhead.median,
@@ -263,7 +310,7 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
             ),
         ),
         Target::under(
-            "rebuild after touching monitor/qmp.c, plus suite",
+            "rebuild after touching monitor/qmp.c, plus suite (a bisect step's work)",
             rebuild.median,
             60.0,
             "s",
@@ -311,6 +358,64 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
             .into(),
     );
 
+    let mutants = if opts.mutants {
+        let (whole, per_mutant) = process::mutants(sh)?;
+        figures.add(
+            "mutants.whole",
+            "cargo xtask mutants, the whole catalogue",
+            whole,
+            false,
+        );
+        targets.push(Target::within(
+            "cargo xtask mutants, the whole catalogue",
+            whole.median,
+            MUTANTS_LIMIT,
+            "s",
+            per_mutant.clone(),
+        ));
+        Some(per_mutant)
+    } else {
+        None
+    };
+    notes.extend(mutants);
+    let cold = match &opts.cold {
+        Some(rev) => {
+            let cold = cold::measure(sh, rev)?;
+            for (key, run) in [
+                ("pipeline.cold.baseline", &cold.baseline),
+                ("pipeline.cold", &cold.head),
+                ("pipeline.cold.warm_ccache", &cold.warm_ccache),
+            ] {
+                figures.add(
+                    key,
+                    &format!("cargo xtask test, {}", run.label),
+                    Stats::of(&[run.total]).expect("one run"),
+                    false,
+                );
+            }
+            targets.push(Target::within(
+                "cold cargo xtask test, fresh clone, empty ccache",
+                cold.head.total,
+                COLD_LIMIT,
+                "s",
+                "host packages, crates and pip downloads present".into(),
+            ));
+            targets.push(Target::within(
+                "cold cargo xtask test against the earlier commit's",
+                cold.head.total / cold.baseline.total,
+                COLD_RATIO,
+                "x",
+                format!(
+                    "{} / {}, side by side in this run",
+                    seconds(cold.head.total),
+                    seconds(cold.baseline.total)
+                ),
+            ));
+            Some(cold)
+        }
+        None => None,
+    };
+
     let report = Report {
         date: crate::files::iso(SystemTime::now()),
         host,
@@ -320,6 +425,7 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
         targets,
         notes,
         phases: phase_rows,
+        cold,
     };
     println!("{}", report.table());
     let (latest, dated) = report.write(&paths::target_dir().join("bench"))?;

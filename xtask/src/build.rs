@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::{interrupt, paths};
+use crate::{ccache, interrupt, paths};
 
 #[derive(Clone, Debug)]
 pub struct BuildOptions {
@@ -134,11 +134,20 @@ pub fn check_target(target: &str, tree: &Path) -> Result<()> {
 
 /// The configure arguments for a tree and options, python excepted.
 pub fn configure_args(tree: &Path, opts: &BuildOptions) -> Result<Vec<String>> {
+    // What the suite and the functional-test wrapper need and no more:
+    // `-machine none`, chardevs and the monitor are core code. Optional
+    // libraries (slirp, vnc, gnutls, KVM, ...) and debug info cost about a
+    // quarter of a cold build; `--configure-arg` turns any of it back on.
     let mut args = vec![
         format!("--target-list={}-softmmu", opts.target),
         "--without-default-devices".to_owned(),
+        "--without-default-features".to_owned(),
         "--disable-docs".to_owned(),
     ];
+    // A sanitizer's report needs file and line.
+    if opts.sanitize.is_empty() {
+        args.push("--disable-debug-info".to_owned());
+    }
     // Debian's repacked source drops the firmware blobs that meson would
     // otherwise insist on installing.
     if !tree.join("pc-bios/bios-256k.bin").exists() {
@@ -150,6 +159,9 @@ pub fn configure_args(tree: &Path, opts: &BuildOptions) -> Result<Vec<String>> {
             "undefined" => args.push("--enable-ubsan".to_owned()),
             other => bail!("--sanitize takes address and/or undefined, not `{other}`"),
         }
+    }
+    if ccache::wanted(&opts.configure_args) {
+        args.extend(ccache::configure_args());
     }
     args.extend(opts.configure_args.iter().cloned());
     Ok(args)
@@ -190,11 +202,17 @@ pub fn build(
         summary.push("configured".to_owned());
     }
     let name = format!("qemu-system-{}", opts.target);
+    let cached = ccache::wanted(&opts.configure_args);
+    let before = cached.then(|| ccache::Counters::read(sh)).flatten();
     let steps = run_ninja(sh, &dir, &name)?;
     summary.push(match steps {
         0 => format!("{name} up to date"),
         n => format!("{name} built ({n} steps)"),
     });
+    let after = before.and_then(|_| ccache::Counters::read(sh));
+    if let (Some(before), Some(after)) = (before, after) {
+        summary.push(before.summary(after));
+    }
     let binary = dir.join(&name);
     if !binary.exists() {
         bail!("ninja finished but {} does not exist", binary.display());
@@ -217,7 +235,9 @@ fn run_configure(sh: &Shell, dir: &Path, configure: &[String]) -> Result<()> {
     let log = dir.join("xtask-configure.log");
     let (program, args) = configure.split_first().unwrap();
     let _cd = sh.push_dir(dir);
-    let out = interrupt::output(cmd!(sh, "{program} {args...}").into(), "configure")?;
+    let mut command: std::process::Command = cmd!(sh, "{program} {args...}").into();
+    ccache::environment(&mut command);
+    let out = interrupt::output(command, "configure")?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -242,15 +262,20 @@ fn last_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Runs ninja with progress on one line (a terminal) or one line per 10%
-/// (a log), keeping the whole output in a file. Returns how many build
-/// steps ran.
+/// Builds with fewer steps take seconds, and each of a mutants run's or a
+/// bisect's rebuilds would otherwise log ten lines of progress.
+const LOGGED_PROGRESS: usize = 100;
+
+/// Runs ninja with progress on one line (a terminal) or, for a long build,
+/// one line per 10% (a log), keeping the whole output in a file. Returns
+/// how many build steps ran.
 fn run_ninja(sh: &Shell, dir: &Path, target: &str) -> Result<usize> {
     let log_path = dir.join("xtask-build.log");
     let mut log = std::fs::File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
     let (reader, writer) = std::io::pipe().context("creating a pipe for ninja's output")?;
     let mut command: std::process::Command = cmd!(sh, "ninja -C {dir} {target}").into();
+    ccache::environment(&mut command);
     command.stdout(writer.try_clone()?).stderr(writer);
     let mut ninja = interrupt::spawn(&mut command, "ninja")?;
     // The command still holds the pipe's write ends; drop them so the read
@@ -271,7 +296,7 @@ fn run_ninja(sh: &Shell, dir: &Path, target: &str) -> Result<usize> {
         steps = done;
         if terminal {
             eprint!("\r    [{done}/{total}] building {target}\x1b[K");
-        } else if total > 0 && done * 10 / total > last_decile {
+        } else if total >= LOGGED_PROGRESS && done * 10 / total > last_decile {
             last_decile = done * 10 / total;
             eprintln!("    build {}% ({done}/{total})", last_decile * 10);
         }
@@ -360,6 +385,37 @@ mod tests {
             err.contains("the pinned release (the xtask's copy"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn configure_asks_for_what_the_suite_needs_and_lets_the_user_add() {
+        let tree = tempfile::tempdir().unwrap();
+        let opts = BuildOptions {
+            configure_args: vec!["--enable-debug-info".into()],
+            ..BuildOptions::default()
+        };
+        let args = configure_args(tree.path(), &opts).unwrap();
+        assert!(args.contains(&"--without-default-features".to_owned()));
+        // The user's own come last, so configure takes them over ours.
+        let ours = args
+            .iter()
+            .position(|a| a == "--disable-debug-info")
+            .unwrap();
+        let theirs = args
+            .iter()
+            .position(|a| a == "--enable-debug-info")
+            .unwrap();
+        assert!(ours < theirs, "{args:?}");
+        let asan = BuildOptions {
+            sanitize: vec!["address".into()],
+            ..BuildOptions::default()
+        };
+        let args = configure_args(tree.path(), &asan).unwrap();
+        assert!(
+            !args.contains(&"--disable-debug-info".to_owned()),
+            "{args:?}"
+        );
+        assert!(args.contains(&"--enable-asan".to_owned()));
     }
 
     #[test]

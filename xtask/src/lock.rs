@@ -21,7 +21,7 @@ use crate::paths;
 const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The lock file an ancestor of this process holds for it.
-const HELD: &str = "XTASK_HELD_LOCK";
+pub const HELD: &str = "XTASK_HELD_LOCK";
 
 /// Held for the whole of a command that changes the cache; released when
 /// dropped, and by the kernel when the process dies, kill -9 included.

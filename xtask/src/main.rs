@@ -5,6 +5,7 @@ mod apt;
 mod bench;
 mod bisect;
 mod build;
+mod ccache;
 mod ci;
 mod cli;
 mod deps;

@@ -151,8 +151,8 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>) -> Result<bool> {
             Step::Host,
             Step::Source,
             Step::Series,
-            Step::QmpPackage,
             Step::QmpTests,
+            Step::QmpPackage,
             SCRATCH,
             Step::Venv,
             Step::Build,
@@ -187,11 +187,7 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>) -> Result<bool> {
     }
     let scratch = scratch.context("the mutants pipeline has a scratch step (a bug)")?;
     let opts = pipeline.build.clone();
-    let qmp_tests = run
-        .state
-        .qmp_tests
-        .clone()
-        .context("the mutants pipeline builds qmp-tests")?;
+    let qmp_tests = run.qmp_tests()?;
     let built = run
         .state
         .built

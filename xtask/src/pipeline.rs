@@ -11,7 +11,7 @@ use crate::build::{self, BuildOptions, Built};
 use crate::cli::{self, Flag, Kind, Matches};
 use crate::meson::{self, WireGuard, Wired};
 use crate::source::{self, FetchOptions, Origin, Pin, Tree};
-use crate::steps::Steps;
+use crate::steps::{Begun, Steps};
 use crate::suite::{self, Outcome, SuiteOptions};
 use crate::{deps, paths, series, vcs};
 
@@ -208,8 +208,8 @@ pub const TEST: &[Step] = &[
     Step::Host,
     Step::Source,
     Step::Series,
-    Step::QmpPackage,
     Step::QmpTests,
+    Step::QmpPackage,
     Step::Wire,
     Step::Venv,
     Step::Build,
@@ -243,6 +243,16 @@ pub struct State {
     pub outcome: Option<Outcome>,
     /// Unwires a located tree when the run ends, however it ends.
     guard: Option<WireGuard>,
+    /// The qmp-tests build, while it runs beside the QEMU build.
+    building: Option<Building>,
+}
+
+/// A qmp-tests build running on a thread of its own: cargo and ninja
+/// overlap, and configure, which runs on one core, leaves the other free.
+struct Building {
+    begun: Begun,
+    /// The binary, and how long its build took.
+    thread: std::thread::JoinHandle<(Result<PathBuf>, std::time::Duration)>,
 }
 
 impl Pipeline {
@@ -328,6 +338,25 @@ impl Run<'_> {
                 Ok(())
             }
             Step::QmpTests => {
+                let builds_qemu = p
+                    .steps
+                    .iter()
+                    .skip_while(|&&s| s != Step::QmpTests)
+                    .any(|&s| s == Step::Build);
+                if builds_qemu && suite::prebuilt().is_none() {
+                    let begun = self
+                        .steps
+                        .begin("qmp-tests binary", " (building beside the steps after it)")?;
+                    let thread = std::thread::spawn(|| {
+                        let start = std::time::Instant::now();
+                        let built = Shell::new()
+                            .map_err(anyhow::Error::from)
+                            .and_then(|sh| suite::build_binary(&sh, true));
+                        (built, start.elapsed())
+                    });
+                    self.state.building = Some(Building { begun, thread });
+                    return Ok(());
+                }
                 let bin = self.steps.run("qmp-tests binary", || {
                     let bin = suite::binary(sh)?;
                     let summary = bin.display().to_string();
@@ -343,7 +372,11 @@ impl Run<'_> {
                 if self.state.commit.is_none() {
                     self.state.commit = vcs::describe(sh, &tree.path);
                 }
-                let qmp_tests = self.qmp_tests()?;
+                // The wrapper names the binary; it need not exist yet.
+                let qmp_tests = match &self.state.building {
+                    Some(_) => suite::binary_path(),
+                    None => self.qmp_tests()?,
+                };
                 self.state.guard = wire_step(&mut self.steps, &tree, &qmp_tests)?;
                 Ok(())
             }
@@ -383,7 +416,19 @@ impl Run<'_> {
         self.steps.run(name, f)
     }
 
-    fn qmp_tests(&self) -> Result<PathBuf> {
+    /// The suite binary, once its build has finished.
+    pub fn qmp_tests(&mut self) -> Result<PathBuf> {
+        if let Some(Building { begun, thread }) = self.state.building.take() {
+            let (built, took) = thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("the thread building qmp-tests panicked"))?;
+            let result = built.map(|bin| {
+                let summary = format!("{} (built beside the QEMU build)", bin.display());
+                (bin, summary)
+            });
+            let bin = begun.end(result, took)?;
+            self.state.qmp_tests = Some(bin);
+        }
         self.state
             .qmp_tests
             .clone()
@@ -446,6 +491,9 @@ impl Run<'_> {
 
     /// Unwires what the run wired; what the steps found.
     pub fn finish(mut self) -> Result<State> {
+        if self.state.building.is_some() {
+            self.qmp_tests()?;
+        }
         if let Some(guard) = self.state.guard.take() {
             guard.finish()?;
         }

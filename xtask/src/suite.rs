@@ -104,24 +104,52 @@ pub fn route(text: Option<String>) -> Result<Option<String>> {
     }
 }
 
+/// A suite binary built elsewhere (the project's own tests pass one in).
+pub fn prebuilt() -> Option<PathBuf> {
+    std::env::var_os("QMP_TESTS_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Where [`binary`] puts the suite binary.
+pub fn binary_path() -> PathBuf {
+    prebuilt().unwrap_or_else(|| paths::target_dir().join("release/qmp-tests"))
+}
+
 /// Builds the suite binary (release: the large-reply parsing is timed by
 /// the benchmark) and returns its path.
 pub fn binary(sh: &Shell) -> Result<PathBuf> {
-    // A binary built elsewhere (the project's own tests pass one in).
-    if let Some(bin) = std::env::var_os("QMP_TESTS_BIN").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(bin));
+    build_binary(sh, false)
+}
+
+/// [`binary`]; `captured` keeps cargo's output and shows it only if the
+/// build fails, for a build that runs beside another step's output.
+pub fn build_binary(sh: &Shell, captured: bool) -> Result<PathBuf> {
+    if let Some(bin) = prebuilt() {
+        return Ok(bin);
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let root = paths::project_root();
     let _cd = sh.push_dir(&root);
-    cmd!(
+    let build = cmd!(
         sh,
         "{cargo} build --quiet --release --package qmp-tests --bin qmp-tests"
     )
-    .quiet()
-    .spawn_run()
-    .context("building the qmp-tests binary")?;
-    let bin = paths::target_dir().join("release/qmp-tests");
+    .quiet();
+    if captured {
+        let out = build.spawn_output()?;
+        if !out.status.success() {
+            crate::interrupt::check()?;
+            bail!(
+                "building the qmp-tests binary failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            );
+        }
+    } else {
+        build.spawn_run().context("building the qmp-tests binary")?;
+    }
+    let bin = binary_path();
     if !bin.exists() {
         bail!("cargo built qmp-tests but {} does not exist", bin.display());
     }

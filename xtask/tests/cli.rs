@@ -387,6 +387,11 @@ const OTHER_PROGRAMS: &[(&str, &[&str])] = &[
             "--enable-asan",
             "--enable-ubsan",
             "--enable-debug",
+            "--without-default-features",
+            "--disable-debug-info",
+            "--enable-debug-info",
+            "--cc",
+            "--cxx",
             "--python",
         ],
     ),
@@ -405,6 +410,7 @@ const OTHER_PROGRAMS: &[(&str, &[&str])] = &[
             "--initial-branch",
             "--is-inside-work-tree",
             "--no-checkout",
+            "--no-hardlinks",
             "--no-color",
             "--no-ext-diff",
             "--no-patch",
@@ -447,6 +453,7 @@ const OTHER_PROGRAMS: &[(&str, &[&str])] = &[
     ("meson", &["--no-rebuild", "--print-errorlogs", "--tap"]),
     ("dpkg-source", &["--no-check"]),
     ("pkg-config", &["--exists"]),
+    ("ccache", &["--print-stats"]),
     (
         "qmp-tests",
         &[

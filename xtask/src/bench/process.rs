@@ -125,18 +125,57 @@ pub fn touch(path: &Path) -> Result<()> {
 }
 
 /// The command-line arguments a `cargo xtask test` run needs to build the
-/// same tree: everything given to the bench except its own `--runs`.
+/// same tree: everything given to the bench except its own flags.
 pub fn forwarded_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    const OWN_VALUES: &[&str] = &["--runs", "--cold"];
     let mut out = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        if arg == "--runs" {
+        let text = arg.to_string_lossy();
+        if OWN_VALUES.contains(&text.as_ref()) {
             args.next();
-        } else if !arg.to_string_lossy().starts_with("--runs=") {
+        } else if text != "--mutants"
+            && !OWN_VALUES
+                .iter()
+                .any(|flag| text.starts_with(&format!("{flag}=")))
+        {
             out.push(arg);
         }
     }
     out
+}
+
+/// Times `cargo xtask mutants` over the whole catalogue, once; says what
+/// its own report gives per mutant.
+pub fn mutants(sh: &Shell) -> Result<(Stats, String)> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let _cd = sh.push_dir(paths::project_root());
+    let whole = sample(1, || run_timed(cmd!(sh, "{cargo} xtask mutants")))?;
+    let path = paths::target_dir().join("mutants/mutants.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let report: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mutants = report["mutants"].as_array().cloned().unwrap_or_default();
+    let secs = |key: &str| -> Vec<f64> {
+        mutants
+            .iter()
+            .map(|m| m[key].as_f64().unwrap_or(0.0))
+            .collect()
+    };
+    let (builds, suites) = (secs("build_secs"), secs("suite_secs"));
+    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let detail = format!(
+        "{} mutants: rebuilds {:.0} s in all (at most {:.1} s each), suite runs {:.0} s \
+         (at most {:.1} s each); each mutant's times are in {}",
+        mutants.len(),
+        builds.iter().sum::<f64>(),
+        max(&builds),
+        suites.iter().sum::<f64>(),
+        max(&suites),
+        path.display()
+    );
+    Ok((whole, detail))
 }
 
 #[cfg(test)]
@@ -148,12 +187,16 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_args_drop_only_runs() {
+    fn forwarded_args_drop_the_benchs_own_flags() {
         let given = strings(&[
             "--runs",
             "3",
             "--no-series",
             "--runs=4",
+            "--cold",
+            "HEAD~1",
+            "--mutants",
+            "--cold=v1",
             "--target",
             "aarch64",
         ]);

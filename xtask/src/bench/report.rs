@@ -46,6 +46,20 @@ impl Target {
         }
     }
 
+    /// Passes when `value >= limit`.
+    pub fn at_least(
+        name: &str,
+        value: f64,
+        limit: f64,
+        unit: &'static str,
+        basis: String,
+    ) -> Target {
+        Target {
+            pass: value >= limit,
+            ..Target::within(name, value, limit, unit, basis)
+        }
+    }
+
     /// Passes when `value < limit`.
     pub fn under(name: &str, value: f64, limit: f64, unit: &'static str, basis: String) -> Target {
         Target {
@@ -67,6 +81,8 @@ pub struct Report {
     pub notes: Vec<String>,
     /// The seed scenarios' phases.
     pub phases: Vec<super::phases::Row>,
+    /// The cold pipeline runs, when asked for.
+    pub cold: Option<super::cold::Cold>,
 }
 
 impl Report {
@@ -114,6 +130,9 @@ impl Report {
         }
         if !self.phases.is_empty() {
             let _ = writeln!(out, "\n{}", super::phases::table(&self.phases).trim_end());
+        }
+        if let Some(cold) = &self.cold {
+            let _ = writeln!(out, "\n{}", cold.table().trim_end());
         }
         if !self.notes.is_empty() {
             let _ = writeln!(out, "\nnotes:");
@@ -163,6 +182,7 @@ impl Report {
             "targets": targets,
             "notes": self.notes,
             "seed_phases_s": super::phases::to_json(&self.phases),
+            "cold": self.cold.as_ref().map(super::cold::Cold::to_json),
         })
     }
 
@@ -249,6 +269,7 @@ mod tests {
                     .collect(),
                 total: 0.012,
             }],
+            cold: None,
         }
     }
 
