@@ -166,12 +166,30 @@ impl Options {
         }
         out.push(format!("--unsupported={}", self.unsupported.name()).into());
         if let Some(series) = &self.series {
-            let mut arg = OsString::from("--series=");
-            arg.push(series);
-            out.push(arg);
+            out.push(path_arg("series", series));
         }
         out
     }
+}
+
+/// `--NAME=PATH` with the path's bytes as they are: a tree whose path is
+/// not UTF-8 must reach the steps unchanged.
+fn path_arg(name: &str, path: &Path) -> OsString {
+    let mut arg = OsString::from(format!("--{name}="));
+    arg.push(path);
+    arg
+}
+
+/// What `git bisect run` passes to each step.
+fn step_args(tree: &Path, qmp_tests: &Path, log_dir: &Path, opts: &Options) -> Vec<OsString> {
+    let mut args = vec![
+        OsString::from("bisect-step"),
+        path_arg("qemu-src", tree),
+        path_arg("qmp-tests", qmp_tests),
+        path_arg("log-dir", log_dir),
+    ];
+    args.extend(opts.to_args());
+    args
 }
 
 /// `cargo xtask bisect`'s input, checked against the tree before
@@ -488,11 +506,7 @@ fn run_steps(
         .arg(tree)
         .args(["bisect", "run"])
         .arg(exe)
-        .arg("bisect-step")
-        .arg(format!("--qemu-src={}", tree.display()))
-        .arg(format!("--qmp-tests={}", qmp_tests.display()))
-        .arg(format!("--log-dir={}", log_dir.display()))
-        .args(opts.to_args())
+        .args(step_args(tree, qmp_tests, log_dir, opts))
         .env(step::BISECT_PID, std::process::id().to_string())
         .stdin(std::process::Stdio::null());
     // The handler passes a signal on to git and the steps, also when it
@@ -586,19 +600,23 @@ mod tests {
                 target: "aarch64".into(),
                 configure_args: vec!["--enable-debug".into()],
                 sanitize: vec!["address".into()],
+                build_root: None,
             },
             unsupported: Unsupported::Bad,
             series: Some(PathBuf::from("/s")),
         };
-        let mut argv = vec![
-            "--qemu-src=/q".into(),
-            "--qmp-tests=/b".into(),
-            "--log-dir=/l".into(),
-        ];
-        argv.extend(opts.to_args());
-        let cli::Parsed::Args(m) = cli::parse(&STEP_COMMAND, argv).unwrap() else {
+        // Paths that are not UTF-8 reach the step byte for byte.
+        use std::os::unix::ffi::OsStrExt;
+        let odd = |name: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(name));
+        let (tree, bin, logs) = (odd(b"/q/caf\xe9"), odd(b"/b\xff"), odd(b"/l\xfe"));
+        let argv = step_args(&tree, &bin, &logs, &opts);
+        assert_eq!(argv[0], "bisect-step");
+        let cli::Parsed::Args(m) = cli::parse(&STEP_COMMAND, argv[1..].to_vec()).unwrap() else {
             panic!("help")
         };
+        assert_eq!(m.path("qemu-src").unwrap(), Some(tree));
+        assert_eq!(m.path("qmp-tests").unwrap(), Some(bin));
+        assert_eq!(m.path("log-dir").unwrap(), Some(logs));
         let back = Options::from_matches(&m, pipeline::Targets::AtBuild).unwrap();
         assert_eq!(back.scenarios, opts.scenarios);
         assert_eq!(back.route, opts.route);

@@ -19,6 +19,8 @@ pub struct BuildOptions {
     pub configure_args: Vec<String>,
     /// Sanitizers, as given to --sanitize: `address`, `undefined`.
     pub sanitize: Vec<String>,
+    /// Where the build directory goes; the cache itself by default.
+    pub build_root: Option<PathBuf>,
 }
 
 impl Default for BuildOptions {
@@ -27,6 +29,7 @@ impl Default for BuildOptions {
             target: "x86_64".to_owned(),
             configure_args: Vec::new(),
             sanitize: Vec::new(),
+            build_root: None,
         }
     }
 }
@@ -175,7 +178,8 @@ pub fn build_dir(tree: &Path, opts: &BuildOptions, args: &[String]) -> PathBuf {
     } else {
         format!("-{}", opts.sanitize.join("-"))
     };
-    paths::qemu_cache().join(format!("build-{}{san}-{}", opts.target, paths::key(&refs)))
+    let root = opts.build_root.clone().unwrap_or_else(paths::qemu_cache);
+    root.join(format!("build-{}{san}-{}", opts.target, paths::key(&refs)))
 }
 
 /// Configures when needed, then builds the one binary. Returns what was

@@ -15,6 +15,7 @@ mod legs;
 mod lock;
 mod meson;
 mod mutants;
+mod path_serde;
 mod paths;
 mod pipeline;
 mod qmp_package;

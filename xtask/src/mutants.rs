@@ -13,7 +13,7 @@
 mod catalogue;
 mod report;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::interrupt::Controlled;
@@ -145,7 +145,10 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>) -> Result<bool> {
     const BASELINE: Step = Step::Own("baseline: the suite on the unmutated series");
     let pipeline = Pipeline::new(
         SourceArgs::pinned(false),
-        BuildOptions::default(),
+        BuildOptions {
+            build_root: Some(scratch_root()),
+            ..BuildOptions::default()
+        },
         SuiteOptions::default(),
         &[
             Step::Host,
@@ -273,13 +276,27 @@ struct Scratch {
     commit: String,
 }
 
+/// The scratch tree and its build directory sit as the series' own do
+/// in the cache (`src/NAME` beside `build-*`), so the compile commands
+/// match theirs and ccache serves the scratch build from the series
+/// build.
+fn scratch_root() -> PathBuf {
+    paths::qemu_cache().join("mutants")
+}
+
 impl Scratch {
     fn prepare(sh: &Shell, series: &Tree) -> Result<Scratch> {
         let commit = vcs::head(sh, &series.path)?;
-        let path = paths::qemu_cache().join("mutants/src");
+        let name = series
+            .path
+            .file_name()
+            .context("the series tree has a name")?;
+        let path = scratch_root().join("src").join(name);
         let src = &series.path;
         if !path.join(".git").exists() {
-            let _ = std::fs::remove_dir_all(&path);
+            // Scratch trees of other series versions, and the one path
+            // used before: a tree at `mutants/src` itself.
+            let _ = std::fs::remove_dir_all(scratch_root().join("src"));
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("creating {}", parent.display()))?;

@@ -390,6 +390,7 @@ const OTHER_PROGRAMS: &[(&str, &[&str])] = &[
             "--without-default-features",
             "--disable-debug-info",
             "--enable-debug-info",
+            "--enable-kvm",
             "--cc",
             "--cxx",
             "--python",

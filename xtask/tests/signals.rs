@@ -168,11 +168,15 @@ fn a_nested_run_works_under_its_parents_lock() {
     assert!(err.contains("nothing is wired"), "{err}");
 }
 
-#[test]
-fn ctrl_c_while_waiting_for_the_lock_stops_the_run() {
-    let fx = fixture(false);
-    let _lock = hold_lock(&fx);
-    let mut child = xtask(&fx, &["unwire", "--qemu-src"])
+/// `unwire` started while the lock is held, once it says it waits; the
+/// rest of its stderr.
+fn unwire_waiting(
+    fx: &Fixture,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+) {
+    let mut child = xtask(fx, &["unwire", "--qemu-src"])
         .arg(&fx.tree)
         .stderr(Stdio::piped())
         .spawn()
@@ -181,6 +185,14 @@ fn ctrl_c_while_waiting_for_the_lock_stops_the_run() {
     let mut lines = BufReader::new(stderr).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.contains("waiting"), "{first}");
+    (child, lines)
+}
+
+#[test]
+fn ctrl_c_while_waiting_for_the_lock_stops_the_run() {
+    let fx = fixture(false);
+    let _lock = hold_lock(&fx);
+    let (mut child, lines) = unwire_waiting(&fx);
     // SAFETY: kill(2) on the child this test started.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
@@ -190,6 +202,66 @@ fn ctrl_c_while_waiting_for_the_lock_stops_the_run() {
         !rest.iter().any(|l| l.contains("nothing is wired")),
         "did no work: {rest:?}"
     );
+}
+
+#[test]
+fn signals_that_are_not_ours_do_not_end_the_wait_for_the_lock() {
+    let fx = fixture(false);
+    let lock = hold_lock(&fx);
+    let (mut child, lines) = unwire_waiting(&fx);
+    // Ctrl-Z and fg, a terminal resized, a child of someone else's: each
+    // can end a blocking call with EINTR.
+    for signal in [
+        libc::SIGSTOP,
+        libc::SIGCONT,
+        libc::SIGWINCH,
+        libc::SIGCHLD,
+        libc::SIGURG,
+    ] {
+        // SAFETY: kill(2) on the child this test started.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    }
+    drop(lock);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("nothing is wired")),
+        "the run went on once the lock was free: {rest:?}"
+    );
+}
+
+#[test]
+fn a_second_run_waits_while_another_makes_the_shared_venvs() {
+    let fx = fixture(false);
+    // The venvs live in the target directory, shared by every cache (and
+    // so by runs that do not share the cache's lock).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let venvs = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+    .join("qemu");
+    std::fs::create_dir_all(&venvs).unwrap();
+    let lock = File::create(venvs.join("venv.lock")).unwrap();
+    lock.lock().unwrap();
+    let mut child = xtask(&fx, &["build", "--qemu-src"])
+        .arg(&fx.tree)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let waiting = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("waiting"))
+        .unwrap_or_else(|| panic!("the run made its venv without waiting for the venv lock"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(lock);
+    assert!(waiting.contains("is making a python venv in"), "{waiting}");
 }
 
 #[test]

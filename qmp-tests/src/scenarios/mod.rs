@@ -32,6 +32,7 @@ use crate::route::Route;
 use anyhow::Result;
 
 pub use ctx::Ctx;
+pub use hotplug::QUIET_WINDOW;
 
 /// Knobs that change what scenarios do or how long they may take.
 #[derive(Clone, Debug)]

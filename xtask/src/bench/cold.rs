@@ -17,13 +17,21 @@ use xshell::{cmd, Shell};
 use crate::interrupt::{self, Controlled};
 use crate::paths;
 
+use super::stats::Stats;
+
 /// One timed run: the whole process and each of its step lines.
 pub struct Run {
     pub label: String,
     pub commit: String,
     pub total: f64,
     pub steps: Vec<(String, f64)>,
+    /// What the QEMU it built costs: the floor and the seed scenarios,
+    /// timed with this checkout's suite.
+    pub qemu: Option<(Stats, Stats)>,
 }
+
+/// Times a QEMU binary: its floor and the seed scenarios.
+pub type TimeQemu<'a> = &'a dyn Fn(&Path) -> Result<(Stats, Stats)>;
 
 /// The three runs: the earlier commit, HEAD, HEAD with a warm ccache.
 pub struct Cold {
@@ -62,7 +70,7 @@ pub fn resolve(rev: &str) -> Result<String> {
 }
 
 /// `base` is a resolved commit (see [`resolve`]).
-pub fn measure(sh: &Shell, base: &str) -> Result<Cold> {
+pub fn measure(sh: &Shell, base: &str, time_qemu: TimeQemu) -> Result<Cold> {
     let root = paths::project_root();
     let head = resolve("HEAD")?;
     if !crate::vcs::status(sh, &root)?.is_empty() {
@@ -83,6 +91,7 @@ pub fn measure(sh: &Shell, base: &str) -> Result<Cold> {
         base,
         &dir.join("baseline"),
         &dir.join("ccache-baseline"),
+        Some(time_qemu),
     )?;
     let head_run = run(
         sh,
@@ -90,6 +99,7 @@ pub fn measure(sh: &Shell, base: &str) -> Result<Cold> {
         &head,
         &dir.join("head"),
         &ccache,
+        Some(time_qemu),
     )?;
     let warm_ccache = run(
         sh,
@@ -100,6 +110,7 @@ pub fn measure(sh: &Shell, base: &str) -> Result<Cold> {
         &head,
         &dir.join("head-again"),
         &ccache,
+        None,
     )?;
     Ok(Cold {
         baseline,
@@ -112,7 +123,14 @@ fn short(commit: &str) -> &str {
     &commit[..12.min(commit.len())]
 }
 
-fn run(sh: &Shell, label: &str, commit: &str, clone: &Path, ccache: &Path) -> Result<Run> {
+fn run(
+    sh: &Shell,
+    label: &str,
+    commit: &str,
+    clone: &Path,
+    ccache: &Path,
+    time_qemu: Option<TimeQemu>,
+) -> Result<Run> {
     eprintln!("==> cold cargo xtask test: {label}");
     let root = paths::project_root();
     cmd!(sh, "git clone --quiet --no-hardlinks {root} {clone}")
@@ -123,10 +141,10 @@ fn run(sh: &Shell, label: &str, commit: &str, clone: &Path, ccache: &Path) -> Re
         .spawn_run()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command: std::process::Command = cmd!(sh, "{cargo} xtask test").into();
-    command.current_dir(clone).env("CCACHE_DIR", ccache);
     for name in NOT_PASSED {
         command.env_remove(name);
     }
+    command.current_dir(clone).env("CCACHE_DIR", ccache);
     let start = Instant::now();
     let out = interrupt::output(command, "a cold cargo xtask test")?;
     let total = start.elapsed().as_secs_f64();
@@ -144,6 +162,15 @@ fn run(sh: &Shell, label: &str, commit: &str, clone: &Path, ccache: &Path) -> Re
     }
     let steps = step_times(&stderr);
     eprintln!("    {label}: {total:.1}s");
+    let qemu = match time_qemu {
+        Some(time) => {
+            let binary = built_binary(&stderr).with_context(|| {
+                format!("the cold run ({label}) printed no build step naming its build directory")
+            })?;
+            Some(time(&binary)?)
+        }
+        None => None,
+    };
     // The clone holds a QEMU build: gone before the next one starts.
     let _ = std::fs::remove_dir_all(clone);
     Ok(Run {
@@ -151,7 +178,18 @@ fn run(sh: &Shell, label: &str, commit: &str, clone: &Path, ccache: &Path) -> Re
         commit: commit.to_owned(),
         total,
         steps,
+        qemu,
     })
+}
+
+/// The binary of the build step's line: `[8/9] build: ..., in DIR (12.0s)`.
+fn built_binary(log: &str) -> Option<std::path::PathBuf> {
+    let line = log
+        .lines()
+        .find(|l| l.starts_with('[') && l.contains("] build: ") && l.ends_with("s)"))?;
+    let (rest, _) = line.rsplit_once(" (")?;
+    let (_, dir) = rest.rsplit_once(", in ")?;
+    Some(Path::new(dir).join("qemu-system-x86_64"))
 }
 
 /// `[4/9] build: configured, ... (103.1s)` -> ("build", 103.1), one per
@@ -224,6 +262,26 @@ impl Cold {
             "  {:<width$}  {:>7.1}  {:>7.1}  {:>7.1}",
             "whole process", runs[0].total, runs[1].total, runs[2].total
         );
+        for (name, pick) in [
+            (
+                "its QEMU: floor, ms",
+                (|q| q.0.median) as fn(&(Stats, Stats)) -> f64,
+            ),
+            ("its QEMU: four seed scenarios, ms", |q| q.1.median),
+        ] {
+            let ms = |r: &Run| {
+                r.qemu
+                    .as_ref()
+                    .map_or("-".to_owned(), |q| format!("{:.1}", pick(q) * 1000.0))
+            };
+            let _ = writeln!(
+                out,
+                "  {name:<width$}  {:>7}  {:>7}  {:>7}",
+                ms(runs[0]),
+                ms(runs[1]),
+                ms(runs[2])
+            );
+        }
         out
     }
 
@@ -234,6 +292,8 @@ impl Cold {
                 "commit": r.commit,
                 "total_s": r.total,
                 "steps": r.steps.iter().map(|(n, s)| json!({"step": n, "s": s})).collect::<Vec<_>>(),
+                "qemu_floor_s": r.qemu.as_ref().map(|q| q.0.median),
+                "qemu_seeds_s": r.qemu.as_ref().map(|q| q.1.median),
             })
         };
         json!({
@@ -247,6 +307,18 @@ impl Cold {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_binary_in_the_build_steps_line() {
+        let log = "[8/9] build ...\n\
+                   [8/9] build: configured, qemu-system-x86_64 built (1386 steps), \
+                   in /t/qemu/build-x86_64-0f2c (103.1s)\n";
+        assert_eq!(
+            built_binary(log),
+            Some(Path::new("/t/qemu/build-x86_64-0f2c/qemu-system-x86_64").to_path_buf())
+        );
+        assert_eq!(built_binary("[8/9] build: failed (3.0s)\n"), None);
+    }
 
     #[test]
     fn reads_the_finished_step_lines_only() {

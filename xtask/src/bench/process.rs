@@ -17,7 +17,7 @@ pub fn suite(
     sh: &Shell,
     qmp_tests: &Path,
     qemu: &Path,
-    args: &[String],
+    args: &[OsString],
     runs: usize,
 ) -> Result<Stats> {
     sample(runs, || {

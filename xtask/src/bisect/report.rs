@@ -6,13 +6,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use super::{first_line, BisectResult};
 
 const RECORDS: &str = "steps.jsonl";
 
 /// What one step did.
+#[derive(Serialize, Deserialize)]
 pub(super) struct Record {
     pub commit: String,
     pub subject: String,
@@ -24,6 +25,7 @@ pub(super) struct Record {
     pub verdict: String,
     pub detail: String,
     /// The step's JUnit report, when the suite ran.
+    #[serde(with = "crate::path_serde::option")]
     pub junit: Option<PathBuf>,
 }
 
@@ -36,39 +38,14 @@ impl Record {
     /// in order.
     pub fn append(&self, log_dir: &Path) -> Result<()> {
         let path = log_dir.join(RECORDS);
-        let line = json!({
-            "commit": self.commit,
-            "subject": self.subject,
-            "build_secs": self.build_secs,
-            "test_secs": self.test_secs,
-            "overhead_secs": self.overhead_secs,
-            "outcome": self.outcome,
-            "verdict": self.verdict,
-            "detail": self.detail,
-            "junit": self.junit,
-        });
+        let line = serde_json::to_string(self)
+            .with_context(|| format!("encoding the record of step {}", self.short()))?;
         let mut file = File::options()
             .create(true)
             .append(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
         writeln!(file, "{line}").with_context(|| format!("writing {}", path.display()))
-    }
-
-    fn from_json(v: &Value) -> Record {
-        let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-        let f = |k: &str| v[k].as_f64().unwrap_or_default();
-        Record {
-            commit: s("commit"),
-            subject: s("subject"),
-            build_secs: f("build_secs"),
-            test_secs: f("test_secs"),
-            overhead_secs: f("overhead_secs"),
-            outcome: s("outcome"),
-            verdict: s("verdict"),
-            detail: s("detail"),
-            junit: v["junit"].as_str().map(PathBuf::from),
-        }
     }
 }
 
@@ -82,9 +59,8 @@ pub(super) fn read(log_dir: &Path) -> Result<Vec<Record>> {
     };
     text.lines()
         .map(|line| {
-            let v: Value = serde_json::from_str(line)
-                .with_context(|| format!("parsing a step record in {}", path.display()))?;
-            Ok(Record::from_json(&v))
+            serde_json::from_str(line)
+                .with_context(|| format!("parsing a step record in {}", path.display()))
         })
         .collect()
 }
