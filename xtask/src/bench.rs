@@ -290,19 +290,6 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
             seconds(dynamic.raw.median)
         ),
     );
-    // test_self_removal watches 300 ms for anything a removed monitor must
-    // not send: a wait no QEMU can shorten, which the bound above predates.
-    let window = qmp_tests::scenarios::QUIET_WINDOW.as_secs_f64();
-    let seeds_net_target = Target::within(
-        "four seed scenarios less the silence window",
-        seeds.median - window,
-        SEEDS_BOUND * (floor.median + dynamic.raw.median),
-        "s",
-        format!(
-            "the same bound; test_self_removal waits {} for silence after the removal",
-            seconds(window)
-        ),
-    );
     let meson_target = Target::at_least(
         "four seed scenarios, how many times faster than through meson test",
         meson.median / seeds.median,
@@ -325,7 +312,6 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
     }
     let mut targets = vec![
         seeds_target,
-        seeds_net_target,
         meson_target,
         Target::under(
             "warm cargo xtask test overhead",
@@ -357,6 +343,13 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
             ),
         ),
     ];
+    // A wait no QEMU can shorten, which the seeds' bound predates.
+    notes.push(format!(
+        "test_self_removal and the other silence checks watch {} after a removal for \
+         anything a removed monitor must not send: that window is their 'harness' phase, \
+         and the seeds cannot end sooner.",
+        seconds(qmp_tests::scenarios::QUIET_WINDOW.as_secs_f64())
+    ));
     notes.push(format!(
         "x floor: a median over the floor's median ({}).",
         seconds(floor.median)
