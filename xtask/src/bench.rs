@@ -429,17 +429,28 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
                 "s",
                 "host packages, crates and pip downloads present".into(),
             ));
-            targets.push(Target::within(
-                "cold cargo xtask test against the earlier commit's",
-                cold.head.total / cold.baseline.total,
-                COLD_RATIO,
-                "x",
-                format!(
-                    "{} / {}, side by side in this run",
-                    seconds(cold.head.total),
-                    seconds(cold.baseline.total)
+            for (name, run) in [
+                (
+                    "cold cargo xtask test against the earlier commit's",
+                    &cold.head,
                 ),
-            ));
+                (
+                    "the same from a second clone, ccache warm, against it",
+                    &cold.warm_ccache,
+                ),
+            ] {
+                targets.push(Target::within(
+                    name,
+                    run.total / cold.baseline.total,
+                    COLD_RATIO,
+                    "x",
+                    format!(
+                        "{} / {}, side by side in this run",
+                        seconds(run.total),
+                        seconds(cold.baseline.total)
+                    ),
+                ));
+            }
             Some(cold)
         }
         None => None,

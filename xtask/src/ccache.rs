@@ -30,11 +30,15 @@ pub fn configure_args() -> Vec<String> {
     vec![format!("--cc=ccache {cc}"), format!("--cxx=ccache {cxx}")]
 }
 
-/// Sets the environment the compilers run in under ccache.
+/// Sets the environment the compilers run in under ccache. Depend mode
+/// hashes the dependency file the compiler writes anyway (meson asks for
+/// one): without it a miss runs the preprocessor as well as the compiler,
+/// which made a build into an empty cache a third slower than no ccache.
 pub fn environment(command: &mut Command) {
     command
         .env("CCACHE_BASEDIR", paths::target_dir())
-        .env("CCACHE_NOHASHDIR", "1");
+        .env("CCACHE_NOHASHDIR", "1")
+        .env("CCACHE_DEPEND", "1");
 }
 
 /// ccache's counters at one moment.
