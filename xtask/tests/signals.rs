@@ -168,23 +168,37 @@ fn a_nested_run_works_under_its_parents_lock() {
     assert!(err.contains("nothing is wired"), "{err}");
 }
 
-/// `unwire` started while the lock is held, once it says it waits; the
-/// rest of its stderr.
-fn unwire_waiting(
+type Stderr = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
+/// The xtask with `args` and a tree, once it says it waits for a lock:
+/// what it printed before and that line, and the rest of its stderr.
+fn run_until_waiting(
     fx: &Fixture,
-) -> (
-    std::process::Child,
-    std::io::Lines<BufReader<std::process::ChildStderr>>,
-) {
-    let mut child = xtask(fx, &["unwire", "--qemu-src"])
+    args: &[&str],
+) -> (std::process::Child, Vec<String>, String, Stderr) {
+    let mut child = xtask(fx, args)
         .arg(&fx.tree)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let first = lines.next().unwrap().unwrap();
-    assert!(first.contains("waiting"), "{first}");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut before = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        if line.contains("waiting") {
+            return (child, before, line, lines);
+        }
+        before.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{args:?} never waited for a lock: {before:?}");
+}
+
+/// `unwire` started while the lock is held, once it says it waits, which
+/// it must before anything else; the rest of its stderr.
+fn unwire_waiting(fx: &Fixture) -> (std::process::Child, Stderr) {
+    let (child, before, _, lines) = run_until_waiting(fx, &["unwire", "--qemu-src"]);
+    assert!(before.is_empty(), "{before:?}");
     (child, lines)
 }
 
@@ -246,18 +260,8 @@ fn a_second_run_waits_while_another_makes_the_shared_venvs() {
     std::fs::create_dir_all(&venvs).unwrap();
     let lock = File::create(venvs.join("venv.lock")).unwrap();
     lock.lock().unwrap();
-    let mut child = xtask(&fx, &["build", "--qemu-src"])
-        .arg(&fx.tree)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let waiting = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains("waiting"))
-        .unwrap_or_else(|| panic!("the run made its venv without waiting for the venv lock"));
+    // Without the venv lock the run made its venv and never waited.
+    let (mut child, _, waiting, _) = run_until_waiting(&fx, &["build", "--qemu-src"]);
     child.kill().unwrap();
     child.wait().unwrap();
     drop(lock);
