@@ -32,7 +32,7 @@ fn a_record_that_is_not_the_xtasks_fails_and_leaves_the_tree_wired() {
     let (code, err) = run(xtask(&fx, &["unwire"]).arg("--qemu-src").arg(&fx.tree));
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("is not a wiring record the xtask wrote") && err.contains("no `files`"),
+        err.contains("is not a wiring record the xtask wrote") && err.contains("missing field"),
         "{err}"
     );
     assert!(!err.contains("unwired"), "{err}");
