@@ -59,6 +59,21 @@ pub fn one_line(text: &str) -> String {
         .join(" | ")
 }
 
+/// The first column of the Markdown table whose header row is `header`,
+/// its rows sorted: README's tables that tests hold against the code.
+pub fn table_first_column<'a>(markdown: &'a str, header: &str) -> Option<Vec<&'a str>> {
+    let table = &markdown[markdown.find(header)?..];
+    let table = &table[..table.find("\n\n").unwrap_or(table.len())];
+    let mut cells: Vec<&str> = table
+        .lines()
+        .skip(2)
+        .filter_map(|row| row.split('|').nth(1))
+        .map(str::trim)
+        .collect();
+    cells.sort();
+    Some(cells)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,18 +173,9 @@ mod readme {
     fn the_readme_matrix_lists_the_catalogue() {
         let readme = std::fs::read_to_string(crate::paths::project_root().join("README.md"))
             .expect("README.md");
-        let start = readme
-            .find("| mutant | file | fault | caught by |")
-            .expect("README has the kill matrix");
-        let table = &readme[start..];
-        let table = &table[..table.find("\n\n").unwrap_or(table.len())];
-        let mut listed: Vec<&str> = table
-            .lines()
-            .skip(2)
-            .filter_map(|row| row.split('|').nth(1))
-            .map(str::trim)
-            .collect();
-        listed.sort();
+        let listed =
+            qmp_tests::text::table_first_column(&readme, "| mutant | file | fault | caught by |")
+                .expect("README has the kill matrix");
         let catalogue = super::load(&super::dir()).unwrap();
         let names: Vec<&str> = catalogue.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(
