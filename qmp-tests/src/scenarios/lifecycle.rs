@@ -15,6 +15,12 @@ use crate::{
 /// add, connect, greeting, negotiate, query-version, disconnect, remove.
 pub(super) fn full_cycle(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
     hotplug::add(ctx, mon)?;
+    session_then_remove(ctx, mon)
+}
+
+/// An added monitor's new client is greeted, negotiates and gets
+/// query-version answered, then disconnects; the monitor is removed.
+pub(super) fn session_then_remove(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
     let mut client = hotplug::connect_negotiated(ctx, mon)?;
     let version = hotplug::execute(ctx, &mut client, "query-version", Value::Null)?;
     ensure!(

@@ -96,7 +96,7 @@ pub fn no_takeover(ctx: &mut Ctx) -> Result<()> {
     let (command, _) = ctx.add_request(json!({}));
     expect_ended(ctx, &mut client, command)?;
 
-    fresh_client_then_remove(ctx, &new)
+    super::lifecycle::session_then_remove(ctx, &new).context("a new client on the new monitor")
 }
 
 /// Another frontend (rng-egd, which works on -machine none) on the chardev
@@ -161,22 +161,5 @@ pub fn no_takeover_pending_output(ctx: &mut Ctx) -> Result<()> {
     let (command, _) = ctx.add_request(json!({}));
     expect_ended(ctx, &mut client, command)?;
 
-    fresh_client_then_remove(ctx, &new)
-}
-
-/// A new client of `new` is greeted, negotiates and is answered, as on a
-/// monitor no one used before; then `new` is removed.
-fn fresh_client_then_remove(ctx: &mut Ctx, new: &DynMon) -> Result<()> {
-    let mut fresh = hotplug::connect(ctx, new).context("a new client on the new monitor")?;
-    fresh
-        .negotiate(ctx.wait())
-        .with_context(|| format!("qmp_capabilities on {}", new.id))?;
-    let version = hotplug::execute(ctx, &mut fresh, "query-version", Value::Null)?;
-    ensure!(
-        version["qemu"].is_object(),
-        "query-version on {} has no return.qemu: {version}",
-        new.id
-    );
-    fresh.close();
-    hotplug::remove(ctx, new)
+    super::lifecycle::session_then_remove(ctx, &new).context("a new client on the new monitor")
 }
