@@ -25,6 +25,7 @@
 
 pub mod deadline;
 pub mod exit;
+pub mod explore;
 pub mod janitor;
 pub mod junit;
 pub mod machine;

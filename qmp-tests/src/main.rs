@@ -3,6 +3,7 @@
 
 mod app;
 mod cli;
+mod explore_cli;
 
 use std::process::ExitCode;
 
@@ -15,6 +16,16 @@ fn main() -> ExitCode {
         return match janitor::serve(std::io::stdin().lock()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(_) => ExitCode::FAILURE,
+        };
+    }
+    if args.peek().is_some_and(|arg| arg == "explore") {
+        args.next();
+        return match explore_cli::main(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(err) => {
+                eprintln!("qmp-tests explore: error: {err:#}\nTry 'qmp-tests explore --help'.");
+                ExitCode::from(app::EXIT_HARNESS)
+            }
         };
     }
     let args = match cli::parse(args) {

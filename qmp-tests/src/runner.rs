@@ -70,6 +70,7 @@ impl RunConfig {
             transcript,
             start_timeout: self.settings.timeout,
             command_timeout: self.settings.timeout,
+            cpu: None,
         }
     }
 }

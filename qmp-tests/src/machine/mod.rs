@@ -71,6 +71,9 @@ pub struct LaunchOptions {
     pub start_timeout: Duration,
     /// Budget for each [`Machine::cmd`].
     pub command_timeout: Duration,
+    /// Runs QEMU on this one CPU (all of its threads), so that its main
+    /// loop and I/O thread interleave instead of running side by side.
+    pub cpu: Option<usize>,
 }
 
 impl Default for LaunchOptions {
@@ -83,6 +86,7 @@ impl Default for LaunchOptions {
             transcript: Transcript::new(),
             start_timeout: Duration::from_secs(30),
             command_timeout: Duration::from_secs(30),
+            cpu: None,
         }
     }
 }
@@ -127,7 +131,7 @@ impl Machine {
         let log_file =
             File::create(&log).with_context(|| format!("creating log file {}", log.display()))?;
 
-        let mut command = qemu_command(qemu, &listener, &opts.extra_args, dir.path());
+        let mut command = qemu_command(qemu, &listener, &opts.extra_args, dir.path(), opts.cpu);
         command
             .stdin(Stdio::null())
             .stdout(
@@ -289,6 +293,7 @@ fn qemu_command(
     listener: &UnixListener,
     extra_args: &[OsString],
     dir: &Path,
+    cpu: Option<usize>,
 ) -> Command {
     let fd = listener.as_raw_fd();
     let mut command = Command::new(qemu);
@@ -307,8 +312,9 @@ fn qemu_command(
         .args(extra_args.iter().map(|arg| expand_dir(arg, dir)));
     // SAFETY: getpid is async-signal-safe and runs before fork.
     let parent = unsafe { libc::getpid() };
-    // SAFETY: only async-signal-safe calls (prctl, getppid, fcntl) run
-    // between fork and exec.
+    // SAFETY: only async-signal-safe calls (prctl, getppid, fcntl,
+    // sched_setaffinity) run between fork and exec; the cpu_set_t is
+    // plain data on the child's stack.
     unsafe {
         command.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
@@ -323,6 +329,13 @@ fn qemu_command(
             // this one, in this child only, must survive exec.
             if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                 return Err(io::Error::last_os_error());
+            }
+            if let Some(cpu) = cpu {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });

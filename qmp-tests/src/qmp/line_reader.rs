@@ -6,8 +6,9 @@
 
 use std::{
     io::{self, Read},
+    net::TcpStream,
     os::unix::net::UnixStream,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use crate::{
@@ -16,6 +17,31 @@ use crate::{
 };
 
 const MIN_GROWTH: usize = 64 * 1024;
+
+/// A stream socket a [`LineReader`] can read with a deadline: QMP runs
+/// over unix and TCP sockets alike.
+pub(crate) trait Socket {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+    fn read_some(&self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+impl Socket for UnixStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
+    }
+    fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
+
+impl Socket for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+    fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
 
 pub(crate) struct LineReader {
     /// Initialised storage; only `start..end` holds unread data.
@@ -47,8 +73,20 @@ impl LineReader {
     /// `Eof` is reported.
     pub(crate) fn read_line(
         &mut self,
-        stream: &UnixStream,
+        stream: &impl Socket,
         deadline: Instant,
+        awaiting: &dyn Fn() -> String,
+    ) -> Result<Vec<u8>, QmpError> {
+        self.read_line_paced(stream, deadline, usize::MAX, awaiting)
+    }
+
+    /// Like [`LineReader::read_line`], taking at most `chunk` bytes per
+    /// read: a client that reads slowly, so QEMU's output backs up.
+    pub(crate) fn read_line_paced(
+        &mut self,
+        stream: &impl Socket,
+        deadline: Instant,
+        chunk: usize,
         awaiting: &dyn Fn() -> String,
     ) -> Result<Vec<u8>, QmpError> {
         loop {
@@ -65,7 +103,8 @@ impl LineReader {
             };
             stream.set_read_timeout(Some(left))?;
             self.make_room();
-            match (&*stream).read(&mut self.buf[self.end..]) {
+            let room = self.buf.len().min(self.end.saturating_add(chunk));
+            match stream.read_some(&mut self.buf[self.end..room]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}

@@ -5,8 +5,8 @@
 
 mod error;
 mod fd_passing;
-mod line_reader;
-mod transcript;
+pub(crate) mod line_reader;
+pub(crate) mod transcript;
 
 #[cfg(test)]
 mod tests;

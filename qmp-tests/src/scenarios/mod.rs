@@ -23,7 +23,7 @@ mod removal;
 mod soak;
 mod stall;
 mod takeover;
-mod usage;
+pub(crate) mod usage;
 
 use std::{path::PathBuf, time::Duration};
 

@@ -1,0 +1,228 @@
+//! The model against the spec's own examples: each test is a sentence of
+//! ../shared/monitor-hotplug.md played on the model alone.
+
+use super::*;
+
+fn model_with_negotiated_client(route: Route) -> Model {
+    let mut m = Model::new(Finish::Teardown, false);
+    for op in [
+        Op::ChardevAdd {
+            chardev: 0,
+            kind: Kind::Unix,
+        },
+        Op::MonitorAdd {
+            monitor: 0,
+            chardev: 0,
+            route,
+        },
+        Op::Connect {
+            client: 0,
+            chardev: 0,
+        },
+        Op::Negotiate {
+            client: 0,
+            oob: false,
+        },
+    ] {
+        assert!(m.allows(&op), "{op:?}");
+        m.apply(&op);
+    }
+    m
+}
+
+fn owes(step: &Step, client: usize) -> Vec<Owed> {
+    step.owed
+        .iter()
+        .filter(|(c, _)| *c == client)
+        .map(|(_, o)| o.clone())
+        .collect()
+}
+
+#[test]
+fn a_connecting_client_is_greeted_with_oob_on_a_plain_socket() {
+    let mut m = Model::new(Finish::Quit, false);
+    m.apply(&Op::ChardevAdd {
+        chardev: 1,
+        kind: Kind::Tcp,
+    });
+    m.apply(&Op::MonitorAdd {
+        monitor: 2,
+        chardev: 1,
+        route: Route::Qom,
+    });
+    let step = m.apply(&Op::Connect {
+        client: 3,
+        chardev: 1,
+    });
+    assert_eq!(owes(&step, 3), vec![Owed::Greeting { oob: true }]);
+    assert_eq!(step.greet_now, vec![3]);
+}
+
+#[test]
+fn each_route_refuses_the_other_routes_removal() {
+    let mut m = model_with_negotiated_client(Route::Commands);
+    assert_eq!(
+        m.apply(&Op::Remove {
+            monitor: 0,
+            cmd: RemoveCmd::ObjectDel
+        })
+        .succeeds,
+        Some(false)
+    );
+    assert_eq!(
+        m.apply(&Op::Remove {
+            monitor: 0,
+            cmd: RemoveCmd::Hmp
+        })
+        .succeeds,
+        Some(false)
+    );
+    let step = m.apply(&Op::Remove {
+        monitor: 0,
+        cmd: RemoveCmd::MonitorRemove,
+    });
+    assert_eq!(step.succeeds, Some(true));
+    assert_eq!(
+        owes(&step, 0),
+        vec![Owed::Eof {
+            drop_ok: true,
+            reset_ok: false
+        }]
+    );
+}
+
+#[test]
+fn a_busy_chardev_cannot_be_removed_or_shared() {
+    let mut m = model_with_negotiated_client(Route::Qom);
+    assert_eq!(
+        m.apply(&Op::ChardevRemove { chardev: 0 }).succeeds,
+        Some(false)
+    );
+    let step = m.apply(&Op::MonitorAdd {
+        monitor: 1,
+        chardev: 0,
+        route: Route::Commands,
+    });
+    assert_eq!(step.succeeds, Some(false));
+    let step = m.apply(&Op::MonitorAdd {
+        monitor: 0,
+        chardev: 0,
+        route: Route::Commands,
+    });
+    assert_eq!(step.succeeds, Some(false), "a duplicate id");
+}
+
+#[test]
+fn a_self_removed_client_is_answered_and_then_owed_nothing() {
+    let mut m = model_with_negotiated_client(Route::Commands);
+    let step = m.apply(&Op::RemoveSelf {
+        client: 0,
+        cmd: RemoveCmd::MonitorRemove,
+        then: vec![Request::Version, Request::Stop],
+    });
+    assert_eq!(
+        owes(&step, 0),
+        vec![Owed::Reply {
+            request: 0,
+            answer: Answer::Return
+        }]
+    );
+    assert_eq!(step.wait_unlisted, Some(0));
+    assert!(m.running, "stop after the removal must not run");
+    let step = m.apply(&Op::StopCont);
+    assert!(owes(&step, 0).is_empty(), "no events after self-removal");
+}
+
+#[test]
+fn a_new_frontend_ends_the_orphan_after_its_output_and_greets_the_next_client() {
+    let mut m = model_with_negotiated_client(Route::Commands);
+    m.apply(&Op::Send {
+        client: 0,
+        requests: vec![Request::Schema],
+    });
+    m.apply(&Op::RemoveSelf {
+        client: 0,
+        cmd: RemoveCmd::MonitorRemove,
+        then: vec![],
+    });
+    let step = m.apply(&Op::MonitorAdd {
+        monitor: 1,
+        chardev: 0,
+        route: Route::Qom,
+    });
+    assert!(
+        owes(&step, 0).is_empty(),
+        "its output is unread: the end comes after it"
+    );
+    let step = m.apply(&Op::Connect {
+        client: 1,
+        chardev: 0,
+    });
+    assert!(step.greet_now.is_empty(), "waits behind the orphan");
+    // Removing the new frontend first changes nothing for the old client.
+    let step = m.apply(&Op::Remove {
+        monitor: 1,
+        cmd: RemoveCmd::ObjectDel,
+    });
+    assert!(owes(&step, 0).is_empty());
+    assert_eq!(owes(&step, 1), vec![Owed::Unsure]);
+    let step = m.apply(&Op::Read {
+        client: 0,
+        chunk: 1,
+    });
+    assert_eq!(
+        owes(&step, 0),
+        vec![Owed::Eof {
+            drop_ok: false,
+            reset_ok: false
+        }]
+    );
+}
+
+#[test]
+fn the_orphans_own_close_lets_the_waiting_client_in() {
+    let mut m = model_with_negotiated_client(Route::Qom);
+    m.apply(&Op::RemoveSelf {
+        client: 0,
+        cmd: RemoveCmd::ObjectDel,
+        then: vec![],
+    });
+    m.apply(&Op::MonitorAdd {
+        monitor: 0,
+        chardev: 0,
+        route: Route::Qom,
+    });
+    m.apply(&Op::Connect {
+        client: 1,
+        chardev: 0,
+    });
+    let step = m.apply(&Op::Close { client: 0 });
+    assert_eq!(step.greet_now, vec![1]);
+}
+
+#[test]
+fn an_orphan_with_nothing_unread_ends_at_a_new_frontend() {
+    let mut m = model_with_negotiated_client(Route::Commands);
+    m.apply(&Op::RemoveSelf {
+        client: 0,
+        cmd: RemoveCmd::MonitorRemove,
+        then: vec![],
+    });
+    m.apply(&Op::Read {
+        client: 0,
+        chunk: 1,
+    });
+    let step = m.apply(&Op::MonitorAdd {
+        monitor: 2,
+        chardev: 0,
+        route: Route::Commands,
+    });
+    assert_eq!(
+        owes(&step, 0),
+        vec![Owed::Eof {
+            drop_ok: false,
+            reset_ok: false
+        }]
+    );
+    assert_eq!(step.idle, Some(0));
+}
