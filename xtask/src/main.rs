@@ -9,6 +9,7 @@ mod ccache;
 mod ci;
 mod cli;
 mod deps;
+mod explore;
 mod files;
 mod interrupt;
 mod legs;
@@ -39,7 +40,7 @@ use cli::{Command, Matches};
 use suite::Outcome;
 
 /// Every command, in the order `cargo xtask --help` lists them.
-const COMMANDS: [&Command; 9] = [
+const COMMANDS: [&Command; 10] = [
     &test::COMMAND,
     &source::COMMAND,
     &build::COMMAND,
@@ -49,6 +50,7 @@ const COMMANDS: [&Command; 9] = [
     &ci::COMMAND,
     &bench::COMMAND,
     &mutants::COMMAND,
+    &explore::COMMAND,
 ];
 
 fn help() -> String {
@@ -66,6 +68,8 @@ enum Done {
     Suite(Outcome),
     /// `mutants`: some mutant was not caught.
     Survivors,
+    /// `explore`: a sequence failed.
+    Found,
 }
 
 fn main() -> ExitCode {
@@ -108,6 +112,10 @@ fn main() -> ExitCode {
             eprintln!("error: some mutants were not caught (see the list above)");
             ExitCode::from(1)
         }
+        Ok(Done::Found) => {
+            eprintln!("error: explore found a failing sequence (see above)");
+            ExitCode::from(1)
+        }
         Ok(Done::Suite(outcome)) => {
             if let Err(err) = test::fail_on(outcome) {
                 eprintln!("error: {err}");
@@ -132,6 +140,7 @@ enum Task {
     Ci(ci::Options),
     Bench(bench::Options),
     Mutants(mutants::Options),
+    Explore(explore::Options),
 }
 
 impl Task {
@@ -146,6 +155,7 @@ impl Task {
             "ci" => Task::Ci(ci::parse(m)?),
             "bench" => Task::Bench(bench::parse(m)?),
             "mutants" => Task::Mutants(mutants::parse(m)?),
+            "explore" => Task::Explore(explore::parse(m)?),
             _ => unreachable!("every command in COMMANDS is parsed"),
         })
     }
@@ -175,6 +185,11 @@ impl Task {
                 Done::Ok
             } else {
                 Done::Survivors
+            }),
+            Task::Explore(opts) => Ok(if explore::run(sh, &opts)? {
+                Done::Ok
+            } else {
+                Done::Found
             }),
         }
     }
