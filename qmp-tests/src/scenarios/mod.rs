@@ -16,6 +16,7 @@ mod interop;
 mod leaks;
 mod lifecycle;
 mod object;
+mod orphan;
 mod pretty;
 mod query;
 mod refusals;
@@ -239,6 +240,22 @@ static ALL: &[Scenario] = &[
         routes: &[Route::Qom],
         ..Scenario::new("test_self_removal_hmp", lifecycle::self_removal_hmp)
     },
+    Scenario {
+        routes: &[Route::Qom],
+        ..Scenario::new(
+            "test_self_removal_silence_hmp",
+            removal::self_removal_silence_hmp,
+        )
+    },
+    Scenario::new(
+        "test_orphan_outlives_new_frontend",
+        takeover::orphan_outlives_new_frontend,
+    ),
+    Scenario::new(
+        "test_waiting_client_greeted_after_orphan",
+        orphan::waiting_client_greeted,
+    ),
+    Scenario::new("test_orphan_close_tcp", orphan::tcp_close),
     Scenario {
         extra_args: object::EXTRA_ARGS,
         routes: &[Route::Qom],

@@ -179,6 +179,26 @@ pub fn reuse_while_connected(ctx: &mut Ctx) -> Result<()> {
 /// sent is answered or executed, not even exec-oob, no event reaches the
 /// client, and the connection stays open until chardev-remove.
 pub fn self_removal_silence(ctx: &mut Ctx) -> Result<()> {
+    silence_after(ctx, |ctx, id| ctx.remove_request(json!({ "id": id })))
+}
+
+/// The same with the removal asked through HMP: `human-monitor-command`
+/// with `object_del` of the client's own monitor-qmp object. The
+/// out-of-band command written after it must not run either, although
+/// nothing in the QMP request itself names a monitor removal.
+pub fn self_removal_silence_hmp(ctx: &mut Ctx) -> Result<()> {
+    silence_after(ctx, |_, id| {
+        (
+            "human-monitor-command",
+            json!({ "command-line": format!("object_del {id}") }),
+        )
+    })
+}
+
+fn silence_after(
+    ctx: &mut Ctx,
+    removal: impl Fn(&Ctx, &str) -> (&'static str, Value),
+) -> Result<()> {
     let mon = DynMon::new(ctx, "")?;
     hotplug::add(ctx, &mon)?;
     let mut client = hotplug::connect(ctx, &mon)?;
@@ -205,7 +225,7 @@ pub fn self_removal_silence(ctx: &mut Ctx) -> Result<()> {
     }
     hotplug::control_stop_cont(ctx, &mut client)?;
 
-    let (command, args) = ctx.remove_request(json!({ "id": mon.id }));
+    let (command, args) = removal(ctx, &mon.id);
     // A schema reply first keeps the dispatcher busy while the removal
     // waits in the queue, so QEMU reads what follows it before the
     // removal runs: the out-of-band command must not run all the same.
@@ -227,11 +247,12 @@ pub fn self_removal_silence(ctx: &mut Ctx) -> Result<()> {
         match client.read_any(deadline) {
             Ok(message) if message["id"] == ids[0].as_str() && !schema => schema = true,
             Ok(message) if message["id"] == ids[1].as_str() => {
-                ensure!(
-                    message.get("return").is_some(),
-                    "{command} of {} on itself failed: {message}",
-                    mon.id
-                );
+                // HMP answers with its output: text there is an error.
+                let ok = match message.get("return") {
+                    Some(Value::String(text)) => text.trim().is_empty(),
+                    other => other.is_some(),
+                };
+                ensure!(ok, "{command} of {} on itself failed: {message}", mon.id);
                 break;
             }
             Ok(message) => early.push(message),

@@ -122,6 +122,19 @@ pub fn no_takeover_other_frontend(ctx: &mut Ctx) -> Result<()> {
 /// output is not cut mid-line), the removal's last, and end of file, but
 /// never the new monitor's greeting.
 pub fn no_takeover_pending_output(ctx: &mut Ctx) -> Result<()> {
+    pending_output(ctx, false)
+}
+
+/// The same, but the new monitor is removed from the main monitor before
+/// A reads anything: "Removing the new frontend before the old
+/// connection ended changes nothing for the old client: it still gets
+/// all of its output, then end-of-file." (explore found this cut on
+/// series v4: the removal ended a connection that frontend never owned.)
+pub fn orphan_outlives_new_frontend(ctx: &mut Ctx) -> Result<()> {
+    pending_output(ctx, true)
+}
+
+fn pending_output(ctx: &mut Ctx, remove_new_first: bool) -> Result<()> {
     const SCHEMAS: usize = 4;
     let old = DynMon::new(ctx, "")?;
     hotplug::add(ctx, &old)?;
@@ -139,6 +152,10 @@ pub fn no_takeover_pending_output(ctx: &mut Ctx) -> Result<()> {
     let new = hotplug::successor(&old);
     hotplug::add_monitor(ctx, &new)
         .context("adding a second monitor while the self-removed one's output is pending")?;
+    if remove_new_first {
+        ctx.remove_monitor(json!({ "id": new.id }))
+            .context("removing the new monitor while the old client's output is pending")?;
+    }
 
     for (i, id) in ids.iter().enumerate() {
         let (_, name, _) = &batch[i];
@@ -160,6 +177,9 @@ pub fn no_takeover_pending_output(ctx: &mut Ctx) -> Result<()> {
     }
     let (command, _) = ctx.add_request(json!({}));
     expect_ended(ctx, &mut client, command)?;
-
+    if remove_new_first {
+        ctx.main("chardev-remove", json!({ "id": new.chardev }))?;
+        return Ok(());
+    }
     super::lifecycle::session_then_remove(ctx, &new).context("a new client on the new monitor")
 }

@@ -1,0 +1,167 @@
+//! A self-removed monitor's connection (the orphan) and the chardev's next
+//! client: the orphan ends by its own close on every socket kind, and a
+//! client that waited behind it is greeted by the new monitor, whichever
+//! thread that monitor runs in.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    os::unix::net::UnixStream,
+    time::Instant,
+};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::{json, Value};
+
+use crate::{
+    explore::conn::{Addr, Conn, Read},
+    qmp::Qmp,
+    scenarios::{
+        hotplug::{self, DynMon},
+        Ctx,
+    },
+};
+
+/// Rounds of the race in [`waiting_client_greeted`]: it needs the main
+/// loop preempted at the wrong moment, so one round rarely shows it.
+const ROUNDS: usize = 10;
+
+/// What query-chardev says of `chardev`'s connection.
+fn chardev_filename(ctx: &mut Ctx, chardev: &str) -> Result<String> {
+    let list = ctx.main("query-chardev", Value::Null)?;
+    list.as_array()
+        .and_then(|l| l.iter().find(|c| c["label"] == chardev))
+        .and_then(|c| c["filename"].as_str())
+        .map(str::to_string)
+        .with_context(|| format!("query-chardev does not list {chardev}: {list}"))
+}
+
+/// A self-removes with four schema replies unread; a new monitor is added
+/// on its chardev; B connects and waits; A reads everything, sees end of
+/// file and closes. B must then be greeted by the new monitor and work,
+/// and query-chardev must show B's connection. On series v4 the orphan's
+/// end, run from the main loop after the new monitor had moved the
+/// chardev to the I/O thread, let the I/O thread accept B and swallow its
+/// greeting.
+pub fn waiting_client_greeted(ctx: &mut Ctx) -> Result<()> {
+    let old = DynMon::new(ctx, "")?;
+    hotplug::add_chardev(ctx, &old.chardev, &old.path)?;
+    for round in 1..=ROUNDS {
+        one_round(ctx, &old).with_context(|| format!("round {round} of {ROUNDS}"))?;
+    }
+    ctx.main("chardev-remove", json!({ "id": old.chardev }))?;
+    Ok(())
+}
+
+fn one_round(ctx: &mut Ctx, old: &DynMon) -> Result<()> {
+    hotplug::add_monitor(ctx, old)?;
+    let mut a = hotplug::connect_negotiated(ctx, old)?;
+    let mut batch: Vec<(bool, &str, Value)> = (0..4)
+        .map(|_| (false, "query-qmp-schema", Value::Null))
+        .collect();
+    let (command, args) = ctx.remove_request(json!({ "id": old.id }));
+    batch.push((false, command, args));
+    a.send_batch(&batch, ctx.wait())?;
+    hotplug::wait_unlisted(ctx, old)?;
+    let new = hotplug::successor(old);
+    hotplug::add_monitor(ctx, &new)?;
+    // B's connect completes in the listen queue; its greeting comes only
+    // once A's connection has ended.
+    let b_stream = UnixStream::connect(&old.path).context("connecting B")?;
+    let got = a
+        .read_until_eof(ctx.wait())
+        .context("A reading its output to the end of file")?;
+    ensure!(
+        got.len() == batch.len(),
+        "A got {} messages before the end of file, not its {} replies",
+        got.len(),
+        batch.len()
+    );
+    a.close();
+    let mut b = Qmp::from_stream(b_stream, "B", ctx.transcript().clone(), ctx.wait())
+        .context("B, waiting behind the self-removed client, must be greeted by the new monitor")?;
+    b.negotiate(ctx.wait()).context("qmp_capabilities on B")?;
+    hotplug::execute(ctx, &mut b, "query-version", Value::Null)?;
+    let filename = chardev_filename(ctx, &old.chardev)?;
+    ensure!(
+        !filename.starts_with("disconnected:"),
+        "query-chardev says {} is {filename} while B talks on it",
+        old.chardev
+    );
+    ctx.remove_monitor(json!({ "id": new.id }))?;
+    b.wait_eof(ctx.wait())
+        .context("B after its monitor was removed")?;
+    Ok(())
+}
+
+/// On a TCP socket chardev: the client removes its own monitor, reads
+/// the reply and closes. "The self-removed client's own close ends its
+/// connection at once on every socket kind (unix and TCP), leaving no
+/// half-closed socket behind": query-chardev shows the chardev without a
+/// connection within the wait limit. (On series v4 a TCP peer's close
+/// raised no hang-up and the socket stayed in CLOSE_WAIT.)
+pub fn tcp_close(ctx: &mut Ctx) -> Result<()> {
+    let chardev = "hp-tcp";
+    let addr = json!({ "type": "inet", "data": { "host": "127.0.0.1", "port": "0" } });
+    let backend =
+        json!({ "type": "socket", "data": { "addr": addr, "server": true, "wait": false } });
+    ctx.main("chardev-add", json!({ "id": chardev, "backend": backend }))?;
+    ctx.add_monitor(json!({ "id": "hp-mon", "chardev": chardev }))?;
+    let filename = chardev_filename(ctx, chardev)?;
+    let port = filename
+        .split(',')
+        .next()
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .with_context(|| format!("no port in query-chardev's filename {filename}"))?;
+    let addr = Addr::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    let mut client = Conn::connect(&addr, "tcp", ctx.transcript().clone(), ctx.wait())
+        .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
+    let (command, args) = ctx.remove_request(json!({ "id": "hp-mon" }));
+    let requests = [
+        (false, "qmp_capabilities", Value::Null),
+        (false, command, args),
+    ];
+    client.send(&requests, ctx.wait())?;
+    // The greeting and the two replies.
+    for what in [
+        "the greeting",
+        "qmp_capabilities' reply",
+        "the self-removal's reply",
+    ] {
+        match client.read(ctx.wait(), usize::MAX)? {
+            Read::Line(line) => {
+                let message: Value = serde_json::from_slice(&line).unwrap_or(Value::Null);
+                ensure!(
+                    message.get("QMP").is_some() || message.get("return").is_some(),
+                    "{what} on the TCP client: {message}"
+                );
+            }
+            Read::Eof { .. } => bail!("end of file before {what} on the TCP client"),
+            Read::Nothing => bail!("no {what} on the TCP client"),
+        }
+    }
+    hotplug::wait_unlisted(
+        ctx,
+        &DynMon {
+            id: "hp-mon".into(),
+            chardev: chardev.into(),
+            path: Default::default(),
+        },
+    )?;
+    client.close();
+    let deadline = ctx.wait();
+    loop {
+        let filename = chardev_filename(ctx, chardev)?;
+        if filename.starts_with("disconnected:") {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{chardev} still holds the self-removed client's connection {:.1}s after the client \
+             closed it (query-chardev: {filename}): a half-closed socket",
+            ctx.wait_limit().as_secs_f64()
+        );
+    }
+    ctx.main("chardev-remove", json!({ "id": chardev }))?;
+    Ok(())
+}
