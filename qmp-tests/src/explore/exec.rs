@@ -118,6 +118,12 @@ struct Ledger {
     eof: Option<(bool, bool)>,
     unsure: bool,
     ended: bool,
+    /// Earlier connections on this chardev that closed with replies
+    /// owed: QEMU may still deliver those replies, to whoever is
+    /// connected next. The spec is silent on it and a command-line QMP
+    /// monitor does the same, so it is tolerated and counted.
+    stale: Vec<String>,
+    saw_stale: bool,
 }
 
 impl Ledger {
@@ -159,6 +165,14 @@ impl Ledger {
         let Ok(Value::Object(msg)) = serde_json::from_slice::<Value>(line) else {
             return Err(format!("a line that is no JSON object: {shown}"));
         };
+        let id = msg.get("id").and_then(Value::as_str).unwrap_or_default();
+        if self.stale.iter().any(|c| {
+            id.strip_prefix(c.as_str())
+                .is_some_and(|r| r.starts_with('-'))
+        }) {
+            self.saw_stale = true;
+            return Ok(());
+        }
         if let Some(qmp) = msg.get("QMP") {
             let oob = qmp["capabilities"]
                 .as_array()
@@ -206,7 +220,6 @@ impl Ledger {
             ));
         }
         // In-band replies come in order; out-of-band ones may overtake.
-        let id = msg.get("id").and_then(Value::as_str).unwrap_or_default();
         let first_in_band = self.replies.iter().position(|(_, _, oob)| !oob);
         let pos = self
             .replies
@@ -368,6 +381,10 @@ struct Exec {
     transcript: Transcript,
     wait: Duration,
     reached: BTreeSet<&'static str>,
+    /// Connections made so far: each gets a name of its own (`b3`), so
+    /// a reply meant for an earlier connection is told apart.
+    serial: usize,
+    stale: [Vec<String>; CHARDEVS],
 }
 
 type Checked<T> = Result<T, String>;
@@ -411,6 +428,8 @@ pub fn run(target: &Target, initial: &Model, ops: &[Op], cpu: Option<usize>) -> 
         transcript: transcript.clone(),
         wait,
         reached: BTreeSet::new(),
+        serial: 0,
+        stale: Default::default(),
     };
     let mut done = 0;
     let mut failure = None;
@@ -604,13 +623,17 @@ impl Exec {
                 let deadline = Instant::now() + self.wait;
                 let conn = Conn::connect(
                     addr,
-                    &client_name(*client),
+                    &format!("{}{}", client_name(*client), self.serial),
                     self.transcript.clone(),
                     deadline,
                 )
                 .map_err(|e| format!("connecting to {}: {e}", chardev_id(*chardev)))?;
                 self.conns[*client] = Some(conn);
-                self.ledgers[*client] = Ledger::default();
+                self.serial += 1;
+                self.ledgers[*client] = Ledger {
+                    stale: self.stale[*chardev].clone(),
+                    ..Ledger::default()
+                };
             }
             Op::Negotiate { client, oob } => {
                 let args = if *oob {
@@ -646,10 +669,22 @@ impl Exec {
             }
             Op::Read { .. } => {}
             Op::Close { client } => {
+                let chardev = self.model.clients[*client].chardev;
                 if let Some(conn) = self.conns[*client].take() {
+                    if !self.ledgers[*client].replies.is_empty() {
+                        self.stale[chardev].push(conn.name().to_string());
+                        for (c, ledger) in self.ledgers.iter_mut().enumerate() {
+                            if self.model.clients[c].chardev == chardev {
+                                ledger.stale = self.stale[chardev].clone();
+                            }
+                        }
+                    }
                     conn.close();
                 }
-                self.ledgers[*client] = Ledger::default();
+                if std::mem::take(&mut self.ledgers[*client]).saw_stale {
+                    self.reached
+                        .insert("reply from an earlier connection delivered");
+                }
             }
         }
         self.follow(op, step, &sent)

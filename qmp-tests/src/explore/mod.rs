@@ -410,7 +410,8 @@ impl Summary {
 }
 
 /// Every situation [`exec::situations`] names, for the "not reached" line.
-pub const SITUATIONS: [&str; 16] = [
+pub const SITUATIONS: [&str; 17] = [
+    "reply from an earlier connection delivered",
     "new frontend while the orphan's output is unread",
     "new frontend on an orphan with nothing unread",
     "new frontend removed while the orphan drains",
