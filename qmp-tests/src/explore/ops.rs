@@ -49,18 +49,50 @@ impl ReferenceStateMachine for Explore {
     }
 
     fn transitions(state: &Model) -> BoxedStrategy<Op> {
+        // Main-monitor commands on any slot (refusals), and more often on
+        // the slots where they succeed, so that sequences get somewhere.
+        let free_chardevs: Vec<usize> = (0..CHARDEVS)
+            .filter(|&c| state.chardevs[c].is_none())
+            .collect();
+        let idle_chardevs: Vec<usize> = (0..CHARDEVS)
+            .filter(|&c| {
+                state.chardevs[c]
+                    .as_ref()
+                    .is_some_and(|c| c.frontend.is_none())
+            })
+            .collect();
+        let free_monitors: Vec<usize> = (0..MONITORS)
+            .filter(|&m| state.monitors[m].is_none())
+            .collect();
+        let live_monitors: Vec<usize> = (0..MONITORS)
+            .filter(|&m| state.monitors[m].is_some())
+            .collect();
         let mut options: Vec<(u32, BoxedStrategy<Op>)> = vec![
-            (3, chardev_add()),
+            (1, chardev_add(0..CHARDEVS)),
             (
                 1,
                 (0..CHARDEVS)
                     .prop_map(|chardev| Op::ChardevRemove { chardev })
                     .boxed(),
             ),
-            (4, monitor_add()),
-            (2, remove(state)),
+            (1, monitor_add(0..MONITORS, 0..CHARDEVS)),
+            (1, remove(state, 0..MONITORS)),
             (1, Just(Op::StopCont).boxed()),
         ];
+        if !free_chardevs.is_empty() {
+            options.push((2, chardev_add(select(free_chardevs))));
+        }
+        if !idle_chardevs.is_empty() {
+            let op =
+                select(idle_chardevs.clone()).prop_map(|chardev| Op::ChardevRemove { chardev });
+            options.push((1, op.boxed()));
+            if !free_monitors.is_empty() {
+                options.push((4, monitor_add(select(free_monitors), select(idle_chardevs))));
+            }
+        }
+        if !live_monitors.is_empty() {
+            options.push((2, remove(state, select(live_monitors))));
+        }
         let with = |pred: &dyn Fn(usize, &super::model::Client) -> bool| -> Vec<usize> {
             (0..CLIENTS)
                 .filter(|&i| pred(i, &state.clients[i]))
@@ -155,19 +187,22 @@ pub fn set_sockets(kinds: &[Kind]) {
     SOCKETS.store(bits, Ordering::SeqCst);
 }
 
-fn chardev_add() -> BoxedStrategy<Op> {
+fn chardev_add(slots: impl Strategy<Value = usize> + 'static) -> BoxedStrategy<Op> {
     let kind = match SOCKETS.load(Ordering::SeqCst) {
         UNIX => Just(Kind::Unix).boxed(),
         TCP => Just(Kind::Tcp).boxed(),
         _ => prop_oneof![3 => Just(Kind::Unix), 1 => Just(Kind::Tcp)].boxed(),
     };
-    (0..CHARDEVS, kind)
+    (slots, kind)
         .prop_map(|(chardev, kind)| Op::ChardevAdd { chardev, kind })
         .boxed()
 }
 
-fn monitor_add() -> BoxedStrategy<Op> {
-    (0..MONITORS, 0..CHARDEVS, select(Route::ALL.to_vec()))
+fn monitor_add(
+    monitors: impl Strategy<Value = usize> + 'static,
+    chardevs: impl Strategy<Value = usize> + 'static,
+) -> BoxedStrategy<Op> {
+    (monitors, chardevs, select(Route::ALL.to_vec()))
         .prop_map(|(monitor, chardev, route)| Op::MonitorAdd {
             monitor,
             chardev,
@@ -202,13 +237,13 @@ fn fitting_cmd(route: Option<Route>) -> BoxedStrategy<RemoveCmd> {
     }
 }
 
-fn remove(state: &Model) -> BoxedStrategy<Op> {
+fn remove(state: &Model, monitors: impl Strategy<Value = usize> + 'static) -> BoxedStrategy<Op> {
     let routes: Vec<Option<Route>> = state
         .monitors
         .iter()
         .map(|m| m.as_ref().map(|m| m.route))
         .collect();
-    (0..MONITORS)
+    monitors
         .prop_flat_map(move |monitor| {
             fitting_cmd(routes[monitor]).prop_map(move |cmd| Op::Remove { monitor, cmd })
         })
