@@ -1,4 +1,4 @@
-//! The reference model: what ../shared/monitor-hotplug.md (the behaviour
+//! The reference model: what docs/behaviour.md (the behaviour
 //! under test) says QEMU does, one operation at a time.
 //!
 //! It knows the chardevs, the dynamic monitors and the clients, and for

@@ -1,5 +1,5 @@
 //! The model against the spec's own examples: each test is a sentence of
-//! ../shared/monitor-hotplug.md played on the model alone.
+//! docs/behaviour.md played on the model alone.
 
 use super::*;
 
