@@ -23,6 +23,7 @@ mod qmp_package;
 mod series;
 mod source;
 mod steps;
+mod stock;
 mod suite;
 mod test;
 mod vcs;
