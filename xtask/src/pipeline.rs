@@ -502,7 +502,8 @@ impl Run<'_> {
 }
 
 /// The series on the tree: in a worktree of the fetched release, in a
-/// private clone of a located tree; none asked, the tree as it is.
+/// private clone of a located tree (its HEAD and uncommitted changes);
+/// none asked, the tree as it is.
 fn series_step(steps: &mut Steps, sh: &Shell, src: &SourceArgs, tree: &Tree) -> Result<Prepared> {
     steps.run("series", || {
         if tree.located {
@@ -516,13 +517,14 @@ fn series_step(steps: &mut Steps, sh: &Shell, src: &SourceArgs, tree: &Tree) -> 
                 ));
             };
             // The user's tree is never changed: the series goes into a
-            // private clone of its HEAD.
+            // private clone of its HEAD and working-tree changes.
             let clone = private_clone(sh, tree)?;
             let (applied, branch, n) = series::apply(sh, &clone, path)?;
             let summary = format!(
-                "{n} patches from {} on {branch} in {}",
+                "{n} patches from {} on {branch} in {} ({})",
                 path.display(),
-                applied.path.display()
+                applied.path.display(),
+                clone.description
             );
             return Ok((
                 Prepared {
@@ -559,8 +561,8 @@ fn series_step(steps: &mut Steps, sh: &Shell, src: &SourceArgs, tree: &Tree) -> 
     })
 }
 
-/// A clone of a located git tree's HEAD in the cache, refreshed to the
-/// tree's current HEAD and tagged `base` there.
+/// A clone of a located git tree in the cache, refreshed to the tree's
+/// current HEAD and its uncommitted changes, and tagged `base` there.
 fn private_clone(sh: &Shell, tree: &Tree) -> Result<Tree> {
     let dir = &tree.path;
     if !vcs::is_repo(sh, dir) {
@@ -583,23 +585,37 @@ fn private_clone(sh: &Shell, tree: &Tree) -> Result<Tree> {
     let head = vcs::head(sh, dir)?;
     cmd!(sh, "git -C {clone} fetch --quiet origin {head}")
         .quiet()
-        .spawn_run()?;
+        .spawn_run()
+        .with_context(|| {
+            format!(
+                "fetching {head} of {} into {}",
+                dir.display(),
+                clone.display()
+            )
+        })?;
+    let short = &head[..12.min(head.len())];
+    // What the developer has is what is tested: HEAD, plus a commit of the
+    // working tree's changes when there are any, with the series on top.
+    let (base_commit, description) = if vcs::status(sh, dir)?.is_empty() {
+        (
+            head.clone(),
+            format!("clone of {} at {short}", dir.display()),
+        )
+    } else {
+        (
+            vcs::snapshot(sh, dir, &clone, &head)?,
+            format!(
+                "clone of {} at {short} with its uncommitted changes",
+                dir.display()
+            ),
+        )
+    };
     let base = vcs::BASE;
-    cmd!(sh, "git -C {clone} tag --force {base} {head}")
+    cmd!(sh, "git -C {clone} tag --force {base} {base_commit}")
         .quiet()
         .ignore_stdout()
-        .spawn_run()?;
-    if !vcs::status(sh, dir)?.is_empty() {
-        eprintln!(
-            "    note: uncommitted changes in {} are not in the series build",
-            dir.display()
-        );
-    }
-    let description = format!(
-        "clone of {} at {}",
-        dir.display(),
-        &head[..12.min(head.len())]
-    );
+        .spawn_run()
+        .with_context(|| format!("tagging {base_commit} as {base} in {}", clone.display()))?;
     Ok(Tree {
         path: clone,
         located: false,

@@ -189,21 +189,20 @@ pub fn apply(sh: &Shell, tree: &Tree, series: &Path) -> Result<(Tree, String, us
 
 /// The one way a series is applied: by `test` in its worktree and by each
 /// bisect step in place, so that a series applies under both or neither.
-/// The patches keep their authors; the committer is the xtask's fixed
-/// one. A failure is aborted (`git am --abort`) and returned as the
-/// message naming the patch and the file; the outer error is the
-/// harness's.
+/// `git am -3`: a patch whose context moved falls back to a three-way
+/// merge where the repository has the blobs the patch names (its `index`
+/// lines), as a developer rebasing the series would. The patches keep
+/// their authors; the committer is the xtask's fixed one. A failure is
+/// aborted (`git am --abort`) and returned as the message naming the
+/// patch and the file; the outer error is the harness's.
 pub fn am(
     sh: &Shell,
     dir: &Path,
     files: &[PathBuf],
     series: &Path,
 ) -> Result<std::result::Result<(), String>> {
-    let am = cmd!(
-        sh,
-        "git -C {dir} -c commit.gpgsign=false am --quiet {files...}"
-    )
-    .envs(vcs::identity().filter(|(k, _)| k.starts_with("GIT_COMMITTER")));
+    let am = cmd!(sh, "git -C {dir} -c commit.gpgsign=false am -3 {files...}")
+        .envs(vcs::identity().filter(|(k, _)| k.starts_with("GIT_COMMITTER")));
     let out = interrupt::output(am.into(), "git am")?;
     if out.status.success() {
         return Ok(Ok(()));
@@ -279,18 +278,28 @@ pub fn am_failure(series: &Path, log: &str) -> String {
         .lines()
         .find_map(|l| l.strip_prefix("Patch failed at "))
         .unwrap_or("an unknown patch");
-    let file = log
+    // A three-way merge's conflict names the file better than the failed
+    // hunk before it.
+    let conflict = log
         .lines()
-        .find_map(|l| {
-            l.strip_prefix("error: patch failed: ")
-                .or_else(|| {
-                    l.strip_prefix("error: ")
-                        .and_then(|r| r.strip_suffix(": does not exist in index"))
-                })
-                .or_else(|| {
-                    l.strip_prefix("error: ")
-                        .and_then(|r| r.strip_suffix(": patch does not apply"))
-                })
+        .find_map(|l| l.strip_prefix("CONFLICT (content): Merge conflict in "));
+    let file = conflict
+        .or_else(|| {
+            log.lines().find_map(|l| {
+                l.strip_prefix("error: patch failed: ")
+                    .or_else(|| {
+                        l.strip_prefix("error: ")
+                            .and_then(|r| r.strip_suffix(": does not exist in index"))
+                    })
+                    .or_else(|| {
+                        l.strip_prefix("error: ")
+                            .and_then(|r| r.strip_suffix(": patch does not apply"))
+                    })
+                    .or_else(|| {
+                        l.strip_prefix("error: sha1 information is lacking or useless (")
+                            .and_then(|r| r.strip_suffix(")."))
+                    })
+            })
         })
         .unwrap_or("unknown file");
     format!(
@@ -331,6 +340,21 @@ mod tests {
         assert!(
             msg.starts_with(
                 "series s does not apply: patch 0002 monitor: add x fails on monitor/qmp.c:42;"
+            ),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_three_way_conflict_names_the_file() {
+        let log = "Applying: monitor: add x\nerror: patch failed: monitor/qmp.c:42\n\
+                   Falling back to patching base and 3-way merge...\n\
+                   CONFLICT (content): Merge conflict in monitor/hmp.c\n\
+                   Patch failed at 0002 monitor: add x\n";
+        let msg = am_failure(Path::new("s"), log);
+        assert!(
+            msg.starts_with(
+                "series s does not apply: patch 0002 monitor: add x fails on monitor/hmp.c;"
             ),
             "{msg}"
         );

@@ -92,3 +92,51 @@ pub fn describe(sh: &Shell, dir: &Path) -> Option<String> {
         commit
     })
 }
+
+/// A commit in `clone` (a `--shared` clone of `dir` that has `head`) of
+/// `dir`'s working tree as `git add --all` sees it: tracked changes, staged
+/// or not, and untracked files that are not ignored. `dir` is left as it
+/// was: the index is a temporary one in the clone, and the new objects go
+/// into the clone's object store. The commit has the xtask's fixed
+/// identity and date, so the same changes give the same commit.
+pub fn snapshot(sh: &Shell, dir: &Path, clone: &Path, head: &str) -> Result<String> {
+    let objects = cmd!(
+        sh,
+        "git -C {dir} rev-parse --path-format=absolute --git-path objects"
+    )
+    .quiet()
+    .spawn_read()
+    .with_context(|| format!("locating the object store of {}", dir.display()))?;
+    let index = clone.join(".git/xtask-snapshot-index");
+    let _ = std::fs::remove_file(&index);
+    let in_dir = |args: &[&str]| {
+        cmd!(sh, "git -C {dir} {args...}")
+            .env("GIT_INDEX_FILE", &index)
+            .env("GIT_OBJECT_DIRECTORY", clone.join(".git/objects"))
+            .env("GIT_ALTERNATE_OBJECT_DIRECTORIES", &objects)
+            .quiet()
+    };
+    let tree = (|| -> Result<String> {
+        in_dir(&["read-tree", head]).spawn_run()?;
+        in_dir(&["add", "--all"]).ignore_stdout().spawn_run()?;
+        in_dir(&["write-tree"]).spawn_read()
+    })()
+    .with_context(|| {
+        format!(
+            "recording the uncommitted changes of {} in {}",
+            dir.display(),
+            clone.display()
+        )
+    });
+    let _ = std::fs::remove_file(&index);
+    let tree = tree?;
+    let message = format!("Uncommitted changes of {}", dir.display());
+    cmd!(
+        sh,
+        "git -C {clone} commit-tree {tree} -p {head} -m {message}"
+    )
+    .envs(identity())
+    .quiet()
+    .spawn_read()
+    .with_context(|| format!("committing the uncommitted changes of {}", dir.display()))
+}

@@ -416,6 +416,7 @@ const OTHER_PROGRAMS: &[(&str, &[&str])] = &[
             "--no-ext-diff",
             "--no-patch",
             "--no-verify",
+            "--path-format",
             "--porcelain",
             "--quiet",
             "--reverse",

@@ -1,5 +1,7 @@
-//! Series: a worktree from a `git am` that was cut off is not reused, and
-//! a series in Latin-1 applies like one in UTF-8.
+//! Series: a worktree from a `git am` that was cut off is not reused, a
+//! series in Latin-1 applies like one in UTF-8, a located tree's
+//! uncommitted changes are under the series, and a patch whose context
+//! moved applies by a three-way merge.
 
 mod common;
 
@@ -80,8 +82,8 @@ fn a_latin1_series_applies() {
 
 #[test]
 fn a_series_fails_alike_under_test_and_bisect() {
-    // One `git am` serves both: the same series on the same commit fails
-    // under both with the same message (bisect used to add --3way).
+    // One `git am -3` serves both: the same series on the same commit
+    // fails under both with the same message.
     let fx = fixture(true);
     let series = fx.cache.parent().unwrap().join("stale.patch");
     write(&series, STALE);
@@ -106,4 +108,77 @@ fn a_series_fails_alike_under_test_and_bisect() {
     assert!(from_step.contains(&cause), "{from_step}");
     assert_eq!(git(&fx.tree, &["rev-parse", "HEAD"]), head);
     assert_eq!(status(&fx.tree), "");
+}
+
+#[test]
+fn a_located_trees_uncommitted_changes_are_under_the_series() {
+    let fx = fixture(true);
+    let series = fx.cache.parent().unwrap().join("add.patch");
+    write_bytes(&series, ADD);
+    // A tracked edit, one staged, and a new file: what a developer has.
+    write(&fx.tree.join("meson.build"), "project('qemu')\n# edited\n");
+    write(&fx.tree.join("qapi/qapi-schema.json"), "{ }\n");
+    git(&fx.tree, &["add", "qapi/qapi-schema.json"]);
+    write(&fx.tree.join("NEW.c"), "int x;\n");
+    let before = status(&fx.tree);
+    let index = std::fs::read(fx.tree.join(".git/index")).unwrap();
+
+    let (code, err, wt) = fetch(&fx, &series);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("meson.build")).unwrap(),
+        "project('qemu')\n# edited\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(wt.join("NEW.c")).unwrap(),
+        "int x;\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(wt.join("NOTES")).unwrap(),
+        "a note\n",
+        "the series is on top"
+    );
+    assert!(err.contains("with its uncommitted changes"), "{err}");
+    assert_eq!(status(&fx.tree), before, "the tree is as it was");
+    assert_eq!(
+        std::fs::read(fx.tree.join(".git/index")).unwrap(),
+        index,
+        "and so is its index"
+    );
+
+    // The same changes again: the same base, the worktree reused.
+    let (code, err, again) = fetch(&fx, &series);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(again, wt);
+}
+
+#[test]
+fn a_patch_whose_context_moved_applies_by_a_three_way_merge() {
+    let fx = fixture(true);
+    let file = fx.tree.join("LINES");
+    write(&file, "one\ntwo\nthree\nfour\nfive\nsix\nseven\n");
+    git(&fx.tree, &["add", "LINES"]);
+    git(&fx.tree, &["commit", "--quiet", "-m", "lines"]);
+    // The patch is made here, against this commit...
+    write(&file, "one\ntwo\nthree\nfour\nfive\nsix\nSEVEN\n");
+    let patch = git(&fx.tree, &["diff", "--full-index"]);
+    git(&fx.tree, &["checkout", "--quiet", "LINES"]);
+    // ...and the tree moves on under it, the context of its hunk included.
+    write(&file, "one\ntwo\nthree\nfour-changed\nfive\nsix\nseven\n");
+    git(&fx.tree, &["commit", "--quiet", "-am", "moved"]);
+    let series = fx.cache.parent().unwrap().join("moved.patch");
+    write(
+        &series,
+        &format!(
+            "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n\
+             From: T <t@t.invalid>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\
+             Subject: [PATCH] lines: shout\n\n---\n{patch}--\n2.0\n\n"
+        ),
+    );
+    let (code, err, wt) = fetch(&fx, &series);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("LINES")).unwrap(),
+        "one\ntwo\nthree\nfour-changed\nfive\nsix\nSEVEN\n"
+    );
 }
