@@ -291,6 +291,17 @@ pub fn run(sh: &Shell, request: &Request) -> Result<()> {
     reset?;
     interrupt::check()?;
     let status = status?;
+    let unsupported = "no monitor-add";
+    if !matches!(result, BisectResult::Found(_))
+        && !steps.is_empty()
+        && steps.iter().all(|s| s.outcome == unsupported)
+    {
+        bail!(
+            "every step's QEMU had no monitor-add, so no commit could be judged; \
+             bisect with the series applied on each commit: --series patches/monitor-hotplug \
+             (or your own series)"
+        );
+    }
     match result {
         BisectResult::Found(_) => Ok(()),
         BisectResult::Candidates(list) => bail!(

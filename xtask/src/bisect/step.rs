@@ -202,6 +202,12 @@ fn step(args: Vec<std::ffi::OsString>) -> Result<u8> {
     };
     let junit = keep_junit(&step.dir, &log_dir.join(format!("step-{short}.xml")))?;
     let code = finding.exit_code(opts.unsupported);
+    // Read before this step's record is added: is it the first to find
+    // no monitor-add?
+    let first_unsupported = matches!(finding, Finding::Unsupported)
+        && !super::report::read(&log_dir)?
+            .iter()
+            .any(|r| r.outcome == Finding::Unsupported.outcome());
     let total = start.elapsed();
     let overhead = total.saturating_sub(timing.build + timing.test);
     Record {
@@ -217,6 +223,9 @@ fn step(args: Vec<std::ffi::OsString>) -> Result<u8> {
     }
     .append(&log_dir)?;
     let detail = finding.detail();
+    if first_unsupported && code == 125 {
+        eprintln!("{}", no_monitor_add_hint(short, opts.series.is_some()));
+    }
     if matches!(finding, Finding::Harness(_)) {
         eprintln!("error: {detail}\nerror: not the commit's fault: aborting the bisect");
     } else if !detail.is_empty() {
@@ -231,6 +240,30 @@ fn step(args: Vec<std::ffi::OsString>) -> Result<u8> {
         overhead.as_secs_f64()
     );
     Ok(code)
+}
+
+/// Said on the first step whose QEMU has no monitor-add, when such steps
+/// are skipped: upstream QEMU has none, so a plain bisect of it skips
+/// every step and ends without an answer.
+pub(super) fn no_monitor_add_hint(short: &str, with_series: bool) -> String {
+    let mut hint = format!(
+        "note: {short} has no monitor-add, so this step is skipped (--unsupported skip). \
+         QEMU without a monitor-hotplug series has none: a bisect of such a history \
+         skips every step and ends without an answer."
+    );
+    if with_series {
+        hint.push_str(
+            " The --series given applied here, yet gave no monitor-add: \
+             check that it is the monitor-hotplug series.",
+        );
+    } else {
+        hint.push_str(
+            " To bisect it with the series applied on each commit, add \
+             `--series patches/monitor-hotplug` (or your own series); \
+             `--unsupported good` or `bad` counts such commits instead.",
+        );
+    }
+    hint
 }
 
 /// Copies the suite's report (when it wrote one) beside the bisect log,
@@ -433,6 +466,22 @@ fn build_cause(output: &str, tree: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_step_without_monitor_add_names_series() {
+        let hint = no_monitor_add_hint("0123456789ab", false);
+        assert!(
+            hint.starts_with("note: 0123456789ab has no monitor-add"),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("`--series patches/monitor-hotplug`"),
+            "{hint}"
+        );
+        assert!(hint.contains("--unsupported good"), "{hint}");
+        let hint = no_monitor_add_hint("0123456789ab", true);
+        assert!(hint.contains("The --series given applied here"), "{hint}");
+    }
 
     #[test]
     fn every_finding_maps_to_an_exit_status_git_understands() {
