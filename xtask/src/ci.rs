@@ -19,7 +19,7 @@ use crate::cli::{self, Command, Kind, Matches};
 use crate::legs::{self, Leg};
 use crate::pipeline::{self, Pipeline, SourceArgs};
 use crate::suite::{Outcome, SuiteOptions};
-use crate::{deps, interrupt, meson, mutants, paths, series, stock, suite, test};
+use crate::{deps, interrupt, meson, mutants, paths, series, stock, suite, templates, test};
 
 pub const COMMAND: Command = Command {
     name: "ci",
@@ -55,7 +55,11 @@ whole catalogue, and a sanitizer build.",
                 cli::switch("list-legs", "print the legs of the CI matrix"),
                 cli::switch(
                     "write-templates",
-                    "render ci/gitlab-ci.yml and ci/github-workflow.yml\nfrom the legs",
+                    "render ci/gitlab-ci.yml and\n.github/workflows/monitor-hotplug.yml from the legs",
+                ),
+                cli::switch(
+                    "check-templates",
+                    "check both templates against the GitLab and GitHub\nJSON schemas (check-jsonschema's bundled copies)",
                 ),
             ],
         ),
@@ -73,12 +77,13 @@ pub struct Options {
     pub leg_source: LegSource,
     pub list_legs: bool,
     pub write_templates: bool,
+    pub check_templates: bool,
 }
 
 impl Options {
     /// Whether the run touches the cache, and so runs under its lock.
     pub fn uses_cache(&self) -> bool {
-        !self.list_legs && !self.write_templates
+        !self.list_legs && !self.write_templates && !self.check_templates
     }
 }
 
@@ -157,11 +162,12 @@ fn run_leg(sh: &Shell, leg: &Leg, source: &LegSource) -> Result<()> {
 /// Writes the CI templates from the legs.
 fn write_templates() -> Result<()> {
     let root = paths::project_root();
-    for (file, text) in [
-        ("ci/gitlab-ci.yml", legs::gitlab()),
-        ("ci/github-workflow.yml", legs::github()),
-    ] {
-        crate::files::write_atomic(&root.join(file), &text)?;
+    for (file, text, _) in templates::all() {
+        let path = root.join(file);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        crate::files::write_atomic(&path, &text)?;
         println!("{file}");
     }
     Ok(())
@@ -178,10 +184,8 @@ fn check_templates(sh: &Shell) -> Result<()> {
             dir.display()
         ),
     };
-    for (schema, file) in [
-        ("vendor.gitlab-ci", "ci/gitlab-ci.yml"),
-        ("vendor.github-workflows", "ci/github-workflow.yml"),
-    ] {
+    let _cd = sh.push_dir(paths::project_root());
+    for (file, _, schema) in templates::all() {
         cmd!(sh, "{bin} --builtin-schema {schema} {file}")
             .spawn_run()
             .with_context(|| format!("checking {file} against {schema}"))?;
@@ -266,6 +270,7 @@ pub fn parse(m: &Matches) -> Result<Options> {
         leg_source,
         list_legs: m.switch("list-legs"),
         write_templates: m.switch("write-templates"),
+        check_templates: m.switch("check-templates"),
     })
 }
 
@@ -278,6 +283,9 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
     }
     if opts.write_templates {
         return write_templates();
+    }
+    if opts.check_templates {
+        return check_templates(sh);
     }
     if let Some(leg) = &opts.leg {
         return run_leg(sh, leg, &opts.leg_source);

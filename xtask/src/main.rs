@@ -25,6 +25,7 @@ mod source;
 mod steps;
 mod stock;
 mod suite;
+mod templates;
 mod test;
 mod vcs;
 mod wire_record;
