@@ -8,7 +8,7 @@ use std::fs::File;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use junit_report::{Duration, ReportBuilder, TestCaseBuilder, TestSuiteBuilder};
+use junit_report::{Duration, OffsetDateTime, ReportBuilder, TestCaseBuilder, TestSuiteBuilder};
 use qmp_tests::text::{clean, one_line};
 
 /// What the suite says of a QEMU without monitor-add.
@@ -93,6 +93,10 @@ pub fn leg_report(suite_junit: &Path, leg_junit: &Path, leg: &str) -> Result<()>
     };
     check.set_classname(&suite_name);
     let mut suite = TestSuiteBuilder::new(&suite_name);
+    // Whole seconds, as qmp-tests writes them: JUnit readers choke on
+    // nanoseconds.
+    let now = OffsetDateTime::now_utc();
+    suite.set_timestamp(now.replace_nanosecond(0).unwrap_or(now));
     suite.add_testcase(check.build());
     for case in &cases {
         let reason = format!(
@@ -181,6 +185,12 @@ mod tests {
             assert!(message.contains(REFUSAL), "{message}");
         }
         assert_eq!(report.suites[0].name, "monitor_hotplug.x86_64-stock");
+        let xml = std::fs::read_to_string(&leg).unwrap();
+        let stamp = xml.split("timestamp=\"").nth(1).unwrap();
+        assert!(
+            stamp.starts_with(|c: char| c.is_ascii_digit()) && stamp[..20].ends_with('Z'),
+            "{stamp}"
+        );
     }
 
     #[test]
