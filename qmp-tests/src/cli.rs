@@ -244,6 +244,16 @@ fn positive<T: std::str::FromStr + PartialOrd + Default>(
 mod tests {
     use super::*;
 
+    /// docs/commands.md has the help as the binary prints it.
+    #[test]
+    fn the_command_reference_has_the_help() {
+        let doc = include_str!("../../docs/commands.md");
+        assert!(
+            doc.contains(&format!("```\n{HELP}```\n")),
+            "docs/commands.md lacks qmp-tests --help as printed; run `cargo xtask docs`"
+        );
+    }
+
     fn parse_strs(args: &[&str]) -> Result<Args, String> {
         parse(args.iter().map(OsString::from))
     }

@@ -9,6 +9,7 @@ mod ccache;
 mod ci;
 mod cli;
 mod deps;
+mod docs;
 mod explore;
 mod files;
 mod interrupt;
@@ -42,7 +43,7 @@ use cli::{Command, Matches};
 use suite::Outcome;
 
 /// Every command, in the order `cargo xtask --help` lists them.
-const COMMANDS: [&Command; 10] = [
+const COMMANDS: [&Command; 11] = [
     &test::COMMAND,
     &source::COMMAND,
     &build::COMMAND,
@@ -53,6 +54,7 @@ const COMMANDS: [&Command; 10] = [
     &bench::COMMAND,
     &mutants::COMMAND,
     &explore::COMMAND,
+    &docs::COMMAND,
 ];
 
 fn help() -> String {
@@ -143,6 +145,7 @@ enum Task {
     Bench(bench::Options),
     Mutants(mutants::Options),
     Explore(explore::Options),
+    Docs(docs::Options),
 }
 
 impl Task {
@@ -158,6 +161,7 @@ impl Task {
             "bench" => Task::Bench(bench::parse(m)?),
             "mutants" => Task::Mutants(mutants::parse(m)?),
             "explore" => Task::Explore(explore::parse(m)?),
+            "docs" => Task::Docs(docs::parse(m)?),
             _ => unreachable!("every command in COMMANDS is parsed"),
         })
     }
@@ -168,6 +172,7 @@ impl Task {
         match self {
             Task::Mutants(opts) => !opts.list,
             Task::Ci(opts) => opts.uses_cache(),
+            Task::Docs(_) => false,
             _ => true,
         }
     }
@@ -183,6 +188,7 @@ impl Task {
             Task::Bisect(request) => bisect::run(sh, &request).map(ok),
             Task::Ci(opts) => ci::run(sh, &opts).map(ok),
             Task::Bench(opts) => bench::run(sh, &opts).map(ok),
+            Task::Docs(opts) => docs::run(sh, &opts, &help(), &COMMANDS).map(ok),
             Task::Mutants(opts) => Ok(if mutants::run(sh, opts)? {
                 Done::Ok
             } else {
@@ -218,6 +224,20 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), super::COMMANDS.len());
+    }
+
+    /// docs/commands.md holds every command's --help as printed (the
+    /// rest of it, qmp-tests' help, is checked by qmp-tests).
+    #[test]
+    fn docs_commands_md_is_every_help() {
+        let path = crate::paths::project_root().join(crate::docs::COMMANDS_MD);
+        let text = std::fs::read_to_string(&path).expect("docs/commands.md");
+        let part = crate::docs::xtask_part(&super::help(), &super::COMMANDS);
+        assert!(
+            text.contains(&part),
+            "{} is stale; run `cargo xtask docs`",
+            path.display()
+        );
     }
 
     #[test]
