@@ -309,17 +309,17 @@ mod tests {
 
 #[cfg(test)]
 mod readme {
-    /// README's scenario table lists exactly the suite's scenarios.
+    /// docs/scenarios.md's table lists exactly the suite's scenarios.
     #[test]
-    fn the_readme_table_is_the_suite() {
-        let readme = include_str!("../../../README.md");
-        let listed = crate::text::table_first_column(readme, "| scenario | checks |")
-            .expect("README has the scenario table");
+    fn the_docs_table_is_the_suite() {
+        let doc = include_str!("../../../docs/scenarios.md");
+        let listed = crate::text::table_first_column(doc, "| scenario | checks |")
+            .expect("docs/scenarios.md has the scenario table");
         let mut suite: Vec<&str> = super::all().iter().map(|s| s.name).collect();
         suite.sort();
         assert_eq!(
             listed, suite,
-            "README's scenario table and the suite differ"
+            "docs/scenarios.md's scenario table and the suite differ"
         );
     }
 }

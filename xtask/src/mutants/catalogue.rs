@@ -171,8 +171,8 @@ mod readme {
     /// README's kill matrix has a row for exactly the catalogue's mutants.
     #[test]
     fn the_readme_matrix_lists_the_catalogue() {
-        let readme = std::fs::read_to_string(crate::paths::project_root().join("README.md"))
-            .expect("README.md");
+        let readme = std::fs::read_to_string(crate::paths::project_root().join("docs/mutants.md"))
+            .expect("docs/mutants.md");
         let listed =
             qmp_tests::text::table_first_column(&readme, "| mutant | file | fault | caught by |")
                 .expect("README has the kill matrix");
