@@ -77,6 +77,34 @@ fn am(dir: &Path, files: &[PathBuf]) {
     git(dir, &args);
 }
 
+/// A fresh clone of the pinned tree under the target directory, at a
+/// fixed path per test, so that the build directory (keyed by tree path)
+/// and ccache serve reruns.
+fn clone_pinned(name: &str) -> PathBuf {
+    let source = required(
+        "XTASK_TEST_QEMU_TREE",
+        "the fetched pinned QEMU tree (a git repository whose `base` tag is the release)",
+    );
+    let tree = target_dir().join("bisect-tests").join(name).join("qemu");
+    if tree.exists() {
+        std::fs::remove_dir_all(&tree).unwrap();
+    }
+    std::fs::create_dir_all(tree.parent().unwrap()).unwrap();
+    let out = Command::new("git")
+        .args(["clone", "--quiet", "--shared", "--no-checkout"])
+        .arg(&source)
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cloning {}: {}",
+        source.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tree
+}
+
 /// A clone of the pinned tree with the whole history to bisect.
 struct History {
     tree: PathBuf,
@@ -87,34 +115,12 @@ struct History {
 }
 
 impl History {
-    /// Under the target directory at a fixed path per test, so that the
-    /// build directory (keyed by tree path) and ccache serve reruns.
     fn new(name: &str) -> History {
-        let source = required(
-            "XTASK_TEST_QEMU_TREE",
-            "the fetched pinned QEMU tree (a git repository whose `base` tag is the release)",
-        );
         let series = required(
             "XTASK_TEST_SERIES",
             "a directory of the project's QEMU series as format-patch files",
         );
-        let tree = target_dir().join("bisect-tests").join(name).join("qemu");
-        if tree.exists() {
-            std::fs::remove_dir_all(&tree).unwrap();
-        }
-        std::fs::create_dir_all(tree.parent().unwrap()).unwrap();
-        let out = Command::new("git")
-            .args(["clone", "--quiet", "--shared", "--no-checkout"])
-            .arg(&source)
-            .arg(&tree)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cloning {}: {}",
-            source.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let tree = clone_pinned(name);
         git(&tree, &["checkout", "--quiet", "-b", BRANCH, "base"]);
         am(&tree, &patches(&series));
         let good = git(&tree, &["rev-parse", "HEAD"]);
@@ -262,4 +268,60 @@ fn ctrl_c_resets_the_tree() {
     assert!(seen.contains("error: interrupted"), "{seen}");
     assert!(!stdout.contains("first bad commit"), "{stdout}");
     history.assert_restored();
+}
+
+#[test]
+#[ignore = "needs a QEMU tree: run by cargo xtask ci"]
+fn a_history_without_monitor_add_says_so_and_names_series() {
+    // The stock release and three commits of its own: no commit has
+    // monitor-add, as in upstream QEMU, so every step is skipped.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tree = clone_pinned("upstream");
+    git(&tree, &["checkout", "--quiet", "-b", BRANCH, "base"]);
+    for n in 1..=3 {
+        std::fs::write(tree.join("NOTES"), format!("note {n}\n")).unwrap();
+        git(&tree, &["add", "NOTES"]);
+        git(
+            &tree,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t.invalid",
+                "commit",
+                "--quiet",
+                "-m",
+                &format!("notes {n}"),
+            ],
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("bisect")
+        .arg("--qemu-src")
+        .arg(&tree)
+        .args(["--good", "base", "--bad", "HEAD"])
+        .args(["--scenario", "test_hotplug_cycle"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    // Two steps ran (the two commits between), each with a start and an
+    // end line; the note came once.
+    assert_eq!(stderr.matches("==> bisect step ").count(), 4, "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("has no monitor-add, so this step is skipped")
+            .count(),
+        1,
+        "said once, on the first such step:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("`--series patches/monitor-hotplug`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: every step's QEMU had no monitor-add"),
+        "{stderr}"
+    );
 }
