@@ -469,6 +469,7 @@ const OTHER_PROGRAMS: &[(&str, &[&str])] = &[
             "--require-route",
             "--qmp-python",
             "--tap",
+            "--out",
         ],
     ),
     ("check-jsonschema", &["--builtin-schema"]),
