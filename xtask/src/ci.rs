@@ -44,7 +44,7 @@ whole catalogue, and a sanitizer build.",
                     "leg",
                     "NAME",
                     Kind::Text,
-                    "run one leg of the CI matrix as the templates in ci/ do:\n`cargo xtask test` for its target, build and route,\nthe JUnit report in target/qmp-tests/NAME/",
+                    "run one leg of the CI matrix as the CI templates do:\n`cargo xtask test` for its target, build and route,\nthe JUnit report in target/qmp-tests/NAME/",
                 ),
                 cli::shared::QEMU_SRC.help(
                     "with --leg: run the leg on this QEMU tree as it is,\nnot the pinned release (a QEMU project's own pipeline)",
