@@ -470,9 +470,11 @@ const OTHER_PROGRAMS: &[(&str, &[&str])] = &[
             "--qmp-python",
             "--tap",
             "--out",
+            "--reruns",
         ],
     ),
     ("check-jsonschema", &["--builtin-schema"]),
+    ("qemu-system", &["--preconfig"]),
     ("xtask bisect-step (hidden)", &["--qmp-tests"]),
     ("this test's own examples", &["--flag", "--odd", "--git"]),
 ];
