@@ -1039,10 +1039,13 @@ impl Exec {
     }
 
     fn teardown(&mut self, (fds, rss): (i64, i64)) -> Checked<()> {
-        for client in 0..CLIENTS {
-            if self.model.clients[client].state != ClientState::Free {
-                self.op(&Op::Close { client })?;
-            }
+        // A client waiting in the listen queue is closed once it got in:
+        // closed while queued, it would stay there as a dead connection.
+        while let Some(client) = (0..CLIENTS).find(|&client| {
+            self.model.clients[client].state != ClientState::Free
+                && self.model.allows(&Op::Close { client })
+        }) {
+            self.op(&Op::Close { client })?;
         }
         for monitor in 0..self.model.monitors.len() {
             if let Some(m) = &self.model.monitors[monitor] {
