@@ -78,7 +78,13 @@ pub fn run(args: Args) -> Result<u8> {
         caps: None,
         held: Vec::new(),
     };
-    let outcomes = runner::run(&config, &selected, |progress| gate.progress(progress));
+    let plan = runner::Plan {
+        first: args.first.clone(),
+        fail_fast: args.fail_fast,
+    };
+    let outcomes = runner::run_planned(&config, &plan, &selected, |progress| {
+        gate.progress(progress)
+    });
     let (outcomes, code) = match gate.caps.clone() {
         // Not one QEMU came up far enough to be asked: the binary is the
         // problem, not a scenario.

@@ -3,7 +3,7 @@
 
 use std::{ffi::OsString, path::PathBuf, time::Duration};
 
-use qmp_tests::{route::Route, scenarios};
+use qmp_tests::{route::Route, runner::Pick, scenarios};
 
 pub const HELP: &str = "\
 qmp-tests: test QEMU's dynamic QMP monitors (monitor-add, monitor-remove,
@@ -50,6 +50,12 @@ Options:
     --leg NAME             the CI leg this run is: the JUnit testsuites and
                            classnames become monitor_hotplug.NAME (and
                            monitor_hotplug_qom.NAME)
+    --first LIST           start these first, in this order: scenario names
+                           separated by commas, each NAME (every route) or
+                           NAME/ROUTE; the others follow in the usual order
+    --fail-fast            stop at the first failing scenario: nothing more
+                           starts, the scenarios still running are stopped,
+                           and both are reported skipped, naming it
     --tap                  print TAP version 13 instead of the usual lines
     --list                 print the scenario names and exit
     -h, --help             print this help
@@ -81,6 +87,9 @@ pub struct Args {
     pub qmp_python: Option<PathBuf>,
     pub leg: Option<String>,
     pub properties: Vec<(String, String)>,
+    /// `--first`: the runs started before the others.
+    pub first: Vec<Pick>,
+    pub fail_fast: bool,
     pub tap: bool,
     pub list: bool,
     pub help: bool,
@@ -174,6 +183,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
                     _ => return Err(format!("--property wants KEY=VALUE, got {pair:?}")),
                 }
             }
+            "--first" => {
+                let list = utf8("--first", value("--first")?)?;
+                for text in list.split(',').filter(|t| !t.is_empty()) {
+                    let pick = Pick::parse(text).map_err(|err| format!("--first {err}"))?;
+                    if scenarios::find(&pick.scenario).is_none() {
+                        return Err(format!(
+                            "--first: unknown scenario {:?}; --list shows them",
+                            pick.scenario
+                        ));
+                    }
+                    parsed.first.push(pick);
+                }
+            }
+            "--fail-fast" => parsed.fail_fast = true,
             "--tap" => parsed.tap = true,
             "--leg" => {
                 let leg = utf8("--leg", value("--leg")?)?;
@@ -313,5 +336,39 @@ mod tests {
         assert_eq!(args.required_routes, vec![Route::Qom]);
         assert_eq!(args.routes, vec![Route::Commands, Route::Qom]);
         assert!(parse_strs(&["--qemu", "q", "--require-route", "all"]).is_err());
+    }
+
+    #[test]
+    fn first_lists_scenarios_and_routes_in_order() {
+        let args = parse_strs(&[
+            "--qemu",
+            "q",
+            "--fail-fast",
+            "--first",
+            "test_soak/qom,test_greeting",
+            "--first=test_many",
+        ])
+        .unwrap();
+        assert!(args.fail_fast);
+        let picks: Vec<(&str, Option<Route>)> = args
+            .first
+            .iter()
+            .map(|p| (p.scenario.as_str(), p.route))
+            .collect();
+        assert_eq!(
+            picks,
+            [
+                ("test_soak", Some(Route::Qom)),
+                ("test_greeting", None),
+                ("test_many", None)
+            ]
+        );
+        assert!(parse_strs(&["--qemu", "q", "--first", "test_nope"])
+            .unwrap_err()
+            .contains("test_nope"));
+        assert!(parse_strs(&["--qemu", "q", "--first", "test_soak/all"])
+            .unwrap_err()
+            .contains("commands or qom"));
+        assert!(!parse_strs(&["--qemu", "q"]).unwrap().fail_fast);
     }
 }

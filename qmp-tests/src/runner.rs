@@ -107,6 +107,10 @@ struct Running {
     deadline: Instant,
     killer: Option<Killer>,
     killed_at: Option<Instant>,
+    route: Route,
+    /// Stopped because another scenario failed: its outcome is reported
+    /// skipped, whatever the kill made of it.
+    stopped: bool,
 }
 
 impl Running {
@@ -119,6 +123,46 @@ impl Running {
     }
 }
 
+/// Which runs start first, and whether the first failure ends the run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// These start first, in this order; the rest follow in the usual
+    /// order (long scenarios first).
+    pub first: Vec<Pick>,
+    /// Once a scenario fails, nothing more starts and the scenarios still
+    /// running are stopped (their QEMU killed); both are reported skipped,
+    /// naming the failure that stopped the run.
+    pub fail_fast: bool,
+}
+
+/// A scenario on one route, or on each of its routes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pick {
+    pub scenario: String,
+    pub route: Option<Route>,
+}
+
+impl Pick {
+    /// `NAME` (every route of the scenario) or `NAME/ROUTE`.
+    pub fn parse(text: &str) -> Result<Pick, String> {
+        let (scenario, route) = match text.split_once('/') {
+            Some((name, route)) => match Route::parse(route) {
+                Some(route) => (name, Some(route)),
+                None => return Err(format!("{text:?}: the route after '/' is commands or qom")),
+            },
+            None => (text, None),
+        };
+        Ok(Pick {
+            scenario: scenario.to_owned(),
+            route,
+        })
+    }
+
+    fn matches(&self, job: &Job) -> bool {
+        self.scenario == job.scenario.name && self.route.is_none_or(|route| route == job.route)
+    }
+}
+
 /// Runs each of `scenarios` through each of `config.routes`, at most
 /// `config.jobs` at a time; outcomes come back route by route, each in
 /// the order given.
@@ -128,6 +172,17 @@ impl Running {
 /// with none of the routes fails everything after one start.
 pub fn run(
     config: &RunConfig,
+    scenarios: &[&'static Scenario],
+    progress: impl FnMut(Progress<'_>),
+) -> Vec<Outcome> {
+    run_planned(config, &Plan::default(), scenarios, progress)
+}
+
+/// [`run`], starting the runs `plan` puts first, and with
+/// `plan.fail_fast` ending at the first failure.
+pub fn run_planned(
+    config: &RunConfig,
+    plan: &Plan,
     scenarios: &[&'static Scenario],
     progress: impl FnMut(Progress<'_>),
 ) -> Vec<Outcome> {
@@ -151,7 +206,9 @@ pub fn run(
     let mut supervisor = Supervisor {
         config,
         tx,
-        queue: start_order(&jobs),
+        queue: start_order(&jobs, &plan.first),
+        fail_fast: plan.fail_fast,
+        stopped_by: None,
         running: HashMap::new(),
         outcomes: vec![None; jobs.len()],
         caps: None,
@@ -184,11 +241,15 @@ struct Job {
     route: Route,
 }
 
-/// The long scenarios first, so that the short ones fill the other jobs
-/// meanwhile instead of the long one ending the run alone.
-fn start_order(jobs: &[Job]) -> VecDeque<(usize, Job)> {
+/// The runs picked first, in their order; then the long scenarios, so
+/// that the short ones fill the other jobs meanwhile instead of the long
+/// one ending the run alone.
+fn start_order(jobs: &[Job], first: &[Pick]) -> VecDeque<(usize, Job)> {
     let mut order: Vec<_> = jobs.iter().copied().enumerate().collect();
-    order.sort_by_key(|(_, job)| !job.scenario.long);
+    order.sort_by_key(|(_, job)| {
+        let picked = first.iter().position(|pick| pick.matches(job));
+        (picked.unwrap_or(usize::MAX), !job.scenario.long)
+    });
     order.into()
 }
 
@@ -197,6 +258,9 @@ struct Supervisor<'a, P> {
     config: &'a RunConfig,
     tx: mpsc::Sender<Message>,
     queue: VecDeque<(usize, Job)>,
+    fail_fast: bool,
+    /// The run whose failure stopped the others (`--fail-fast`).
+    stopped_by: Option<String>,
     running: HashMap<usize, Running>,
     outcomes: Vec<Option<Outcome>>,
     /// What the first QEMU that answered has.
@@ -239,6 +303,8 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
                 deadline: started + scenario.timeout(&self.config.settings) + self.config.grace,
                 killer: None,
                 killed_at: None,
+                route,
+                stopped: false,
             };
             self.running.insert(index, entry);
         }
@@ -261,6 +327,9 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
                     return;
                 };
                 let (name, pid) = (entry.name, killer.pid());
+                if entry.stopped {
+                    killer.kill();
+                }
                 entry.killer = Some(killer);
                 if self.caps.is_none() {
                     self.settle_queue(&caps);
@@ -277,6 +346,11 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
                 let Some(entry) = self.running.remove(&index) else {
                     return;
                 };
+                if entry.stopped {
+                    let outcome = self.stopped(entry.name, entry.route, entry.started);
+                    self.finish(index, outcome);
+                    return;
+                }
                 if entry.killed_at.is_some() {
                     let failure = outcome.failure.get_or_insert_with(Failure::default);
                     let mut cause = format!("{} (QEMU killed)", timeout_cause(&entry));
@@ -311,21 +385,29 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
                 continue;
             }
             let entry = self.running.remove(&index).expect("overdue is running");
-            let mut outcome = harness_failure(entry.name, timeout_cause(&entry));
-            outcome.duration = entry.started.elapsed();
+            let outcome = if entry.stopped {
+                self.stopped(entry.name, entry.route, entry.started)
+            } else {
+                let mut outcome = harness_failure(entry.name, timeout_cause(&entry));
+                outcome.duration = entry.started.elapsed();
+                outcome
+            };
             self.finish(index, outcome);
         }
     }
 
     /// The next job to start. Until a QEMU has said what it has, only
-    /// jobs of the first route asked for start: were it missing, they all
+    /// jobs of the first job's route start: were it missing, they all
     /// fail at once with the same cause, while the other routes are then
     /// known before they cost a QEMU.
     fn next_job(&mut self) -> Option<(usize, Job)> {
         if self.caps.is_some() || self.config.routes.is_empty() {
             return self.queue.pop_front();
         }
-        let first = self.config.routes[0];
+        let first = match self.running.values().next() {
+            Some(entry) => entry.route,
+            None => self.queue.front()?.1.route,
+        };
         match self.queue.iter().position(|(_, job)| job.route == first) {
             Some(position) => self.queue.remove(position),
             // No QEMU has answered yet, and none is running to: go on with
@@ -358,8 +440,38 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
     }
 
     fn finish(&mut self, index: usize, outcome: Outcome) {
+        let stops = self.fail_fast && outcome.failed() && self.stopped_by.is_none();
+        if stops {
+            self.stopped_by = Some(outcome.display_name());
+        }
         (self.progress)(Progress::Finished(&outcome));
         self.outcomes[index] = Some(outcome);
+        if stops {
+            self.stop_the_rest();
+        }
+    }
+
+    /// `--fail-fast`: what waits is not started, what runs is stopped.
+    fn stop_the_rest(&mut self) {
+        for (index, job) in std::mem::take(&mut self.queue) {
+            let mut outcome = self.stopped(job.scenario.name, job.route, Instant::now());
+            outcome.duration = Duration::ZERO;
+            self.finish(index, outcome);
+        }
+        for entry in self.running.values_mut() {
+            entry.stopped = true;
+            if let Some(killer) = &entry.killer {
+                killer.kill();
+            }
+        }
+    }
+
+    /// A run that `--fail-fast` did not start or stopped.
+    fn stopped(&self, name: &str, route: Route, started: Instant) -> Outcome {
+        let by = self.stopped_by.as_deref().unwrap_or("a failure");
+        let mut outcome = Outcome::skipped(name, &format!("not run: --fail-fast stopped at {by}"));
+        outcome.duration = started.elapsed();
+        outcome.on(route)
     }
 }
 
@@ -556,5 +668,74 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         text.clone()
     } else {
         "(no message)".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two short scenarios and a long one of the suite.
+    fn jobs() -> Vec<Job> {
+        let scenarios = ["test_greeting", "test_many", "test_soak"]
+            .map(|name| crate::scenarios::find(name).expect("a scenario of the suite"));
+        assert!(scenarios[2].long && !scenarios[0].long && !scenarios[1].long);
+        Route::ALL
+            .iter()
+            .flat_map(|&route| scenarios.map(|scenario| Job { scenario, route }))
+            .collect()
+    }
+
+    fn order(first: &[&str]) -> Vec<String> {
+        let picks: Vec<Pick> = first.iter().map(|p| Pick::parse(p).unwrap()).collect();
+        start_order(&jobs(), &picks)
+            .into_iter()
+            .map(|(_, job)| format!("{}/{}", job.scenario.name, job.route))
+            .collect()
+    }
+
+    #[test]
+    fn without_picks_the_long_scenarios_start_first() {
+        assert_eq!(
+            order(&[]),
+            [
+                "test_soak/commands",
+                "test_soak/qom",
+                "test_greeting/commands",
+                "test_many/commands",
+                "test_greeting/qom",
+                "test_many/qom"
+            ]
+        );
+    }
+
+    #[test]
+    fn picks_start_first_in_their_order_then_the_usual_order() {
+        assert_eq!(
+            order(&["test_many/qom", "test_greeting"]),
+            [
+                "test_many/qom",
+                "test_greeting/commands",
+                "test_greeting/qom",
+                "test_soak/commands",
+                "test_soak/qom",
+                "test_many/commands"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pick_names_a_scenario_and_maybe_a_route() {
+        assert_eq!(
+            Pick::parse("test_greeting/qom"),
+            Ok(Pick {
+                scenario: "test_greeting".into(),
+                route: Some(Route::Qom)
+            })
+        );
+        assert_eq!(Pick::parse("test_greeting").unwrap().route, None);
+        assert!(Pick::parse("test_greeting/both")
+            .unwrap_err()
+            .contains("commands or qom"));
     }
 }

@@ -106,3 +106,38 @@ fn failures_overruns_and_hangs_are_reported_not_waited_for() {
     // Deadline 1 s, grace 2 s, then 2 s more after the kill.
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
 }
+
+#[test]
+#[ignore = "needs QEMU: set QMP_TESTS_QEMU and run with --include-ignored"]
+fn fail_fast_stops_at_the_first_failure_and_skips_the_rest() {
+    let mut config = config();
+    config.jobs = 2;
+    // Long enough that a run which waited for test_overruns would show.
+    config.settings.timeout = Duration::from_secs(20);
+    let plan = runner::Plan {
+        first: ["test_overruns", "test_panics"]
+            .map(|name| runner::Pick::parse(name).unwrap())
+            .to_vec(),
+        fail_fast: true,
+    };
+    let start = Instant::now();
+    let outcomes = runner::run_planned(&config, &plan, &[&PASSES, &OVERRUNS, &PANICS], |_| {});
+    let elapsed = start.elapsed();
+
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.failed())
+        .map(|o| o.name.as_str())
+        .collect();
+    assert_eq!(failed, ["test_panics"]);
+    // test_overruns was running (stopped), test_passes still waiting.
+    for i in [0, 1] {
+        let skipped = outcomes[i].skipped.as_deref().unwrap_or_default();
+        assert!(
+            skipped.contains("--fail-fast stopped at test_panics"),
+            "{}: {skipped:?}",
+            outcomes[i].name
+        );
+    }
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+}
