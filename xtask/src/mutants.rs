@@ -11,7 +11,9 @@
 //! keeps.
 
 mod catalogue;
+mod history;
 mod report;
+mod shard;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -28,6 +30,7 @@ use crate::suite::{self, Outcome, SuiteOptions};
 use crate::{interrupt, paths, vcs};
 
 pub use catalogue::Mutant;
+pub use shard::Shard;
 
 pub const COMMAND: Command = Command {
     name: "mutants",
@@ -37,8 +40,11 @@ in a scratch copy of the pinned release with the project's series, rebuild
 it incrementally and run the suite with its default deadlines. An unmutated
 baseline runs first and must pass. Each mutant ends caught (with the
 scenarios that caught it), missed, unviable (does not build), timeout or
-not applying. Prints a kill matrix and writes it to
-target/mutants/mutants.json and target/mutants/junit.xml.",
+not applying. A mutant's suite run stops at its first failing scenario,
+and starts with the scenarios that caught it in the last run (or that
+caught mutants of its file). Prints a kill matrix and writes it to
+target/mutants/mutants.json and target/mutants/junit.xml
+(target/mutants/shard-K-of-N/ for a shard).",
     groups: &[(
         "",
         &[
@@ -48,7 +54,17 @@ target/mutants/mutants.json and target/mutants/junit.xml.",
                 Kind::Text,
                 "run only this mutant (repeatable; see --list)",
             ),
-            cli::switch("list", "print the catalogue and exit"),
+            cli::switch(
+                "all-failures",
+                "run each mutant's whole suite, to list every scenario\nthat catches it (the full kill matrix)",
+            ),
+            cli::value(
+                "shard",
+                "K/N",
+                Kind::Text,
+                "run the K-th of N parts of the catalogue (dealt\nround-robin in name order), after the baseline",
+            ),
+            cli::switch("list", "print the catalogue (or the shard's part) and exit"),
         ],
     )],
     after: "Exit status: 0 every mutant was caught, 1 a mutant was missed, timed
@@ -94,16 +110,39 @@ pub struct MutantOutcome {
     pub suite_secs: f64,
 }
 
-/// `cargo xtask mutants`'s input, checked: the mutants, and whether
-/// only to list them.
+/// `cargo xtask mutants`'s input, checked: the mutants, how to run
+/// them, and whether only to list them.
 pub struct Options {
     pub mutants: Vec<Mutant>,
+    pub plan: Plan,
     pub list: bool,
 }
 
+/// How a run goes, beside which mutants it runs.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// Each mutant's whole suite, not only up to its first failure.
+    pub all_failures: bool,
+    /// The part of the catalogue this run is; its report goes to
+    /// `target/mutants/shard-K-of-N/`.
+    pub shard: Option<Shard>,
+    /// A copy of the JUnit report here too (a CI leg's report path).
+    pub junit: Option<PathBuf>,
+}
+
 pub fn parse(m: &Matches) -> Result<Options> {
+    let shard = m.text("shard")?.map(|t| Shard::parse(&t)).transpose()?;
+    let mut mutants = select(&m.texts("mutant")?)?;
+    if let Some(shard) = shard {
+        mutants = shard.take(mutants);
+    }
     Ok(Options {
-        mutants: select(&m.texts("mutant")?)?,
+        mutants,
+        plan: Plan {
+            all_failures: m.switch("all-failures"),
+            shard,
+            junit: None,
+        },
         list: m.switch("list"),
     })
 }
@@ -116,7 +155,33 @@ pub fn run(sh: &Shell, opts: Options) -> Result<bool> {
         }
         return Ok(true);
     }
-    execute(sh, opts.mutants)
+    execute(sh, opts.mutants, &opts.plan)
+}
+
+/// Where a run's reports go: `target/mutants`, a shard's in it.
+pub fn out_dir(shard: Option<Shard>) -> PathBuf {
+    let dir = paths::target_dir().join("mutants");
+    match shard {
+        Some(shard) => dir.join(format!("shard-{}", shard.slug())),
+        None => dir,
+    }
+}
+
+/// The kill matrices earlier runs left, oldest first: the whole run's
+/// and each shard's.
+fn history_reports() -> Vec<PathBuf> {
+    let dir = out_dir(None);
+    let mut reports = vec![dir.join("mutants.json")];
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("shard-") {
+                reports.push(entry.path().join("mutants.json"));
+            }
+        }
+    }
+    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    reports.sort_by_key(modified);
+    reports
 }
 
 /// The catalogue, or the named part of it; an unknown name is refused
@@ -138,7 +203,9 @@ pub fn select(wanted: &[String]) -> Result<Vec<Mutant>> {
 }
 
 /// Runs the baseline, then `mutants`, and reports.
-pub fn execute(sh: &Shell, mutants: Vec<Mutant>) -> Result<bool> {
+pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
+    // Read before this run's report directory is cleared.
+    let history = history::History::load(&history_reports())?;
     // The pinned release with the project's series, copied into a
     // scratch tree that the build then builds; the baseline last.
     const SCRATCH: Step = Step::Own("scratch tree");
@@ -198,7 +265,7 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>) -> Result<bool> {
         .context("the mutants pipeline builds QEMU")?;
 
     let qmp_python = run.state.qmp_python.clone();
-    let out_dir = paths::target_dir().join("mutants");
+    let out_dir = out_dir(plan.shard);
     let _ = std::fs::remove_dir_all(&out_dir);
     let runner = Runner {
         qmp_tests: &qmp_tests,
@@ -206,10 +273,12 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>) -> Result<bool> {
         tree: &scratch.tree.path,
         out_dir: &out_dir,
         qmp_python: qmp_python.as_deref(),
+        history: &history,
+        all_failures: plan.all_failures,
     };
     let baseline = run.own("baseline: the suite on the unmutated series", || {
         let start = Instant::now();
-        match runner.suite("baseline", None)? {
+        match runner.suite("baseline", None, &[])? {
             SuiteRun::Done(Outcome::Passed, _) => {}
             SuiteRun::Done(outcome, failing) => bail!(
                 "the suite must pass on the unmutated series before mutants mean anything; \
@@ -228,7 +297,17 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>) -> Result<bool> {
     // harness that hangs past them.
     let limit = baseline * 5 + Duration::from_secs(120);
 
-    eprintln!("==> {} mutants, one at a time", mutants.len());
+    let shard = plan
+        .shard
+        .map_or_else(String::new, |s| format!(" (shard {s})"));
+    let how = if plan.all_failures {
+        "each through the whole suite"
+    } else if history.is_empty() {
+        "each up to its first failing scenario"
+    } else {
+        "each up to its first failing scenario, its earlier catchers first"
+    };
+    eprintln!("==> {} mutants{shard}, one at a time, {how}", mutants.len());
     let mut outcomes = Vec::new();
     for (i, mutant) in mutants.into_iter().enumerate() {
         interrupt::check()?;
@@ -248,14 +327,24 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>) -> Result<bool> {
         .iter()
         .map(|s| s.name.to_owned())
         .collect();
-    print!("{}", report::matrix(&outcomes, &scenarios));
+    print!(
+        "{}",
+        report::matrix(&outcomes, &scenarios, plan.all_failures)
+    );
     let json = out_dir.join("mutants.json");
     crate::files::write_atomic(
         &json,
-        &report::json(&outcomes, baseline.as_secs_f64(), &scenarios),
+        &report::json(&outcomes, baseline.as_secs_f64(), &scenarios, plan),
     )?;
     let junit = out_dir.join("junit.xml");
     report::junit(&junit, &outcomes)?;
+    if let Some(copy) = &plan.junit {
+        if let Some(dir) = copy.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::copy(&junit, copy)
+            .with_context(|| format!("copying {} to {}", junit.display(), copy.display()))?;
+    }
     eprintln!(
         "Kill matrix: {}\nJUnit report: {}",
         json.display(),
@@ -370,6 +459,8 @@ struct Runner<'a> {
     tree: &'a Path,
     out_dir: &'a Path,
     qmp_python: Option<&'a Path>,
+    history: &'a history::History,
+    all_failures: bool,
 }
 
 impl Runner<'_> {
@@ -417,7 +508,16 @@ impl Runner<'_> {
             return Ok(outcome);
         }
         let start = Instant::now();
-        let run = self.suite(&outcome.mutant.name, Some(limit))?;
+        let mut first = Vec::new();
+        if !self.all_failures {
+            first.push("--fail-fast".to_owned());
+            let picks = self.history.first(&outcome.mutant);
+            if !picks.is_empty() {
+                first.push("--first".to_owned());
+                first.push(picks.join(","));
+            }
+        }
+        let run = self.suite(&outcome.mutant.name, Some(limit), &first)?;
         outcome.suite_secs = start.elapsed().as_secs_f64();
         outcome.verdict = match run {
             SuiteRun::Done(Outcome::Passed, _) => Verdict::Missed,
@@ -430,8 +530,9 @@ impl Runner<'_> {
         Ok(outcome)
     }
 
-    /// Runs the whole suite, its report in `out_dir/NAME/`.
-    fn suite(&self, name: &str, limit: Option<Duration>) -> Result<SuiteRun> {
+    /// Runs the suite with `extra` arguments, its report in
+    /// `out_dir/NAME/`.
+    fn suite(&self, name: &str, limit: Option<Duration>, extra: &[String]) -> Result<SuiteRun> {
         let junit = self.out_dir.join(name).join("junit.xml");
         let opts = SuiteOptions {
             junit: Some(junit.clone()),
@@ -443,6 +544,7 @@ impl Runner<'_> {
             ..SuiteOptions::default()
         };
         let mut command = suite::command(self.qmp_tests, &self.built.binary, &opts, &[])?;
+        command.args(extra);
         command.stdout(std::process::Stdio::null());
         let mut running = interrupt::spawn(&mut command, "qmp-tests")?;
         let start = Instant::now();

@@ -9,7 +9,7 @@ use junit_report::{ReportBuilder, TestCase, TestSuiteBuilder};
 use qmp_tests::text::{clean, one_line};
 use serde_json::json;
 
-use super::{MutantOutcome, Verdict};
+use super::{MutantOutcome, Plan, Verdict};
 
 /// The failing scenarios of a suite's JUnit report, ` (qom)` marking the
 /// QOM route's.
@@ -64,7 +64,9 @@ fn mark(verdict: &Verdict, scenario: &str) -> &'static str {
 }
 
 /// The mutants, numbered, then a scenario x mutant table.
-pub fn matrix(outcomes: &[MutantOutcome], scenarios: &[String]) -> String {
+/// With `all_failures` unset, a mutant's column marks only the scenario
+/// that stopped its run.
+pub fn matrix(outcomes: &[MutantOutcome], scenarios: &[String], all_failures: bool) -> String {
     let mut out = String::from("\nmutants\n");
     for (i, o) in outcomes.iter().enumerate() {
         out.push_str(&format!(
@@ -75,7 +77,11 @@ pub fn matrix(outcomes: &[MutantOutcome], scenarios: &[String]) -> String {
             o.mutant.fault
         ));
     }
-    out.push_str("\nkill matrix (x both routes, c commands, q qom)\n");
+    out.push_str(if all_failures {
+        "\nkill matrix (x both routes, c commands, q qom)\n"
+    } else {
+        "\nfirst kills (x both routes, c commands, q qom; --all-failures gives every scenario that catches each)\n"
+    });
     let width = scenarios.iter().map(|s| s.len()).max().unwrap_or(8);
     out.push_str(&format!("  {:<width$}", ""));
     for i in 0..outcomes.len() {
@@ -106,7 +112,12 @@ pub fn matrix(outcomes: &[MutantOutcome], scenarios: &[String]) -> String {
     out
 }
 
-pub fn json(outcomes: &[MutantOutcome], baseline_secs: f64, scenarios: &[String]) -> String {
+pub fn json(
+    outcomes: &[MutantOutcome],
+    baseline_secs: f64,
+    scenarios: &[String],
+    plan: &Plan,
+) -> String {
     let mutants: Vec<_> = outcomes
         .iter()
         .map(|o| {
@@ -140,6 +151,9 @@ pub fn json(outcomes: &[MutantOutcome], baseline_secs: f64, scenarios: &[String]
         .collect();
     let text = json!({
         "baseline_suite_secs": baseline_secs,
+        // Without it, caught_by is the scenario that stopped the run.
+        "all_failures": plan.all_failures,
+        "shard": plan.shard.map(|s| s.to_string()),
         "mutants": mutants,
         "scenarios": catching,
     });
@@ -214,7 +228,7 @@ mod tests {
             outcome("c", Verdict::Missed),
         ];
         let scenarios = ["test_x".to_owned(), "test_y".into(), "test_z".into()];
-        let text = matrix(&outcomes, &scenarios);
+        let text = matrix(&outcomes, &scenarios, true);
         let row = |s: &str| {
             text.lines()
                 .find(|l| l.trim_start().starts_with(s))
