@@ -7,7 +7,9 @@
 //! wiring run through `meson test`, every catalogued mutant caught
 //! (`cargo xtask mutants`), and a sanitizer build.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Instant;
 
 use crate::interrupt::Controlled;
@@ -117,6 +119,20 @@ fn run_leg(sh: &Shell, leg: &Leg, source: &LegSource) -> Result<()> {
     } else {
         leg_junit.with_file_name("suite").join("junit.xml")
     };
+    if let Some(shard) = leg.mutants {
+        let plan = mutants::Plan {
+            shard: Some(shard),
+            junit: Some(leg_junit),
+            ..mutants::Plan::default()
+        };
+        if !mutants::execute(sh, shard.take(mutants::select(&[])?), &plan)? {
+            bail!(
+                "leg {}: a mutant of shard {shard} was not caught; the kill matrix above names it",
+                leg.name
+            );
+        }
+        return Ok(());
+    }
     let pipeline = Pipeline::new(
         source.source_args(leg),
         BuildOptions {
@@ -194,7 +210,8 @@ fn check_templates(sh: &Shell) -> Result<()> {
 }
 
 struct Stages {
-    done: Vec<(String, f64)>,
+    /// Each stage's name, seconds, and whether it ran beside others.
+    done: Vec<(String, f64, bool)>,
 }
 
 impl Stages {
@@ -205,9 +222,101 @@ impl Stages {
         let value = f().with_context(|| format!("ci stage `{name}` failed"))?;
         let secs = start.elapsed().as_secs_f64();
         eprintln!("==== ci: {name}: ok ({secs:.1}s)");
-        self.done.push((name.to_owned(), secs));
+        self.done.push((name.to_owned(), secs, false));
         Ok(value)
     }
+
+    /// Starts `cargo xtask ARGS` as a stage that runs beside the next
+    /// ones, its output kept in `target/ci/LOG.log` (it would interleave
+    /// with theirs); [`Stages::join`] waits for it.
+    fn start_beside(&mut self, name: &'static str, log: &str, args: &[&str]) -> Result<Beside> {
+        interrupt::check()?;
+        let log = paths::target_dir().join("ci").join(format!("{log}.log"));
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out
+            .try_clone()
+            .with_context(|| format!("opening {} twice", log.display()))?;
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut command = std::process::Command::new(cargo);
+        command
+            .arg("xtask")
+            .args(args)
+            .current_dir(paths::project_root())
+            // ci tests the pinned release, whatever QEMU_SRC says.
+            .env_remove("QEMU_SRC")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        eprintln!(
+            "\n==== ci: {name}: started, beside the next stages (output in {})",
+            log.display()
+        );
+        let running = interrupt::spawn(&mut command, name)?;
+        Ok(Beside {
+            name,
+            running,
+            log,
+            started: Instant::now(),
+        })
+    }
+
+    /// Waits for a stage started with [`Stages::start_beside`].
+    fn join(&mut self, mut beside: Beside) -> Result<()> {
+        let name = beside.name;
+        eprintln!("\n==== ci: {name}: waiting for it");
+        let status = beside
+            .running
+            .child
+            .wait()
+            .with_context(|| format!("waiting for the ci stage `{name}`"))?;
+        let secs = beside.started.elapsed().as_secs_f64();
+        let log = &beside.log;
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if !status.success() {
+            eprintln!("{}", tail(&text, 60));
+            bail!(
+                "ci stage `{name}` failed ({status}); its whole output is in {}",
+                log.display()
+            );
+        }
+        eprintln!("{}", tail(&text, 3));
+        eprintln!(
+            "==== ci: {name}: ok ({secs:.1}s beside the others; output in {})",
+            log.display()
+        );
+        self.done.push((name.to_owned(), secs, true));
+        Ok(())
+    }
+}
+
+/// A stage running beside others: stopped if the run ends before it is
+/// joined (a failing stage, a signal).
+struct Beside {
+    name: &'static str,
+    running: interrupt::Forwarded,
+    log: PathBuf,
+    started: Instant,
+}
+
+impl Drop for Beside {
+    fn drop(&mut self) {
+        let child = &mut self.running.child;
+        if let Ok(None) = child.try_wait() {
+            // SAFETY: kill has no memory-safety preconditions; the child
+            // leads a process group of its own (interrupt::spawn).
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// `cargo xtask test` on the pinned release, whatever QEMU_SRC says: ci
@@ -295,6 +404,7 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
     let root = paths::project_root();
     let _cd = sh.push_dir(&root);
     let mut stages = Stages { done: Vec::new() };
+    let started = Instant::now();
 
     stages.run("cargo fmt --check", || {
         cmd!(sh, "{cargo} fmt --all -- --check").spawn_run()
@@ -339,6 +449,14 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
         }
         Ok(run)
     })?;
+    // The mutants have their own scratch build and touch no tree the
+    // stages below use, and mostly wait on the linker and on QEMUs with
+    // one vCPU-less machine each: they run beside the rest.
+    let mutants = stages.start_beside(
+        "mutants: every catalogued fault caught",
+        "mutants",
+        &["mutants"],
+    )?;
     stages.run("integration tests against the built QEMUs", || {
         let series = series::default_series();
         let qmp_tests = suite::binary(sh)?;
@@ -352,13 +470,6 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
     })?;
     stages.run("meson test through the wiring", || {
         meson_test(sh, &hotplug.tree, &hotplug.binary)
-    })?;
-    stages.run("mutants: every catalogued fault caught", || {
-        let all = mutants::select(&[])?;
-        if !mutants::execute(sh, all, &mutants::Plan::default())? {
-            bail!("a mutant was not caught; the kill matrix above names it");
-        }
-        Ok(())
     })?;
     if !skip_sanitizer {
         stages.run(
@@ -375,9 +486,14 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
             },
         )?;
     }
-    eprintln!("\n==== ci summary");
-    for (name, secs) in &stages.done {
-        eprintln!("  {secs:>7.1}s  {name}");
+    stages.join(mutants)?;
+    eprintln!(
+        "\n==== ci summary (wall time {:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
+    for (name, secs, beside) in &stages.done {
+        let beside = if *beside { "  (beside the others)" } else { "" };
+        eprintln!("  {secs:>7.1}s  {name}{beside}");
     }
     println!("{} passed, 0 failed", stages.done.len());
     Ok(())

@@ -3,6 +3,8 @@
 //! from this list (templates.rs, `cargo xtask ci --write-templates`), and
 //! a test fails when they differ, so the two cannot drift apart.
 
+use crate::mutants::Shard;
+
 /// One leg of the matrix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Leg {
@@ -15,12 +17,18 @@ pub struct Leg {
     /// The pinned release with the project's series; without it, every
     /// scenario must fail with the no-monitor-add message.
     pub series: bool,
+    /// A shard of `cargo xtask mutants` (on the series build) instead of
+    /// the suite.
+    pub mutants: Option<Shard>,
 }
 
 const TARGETS: [&str; 2] = ["x86_64", "aarch64"];
 const ROUTES: [&str; 2] = ["commands", "qom"];
+/// The mutants run as this many legs.
+const MUTANT_SHARDS: usize = 3;
 
-/// Target x build x route with the series, then the stock release.
+/// Target x build x route with the series, the stock release, then the
+/// mutant shards.
 pub fn all() -> Vec<Leg> {
     let mut legs = Vec::new();
     for target in TARGETS {
@@ -33,6 +41,7 @@ pub fn all() -> Vec<Leg> {
                     sanitizers,
                     route: Some(route),
                     series: true,
+                    mutants: None,
                 });
             }
         }
@@ -43,7 +52,22 @@ pub fn all() -> Vec<Leg> {
         sanitizers: false,
         route: None,
         series: false,
+        mutants: None,
     });
+    for index in 1..=MUTANT_SHARDS {
+        let shard = Shard {
+            index,
+            count: MUTANT_SHARDS,
+        };
+        legs.push(Leg {
+            name: format!("mutants-{}", shard.slug()),
+            target: "x86_64",
+            sanitizers: false,
+            route: None,
+            series: true,
+            mutants: Some(shard),
+        });
+    }
     legs
 }
 
@@ -63,12 +87,16 @@ mod tests {
     #[test]
     fn legs_are_the_matrix_and_unique() {
         let legs = all();
-        assert_eq!(legs.len(), TARGETS.len() * 2 * ROUTES.len() + 1);
+        assert_eq!(
+            legs.len(),
+            TARGETS.len() * 2 * ROUTES.len() + 1 + MUTANT_SHARDS
+        );
         let mut names: Vec<&str> = legs.iter().map(|l| l.name.as_str()).collect();
         names.sort();
         names.dedup();
         assert_eq!(names.len(), legs.len());
         assert!(find("aarch64-asan-qom").is_some_and(|l| l.sanitizers && l.series));
         assert!(find("x86_64-stock").is_some_and(|l| !l.series && l.route.is_none()));
+        assert!(find("mutants-2-of-3").is_some_and(|l| l.mutants.is_some_and(|s| s.index == 2)));
     }
 }
