@@ -4,6 +4,7 @@
 mod client;
 mod cold;
 mod host;
+mod mutants;
 mod phases;
 mod process;
 mod report;
@@ -43,7 +44,7 @@ enforced: a miss still exits 0.",
                 ),
                 cli::switch(
                     "mutants",
-                    "also time cargo xtask mutants over the whole\ncatalogue (minutes)",
+                    "also time cargo xtask mutants over the whole\ncatalogue: in full (--all-failures), first kill,\nand in three shards, the verdicts compared (minutes)",
                 ),
                 cli::value(
                     "cold",
@@ -78,8 +79,8 @@ const MESON_RATIO: f64 = 10.0;
 const COLD_LIMIT: f64 = 240.0;
 /// ... and at most this share of the earlier commit's, side by side.
 const COLD_RATIO: f64 = 0.5;
-/// The whole mutant catalogue, at most.
-const MUTANTS_LIMIT: f64 = 600.0;
+/// The whole mutant catalogue, first kill and warm, at most.
+const MUTANTS_LIMIT: f64 = 60.0;
 /// Touched, not changed, to time the pipeline's rebuild.
 const TOUCHED: &str = "monitor/qmp.c";
 
@@ -381,21 +382,58 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
     );
 
     let mutants = if opts.mutants {
-        let (whole, per_mutant) = process::mutants(sh)?;
+        let measured = mutants::measure(sh)?;
         figures.add(
-            "mutants.whole",
-            "cargo xtask mutants, the whole catalogue",
-            whole,
+            "mutants.full",
+            "cargo xtask mutants --all-failures, the whole catalogue",
+            measured.full,
             false,
         );
+        figures.add(
+            "mutants.whole",
+            "cargo xtask mutants, the whole catalogue (first kill, warm)",
+            measured.fast,
+            false,
+        );
+        let shards: Vec<String> = measured
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(i, secs)| format!("{}/{}: {secs:.0} s", i + 1, mutants::SHARDS))
+            .collect();
         targets.push(Target::within(
-            "cargo xtask mutants, the whole catalogue",
-            whole.median,
+            "cargo xtask mutants, the whole catalogue (first kill, warm)",
+            measured.fast.median,
             MUTANTS_LIMIT,
             "s",
-            per_mutant.clone(),
+            format!(
+                "{} of {} caught; the full run took {:.0} s",
+                measured.caught, measured.total, measured.full.median
+            ),
         ));
-        Some(per_mutant)
+        targets.push(Target::within(
+            "mutants whose first-kill verdict differs from the full run's",
+            measured.differing.len() as f64,
+            0.0,
+            "",
+            list_or_none(&measured.differing),
+        ));
+        targets.push(Target::within(
+            "shards 1/3 + 2/3 + 3/3 against the whole run (mutants or verdicts that differ)",
+            measured.shards_differ.len() as f64,
+            0.0,
+            "",
+            format!(
+                "{}; shards took {}",
+                list_or_none(&measured.shards_differ),
+                shards.join(", ")
+            ),
+        ));
+        Some(format!(
+            "mutants: the full run is also the first-kill run's history (its scenario \
+             order); each shard runs the baseline itself. Differing: {}",
+            list_or_none(&measured.differing)
+        ))
     } else {
         None
     };
@@ -506,4 +544,13 @@ impl Figures {
 
 fn os_strings(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
+}
+
+/// `items` joined, or "none".
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join("; ")
+    }
 }

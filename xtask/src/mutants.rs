@@ -278,7 +278,7 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
     };
     let baseline = run.own("baseline: the suite on the unmutated series", || {
         let start = Instant::now();
-        match runner.suite("baseline", None, &[])? {
+        match runner.suite("baseline", &built.binary, None, &[])? {
             SuiteRun::Done(Outcome::Passed, _) => {}
             SuiteRun::Done(outcome, failing) => bail!(
                 "the suite must pass on the unmutated series before mutants mean anything; \
@@ -307,22 +307,12 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
     } else {
         "each up to its first failing scenario, its earlier catchers first"
     };
-    eprintln!("==> {} mutants{shard}, one at a time, {how}", mutants.len());
-    let mut outcomes = Vec::new();
-    for (i, mutant) in mutants.into_iter().enumerate() {
-        interrupt::check()?;
-        let outcome = runner.mutant(sh, &scratch, mutant, &opts, limit)?;
-        eprintln!(
-            "    [{}] {:<36} {:<11} build {:>5.1}s  suite {:>5.1}s  {}",
-            i + 1,
-            outcome.mutant.name,
-            outcome.verdict.label(),
-            outcome.build_secs,
-            outcome.suite_secs,
-            report::detail(&outcome.verdict)
-        );
-        outcomes.push(outcome);
-    }
+    eprintln!(
+        "==> {} mutants{shard}, each built while the one before is tested, {how}",
+        mutants.len()
+    );
+    let mut outcomes = runner.all(sh, &scratch, mutants, &opts, limit)?;
+    outcomes.sort_by(|a, b| a.mutant.name.cmp(&b.mutant.name));
     let scenarios: Vec<String> = qmp_tests::scenarios::all()
         .iter()
         .map(|s| s.name.to_owned())
@@ -463,15 +453,84 @@ struct Runner<'a> {
     all_failures: bool,
 }
 
+/// The outcome of a suite run on its own thread, if one runs.
+fn join(
+    testing: Option<std::thread::ScopedJoinHandle<'_, Result<MutantOutcome>>>,
+) -> Result<Option<MutantOutcome>> {
+    match testing.map(|handle| handle.join()) {
+        None => Ok(None),
+        Some(Ok(outcome)) => outcome.map(Some),
+        Some(Err(panic)) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// A mutant after its build: ended there, or built and ready for the
+/// suite with its binary.
+enum Prepared {
+    Ended(MutantOutcome),
+    Built(MutantOutcome, PathBuf),
+}
+
 impl Runner<'_> {
-    fn mutant(
+    /// Every mutant, each one's build beside the suite run of the one
+    /// before (its binary copied out of the scratch build first). In
+    /// file order, so that mutants of one file follow each other and
+    /// their rebuilds compile that file alone.
+    fn all(
+        &self,
+        sh: &Shell,
+        scratch: &Scratch,
+        mut mutants: Vec<Mutant>,
+        opts: &BuildOptions,
+        limit: Duration,
+    ) -> Result<Vec<MutantOutcome>> {
+        mutants.sort_by(|a, b| a.file.cmp(&b.file).then(a.name.cmp(&b.name)));
+        let total = mutants.len();
+        let mut outcomes = Vec::new();
+        let mut done = |outcome: MutantOutcome| {
+            eprintln!(
+                "    [{}/{total}] {:<36} {:<11} build {:>5.1}s  suite {:>5.1}s  {}",
+                outcomes.len() + 1,
+                outcome.mutant.name,
+                outcome.verdict.label(),
+                outcome.build_secs,
+                outcome.suite_secs,
+                report::detail(&outcome.verdict)
+            );
+            outcomes.push(outcome);
+        };
+        std::thread::scope(|scope| -> Result<()> {
+            let mut testing = None;
+            for mutant in mutants {
+                let prepared =
+                    interrupt::check().and_then(|()| self.build(sh, scratch, mutant, opts));
+                if let Some(outcome) = join(testing.take())? {
+                    done(outcome);
+                }
+                match prepared? {
+                    Prepared::Ended(outcome) => done(outcome),
+                    Prepared::Built(outcome, binary) => {
+                        testing = Some(scope.spawn(move || self.test(outcome, &binary, limit)));
+                    }
+                }
+            }
+            if let Some(outcome) = join(testing.take())? {
+                done(outcome);
+            }
+            Ok(())
+        })?;
+        Ok(outcomes)
+    }
+
+    /// Applies `mutant` and builds it; the scratch tree is restored
+    /// before this returns.
+    fn build(
         &self,
         sh: &Shell,
         scratch: &Scratch,
         mutant: Mutant,
         opts: &BuildOptions,
-        limit: Duration,
-    ) -> Result<MutantOutcome> {
+    ) -> Result<Prepared> {
         let mut outcome = MutantOutcome {
             verdict: Verdict::Missed,
             build_secs: 0.0,
@@ -487,7 +546,7 @@ impl Runner<'_> {
         if !check.status.success() {
             let why = String::from_utf8_lossy(&check.stderr);
             outcome.verdict = Verdict::NotApplied(qmp_tests::text::one_line(why.trim()));
-            return Ok(outcome);
+            return Ok(Prepared::Ended(outcome));
         }
         let _applied = Applied(scratch);
         cmd!(sh, "git -C {path} apply {diff}")
@@ -496,17 +555,39 @@ impl Runner<'_> {
             .with_context(|| format!("applying {}", diff.display()))?;
         let start = Instant::now();
         let built = build::build(sh, path, &self.built.python, opts);
+        let built = match built {
+            Ok((built, _)) => built,
+            Err(err) => {
+                outcome.build_secs = start.elapsed().as_secs_f64();
+                interrupt::check()?;
+                let text = format!("{err:#}");
+                let first = text
+                    .lines()
+                    .find(|l| l.contains("error:"))
+                    .unwrap_or("the build failed");
+                outcome.verdict = Verdict::Unviable(first.trim().to_owned());
+                return Ok(Prepared::Ended(outcome));
+            }
+        };
+        // The next mutant's build relinks the scratch binary while this
+        // one's suite runs: the suite gets a copy of its own.
+        let dir = self.out_dir.join(&outcome.mutant.name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let binary = dir.join(built.binary.file_name().unwrap_or_default());
+        std::fs::copy(&built.binary, &binary).with_context(|| {
+            format!("copying {} to {}", built.binary.display(), binary.display())
+        })?;
         outcome.build_secs = start.elapsed().as_secs_f64();
-        if let Err(err) = built {
-            interrupt::check()?;
-            let text = format!("{err:#}");
-            let first = text
-                .lines()
-                .find(|l| l.contains("error:"))
-                .unwrap_or("the build failed");
-            outcome.verdict = Verdict::Unviable(first.trim().to_owned());
-            return Ok(outcome);
-        }
+        Ok(Prepared::Built(outcome, binary))
+    }
+
+    /// Runs the suite on a mutant's `binary`, then removes the binary.
+    fn test(
+        &self,
+        mut outcome: MutantOutcome,
+        binary: &Path,
+        limit: Duration,
+    ) -> Result<MutantOutcome> {
         let start = Instant::now();
         let mut first = Vec::new();
         if !self.all_failures {
@@ -517,9 +598,10 @@ impl Runner<'_> {
                 first.push(picks.join(","));
             }
         }
-        let run = self.suite(&outcome.mutant.name, Some(limit), &first)?;
+        let run = self.suite(&outcome.mutant.name, binary, Some(limit), &first);
+        let _ = std::fs::remove_file(binary);
         outcome.suite_secs = start.elapsed().as_secs_f64();
-        outcome.verdict = match run {
+        outcome.verdict = match run? {
             SuiteRun::Done(Outcome::Passed, _) => Verdict::Missed,
             SuiteRun::Done(Outcome::Failed, failing) => Verdict::Caught(failing),
             SuiteRun::Done(Outcome::Unsupported, _) => {
@@ -532,7 +614,13 @@ impl Runner<'_> {
 
     /// Runs the suite with `extra` arguments, its report in
     /// `out_dir/NAME/`.
-    fn suite(&self, name: &str, limit: Option<Duration>, extra: &[String]) -> Result<SuiteRun> {
+    fn suite(
+        &self,
+        name: &str,
+        qemu: &Path,
+        limit: Option<Duration>,
+        extra: &[String],
+    ) -> Result<SuiteRun> {
         let junit = self.out_dir.join(name).join("junit.xml");
         let opts = SuiteOptions {
             junit: Some(junit.clone()),
@@ -543,7 +631,7 @@ impl Runner<'_> {
             qmp_python: self.qmp_python.map(Path::to_owned),
             ..SuiteOptions::default()
         };
-        let mut command = suite::command(self.qmp_tests, &self.built.binary, &opts, &[])?;
+        let mut command = suite::command(self.qmp_tests, qemu, &opts, &[])?;
         command.args(extra);
         command.stdout(std::process::Stdio::null());
         let mut running = interrupt::spawn(&mut command, "qmp-tests")?;

@@ -145,39 +145,6 @@ pub fn forwarded_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString>
     out
 }
 
-/// Times `cargo xtask mutants` over the whole catalogue, once; says what
-/// its own report gives per mutant.
-pub fn mutants(sh: &Shell) -> Result<(Stats, String)> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let _cd = sh.push_dir(paths::project_root());
-    let whole = sample(1, || run_timed(cmd!(sh, "{cargo} xtask mutants")))?;
-    let path = paths::target_dir().join("mutants/mutants.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let report: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let mutants = report["mutants"].as_array().cloned().unwrap_or_default();
-    let secs = |key: &str| -> Vec<f64> {
-        mutants
-            .iter()
-            .map(|m| m[key].as_f64().unwrap_or(0.0))
-            .collect()
-    };
-    let (builds, suites) = (secs("build_secs"), secs("suite_secs"));
-    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-    let detail = format!(
-        "{} mutants: rebuilds {:.0} s in all (at most {:.1} s each), suite runs {:.0} s \
-         (at most {:.1} s each); each mutant's times are in {}",
-        mutants.len(),
-        builds.iter().sum::<f64>(),
-        max(&builds),
-        suites.iter().sum::<f64>(),
-        max(&suites),
-        path.display()
-    );
-    Ok((whole, detail))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
