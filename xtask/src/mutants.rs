@@ -167,11 +167,16 @@ pub fn out_dir(shard: Option<Shard>) -> PathBuf {
     }
 }
 
-/// The kill matrices earlier runs left, oldest first: the whole run's
-/// and each shard's.
+/// What every run adds to: which scenarios caught which mutant.
+fn history_path() -> PathBuf {
+    paths::target_dir().join("mutants-history.json")
+}
+
+/// The kill matrices earlier runs left, oldest first: the whole run's,
+/// each shard's, and the history.
 fn history_reports() -> Vec<PathBuf> {
     let dir = out_dir(None);
-    let mut reports = vec![dir.join("mutants.json")];
+    let mut reports = vec![dir.join("mutants.json"), history_path()];
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().starts_with("shard-") {
@@ -205,7 +210,7 @@ pub fn select(wanted: &[String]) -> Result<Vec<Mutant>> {
 /// Runs the baseline, then `mutants`, and reports.
 pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
     // Read before this run's report directory is cleared.
-    let history = history::History::load(&history_reports())?;
+    let mut history = history::History::load(&history_reports())?;
     // The pinned release with the project's series, copied into a
     // scratch tree that the build then builds; the baseline last.
     const SCRATCH: Step = Step::Own("scratch tree");
@@ -328,6 +333,8 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
     )?;
     let junit = out_dir.join("junit.xml");
     report::junit(&junit, &outcomes)?;
+    history.record(&outcomes);
+    history.save(&history_path())?;
     if let Some(copy) = &plan.junit {
         if let Some(dir) = copy.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -1,7 +1,9 @@
 //! Which scenarios to start first for a mutant: those that caught it last
 //! time, then those that caught other mutants of the same file, then the
 //! rest by how many mutants they caught. The history is the last kill
-//! matrix (`mutants.json`) of the whole run and of each shard.
+//! matrix (`mutants.json`) of the whole run and of each shard, and
+//! `target/mutants-history.json`, which every run updates with what it
+//! saw, so that a run of a few mutants does not make the others forget.
 //!
 //! A scenario that kills a mutant once kills it again, so with the run
 //! stopping at its first failure most mutants cost one scenario's time.
@@ -10,9 +12,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::catalogue::Mutant;
+use super::{MutantOutcome, Verdict};
 
 /// What earlier runs recorded: each mutant's file and catching
 /// scenarios, in the report's spelling (`test_x`, `test_x (qom)`).
@@ -21,14 +24,14 @@ pub struct History {
     caught: HashMap<String, Caught>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 struct Caught {
     name: String,
     file: String,
     caught_by: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 struct Report {
     mutants: Vec<Caught>,
 }
@@ -62,6 +65,35 @@ impl History {
                 self.caught.insert(m.name.clone(), m);
             }
         }
+    }
+
+    /// What this run saw: a mutant's new catchers first, then those
+    /// it had (a first-kill run names one, an earlier full run them all).
+    pub fn record(&mut self, outcomes: &[MutantOutcome]) {
+        for o in outcomes {
+            let Verdict::Caught(by) = &o.verdict else {
+                continue;
+            };
+            let mut caught_by = by.clone();
+            if let Some(old) = self.caught.remove(&o.mutant.name) {
+                caught_by.extend(old.caught_by.into_iter().filter(|s| !by.contains(s)));
+            }
+            let caught = Caught {
+                name: o.mutant.name.clone(),
+                file: o.mutant.file.clone(),
+                caught_by,
+            };
+            self.caught.insert(caught.name.clone(), caught);
+        }
+    }
+
+    /// Writes the history as a report `load` reads.
+    pub fn save(self, path: &Path) -> Result<()> {
+        let mut mutants: Vec<Caught> = self.caught.into_values().collect();
+        mutants.sort_by(|a, b| a.name.cmp(&b.name));
+        let text = serde_json::to_string_pretty(&Report { mutants })
+            .context("writing the mutants' history as JSON")?;
+        crate::files::write_atomic(path, &format!("{text}\n"))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -206,6 +238,30 @@ mod tests {
         std::fs::write(&old, "{").unwrap();
         let err = History::load(&[&old]).unwrap_err();
         assert!(format!("{err:#}").contains("old.json"), "{err:#}");
+    }
+
+    #[test]
+    fn a_run_puts_its_catchers_first_and_keeps_the_others() {
+        let outcome = |name: &str, verdict| MutantOutcome {
+            mutant: mutant(name, "monitor/qmp.c"),
+            verdict,
+            build_secs: 0.0,
+            suite_secs: 0.0,
+        };
+        let mut history = history();
+        history.record(&[
+            outcome("c", Verdict::Caught(vec!["test_reconnect".into()])),
+            outcome("new", Verdict::Caught(vec!["test_pretty".into()])),
+            outcome("b", Verdict::Missed),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.json");
+        history.save(&path).unwrap();
+        let history = History::load(&[&path]).unwrap();
+        let own = |name: &str| history.caught[name].caught_by.clone();
+        assert_eq!(own("c"), ["test_reconnect", "test_soak"]);
+        assert_eq!(own("new"), ["test_pretty"]);
+        assert_eq!(own("b"), ["test_soak"]);
     }
 
     #[test]
