@@ -471,6 +471,8 @@ const OTHER_PROGRAMS: &[(&str, &[&str])] = &[
             "--tap",
             "--out",
             "--reruns",
+            "--fail-fast",
+            "--first",
         ],
     ),
     ("check-jsonschema", &["--builtin-schema"]),
