@@ -15,7 +15,9 @@ mod history;
 mod report;
 mod shard;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::interrupt::Controlled;
@@ -218,7 +220,7 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
     let pipeline = Pipeline::new(
         SourceArgs::pinned(false),
         BuildOptions {
-            build_root: Some(scratch_root()),
+            build_root: Some(scratch_root(0)),
             ..BuildOptions::default()
         },
         SuiteOptions::default(),
@@ -236,6 +238,7 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
     );
     let mut run = pipeline.start();
     let mut scratch = None;
+    let mut series = None;
     for &step in &pipeline.steps {
         match step {
             SCRATCH => {}
@@ -247,8 +250,9 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
             }
         }
         let prepared = run.tree()?.clone();
+        series = Some(prepared.clone());
         let made = run.own("scratch tree", || {
-            let scratch = Scratch::prepare(sh, &prepared)?;
+            let scratch = Scratch::prepare(sh, &prepared, 0)?;
             let summary = format!(
                 "{} at {}",
                 scratch.tree.path.display(),
@@ -261,6 +265,8 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
         scratch = Some(made);
     }
     let scratch = scratch.context("the mutants pipeline has a scratch step (a bug)")?;
+    let scratch_path = scratch.tree.path.clone();
+    let series = series.context("the mutants pipeline has a series tree (a bug)")?;
     let opts = pipeline.build.clone();
     let qmp_tests = run.qmp_tests()?;
     let built = run
@@ -275,29 +281,57 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
     let runner = Runner {
         qmp_tests: &qmp_tests,
         built: &built,
-        tree: &scratch.tree.path,
+        tree: &scratch_path,
         out_dir: &out_dir,
         qmp_python: qmp_python.as_deref(),
         history: &history,
         all_failures: plan.all_failures,
     };
-    let baseline = run.own("baseline: the suite on the unmutated series", || {
-        let start = Instant::now();
-        match runner.suite("baseline", &built.binary, None, &[])? {
-            SuiteRun::Done(Outcome::Passed, _) => {}
-            SuiteRun::Done(outcome, failing) => bail!(
-                "the suite must pass on the unmutated series before mutants mean anything; \
-                 it reported {outcome:?} ({}); see {}",
-                failing.join(", "),
-                out_dir.join("baseline/junit.xml").display()
-            ),
-            SuiteRun::Timeout(limit) => {
-                bail!("the suite did not finish on the unmutated series in {limit:?}")
-            }
+    // The other workers' scratch trees are made and built (incrementally,
+    // or from ccache the first time) while the baseline runs.
+    let others = (1..workers(mutants.len())).map(|worker| {
+        let (series, python, opts) = (&series, &built.python, &opts);
+        move || -> Result<Worker> {
+            let sh = Shell::new()?;
+            let scratch = Scratch::prepare(&sh, series, worker)?;
+            let opts = BuildOptions {
+                build_root: Some(scratch_root(worker)),
+                ..opts.clone()
+            };
+            build::build(&sh, &scratch.tree.path, python, &opts).with_context(|| {
+                format!("building the scratch tree {}", scratch.tree.path.display())
+            })?;
+            Ok(Worker { scratch, opts })
         }
-        let secs = start.elapsed();
-        Ok((secs, format!("passed in {:.1}s", secs.as_secs_f64())))
-    })?;
+    });
+    let (baseline, others) = std::thread::scope(|scope| {
+        let others: Vec<_> = others.map(|prepare| scope.spawn(prepare)).collect();
+        let baseline = run.own("baseline: the suite on the unmutated series", || {
+            let start = Instant::now();
+            match runner.suite("baseline", &built.binary, None, &[])? {
+                SuiteRun::Done(Outcome::Passed, _) => {}
+                SuiteRun::Done(outcome, failing) => bail!(
+                    "the suite must pass on the unmutated series before mutants mean anything; \
+                 it reported {outcome:?} ({}); see {}",
+                    failing.join(", "),
+                    out_dir.join("baseline/junit.xml").display()
+                ),
+                SuiteRun::Timeout(limit) => {
+                    bail!("the suite did not finish on the unmutated series in {limit:?}")
+                }
+            }
+            let secs = start.elapsed();
+            Ok((secs, format!("passed in {:.1}s", secs.as_secs_f64())))
+        });
+        let others: Result<Vec<Worker>> = others
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect();
+        (baseline, others)
+    });
+    let baseline = baseline?;
+    let mut workers = vec![Worker { scratch, opts }];
+    workers.extend(others?);
     // The suite's own deadlines end a hung scenario; this only catches a
     // harness that hangs past them.
     let limit = baseline * 5 + Duration::from_secs(120);
@@ -313,10 +347,11 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
         "each up to its first failing scenario, its earlier catchers first"
     };
     eprintln!(
-        "==> {} mutants{shard}, each built while the one before is tested, {how}",
-        mutants.len()
+        "==> {} mutants{shard}, {} at a time (a scratch tree each), {how}",
+        mutants.len(),
+        workers.len()
     );
-    let mut outcomes = runner.all(sh, &scratch, mutants, &opts, limit)?;
+    let mut outcomes = runner.all(&workers, mutants, limit)?;
     outcomes.sort_by(|a, b| a.mutant.name.cmp(&b.mutant.name));
     let scenarios: Vec<String> = qmp_tests::scenarios::all()
         .iter()
@@ -366,23 +401,45 @@ struct Scratch {
 /// in the cache (`src/NAME` beside `build-*`), so the compile commands
 /// match theirs and ccache serves the scratch build from the series
 /// build.
-fn scratch_root() -> PathBuf {
-    paths::qemu_cache().join("mutants")
+/// Worker 0's is `mutants`, the others' `mutants-2`, `mutants-3`...
+fn scratch_root(worker: usize) -> PathBuf {
+    match worker {
+        0 => paths::qemu_cache().join("mutants"),
+        n => paths::qemu_cache().join(format!("mutants-{}", n + 1)),
+    }
+}
+
+/// How many mutants build and run at once: one per core, each in a
+/// scratch tree of its own. A mutant's rebuild is one compile (a ccache
+/// hit after the first run) and a link, and its suite mostly waits on
+/// QEMU, so two workers on two cores keep both busy.
+fn workers(mutants: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min(MAX_WORKERS).min(mutants).max(1)
+}
+
+/// Each worker's scratch tree and build cost disk (about 0.5 GB).
+const MAX_WORKERS: usize = 4;
+
+/// A scratch tree and the options that build it in its own directory.
+struct Worker {
+    scratch: Scratch,
+    opts: BuildOptions,
 }
 
 impl Scratch {
-    fn prepare(sh: &Shell, series: &Tree) -> Result<Scratch> {
+    fn prepare(sh: &Shell, series: &Tree, worker: usize) -> Result<Scratch> {
         let commit = vcs::head(sh, &series.path)?;
         let name = series
             .path
             .file_name()
             .context("the series tree has a name")?;
-        let path = scratch_root().join("src").join(name);
+        let path = scratch_root(worker).join("src").join(name);
         let src = &series.path;
         if !path.join(".git").exists() {
             // Scratch trees of other series versions, and the one path
             // used before: a tree at `mutants/src` itself.
-            let _ = std::fs::remove_dir_all(scratch_root().join("src"));
+            let _ = std::fs::remove_dir_all(scratch_root(worker).join("src"));
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("creating {}", parent.display()))?;
@@ -460,17 +517,6 @@ struct Runner<'a> {
     all_failures: bool,
 }
 
-/// The outcome of a suite run on its own thread, if one runs.
-fn join(
-    testing: Option<std::thread::ScopedJoinHandle<'_, Result<MutantOutcome>>>,
-) -> Result<Option<MutantOutcome>> {
-    match testing.map(|handle| handle.join()) {
-        None => Ok(None),
-        Some(Ok(outcome)) => outcome.map(Some),
-        Some(Err(panic)) => std::panic::resume_unwind(panic),
-    }
-}
-
 /// A mutant after its build: ended there, or built and ready for the
 /// suite with its binary.
 enum Prepared {
@@ -479,54 +525,66 @@ enum Prepared {
 }
 
 impl Runner<'_> {
-    /// Every mutant, each one's build beside the suite run of the one
-    /// before (its binary copied out of the scratch build first). In
-    /// file order, so that mutants of one file follow each other and
-    /// their rebuilds compile that file alone.
+    /// Every mutant, each worker taking the next one in file order (so
+    /// that mutants of one file follow each other and a rebuild compiles
+    /// that file alone), building it in its scratch tree and running the
+    /// suite on it.
     fn all(
         &self,
-        sh: &Shell,
-        scratch: &Scratch,
+        workers: &[Worker],
         mut mutants: Vec<Mutant>,
-        opts: &BuildOptions,
         limit: Duration,
     ) -> Result<Vec<MutantOutcome>> {
         mutants.sort_by(|a, b| a.file.cmp(&b.file).then(a.name.cmp(&b.name)));
         let total = mutants.len();
-        let mut outcomes = Vec::new();
-        let mut done = |outcome: MutantOutcome| {
-            eprintln!(
-                "    [{}/{total}] {:<36} {:<11} build {:>5.1}s  suite {:>5.1}s  {}",
-                outcomes.len() + 1,
-                outcome.mutant.name,
-                outcome.verdict.label(),
-                outcome.build_secs,
-                outcome.suite_secs,
-                report::detail(&outcome.verdict)
-            );
-            outcomes.push(outcome);
+        let queue = Mutex::new(VecDeque::from(mutants));
+        let outcomes = Mutex::new(Vec::new());
+        let work = |worker: &Worker| -> Result<()> {
+            let sh = Shell::new()?;
+            loop {
+                interrupt::check()?;
+                let Some(mutant) = queue.lock().expect("no worker panics").pop_front() else {
+                    return Ok(());
+                };
+                let outcome = match self.build(&sh, &worker.scratch, mutant, &worker.opts)? {
+                    Prepared::Ended(outcome) => outcome,
+                    Prepared::Built(outcome, binary) => self.test(outcome, &binary, limit)?,
+                };
+                let mut outcomes = outcomes.lock().expect("no worker panics");
+                eprintln!(
+                    "    [{}/{total}] {:<36} {:<11} build {:>5.1}s  suite {:>5.1}s  {}",
+                    outcomes.len() + 1,
+                    outcome.mutant.name,
+                    outcome.verdict.label(),
+                    outcome.build_secs,
+                    outcome.suite_secs,
+                    report::detail(&outcome.verdict)
+                );
+                outcomes.push(outcome);
+            }
         };
         std::thread::scope(|scope| -> Result<()> {
-            let mut testing = None;
-            for mutant in mutants {
-                let prepared =
-                    interrupt::check().and_then(|()| self.build(sh, scratch, mutant, opts));
-                if let Some(outcome) = join(testing.take())? {
-                    done(outcome);
-                }
-                match prepared? {
-                    Prepared::Ended(outcome) => done(outcome),
-                    Prepared::Built(outcome, binary) => {
-                        testing = Some(scope.spawn(move || self.test(outcome, &binary, limit)));
-                    }
-                }
-            }
-            if let Some(outcome) = join(testing.take())? {
-                done(outcome);
+            let running: Vec<_> = workers
+                .iter()
+                .map(|worker| {
+                    scope.spawn(|| {
+                        let done = work(worker);
+                        if done.is_err() {
+                            // The others stop after their current mutant.
+                            queue.lock().expect("no worker panics").clear();
+                        }
+                        done
+                    })
+                })
+                .collect();
+            for handle in running {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
             }
             Ok(())
         })?;
-        Ok(outcomes)
+        Ok(outcomes.into_inner().expect("no worker panics"))
     }
 
     /// Applies `mutant` and builds it; the scratch tree is restored
@@ -576,19 +634,11 @@ impl Runner<'_> {
                 return Ok(Prepared::Ended(outcome));
             }
         };
-        // The next mutant's build relinks the scratch binary while this
-        // one's suite runs: the suite gets a copy of its own.
-        let dir = self.out_dir.join(&outcome.mutant.name);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let binary = dir.join(built.binary.file_name().unwrap_or_default());
-        std::fs::copy(&built.binary, &binary).with_context(|| {
-            format!("copying {} to {}", built.binary.display(), binary.display())
-        })?;
         outcome.build_secs = start.elapsed().as_secs_f64();
-        Ok(Prepared::Built(outcome, binary))
+        Ok(Prepared::Built(outcome, built.binary))
     }
 
-    /// Runs the suite on a mutant's `binary`, then removes the binary.
+    /// Runs the suite on a mutant's `binary`.
     fn test(
         &self,
         mut outcome: MutantOutcome,
@@ -605,10 +655,9 @@ impl Runner<'_> {
                 first.push(picks.join(","));
             }
         }
-        let run = self.suite(&outcome.mutant.name, binary, Some(limit), &first);
-        let _ = std::fs::remove_file(binary);
+        let run = self.suite(&outcome.mutant.name, binary, Some(limit), &first)?;
         outcome.suite_secs = start.elapsed().as_secs_f64();
-        outcome.verdict = match run? {
+        outcome.verdict = match run {
             SuiteRun::Done(Outcome::Passed, _) => Verdict::Missed,
             SuiteRun::Done(Outcome::Failed, failing) => Verdict::Caught(failing),
             SuiteRun::Done(Outcome::Unsupported, _) => {
