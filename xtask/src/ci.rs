@@ -226,12 +226,16 @@ impl Stages {
         Ok(value)
     }
 
-    /// Starts `cargo xtask ARGS` as a stage that runs beside the next
-    /// ones, its output kept in `target/ci/LOG.log` (it would interleave
-    /// with theirs); [`Stages::join`] waits for it.
-    fn start_beside(&mut self, name: &'static str, log: &str, args: &[&str]) -> Result<Beside> {
+    /// Starts `command` as a stage that runs beside the next ones, its
+    /// output kept in `log` (it would interleave with theirs);
+    /// [`Stages::join`] waits for it.
+    fn start_beside(
+        &mut self,
+        name: &'static str,
+        log: PathBuf,
+        mut command: std::process::Command,
+    ) -> Result<Beside> {
         interrupt::check()?;
-        let log = paths::target_dir().join("ci").join(format!("{log}.log"));
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -239,17 +243,7 @@ impl Stages {
         let err = out
             .try_clone()
             .with_context(|| format!("opening {} twice", log.display()))?;
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut command = std::process::Command::new(cargo);
-        command
-            .arg("xtask")
-            .args(args)
-            .current_dir(paths::project_root())
-            // ci tests the pinned release, whatever QEMU_SRC says.
-            .env_remove("QEMU_SRC")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+        command.stdin(Stdio::null()).stdout(out).stderr(err);
         eprintln!(
             "\n==== ci: {name}: started, beside the next stages (output in {})",
             log.display()
@@ -452,10 +446,16 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
     // The mutants have their own scratch build and touch no tree the
     // stages below use, and mostly wait on the linker and on QEMUs with
     // one vCPU-less machine each: they run beside the rest.
+    let mut xtask_mutants = std::process::Command::new(&cargo);
+    xtask_mutants
+        .args(["xtask", "mutants"])
+        .current_dir(&root)
+        // ci tests the pinned release, whatever QEMU_SRC says.
+        .env_remove("QEMU_SRC");
     let mutants = stages.start_beside(
         "mutants: every catalogued fault caught",
-        "mutants",
-        &["mutants"],
+        paths::target_dir().join("ci/mutants.log"),
+        xtask_mutants,
     )?;
     stages.run("integration tests against the built QEMUs", || {
         let series = series::default_series();
@@ -532,4 +532,59 @@ fn meson_test(sh: &Shell, tree: &Path, qemu: &Path) -> Result<()> {
     }
     result?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stages() -> Stages {
+        Stages { done: Vec::new() }
+    }
+
+    #[test]
+    fn a_stage_beside_keeps_its_output_and_is_timed_when_joined() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("ci/echo.log");
+        let mut echo = std::process::Command::new("echo");
+        echo.arg("caught them all");
+        let mut stages = stages();
+        let beside = stages.start_beside("echo", log.clone(), echo).unwrap();
+        stages.join(beside).unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "caught them all\n");
+        assert!(matches!(stages.done.as_slice(), [(name, _, true)] if name == "echo"));
+    }
+
+    #[test]
+    fn a_failing_stage_beside_names_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("false.log");
+        let mut stages = stages();
+        let beside = stages
+            .start_beside("false", log.clone(), std::process::Command::new("false"))
+            .unwrap();
+        let err = format!("{:#}", stages.join(beside).unwrap_err());
+        assert!(
+            err.contains("`false` failed") && err.contains("false.log"),
+            "{err}"
+        );
+        assert!(stages.done.is_empty());
+    }
+
+    #[test]
+    fn a_stage_beside_that_is_never_joined_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sleep = std::process::Command::new("sleep");
+        sleep.arg("60");
+        let beside = stages()
+            .start_beside("sleep", dir.path().join("sleep.log"), sleep)
+            .unwrap();
+        let pid = beside.running.child.id() as i32;
+        let start = Instant::now();
+        drop(beside);
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        // SAFETY: signal 0 only asks whether the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        assert!(!alive, "the stage's process {pid} outlived it");
+    }
 }
