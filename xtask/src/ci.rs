@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
@@ -253,7 +253,7 @@ impl Stages {
             name,
             running,
             log,
-            started: Instant::now(),
+            started: SystemTime::now(),
         })
     }
 
@@ -266,8 +266,16 @@ impl Stages {
             .child
             .wait()
             .with_context(|| format!("waiting for the ci stage `{name}`"))?;
-        let secs = beside.started.elapsed().as_secs_f64();
         let log = &beside.log;
+        // Its own time, not the time until it was joined: until the last
+        // line it wrote.
+        let ended = std::fs::metadata(log)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|_| SystemTime::now());
+        let secs = ended
+            .duration_since(beside.started)
+            .unwrap_or_default()
+            .as_secs_f64();
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if !status.success() {
             eprintln!("{}", tail(&text, 60));
@@ -292,7 +300,7 @@ struct Beside {
     name: &'static str,
     running: interrupt::Forwarded,
     log: PathBuf,
-    started: Instant,
+    started: SystemTime,
 }
 
 impl Drop for Beside {
@@ -550,9 +558,16 @@ mod tests {
         echo.arg("caught them all");
         let mut stages = stages();
         let beside = stages.start_beside("echo", log.clone(), echo).unwrap();
+        // The other stages go on after it has ended.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
         stages.join(beside).unwrap();
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "caught them all\n");
-        assert!(matches!(stages.done.as_slice(), [(name, _, true)] if name == "echo"));
+        // Timed to its end, not to the join a while later.
+        assert!(
+            matches!(stages.done.as_slice(), [(name, secs, true)] if name == "echo" && *secs < 1.0),
+            "{:?}",
+            stages.done
+        );
     }
 
     #[test]
