@@ -119,6 +119,13 @@ fn run_leg(sh: &Shell, leg: &Leg, source: &LegSource) -> Result<()> {
     } else {
         leg_junit.with_file_name("suite").join("junit.xml")
     };
+    if let Some(secs) = leg.explore {
+        let opts = crate::explore::Options::for_leg(source.source_args(leg), secs, leg_junit);
+        if !crate::explore::run(sh, &opts)? {
+            bail!("leg {}: explore found a failing sequence (above)", leg.name);
+        }
+        return Ok(());
+    }
     if let Some(shard) = leg.mutants {
         let plan = mutants::Plan {
             shard: Some(shard),
@@ -479,6 +486,10 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
     stages.run("meson test through the wiring", || {
         meson_test(sh, &hotplug.tree, &hotplug.binary)
     })?;
+    stages.run(
+        "explore: 60 s of random sequences against the series",
+        || explore_stage(sh, &hotplug.binary),
+    )?;
     if !skip_sanitizer {
         stages.run(
             "sanitizer build (address,undefined) with the series",
@@ -505,6 +516,21 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
     }
     println!("{} passed, 0 failed", stages.done.len());
     Ok(())
+}
+
+/// `qmp-tests explore` on the series build, with a fixed seed: the same
+/// sequences every run, so that a failure here is the change's, and the
+/// longer `explore` leg of the CI matrix roams.
+fn explore_stage(sh: &Shell, qemu: &Path) -> Result<()> {
+    let bin = suite::binary(sh)?;
+    let dir = paths::target_dir().join("explore");
+    let junit = dir.join("junit.xml");
+    cmd!(
+        sh,
+        "{bin} explore --qemu {qemu} --time 60 --seed 0 --junit {junit} --out {dir}"
+    )
+    .spawn_run()
+    .context("explore found a failing sequence or could not run")
 }
 
 fn expect_in_report(junit: &Path, needle: &str) -> Result<()> {

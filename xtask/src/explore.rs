@@ -122,18 +122,40 @@ pub fn parse(m: &Matches) -> Result<Options> {
     };
     args.extend(["--junit".into(), junit.into_os_string()]);
     args.extend(["--out".into(), default_dir().into_os_string()]);
-    let steps = &[
-        Step::Host,
-        Step::Source,
-        Step::Series,
-        Step::QmpTests,
-        Step::Venv,
-        Step::Build,
-    ];
     Ok(Options {
-        pipeline: Pipeline::new(source, build, SuiteOptions::default(), steps),
+        pipeline: Pipeline::new(source, build, SuiteOptions::default(), STEPS),
         args,
     })
+}
+
+/// The pipeline up to the build; explore runs after it.
+const STEPS: &[Step] = &[
+    Step::Host,
+    Step::Source,
+    Step::Series,
+    Step::QmpTests,
+    Step::Venv,
+    Step::Build,
+];
+
+impl Options {
+    /// The CI matrix's explore leg: `secs` long, a random seed (printed),
+    /// the report at `junit`.
+    pub fn for_leg(source: SourceArgs, secs: u64, junit: PathBuf) -> Options {
+        let build = crate::build::BuildOptions::default();
+        let args = vec![
+            "--time".into(),
+            secs.to_string().into(),
+            "--junit".into(),
+            junit.into_os_string(),
+            "--out".into(),
+            default_dir().into_os_string(),
+        ];
+        Options {
+            pipeline: Pipeline::new(source, build, SuiteOptions::default(), STEPS),
+            args,
+        }
+    }
 }
 
 fn default_dir() -> PathBuf {

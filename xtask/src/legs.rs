@@ -20,6 +20,8 @@ pub struct Leg {
     /// A shard of `cargo xtask mutants` (on the series build) instead of
     /// the suite.
     pub mutants: Option<Shard>,
+    /// `cargo xtask explore` for this many seconds instead of the suite.
+    pub explore: Option<u64>,
 }
 
 const TARGETS: [&str; 2] = ["x86_64", "aarch64"];
@@ -42,6 +44,7 @@ pub fn all() -> Vec<Leg> {
                     route: Some(route),
                     series: true,
                     mutants: None,
+                    explore: None,
                 });
             }
         }
@@ -53,6 +56,7 @@ pub fn all() -> Vec<Leg> {
         route: None,
         series: false,
         mutants: None,
+        explore: None,
     });
     for index in 1..=MUTANT_SHARDS {
         let shard = Shard {
@@ -66,8 +70,19 @@ pub fn all() -> Vec<Leg> {
             route: None,
             series: true,
             mutants: Some(shard),
+            explore: None,
         });
     }
+    // Ten times the budget of `cargo xtask ci`'s explore stage.
+    legs.push(Leg {
+        name: "explore".to_owned(),
+        target: "x86_64",
+        sanitizers: false,
+        route: None,
+        series: true,
+        mutants: None,
+        explore: Some(600),
+    });
     legs
 }
 

@@ -257,6 +257,10 @@ static ALL: &[Scenario] = &[
     ),
     Scenario::new("test_orphan_close_tcp", orphan::tcp_close),
     Scenario {
+        extra_args: refusals::PRECONFIG_ARGS,
+        ..Scenario::new("test_preconfig", refusals::preconfig)
+    },
+    Scenario {
         extra_args: object::EXTRA_ARGS,
         routes: &[Route::Qom],
         ..Scenario::new("test_command_line_object", object::command_line_object)

@@ -208,3 +208,37 @@ pub fn add_mux_refused(ctx: &mut Ctx) -> Result<()> {
     )?;
     check_nothing_broken(ctx, &existing, &free)
 }
+
+/// QEMU waits in preconfig, with a chardev for the monitor.
+pub const PRECONFIG_ARGS: &[&str] = &[
+    "--preconfig",
+    "-chardev",
+    "socket,id=pre-chr,path={dir}/pre.sock,server=on,wait=off",
+];
+
+/// In `--preconfig` (before the machine is initialised), with a chardev
+/// from the command line: "Adding and removing are allowed in the same
+/// phases: a monitor that can be added in --preconfig can be removed
+/// there too (both routes)." On series v4 monitor-remove was refused
+/// there while monitor-add worked.
+pub fn preconfig(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon {
+        id: "pre-mon".into(),
+        chardev: "pre-chr".into(),
+        path: ctx.machine.socket_path("pre.sock")?,
+    };
+    let status = ctx.main("query-status", Value::Null)?;
+    ensure!(
+        status["status"] == "prelaunch" || status["status"] == "preconfig",
+        "QEMU with --preconfig reports {status}, not the preconfig phase"
+    );
+    hotplug::add_monitor(ctx, &mon).context("adding a monitor in preconfig")?;
+    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    hotplug::execute(ctx, &mut client, "query-version", Value::Null)?;
+    ctx.remove_monitor(json!({ "id": mon.id }))
+        .context("removing, in preconfig, the monitor added there")?;
+    client
+        .wait_eof(ctx.wait())
+        .context("the client of the monitor removed in preconfig")?;
+    hotplug::wait_unlisted(ctx, &mon)
+}
