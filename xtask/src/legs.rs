@@ -104,7 +104,7 @@ mod tests {
         let legs = all();
         assert_eq!(
             legs.len(),
-            TARGETS.len() * 2 * ROUTES.len() + 1 + MUTANT_SHARDS
+            TARGETS.len() * 2 * ROUTES.len() + 1 + MUTANT_SHARDS + 1
         );
         let mut names: Vec<&str> = legs.iter().map(|l| l.name.as_str()).collect();
         names.sort();
@@ -113,5 +113,6 @@ mod tests {
         assert!(find("aarch64-asan-qom").is_some_and(|l| l.sanitizers && l.series));
         assert!(find("x86_64-stock").is_some_and(|l| !l.series && l.route.is_none()));
         assert!(find("mutants-2-of-3").is_some_and(|l| l.mutants.is_some_and(|s| s.index == 2)));
+        assert!(find("explore").is_some_and(|l| l.series && l.explore == Some(600)));
     }
 }

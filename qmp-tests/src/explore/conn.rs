@@ -185,6 +185,12 @@ impl Conn {
     }
 }
 
+/// The port of a TCP server chardev, from query-chardev's filename
+/// (`disconnected:tcp:127.0.0.1:PORT,server=on`).
+pub fn tcp_port(filename: &str) -> Option<u16> {
+    filename.split(',').next()?.rsplit(':').next()?.parse().ok()
+}
+
 /// `connect(2)` on a non-blocking unix socket: a listener whose queue is
 /// full fails with EAGAIN at once instead of blocking us.
 fn connect_unix_nonblocking(path: &Path) -> io::Result<UnixStream> {

@@ -256,6 +256,21 @@ impl Ledger {
         Ok(())
     }
 
+    /// Takes what one read gave off the ledger; false when it gave
+    /// nothing by its deadline.
+    fn take(&mut self, read: Result<Read, QmpError>, name: &str) -> Result<bool, String> {
+        match read.map_err(|e| format!("reading {name}: {e}"))? {
+            Read::Line(line) => self
+                .take_line(&line)
+                .map_err(|e| format!("{name} got {e}"))?,
+            Read::Eof { partial, reset } => self
+                .take_eof(partial, reset)
+                .map_err(|e| format!("{name}: {e}"))?,
+            Read::Nothing => return Ok(false),
+        }
+        Ok(true)
+    }
+
     fn take_eof(&mut self, partial: Option<String>, reset: bool) -> Result<(), String> {
         self.ended = true;
         if self.unsure {
@@ -761,17 +776,9 @@ impl Exec {
         if ledger.unsure {
             // Whatever has come by now: a greeting, an end of file.
             while !ledger.ended {
-                match conn
-                    .read(Instant::now() + Duration::from_millis(1), chunk)
-                    .map_err(|e| format!("reading {name}: {e}"))?
-                {
-                    Read::Line(line) => ledger
-                        .take_line(&line)
-                        .map_err(|e| format!("{name} got {e}"))?,
-                    Read::Eof { partial, reset } => ledger
-                        .take_eof(partial, reset)
-                        .map_err(|e| format!("{name}: {e}"))?,
-                    Read::Nothing => break,
+                let read = conn.read(Instant::now() + Duration::from_millis(1), chunk);
+                if !ledger.take(read, &name)? {
+                    break;
                 }
             }
             return Ok(());
@@ -784,23 +791,12 @@ impl Exec {
                     ledger.describe()
                 ));
             }
-            match conn
-                .read(deadline, chunk)
-                .map_err(|e| format!("reading {name}: {e}"))?
-            {
-                Read::Line(line) => ledger
-                    .take_line(&line)
-                    .map_err(|e| format!("{name} got {e}"))?,
-                Read::Eof { partial, reset } => ledger
-                    .take_eof(partial, reset)
-                    .map_err(|e| format!("{name}: {e}"))?,
-                Read::Nothing => {
-                    return Err(format!(
-                        "{name} waited {:.1}s for {}",
-                        self.wait.as_secs_f64(),
-                        ledger.describe()
-                    ))
-                }
+            if !ledger.take(conn.read(deadline, chunk), &name)? {
+                return Err(format!(
+                    "{name} waited {:.1}s for {}",
+                    self.wait.as_secs_f64(),
+                    ledger.describe()
+                ));
             }
         }
         Ok(())
@@ -815,12 +811,7 @@ impl Exec {
             return Ok(Addr::Unix(path));
         }
         let filename = self.chardev_filename(id)?;
-        // "disconnected:tcp:127.0.0.1:PORT,server=on"
-        let port = filename
-            .split(',')
-            .next()
-            .and_then(|addr| addr.rsplit(':').next())
-            .and_then(|port| port.parse::<u16>().ok())
+        let port = super::conn::tcp_port(&filename)
             .ok_or_else(|| format!("no port in query-chardev's filename for {id}: {filename}"))?;
         Ok(Addr::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, port))))
     }

@@ -13,7 +13,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
 use crate::{
-    explore::conn::{Addr, Conn, Read},
+    explore::conn::{tcp_port, Addr, Conn, Read},
     qmp::Qmp,
     scenarios::{
         hotplug::{self, DynMon},
@@ -107,11 +107,7 @@ pub fn tcp_close(ctx: &mut Ctx) -> Result<()> {
     ctx.main("chardev-add", json!({ "id": chardev, "backend": backend }))?;
     ctx.add_monitor(json!({ "id": "hp-mon", "chardev": chardev }))?;
     let filename = chardev_filename(ctx, chardev)?;
-    let port = filename
-        .split(',')
-        .next()
-        .and_then(|a| a.rsplit(':').next())
-        .and_then(|p| p.parse::<u16>().ok())
+    let port = tcp_port(&filename)
         .with_context(|| format!("no port in query-chardev's filename {filename}"))?;
     let addr = Addr::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
     let mut client = Conn::connect(&addr, "tcp", ctx.transcript().clone(), ctx.wait())
