@@ -99,6 +99,9 @@ pub fn main(args: impl Iterator<Item = OsString>) -> Result<u8> {
         }
     }
     if let Some(path) = &junit_path {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         write_junit(path, leg, &summary)?;
     }
     Ok(u8::from(!summary.found.is_empty()))
