@@ -26,6 +26,8 @@ Options:
                        number of CPUs)
     --seed HEX         the run's seed (default: random); the same seed and
                        --time on the same machine run the same sequences
+    --sequences N      stop after the seed's first N sequences, even with
+                       time left (a fixed set, as a regression gate)
     --replay HEX       run only the sequence with this seed, as a report
                        printed it (shrunk again if it fails)
     --max-ops N        operations per sequence, at most (default: 40)
@@ -126,6 +128,7 @@ fn parse(args: impl Iterator<Item = OsString>) -> Result<Option<Parsed>> {
         shrink_time: Duration::from_secs(120),
         max_failures: 3,
         sockets: vec![Kind::Unix, Kind::Tcp],
+        sequences: None,
     };
     let (mut out, mut junit, mut leg) = (None, None, None);
     let mut args = args.map(|a| {
@@ -154,6 +157,7 @@ fn parse(args: impl Iterator<Item = OsString>) -> Result<Option<Parsed>> {
             "--time" => opts.time = Duration::from_secs(number(&flag, &value()?)?),
             "--jobs" => opts.jobs = number(&flag, &value()?)? as usize,
             "--seed" => opts.seed = Some(hex(&flag, &value()?)?),
+            "--sequences" => opts.sequences = Some(number(&flag, &value()?)? as usize),
             "--replay" => opts.replay = Some(hex(&flag, &value()?)?),
             "--max-ops" => opts.max_ops = number(&flag, &value()?)? as usize,
             "--reruns" => opts.reruns = u32::try_from(number(&flag, &value()?)?)?,

@@ -471,6 +471,7 @@ const OTHER_PROGRAMS: &[(&str, &[&str])] = &[
             "--tap",
             "--out",
             "--reruns",
+            "--sequences",
             "--fail-fast",
             "--first",
         ],

@@ -58,6 +58,9 @@ pub struct Options {
     pub max_failures: usize,
     /// The socket kinds chardevs are made of.
     pub sockets: Vec<model::Kind>,
+    /// Stop after this many sequences (the first ones of the seed), even
+    /// with time left: the same set on a fast machine and a slow one.
+    pub sequences: Option<usize>,
 }
 
 /// What a run of explore did and found.
@@ -201,6 +204,7 @@ fn worker(
             Some(seed) if index == 0 => seed,
             Some(_) => return,
             None if start.elapsed() >= opts.time => return,
+            None if opts.sequences.is_some_and(|n| index >= n) => return,
             None => sequence_seed(base, index),
         };
         let tree = tree(seed, opts.max_ops);

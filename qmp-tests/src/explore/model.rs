@@ -708,10 +708,11 @@ impl Model {
                 // The end is read in this same step.
                 self.clients[client].state = ClientState::Free;
             }
-            ClientState::Ended | ClientState::Unsure => {
+            ClientState::Ended => {
                 self.clients[client].state = ClientState::Free;
                 self.forget(client);
             }
+            // Whether it was ended is unknown: it stays until it closes.
             _ => {}
         }
     }
