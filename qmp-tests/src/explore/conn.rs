@@ -16,13 +16,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{
     deadline::remaining,
     qmp::{
         line_reader::{LineReader, Socket},
-        transcript, Direction, QmpError, Transcript,
+        request_line, transcript, Direction, QmpError, Transcript,
     },
 };
 
@@ -109,17 +109,16 @@ impl Conn {
         for (oob, command, args) in requests {
             let id = format!("{}-{}", self.name, self.next_id);
             self.next_id += 1;
-            let mut request = Map::new();
             let key = if *oob { "exec-oob" } else { "execute" };
-            request.insert(key.into(), (*command).into());
-            if !args.is_null() {
-                request.insert("arguments".into(), args.clone());
-            }
-            request.insert("id".into(), id.clone().into());
-            let line = serde_json::to_vec(&Value::Object(request)).expect("JSON values serialise");
-            self.transcript.record(&self.name, Direction::Sent, &line);
+            let line = request_line(
+                key,
+                command,
+                args.clone(),
+                &id,
+                &self.name,
+                &self.transcript,
+            );
             bytes.extend_from_slice(&line);
-            bytes.push(b'\n');
             ids.push(id);
         }
         let left = remaining(deadline).ok_or(QmpError::Timeout {

@@ -214,15 +214,7 @@ impl Qmp {
     fn request(&mut self, key: &str, command: &str, args: Value) -> (String, Vec<u8>) {
         let id = format!("{}-{}", self.name, self.next_id);
         self.next_id += 1;
-        let mut request = Map::new();
-        request.insert(key.into(), command.into());
-        if !args.is_null() {
-            request.insert("arguments".into(), args);
-        }
-        request.insert("id".into(), id.clone().into());
-        let mut line = serde_json::to_vec(&Value::Object(request)).expect("JSON values serialise");
-        self.transcript.record(&self.name, Direction::Sent, &line);
-        line.push(b'\n');
+        let line = request_line(key, command, args, &id, &self.name, &self.transcript);
         (id, line)
     }
 
@@ -615,6 +607,28 @@ fn poll_now(stream: &UnixStream) -> Result<Pending, QmpError> {
             }
         }
     }
+}
+
+/// One request as a newline-terminated line (`key` is `execute` or
+/// `exec-oob`), recorded in `transcript` as sent by `who`.
+pub(crate) fn request_line(
+    key: &str,
+    command: &str,
+    args: Value,
+    id: &str,
+    who: &str,
+    transcript: &Transcript,
+) -> Vec<u8> {
+    let mut request = Map::new();
+    request.insert(key.into(), command.into());
+    if !args.is_null() {
+        request.insert("arguments".into(), args);
+    }
+    request.insert("id".into(), id.into());
+    let mut line = serde_json::to_vec(&Value::Object(request)).expect("JSON values serialise");
+    transcript.record(who, Direction::Sent, &line);
+    line.push(b'\n');
+    line
 }
 
 fn parse(line: &[u8]) -> Result<Value, QmpError> {
