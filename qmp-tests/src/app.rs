@@ -61,6 +61,7 @@ pub fn run(args: Args) -> Result<u8> {
             soak_cycles: args.soak.unwrap_or(defaults.soak_cycles),
             python: python_client(&args)?,
             qmp_package: args.qmp_python.as_deref().map(interpreter).transpose()?,
+            program: args.program,
         },
         log_dir: args.log_dir.clone(),
         janitor: Some(janitor),

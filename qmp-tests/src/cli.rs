@@ -3,11 +3,11 @@
 
 use std::{ffi::OsString, path::PathBuf, time::Duration};
 
-use qmp_tests::{route::Route, runner::Pick, scenarios};
+use qmp_tests::{program::Program, route::Route, runner::Pick, scenarios};
 
 pub const HELP: &str = "\
 qmp-tests: test QEMU's dynamic QMP monitors (monitor-add, monitor-remove,
-query-monitors) against a qemu-system binary.
+query-monitors) against a qemu-system or qemu-storage-daemon binary.
 
 Usage:
     qmp-tests --qemu PATH [OPTIONS]
@@ -15,6 +15,10 @@ Usage:
 
 Options:
     --qemu PATH            the qemu-system binary to test
+    --program PROGRAM      what --qemu is: system (qemu-system-TARGET, the
+                           default) or storage-daemon (qemu-storage-daemon;
+                           the scenarios that need what only qemu-system
+                           has are reported skipped, with the reason)
     --junit FILE           write a JUnit XML report to FILE
     --scenario NAME        run only NAME (repeatable; see --list)
     --jobs N               scenarios run at once (default: number of CPUs)
@@ -73,6 +77,7 @@ Exit status:
 #[derive(Debug, Default)]
 pub struct Args {
     pub qemu: Option<PathBuf>,
+    pub program: Program,
     pub junit: Option<PathBuf>,
     pub scenarios: Vec<String>,
     pub jobs: Option<usize>,
@@ -120,6 +125,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
         };
         match flag.as_str() {
             "--qemu" => parsed.qemu = Some(value("--qemu")?.into()),
+            "--program" => {
+                let text = utf8("--program", value("--program")?)?;
+                parsed.program = Program::parse(&text).ok_or_else(|| {
+                    format!("--program takes system or storage-daemon, got {text:?}")
+                })?;
+            }
             "--junit" => parsed.junit = Some(value("--junit")?.into()),
             "--log-dir" => parsed.log_dir = Some(value("--log-dir")?.into()),
             "--qemu-src" => parsed.qemu_src = Some(value("--qemu-src")?.into()),
@@ -304,6 +315,12 @@ mod tests {
             [("commit".to_string(), "abc=def".to_string())]
         );
         assert!(args.tap);
+        assert_eq!(args.program, Program::System);
+        let args = parse_strs(&["--qemu", "q", "--program=storage-daemon"]).unwrap();
+        assert_eq!(args.program, Program::StorageDaemon);
+        assert!(parse_strs(&["--qemu", "q", "--program", "qsd"])
+            .unwrap_err()
+            .contains("storage-daemon"));
     }
 
     #[test]

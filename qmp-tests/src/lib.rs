@@ -33,6 +33,7 @@ pub mod outcome;
 pub mod phases;
 pub mod pidfd;
 pub mod probe;
+pub mod program;
 pub mod qmp;
 pub mod report;
 pub mod route;

@@ -64,13 +64,17 @@ impl RunConfig {
     ) -> LaunchOptions {
         LaunchOptions {
             name: name.to_string(),
-            extra_args: extra_args.iter().map(OsString::from).collect(),
+            extra_args: extra_args
+                .iter()
+                .map(|arg| OsString::from(self.settings.program.spell(arg)))
+                .collect(),
             log_dir: self.log_dir.clone(),
             janitor: self.janitor.clone(),
             transcript,
             start_timeout: self.settings.timeout,
             command_timeout: self.settings.timeout,
             cpu: None,
+            program: self.settings.program,
         }
     }
 }

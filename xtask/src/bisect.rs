@@ -612,6 +612,7 @@ mod tests {
                 configure_args: vec!["--enable-debug".into()],
                 sanitize: vec!["address".into()],
                 build_root: None,
+                program: Default::default(),
             },
             unsupported: Unsupported::Bad,
             series: Some(PathBuf::from("/s")),

@@ -1,4 +1,5 @@
-//! Configuring and building qemu-system-TARGET out of tree.
+//! Configuring and building qemu-system-TARGET (or qemu-storage-daemon)
+//! out of tree.
 //!
 //! One build directory per (tree, target, options): configure runs once,
 //! after that ninja alone decides what is stale (it re-runs meson itself
@@ -9,6 +10,7 @@ use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use qmp_tests::program::Program;
 use xshell::{cmd, Shell};
 
 use crate::{ccache, interrupt, paths};
@@ -21,6 +23,8 @@ pub struct BuildOptions {
     pub sanitize: Vec<String>,
     /// Where the build directory goes; the cache itself by default.
     pub build_root: Option<PathBuf>,
+    /// qemu-system-TARGET, or qemu-storage-daemon (`target` unused).
+    pub program: Program,
 }
 
 impl Default for BuildOptions {
@@ -30,6 +34,26 @@ impl Default for BuildOptions {
             configure_args: Vec::new(),
             sanitize: Vec::new(),
             build_root: None,
+            program: Program::System,
+        }
+    }
+}
+
+impl BuildOptions {
+    /// The binary's path in the build directory, as ninja names it.
+    pub fn binary_name(&self) -> String {
+        match self.program {
+            Program::System => format!("qemu-system-{}", self.target),
+            Program::StorageDaemon => "storage-daemon/qemu-storage-daemon".to_owned(),
+        }
+    }
+
+    /// What the build directory's name starts with: the target, or the
+    /// program when it has none.
+    fn slug(&self) -> &str {
+        match self.program {
+            Program::System => &self.target,
+            Program::StorageDaemon => "storage-daemon",
         }
     }
 }
@@ -141,12 +165,23 @@ pub fn configure_args(tree: &Path, opts: &BuildOptions) -> Result<Vec<String>> {
     // `-machine none`, chardevs and the monitor are core code. Optional
     // libraries (slirp, vnc, gnutls, KVM, ...) and debug info cost about a
     // quarter of a cold build; `--configure-arg` turns any of it back on.
-    let mut args = vec![
-        format!("--target-list={}-softmmu", opts.target),
-        "--without-default-devices".to_owned(),
+    let mut args = match opts.program {
+        Program::System => vec![
+            format!("--target-list={}-softmmu", opts.target),
+            "--without-default-devices".to_owned(),
+        ],
+        // No emulator at all: the daemon is one of the tools, which
+        // --without-default-features turns off.
+        Program::StorageDaemon => vec![
+            "--disable-system".to_owned(),
+            "--disable-user".to_owned(),
+            "--enable-tools".to_owned(),
+        ],
+    };
+    args.extend([
         "--without-default-features".to_owned(),
         "--disable-docs".to_owned(),
-    ];
+    ]);
     // A sanitizer's report needs file and line.
     if opts.sanitize.is_empty() {
         args.push("--disable-debug-info".to_owned());
@@ -179,7 +214,7 @@ pub fn build_dir(tree: &Path, opts: &BuildOptions, args: &[String]) -> PathBuf {
         format!("-{}", opts.sanitize.join("-"))
     };
     let root = opts.build_root.clone().unwrap_or_else(paths::qemu_cache);
-    root.join(format!("build-{}{san}-{}", opts.target, paths::key(&refs)))
+    root.join(format!("build-{}{san}-{}", opts.slug(), paths::key(&refs)))
 }
 
 /// Configures when needed, then builds the one binary. Returns what was
@@ -192,7 +227,9 @@ pub fn build(
 ) -> Result<(Built, String)> {
     // The tree may differ from the one checked while parsing (the fetched
     // release, a bisect step's commit).
-    check_target(&opts.target, tree)?;
+    if opts.program == Program::System {
+        check_target(&opts.target, tree)?;
+    }
     let args = configure_args(tree, opts)?;
     let dir = build_dir(tree, opts, &args);
     let mut configure = vec![
@@ -205,7 +242,7 @@ pub fn build(
         run_configure(sh, &dir, &configure)?;
         summary.push("configured".to_owned());
     }
-    let name = format!("qemu-system-{}", opts.target);
+    let name = opts.binary_name();
     let cached = ccache::wanted(&opts.configure_args);
     let before = cached.then(|| ccache::Counters::read(sh)).flatten();
     let steps = run_ninja(sh, &dir, &name)?;
@@ -334,19 +371,22 @@ pub fn progress(line: &str) -> Option<(usize, usize)> {
 /// `cargo xtask build`: the pipeline up to the QEMU binary.
 pub const COMMAND: crate::cli::Command = crate::cli::Command {
     name: "build",
-    summary: "build qemu-system-TARGET and print its path",
+    summary: "build qemu-system-TARGET (or qemu-storage-daemon) and print its path",
     about: "fetch or locate QEMU, apply the series, configure once and
-build qemu-system-TARGET out of tree; prints the binary's path.",
+build qemu-system-TARGET (or, with --program storage-daemon,
+qemu-storage-daemon) out of tree; prints the binary's path.",
     groups: &[
         ("Source", pipeline::SOURCE_FLAGS),
         ("Build", pipeline::BUILD_FLAGS),
+        ("Program", pipeline::PROGRAM_FLAGS),
     ],
     after: "",
 };
 
 pub fn parse(m: &crate::cli::Matches) -> Result<Pipeline> {
     let src = SourceArgs::from_matches(m)?;
-    let opts = pipeline::build_options(m, pipeline::Targets::of(&src))?;
+    let mut opts = pipeline::build_options(m, pipeline::Targets::of(&src))?;
+    opts.program = pipeline::program(m)?;
     Ok(Pipeline::new(
         src,
         opts,
@@ -420,6 +460,33 @@ mod tests {
             "{args:?}"
         );
         assert!(args.contains(&"--enable-asan".to_owned()));
+    }
+
+    #[test]
+    fn the_storage_daemon_has_a_configure_and_build_dir_of_its_own() {
+        let tree = tempfile::tempdir().unwrap();
+        let system = BuildOptions::default();
+        let qsd = BuildOptions {
+            program: Program::StorageDaemon,
+            ..BuildOptions::default()
+        };
+        let system_args = configure_args(tree.path(), &system).unwrap();
+        let qsd_args = configure_args(tree.path(), &qsd).unwrap();
+        assert!(system_args.contains(&"--target-list=x86_64-softmmu".to_owned()));
+        assert!(!system_args.iter().any(|a| a.contains("tools")));
+        for arg in [
+            "--disable-system",
+            "--enable-tools",
+            "--without-default-features",
+        ] {
+            assert!(qsd_args.contains(&arg.to_owned()), "{qsd_args:?}");
+        }
+        let dir = build_dir(tree.path(), &qsd, &qsd_args);
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("build-storage-daemon-"), "{name}");
+        assert_ne!(dir, build_dir(tree.path(), &system, &system_args));
+        assert_eq!(qsd.binary_name(), "storage-daemon/qemu-storage-daemon");
+        assert_eq!(system.binary_name(), "qemu-system-x86_64");
     }
 
     #[test]

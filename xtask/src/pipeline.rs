@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
+use qmp_tests::program::Program;
 use xshell::{cmd, Shell};
 
 use crate::build::{self, BuildOptions, Built};
@@ -66,6 +67,28 @@ pub const BUILD_FLAGS: &[Flag] = &[
         "build with sanitizers: address,undefined",
     ),
 ];
+
+/// Which QEMU program `build` and `test` build (and test).
+pub const PROGRAM_FLAGS: &[Flag] = &[cli::value(
+    "program",
+    "PROGRAM",
+    Kind::Text,
+    "system (qemu-system-T, the default) or storage-daemon\n(qemu-storage-daemon, configured with the tools in a\nbuild directory of its own; the suite skips what needs\nqemu-system, saying why)",
+)];
+
+/// `--program PROGRAM`, checked.
+pub fn program(m: &Matches) -> Result<Program> {
+    match m.text("program")? {
+        None => Ok(Program::System),
+        Some(text) => match Program::parse(&text) {
+            Some(Program::StorageDaemon) if m.text("target")?.is_some() => bail!(
+                "--target picks qemu-system's target; qemu-storage-daemon has none, so leave it out"
+            ),
+            Some(program) => Ok(program),
+            None => bail!("--program takes system or storage-daemon, not `{text}`"),
+        },
+    }
+}
 
 /// --qemu-src, or else QEMU_SRC, as an absolute path.
 pub fn qemu_src(m: &Matches) -> Result<Option<PathBuf>> {
@@ -215,6 +238,17 @@ pub const TEST: &[Step] = &[
     Step::Build,
     Step::Suite,
 ];
+
+/// The steps of `test` for `program`. qemu-storage-daemon's leave out
+/// the meson wiring (the wired functional test runs qemu-system-TARGET)
+/// and the standalone qemu.qmp package (the scenario it serves drives
+/// STOP and RESUME, which the daemon lacks).
+pub fn test_steps(program: Program) -> Vec<Step> {
+    TEST.iter()
+        .copied()
+        .filter(|step| program == Program::System || !matches!(step, Step::Wire | Step::QmpPackage))
+        .collect()
+}
 
 /// The pipeline as one value: the steps a command runs and the options
 /// they run with. Every command that builds or tests QEMU makes one and
@@ -450,6 +484,10 @@ impl Run<'_> {
             ("qemu_source".to_owned(), tree.description.clone()),
             ("series".to_owned(), self.state.series.clone()),
             ("configure".to_owned(), built.configure[1..].join(" ")),
+            (
+                "program".to_owned(),
+                self.pipeline.build.program.name().to_owned(),
+            ),
         ];
         if let Some(commit) = &self.state.commit {
             properties.push(("qemu_commit".to_owned(), commit.clone()));
@@ -461,9 +499,13 @@ impl Run<'_> {
         // The project's own series has both routes: one missing is a
         // failure, not a skip. Only the routes the run asks for count.
         let series = series::default_series().display().to_string();
+        let program = self.pipeline.build.program;
         let require_routes = if self.state.series == series {
             match self.pipeline.suite.route.as_deref() {
                 Some(route) if route != "all" => vec![route.to_owned()],
+                // monitor-qmp objects are qemu-system's (monitor/qmp-object.c
+                // is system code): the daemon has the commands route only.
+                _ if program == Program::StorageDaemon => vec!["commands".to_owned()],
                 _ => vec!["commands".to_owned(), "qom".to_owned()],
             }
         } else {
@@ -474,6 +516,7 @@ impl Run<'_> {
             python: has_client.then(|| built.python.clone()),
             require_routes,
             qmp_python: self.state.qmp_python.clone(),
+            program,
             ..self.pipeline.suite.clone()
         };
         let binary = built.binary.clone();

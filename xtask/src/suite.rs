@@ -7,7 +7,7 @@ use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use qmp_tests::exit;
+use qmp_tests::{exit, program::Program};
 
 use crate::cli::Matches;
 use crate::paths;
@@ -42,6 +42,8 @@ pub struct SuiteOptions {
     pub qmp_python: Option<PathBuf>,
     /// The CI leg, which names the report's testsuites.
     pub leg: Option<String>,
+    /// What the binary is: qemu-system or qemu-storage-daemon.
+    pub program: Program,
 }
 
 impl SuiteOptions {
@@ -188,6 +190,9 @@ pub fn command(
 ) -> Result<std::process::Command> {
     let mut command = std::process::Command::new(bin);
     command.arg("--qemu").arg(qemu);
+    if opts.program != Program::System {
+        command.arg("--program").arg(opts.program.name());
+    }
     for s in &opts.scenarios {
         command.arg("--scenario").arg(s);
     }

@@ -31,11 +31,12 @@ pub const SUITE_FLAGS: &[Flag] = &[
 pub const COMMAND: Command = Command {
     name: "test",
     summary: "fetch or locate QEMU, build it, wire meson, run the suite, write JUnit",
-    about: "fetch or locate QEMU, build qemu-system, wire the meson
-entry, run the qmp-tests suite and write a JUnit report.",
+    about: "fetch or locate QEMU, build qemu-system (or qemu-storage-daemon),
+wire the meson entry, run the qmp-tests suite and write a JUnit report.",
     groups: &[
         ("Source", pipeline::SOURCE_FLAGS),
         ("Build", pipeline::BUILD_FLAGS),
+        ("Program", pipeline::PROGRAM_FLAGS),
         ("Suite", SUITE_FLAGS),
     ],
     after: "Exit status: 0 all scenarios passed, 1 a scenario failed or the QEMU has
@@ -45,9 +46,11 @@ no monitor-add, 2 the pipeline itself failed (fetch, build, bad input).",
 /// `cargo xtask test`'s input, checked: its pipeline.
 pub fn parse(m: &Matches) -> Result<Pipeline> {
     let source = SourceArgs::from_matches(m)?;
-    let build = pipeline::build_options(m, pipeline::Targets::of(&source))?;
+    let mut build = pipeline::build_options(m, pipeline::Targets::of(&source))?;
+    build.program = pipeline::program(m)?;
     let suite = SuiteOptions::from_matches(m)?;
-    Ok(Pipeline::new(source, build, suite, pipeline::TEST))
+    let steps = pipeline::test_steps(build.program);
+    Ok(Pipeline::new(source, build, suite, &steps))
 }
 
 /// What one run of the pipeline produced.

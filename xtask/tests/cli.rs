@@ -392,6 +392,9 @@ const OTHER_PROGRAMS: &[(&str, &[&str])] = &[
             "--disable-debug-info",
             "--enable-debug-info",
             "--enable-kvm",
+            "--disable-system",
+            "--disable-user",
+            "--enable-tools",
             "--cc",
             "--cxx",
             "--python",
@@ -457,6 +460,7 @@ const OTHER_PROGRAMS: &[(&str, &[&str])] = &[
     ("dpkg-source", &["--no-check"]),
     ("pkg-config", &["--exists"]),
     ("ccache", &["--print-stats"]),
+    ("qemu-storage-daemon", &["--chardev", "--monitor"]),
     (
         "qmp-tests",
         &[

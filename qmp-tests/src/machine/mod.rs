@@ -34,6 +34,7 @@ use serde_json::Value;
 
 use crate::{
     janitor::Janitor,
+    program::Program,
     qmp::{Qmp, QmpError, Transcript},
     text::tail_lines,
 };
@@ -74,6 +75,8 @@ pub struct LaunchOptions {
     /// Runs QEMU on this one CPU (all of its threads), so that its main
     /// loop and I/O thread interleave instead of running side by side.
     pub cpu: Option<usize>,
+    /// Which QEMU program this is: how its main monitor is given.
+    pub program: Program,
 }
 
 impl Default for LaunchOptions {
@@ -87,6 +90,7 @@ impl Default for LaunchOptions {
             start_timeout: Duration::from_secs(30),
             command_timeout: Duration::from_secs(30),
             cpu: None,
+            program: Program::System,
         }
     }
 }
@@ -131,7 +135,7 @@ impl Machine {
         let log_file =
             File::create(&log).with_context(|| format!("creating log file {}", log.display()))?;
 
-        let mut command = qemu_command(qemu, &listener, &opts.extra_args, dir.path(), opts.cpu);
+        let mut command = qemu_command(qemu, &listener, opts, dir.path());
         command
             .stdin(Stdio::null())
             .stdout(
@@ -288,28 +292,20 @@ impl Machine {
     }
 }
 
-fn qemu_command(
-    qemu: &Path,
-    listener: &UnixListener,
-    extra_args: &[OsString],
-    dir: &Path,
-    cpu: Option<usize>,
-) -> Command {
+fn qemu_command(qemu: &Path, listener: &UnixListener, opts: &LaunchOptions, dir: &Path) -> Command {
     let fd = listener.as_raw_fd();
+    let cpu = opts.cpu;
     let mut command = Command::new(qemu);
+    // wait=on: QEMU accepts our connection (already in the backlog)
+    // before it creates the monitor, so the monitor sees the client and
+    // sends its greeting before it joins the monitor list. With wait=off,
+    // a monitor connected later gets broadcast events (RESUME at start)
+    // before its greeting, which QMP clients rightly refuse. (QEMU's
+    // python/qemu/machine gets the same from a chardev that connects to
+    // the test's listener.)
     command
-        .args(["-machine", "none", "-nodefaults", "-display", "none"])
-        .arg("-chardev")
-        // wait=on: QEMU accepts our connection (already in the backlog)
-        // before it creates the monitor, so the monitor sees the client
-        // and sends its greeting before it joins the monitor list. With
-        // wait=off, a monitor connected later gets broadcast events
-        // (RESUME at start) before its greeting, which QMP clients
-        // rightly refuse. (QEMU's python/qemu/machine gets the same
-        // from a chardev that connects to the test's listener.)
-        .arg(format!("socket,id=main,fd={fd},server=on,wait=on"))
-        .args(["-mon", "chardev=main,mode=control"])
-        .args(extra_args.iter().map(|arg| expand_dir(arg, dir)));
+        .args(opts.program.main_monitor_args(fd))
+        .args(opts.extra_args.iter().map(|arg| expand_dir(arg, dir)));
     // SAFETY: getpid is async-signal-safe and runs before fork.
     let parent = unsafe { libc::getpid() };
     // SAFETY: only async-signal-safe calls (prctl, getppid, fcntl,

@@ -91,11 +91,7 @@ fn check_listed(ctx: &mut Ctx, chardev: &str, present: bool) -> Result<()> {
 
 /// After the chardev is gone: QEMU answers and a socket monitor works.
 fn check_still_works(ctx: &mut Ctx) -> Result<()> {
-    let status = ctx.main("query-status", Value::Null)?;
-    ensure!(
-        status["status"].is_string(),
-        "query-status returned {status}"
-    );
+    ctx.check_alive()?;
     let mon = DynMon::new(ctx, "")?;
     full_cycle(ctx, &mon).context("a unix-socket dynamic monitor afterwards")
 }

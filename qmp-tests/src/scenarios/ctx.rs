@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::{
     machine::Machine,
+    program::Program,
     qmp::{Qmp, QmpError, Transcript},
     route::Route,
     scenarios::Settings,
@@ -92,6 +93,24 @@ impl Ctx {
         self.main(command, args)
     }
 
+    /// The command that shows the main loop still answers: `query-status`
+    /// (a run state) on qemu-system; qemu-storage-daemon has no run
+    /// state, so `query-version` there.
+    pub fn alive_command(&self) -> &'static str {
+        match self.settings.program {
+            Program::System => "query-status",
+            Program::StorageDaemon => "query-version",
+        }
+    }
+
+    /// Runs [`Ctx::alive_command`] on the main monitor; its reply must
+    /// have the shape of one.
+    pub fn check_alive(&mut self) -> Result<()> {
+        let command = self.alive_command();
+        let reply = self.main(command, Value::Null)?;
+        check_alive_reply(command, &reply)
+    }
+
     /// Runs `command` on the main monitor; must succeed.
     pub fn main(&mut self, command: &str, args: Value) -> Result<Value> {
         let wait = self.wait();
@@ -171,6 +190,19 @@ pub(crate) fn describe(command: &str, args: &Value) -> String {
     } else {
         format!("{command} {args}")
     }
+}
+
+/// The reply to [`Ctx::alive_command`] has the shape of one: a run state
+/// from `query-status`, a major version from `query-version`.
+pub(crate) fn check_alive_reply(command: &str, reply: &Value) -> Result<()> {
+    let ok = match command {
+        "query-status" => reply["status"].is_string(),
+        _ => reply["qemu"]["major"].is_u64(),
+    };
+    if !ok {
+        bail!("{command} returned {reply}");
+    }
+    Ok(())
 }
 
 /// A refusal is a GenericError whose text names each of `names`.

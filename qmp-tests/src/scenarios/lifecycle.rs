@@ -117,11 +117,7 @@ pub fn remove_connected(ctx: &mut Ctx) -> Result<()> {
          monitor removed it",
         mon.id
     );
-    let status = ctx.main("query-status", Value::Null)?;
-    ensure!(
-        status["status"].is_string(),
-        "query-status returned {status}"
-    );
+    ctx.check_alive()?;
     let list = hotplug::query_monitors(ctx)?;
     ensure!(
         hotplug::find_monitor(&list, &mon.id).is_none(),

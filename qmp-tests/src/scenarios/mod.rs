@@ -7,6 +7,7 @@
 mod backends;
 mod command_line;
 mod ctx;
+mod duplicate_ids;
 mod errors;
 mod events;
 mod greeting;
@@ -23,12 +24,13 @@ mod refusals;
 mod removal;
 mod soak;
 mod stall;
+mod storage_daemon;
 mod takeover;
 pub(crate) mod usage;
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::route::Route;
+use crate::{program::Program, route::Route};
 
 use anyhow::Result;
 
@@ -49,6 +51,8 @@ pub struct Settings {
     pub python: Option<PythonClient>,
     /// A Python with the standalone `qemu.qmp` package installed.
     pub qmp_package: Option<PathBuf>,
+    /// The QEMU program under test.
+    pub program: Program,
 }
 
 /// Where `qemu.qmp` comes from and what runs it.
@@ -67,6 +71,7 @@ impl Default for Settings {
             soak_cycles: soak::DEFAULT_CYCLES,
             python: None,
             qmp_package: None,
+            program: Program::System,
         }
     }
 }
@@ -123,6 +128,11 @@ impl Scenario {
 
     /// Why this scenario cannot run with `settings`, if it cannot.
     pub fn skip_reason(&self, settings: &Settings) -> Option<String> {
+        if let (Program::StorageDaemon, Some(why)) =
+            (settings.program, storage_daemon::system_only(self.name))
+        {
+            return Some(format!("not on qemu-storage-daemon: {why}"));
+        }
         if self.needs_python && settings.python.is_none() {
             return Some(
                 "no QEMU source tree given (--qemu-src): qemu.qmp comes from the tree under test"
@@ -264,6 +274,10 @@ static ALL: &[Scenario] = &[
         extra_args: object::EXTRA_ARGS,
         routes: &[Route::Qom],
         ..Scenario::new("test_command_line_object", object::command_line_object)
+    },
+    Scenario {
+        extra_args: duplicate_ids::EXTRA_ARGS,
+        ..Scenario::new("test_duplicate_monitor_ids", duplicate_ids::duplicate_ids)
     },
 ];
 

@@ -98,11 +98,9 @@ pub fn stalled_client_commands(ctx: &mut Ctx) -> Result<()> {
     let mon = DynMon::new(ctx, "")?;
     let mut client = stall(ctx, &mon)?;
     wait_removed(ctx, &mon)?;
-    let status = promptly(ctx, &mon, "query-status", Value::Null)?;
-    ensure!(
-        status["status"].is_string(),
-        "query-status returned {status}"
-    );
+    let alive = ctx.alive_command();
+    let reply = promptly(ctx, &mon, alive, Value::Null)?;
+    super::ctx::check_alive_reply(alive, &reply)?;
     let other = DynMon::new(ctx, "-other")?;
     full_cycle(ctx, &other).context("another dynamic monitor while the client stalls")?;
     promptly(ctx, &mon, "chardev-remove", json!({ "id": mon.chardev }))?;
@@ -205,7 +203,8 @@ pub fn slow_reader_drains(ctx: &mut Ctx) -> Result<()> {
         .send(command, args, ctx.wait())
         .with_context(|| format!("{command} of itself on {}", mon.id))?;
     wait_removed(ctx, &mon)?;
-    promptly(ctx, &mon, "query-status", Value::Null)?;
+    let alive = ctx.alive_command();
+    promptly(ctx, &mon, alive, Value::Null)?;
 
     let mut bytes = 0;
     for id in &ids {
