@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
+use qmp_tests::program::Program;
 use xshell::{cmd, Shell};
 
 use crate::build::{self, BuildOptions, Built};
@@ -308,7 +309,7 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
         let others: Vec<_> = others.map(|prepare| scope.spawn(prepare)).collect();
         let baseline = run.own("baseline: the suite on the unmutated series", || {
             let start = Instant::now();
-            match runner.suite("baseline", &built.binary, None, &[])? {
+            match runner.suite("baseline", &built.binary, Program::System, None, &[])? {
                 SuiteRun::Done(Outcome::Passed, _) => {}
                 SuiteRun::Done(outcome, failing) => bail!(
                     "the suite must pass on the unmutated series before mutants mean anything; \
@@ -619,7 +620,13 @@ impl Runner<'_> {
             .spawn_run()
             .with_context(|| format!("applying {}", diff.display()))?;
         let start = Instant::now();
-        let built = build::build(sh, path, &self.built.python, opts);
+        // A fault in the daemon's own code: the daemon is built (in a
+        // build directory of its own beside the worker's qemu-system one).
+        let opts = BuildOptions {
+            program: outcome.mutant.program,
+            ..opts.clone()
+        };
+        let built = build::build(sh, path, &self.built.python, &opts);
         let built = match built {
             Ok((built, _)) => built,
             Err(err) => {
@@ -655,7 +662,8 @@ impl Runner<'_> {
                 first.push(picks.join(","));
             }
         }
-        let run = self.suite(&outcome.mutant.name, binary, Some(limit), &first)?;
+        let program = outcome.mutant.program;
+        let run = self.suite(&outcome.mutant.name, binary, program, Some(limit), &first)?;
         outcome.suite_secs = start.elapsed().as_secs_f64();
         outcome.verdict = match run {
             SuiteRun::Done(Outcome::Passed, _) => Verdict::Missed,
@@ -674,6 +682,7 @@ impl Runner<'_> {
         &self,
         name: &str,
         qemu: &Path,
+        program: Program,
         limit: Option<Duration>,
         extra: &[String],
     ) -> Result<SuiteRun> {
@@ -682,9 +691,14 @@ impl Runner<'_> {
             junit: Some(junit.clone()),
             qemu_src: Some(self.tree.to_owned()),
             python: Some(self.built.python.clone()),
-            // A fault that takes a route away must fail, not skip.
-            require_routes: vec!["commands".to_owned(), "qom".to_owned()],
+            // A fault that takes a route away must fail, not skip; the
+            // daemon has the commands route only.
+            require_routes: match program {
+                Program::System => vec!["commands".to_owned(), "qom".to_owned()],
+                Program::StorageDaemon => vec!["commands".to_owned()],
+            },
             qmp_python: self.qmp_python.map(Path::to_owned),
+            program,
             ..SuiteOptions::default()
         };
         let mut command = suite::command(self.qmp_tests, qemu, &opts, &[])?;

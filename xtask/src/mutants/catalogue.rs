@@ -10,11 +10,16 @@
 //! ...
 //! ```
 //!
+//! An optional `Program: storage-daemon` line says the fault is in code
+//! only qemu-storage-daemon runs: that mutant is built and tested as the
+//! daemon (`system`, qemu-system-TARGET, is the default).
+//!
 //! `git apply` skips the header, so the file applies as it is.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use qmp_tests::program::Program;
 
 use crate::paths;
 
@@ -29,6 +34,8 @@ pub struct Mutant {
     pub spec: String,
     /// What the edit does, in a few words.
     pub fault: String,
+    /// The program the mutated code is in, which is built and tested.
+    pub program: Program,
 }
 
 pub fn dir() -> PathBuf {
@@ -76,6 +83,7 @@ fn parse(path: &Path) -> Result<Mutant> {
 
 fn parse_text(name: String, path: &Path, text: &str) -> Result<Mutant> {
     let (mut spec, mut fault, mut files) = (None, None, Vec::new());
+    let mut program = Program::System;
     let mut in_diff = false;
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("diff --git a/") {
@@ -87,6 +95,13 @@ fn parse_text(name: String, path: &Path, text: &str) -> Result<Mutant> {
                 spec = Some(v.trim().to_owned());
             } else if let Some(v) = line.strip_prefix("Fault:") {
                 fault = Some(v.trim().to_owned());
+            } else if let Some(v) = line.strip_prefix("Program:") {
+                program = Program::parse(v.trim()).with_context(|| {
+                    format!(
+                        "`Program: {}`: the program is system or storage-daemon",
+                        v.trim()
+                    )
+                })?;
             }
         }
     }
@@ -110,6 +125,7 @@ fn parse_text(name: String, path: &Path, text: &str) -> Result<Mutant> {
         file,
         spec,
         fault,
+        program,
     })
 }
 
@@ -132,6 +148,13 @@ mod tests {
         assert_eq!(m.file, "monitor/qmp.c");
         assert_eq!(m.spec, "events once negotiated");
         assert_eq!(m.fault, "events always");
+        assert_eq!(m.program, Program::System);
+        let text = format!("Spec: s\nFault: f\nProgram: storage-daemon\n{DIFF}");
+        let m = parse_text("d".into(), Path::new("d.diff"), &text).unwrap();
+        assert_eq!(m.program, Program::StorageDaemon);
+        let text = format!("Spec: s\nFault: f\nProgram: qsd\n{DIFF}");
+        let err = parse_text("d".into(), Path::new("d.diff"), &text).unwrap_err();
+        assert!(err.to_string().contains("storage-daemon"), "{err}");
     }
 
     #[test]

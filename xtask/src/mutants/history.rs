@@ -165,6 +165,7 @@ mod tests {
             file: file.into(),
             spec: String::new(),
             fault: String::new(),
+            program: Default::default(),
         }
     }
 

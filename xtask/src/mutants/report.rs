@@ -210,6 +210,7 @@ mod tests {
                 file: "monitor/qmp.c".into(),
                 spec: "spec line".into(),
                 fault: "a fault".into(),
+                program: Default::default(),
             },
             verdict,
             build_secs: 1.0,
