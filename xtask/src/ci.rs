@@ -3,7 +3,8 @@
 //! Lints, unit tests, then the pipeline against real QEMU builds: the
 //! stock release (every scenario must fail with the no-monitor-add
 //! message), the release with the project's series (every scenario must
-//! pass), the integration tests that need those binaries, the meson
+//! pass), qemu-storage-daemon with the series (the CI leg `qsd`, beside
+//! the stages after it), the integration tests that need those binaries, the meson
 //! wiring run through `meson test`, every catalogued mutant caught
 //! (`cargo xtask mutants`), and a sanitizer build.
 
@@ -28,8 +29,8 @@ pub const COMMAND: Command = Command {
     summary: "the project's own test command: lints, unit and integration tests, pipeline",
     about: "the project's own test command. Runs cargo fmt --check,
 clippy, the unit tests, then `cargo xtask test` against the pinned release
-without and with the project's series, the integration tests against those
-builds, `meson test` through the wiring, `cargo xtask mutants` over the
+without and with the project's series, qemu-storage-daemon with the
+series (leg qsd), the integration tests against those builds, `meson test` through the wiring, `cargo xtask mutants` over the
 whole catalogue, and a sanitizer build.",
     groups: &[
         (
@@ -149,6 +150,7 @@ fn run_leg(sh: &Shell, leg: &Leg, source: &LegSource) -> Result<()> {
             } else {
                 Vec::new()
             },
+            program: leg.program,
             ..BuildOptions::default()
         },
         SuiteOptions {
@@ -157,7 +159,7 @@ fn run_leg(sh: &Shell, leg: &Leg, source: &LegSource) -> Result<()> {
             leg: Some(leg.name.clone()),
             ..SuiteOptions::default()
         },
-        pipeline::TEST,
+        &pipeline::test_steps(leg.program),
     );
     let run = test::run(sh, &pipeline)?;
     let name = &leg.name;
@@ -458,19 +460,22 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
         }
         Ok(run)
     })?;
+    // qemu-storage-daemon with the series: a build directory of its own
+    // on the series tree the stage above made, and no wiring, so it
+    // touches nothing the stages below use; its build overlaps their
+    // QEMU runs.
+    let qsd = stages.start_beside(
+        "qemu-storage-daemon with the series (leg qsd)",
+        paths::target_dir().join("ci/qsd.log"),
+        nested_xtask(&cargo, &root, &["ci", "--leg", "qsd"]),
+    )?;
     // The mutants have their own scratch build and touch no tree the
     // stages below use, and mostly wait on the linker and on QEMUs with
     // one vCPU-less machine each: they run beside the rest.
-    let mut xtask_mutants = std::process::Command::new(&cargo);
-    xtask_mutants
-        .args(["xtask", "mutants"])
-        .current_dir(&root)
-        // ci tests the pinned release, whatever QEMU_SRC says.
-        .env_remove("QEMU_SRC");
     let mutants = stages.start_beside(
         "mutants: every catalogued fault caught",
         paths::target_dir().join("ci/mutants.log"),
-        xtask_mutants,
+        nested_xtask(&cargo, &root, &["mutants"]),
     )?;
     stages.run("integration tests against the built QEMUs", || {
         let series = series::default_series();
@@ -505,6 +510,7 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
             },
         )?;
     }
+    stages.join(qsd)?;
     stages.join(mutants)?;
     eprintln!(
         "\n==== ci summary (wall time {:.1}s)",
@@ -516,6 +522,18 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
     }
     println!("{} passed, 0 failed", stages.done.len());
     Ok(())
+}
+
+/// `cargo xtask ARGS` in the project root, for a stage beside the others.
+fn nested_xtask(cargo: &str, root: &Path, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(cargo);
+    command
+        .arg("xtask")
+        .args(args)
+        .current_dir(root)
+        // ci tests the pinned release, whatever QEMU_SRC says.
+        .env_remove("QEMU_SRC");
+    command
 }
 
 /// `qmp-tests explore` on the series build: the first 500 sequences of

@@ -3,6 +3,8 @@
 //! from this list (templates.rs, `cargo xtask ci --write-templates`), and
 //! a test fails when they differ, so the two cannot drift apart.
 
+use qmp_tests::program::Program;
+
 use crate::mutants::Shard;
 
 /// One leg of the matrix.
@@ -22,6 +24,9 @@ pub struct Leg {
     pub mutants: Option<Shard>,
     /// `cargo xtask explore` for this many seconds instead of the suite.
     pub explore: Option<u64>,
+    /// The program built and tested; `target` is unused for
+    /// qemu-storage-daemon.
+    pub program: Program,
 }
 
 const TARGETS: [&str; 2] = ["x86_64", "aarch64"];
@@ -29,8 +34,8 @@ const ROUTES: [&str; 2] = ["commands", "qom"];
 /// The mutants run as this many legs.
 const MUTANT_SHARDS: usize = 3;
 
-/// Target x build x route with the series, the stock release, then the
-/// mutant shards.
+/// Target x build x route with the series, qemu-storage-daemon with the
+/// series, the stock release, then the mutant shards and explore.
 pub fn all() -> Vec<Leg> {
     let mut legs = Vec::new();
     for target in TARGETS {
@@ -45,10 +50,23 @@ pub fn all() -> Vec<Leg> {
                     series: true,
                     mutants: None,
                     explore: None,
+                    program: Program::System,
                 });
             }
         }
     }
+    // The third QMP server: qemu-storage-daemon with the series, on the
+    // commands route (monitor-qmp objects are qemu-system's).
+    legs.push(Leg {
+        name: "qsd".to_owned(),
+        target: "x86_64",
+        sanitizers: false,
+        route: Some("commands"),
+        series: true,
+        mutants: None,
+        explore: None,
+        program: Program::StorageDaemon,
+    });
     legs.push(Leg {
         name: "x86_64-stock".to_owned(),
         target: "x86_64",
@@ -57,6 +75,7 @@ pub fn all() -> Vec<Leg> {
         series: false,
         mutants: None,
         explore: None,
+        program: Program::System,
     });
     for index in 1..=MUTANT_SHARDS {
         let shard = Shard {
@@ -71,6 +90,7 @@ pub fn all() -> Vec<Leg> {
             series: true,
             mutants: Some(shard),
             explore: None,
+            program: Program::System,
         });
     }
     // Ten times the budget of `cargo xtask ci`'s explore stage.
@@ -82,6 +102,7 @@ pub fn all() -> Vec<Leg> {
         series: true,
         mutants: None,
         explore: Some(600),
+        program: Program::System,
     });
     legs
 }
@@ -104,7 +125,7 @@ mod tests {
         let legs = all();
         assert_eq!(
             legs.len(),
-            TARGETS.len() * 2 * ROUTES.len() + 1 + MUTANT_SHARDS + 1
+            TARGETS.len() * 2 * ROUTES.len() + 1 + 1 + MUTANT_SHARDS + 1
         );
         let mut names: Vec<&str> = legs.iter().map(|l| l.name.as_str()).collect();
         names.sort();
@@ -114,5 +135,6 @@ mod tests {
         assert!(find("x86_64-stock").is_some_and(|l| !l.series && l.route.is_none()));
         assert!(find("mutants-2-of-3").is_some_and(|l| l.mutants.is_some_and(|s| s.index == 2)));
         assert!(find("explore").is_some_and(|l| l.series && l.explore == Some(600)));
+        assert!(find("qsd").is_some_and(|l| l.series && l.program == Program::StorageDaemon));
     }
 }
