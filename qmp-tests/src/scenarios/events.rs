@@ -2,31 +2,66 @@
 //! and to every monitor.
 
 use anyhow::{ensure, Context, Result};
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::scenarios::{
-    hotplug::{self, expect_event, DynMon},
-    Ctx,
+use crate::{
+    program::Program,
+    scenarios::{
+        hotplug::{self, expect_event, DynMon},
+        Ctx,
+    },
 };
 
-/// With `-machine none` nothing else emits events, so `stop` and `cont`
-/// produce exactly STOP and RESUME.
-fn stop_cont(ctx: &mut Ctx) -> Result<()> {
-    ctx.main("stop", Value::Null)?;
-    ctx.main("cont", Value::Null)?;
-    Ok(())
+/// Makes QEMU broadcast events from the main monitor and returns their
+/// names, in order. qemu-system: `stop` and `cont`, with `-machine none`
+/// nothing else emits events, so exactly STOP and RESUME.
+/// qemu-storage-daemon has no run state: an NBD export of a null block
+/// node added and deleted (no client ever connects) gives exactly
+/// BLOCK_EXPORT_DELETED. `round` numbers the calls of one scenario, from
+/// 0: the first sets up the node and the NBD server.
+fn broadcast(ctx: &mut Ctx, round: usize) -> Result<&'static [&'static str]> {
+    if ctx.settings.program == Program::System {
+        ctx.main("stop", Value::Null)?;
+        ctx.main("cont", Value::Null)?;
+        return Ok(&["STOP", "RESUME"]);
+    }
+    if round == 0 {
+        let path = ctx.machine.socket_path("nbd.sock")?;
+        let path = path
+            .to_str()
+            .context("socket path is not UTF-8")?
+            .to_owned();
+        ctx.main(
+            "blockdev-add",
+            json!({ "driver": "null-co", "node-name": "ev-node" }),
+        )?;
+        ctx.main(
+            "nbd-server-start",
+            json!({ "addr": { "type": "unix", "data": { "path": path } } }),
+        )?;
+    }
+    let id = format!("ev-export{round}");
+    ctx.main(
+        "block-export-add",
+        json!({ "type": "nbd", "id": id, "node-name": "ev-node" }),
+    )?;
+    ctx.main("block-export-del", json!({ "id": id }))?;
+    Ok(&["BLOCK_EXPORT_DELETED"])
 }
 
 pub fn after_negotiation(ctx: &mut Ctx) -> Result<()> {
     let mon = DynMon::new(ctx, "")?;
     hotplug::add(ctx, &mon)?;
     let mut client = hotplug::connect_negotiated(ctx, &mon)?;
-    stop_cont(ctx)?;
-    expect_event(ctx, &mut client, "STOP")?;
-    expect_event(ctx, &mut client, "RESUME")?;
-    // Every broadcast event, not two names: RESET comes from elsewhere.
-    ctx.main("system_reset", Value::Null)?;
-    expect_event(ctx, &mut client, "RESET")?;
+    for name in broadcast(ctx, 0)? {
+        expect_event(ctx, &mut client, name)?;
+    }
+    // Every broadcast event, not two names: RESET comes from elsewhere
+    // (qemu-system only; the daemon has no machine to reset).
+    if ctx.settings.program == Program::System {
+        ctx.main("system_reset", Value::Null)?;
+        expect_event(ctx, &mut client, "RESET")?;
+    }
     client.close();
     hotplug::remove(ctx, &mon)
 }
@@ -35,17 +70,15 @@ pub fn none_before_negotiation(ctx: &mut Ctx) -> Result<()> {
     let mon = DynMon::new(ctx, "")?;
     hotplug::add(ctx, &mon)?;
     let mut client = hotplug::connect(ctx, &mon)?;
-    stop_cont(ctx)?;
-    // The main monitor seeing both proves the events were broadcast while
+    // The main monitor seeing them proves the events were broadcast while
     // the dynamic client sat in negotiation mode.
-    let wait = ctx.wait();
-    let main = ctx.machine.qmp();
-    main.wait_event("STOP", wait)
-        .context("STOP on the main monitor")?;
-    let wait = ctx.wait();
-    let main = ctx.machine.qmp();
-    main.wait_event("RESUME", wait)
-        .context("RESUME on the main monitor")?;
+    for name in broadcast(ctx, 0)? {
+        let wait = ctx.wait();
+        ctx.machine
+            .qmp()
+            .wait_event(name, wait)
+            .with_context(|| format!("{name} on the main monitor"))?;
+    }
 
     // Both events were emitted before we sent anything on the dynamic
     // monitor. Delivered at once, or queued for negotiation, they would
@@ -55,7 +88,8 @@ pub fn none_before_negotiation(ctx: &mut Ctx) -> Result<()> {
     client
         .negotiate(ctx.wait())
         .context("qmp_capabilities on the dynamic monitor")?;
-    hotplug::execute(ctx, &mut client, "query-status", Value::Null)?;
+    let alive = ctx.alive_command();
+    hotplug::execute(ctx, &mut client, alive, Value::Null)?;
     let early = client
         .observe(hotplug::QUIET_WINDOW)
         .context("watching the dynamic monitor after negotiation")?;
@@ -67,9 +101,9 @@ pub fn none_before_negotiation(ctx: &mut Ctx) -> Result<()> {
         early.describe()
     );
 
-    stop_cont(ctx)?;
-    expect_event(ctx, &mut client, "STOP")?;
-    expect_event(ctx, &mut client, "RESUME")?;
+    for name in broadcast(ctx, 1)? {
+        expect_event(ctx, &mut client, name)?;
+    }
     client.close();
     hotplug::remove(ctx, &mon)
 }
@@ -93,10 +127,11 @@ pub fn many(ctx: &mut Ctx) -> Result<()> {
         dynamic == MANY,
         "query-monitors lists {dynamic} dynamic monitors, not {MANY}"
     );
-    stop_cont(ctx)?;
+    let names = broadcast(ctx, 0)?;
     for client in &mut clients {
-        expect_event(ctx, client, "STOP")?;
-        expect_event(ctx, client, "RESUME")?;
+        for name in names {
+            expect_event(ctx, client, name)?;
+        }
     }
     for client in clients {
         client.close();
