@@ -690,3 +690,21 @@ fn wire_step(steps: &mut Steps, tree: &Tree, qmp_tests: &Path) -> Result<Option<
         Ok((guard, summary))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daemons_test_neither_wires_nor_installs_the_package() {
+        assert_eq!(test_steps(Program::System), TEST);
+        let daemon = test_steps(Program::StorageDaemon);
+        assert!(!daemon.contains(&Step::Wire) && !daemon.contains(&Step::QmpPackage));
+        let rest: Vec<Step> = TEST
+            .iter()
+            .copied()
+            .filter(|s| !matches!(s, Step::Wire | Step::QmpPackage))
+            .collect();
+        assert_eq!(daemon, rest);
+    }
+}
