@@ -2,7 +2,7 @@
 //! and to every monitor.
 
 use anyhow::{ensure, Context, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::{
     program::Program,
@@ -12,48 +12,11 @@ use crate::{
     },
 };
 
-/// Makes QEMU broadcast events from the main monitor and returns their
-/// names, in order. qemu-system: `stop` and `cont`, with `-machine none`
-/// nothing else emits events, so exactly STOP and RESUME.
-/// qemu-storage-daemon has no run state: an NBD export of a null block
-/// node added and deleted (no client ever connects) gives exactly
-/// BLOCK_EXPORT_DELETED. `round` numbers the calls of one scenario, from
-/// 0: the first sets up the node and the NBD server.
-fn broadcast(ctx: &mut Ctx, round: usize) -> Result<&'static [&'static str]> {
-    if ctx.settings.program == Program::System {
-        ctx.main("stop", Value::Null)?;
-        ctx.main("cont", Value::Null)?;
-        return Ok(&["STOP", "RESUME"]);
-    }
-    if round == 0 {
-        let path = ctx.machine.socket_path("nbd.sock")?;
-        let path = path
-            .to_str()
-            .context("socket path is not UTF-8")?
-            .to_owned();
-        ctx.main(
-            "blockdev-add",
-            json!({ "driver": "null-co", "node-name": "ev-node" }),
-        )?;
-        ctx.main(
-            "nbd-server-start",
-            json!({ "addr": { "type": "unix", "data": { "path": path } } }),
-        )?;
-    }
-    let id = format!("ev-export{round}");
-    ctx.main(
-        "block-export-add",
-        json!({ "type": "nbd", "id": id, "node-name": "ev-node" }),
-    )?;
-    ctx.main("block-export-del", json!({ "id": id }))?;
-    Ok(&["BLOCK_EXPORT_DELETED"])
-}
-
 pub fn after_negotiation(ctx: &mut Ctx) -> Result<()> {
     let mon = DynMon::new(ctx, "")?;
     hotplug::add(ctx, &mon)?;
     let mut client = hotplug::connect_negotiated(ctx, &mon)?;
-    for name in broadcast(ctx, 0)? {
+    for name in hotplug::broadcast(ctx, 0)? {
         expect_event(ctx, &mut client, name)?;
     }
     // Every broadcast event, not two names: RESET comes from elsewhere
@@ -72,7 +35,7 @@ pub fn none_before_negotiation(ctx: &mut Ctx) -> Result<()> {
     let mut client = hotplug::connect(ctx, &mon)?;
     // The main monitor seeing them proves the events were broadcast while
     // the dynamic client sat in negotiation mode.
-    for name in broadcast(ctx, 0)? {
+    for name in hotplug::broadcast(ctx, 0)? {
         let wait = ctx.wait();
         ctx.machine
             .qmp()
@@ -101,7 +64,7 @@ pub fn none_before_negotiation(ctx: &mut Ctx) -> Result<()> {
         early.describe()
     );
 
-    for name in broadcast(ctx, 1)? {
+    for name in hotplug::broadcast(ctx, 1)? {
         expect_event(ctx, &mut client, name)?;
     }
     client.close();
@@ -127,7 +90,7 @@ pub fn many(ctx: &mut Ctx) -> Result<()> {
         dynamic == MANY,
         "query-monitors lists {dynamic} dynamic monitors, not {MANY}"
     );
-    let names = broadcast(ctx, 0)?;
+    let names = hotplug::broadcast(ctx, 0)?;
     for client in &mut clients {
         for name in names {
             expect_event(ctx, client, name)?;

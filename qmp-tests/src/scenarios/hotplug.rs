@@ -165,24 +165,102 @@ pub fn expect_quiet(client: &mut Qmp, when: &str) -> Result<()> {
     )
 }
 
+/// The event qemu-storage-daemon broadcasts when an NBD export is deleted.
+pub const EXPORT_EVENT: &str = "BLOCK_EXPORT_DELETED";
+/// The node a removed monitor's client asks qemu-storage-daemon to add;
+/// it must never appear.
+const INERT_NODE: &str = "inert-node";
+/// The null block node the daemon's NBD exports serve.
+const EXPORT_NODE: &str = "ev-node";
+
+/// qemu-storage-daemon's event source, made once per scenario: a null
+/// block node and an NBD server on a unix socket in the machine's dir.
+pub fn export_setup(ctx: &mut Ctx) -> Result<()> {
+    let path = ctx.machine.socket_path("nbd.sock")?;
+    let path = path
+        .to_str()
+        .context("socket path is not UTF-8")?
+        .to_owned();
+    ctx.main(
+        "blockdev-add",
+        json!({ "driver": "null-co", "node-name": EXPORT_NODE }),
+    )?;
+    ctx.main(
+        "nbd-server-start",
+        json!({ "addr": { "type": "unix", "data": { "path": path } } }),
+    )?;
+    Ok(())
+}
+
+/// Adding and deleting the NBD export `id` (no client ever connects):
+/// exactly one [`EXPORT_EVENT`], before the deletion's reply.
+pub fn export_cycle(id: &str) -> [(&'static str, Value); 2] {
+    [
+        (
+            "block-export-add",
+            json!({ "type": "nbd", "id": id, "node-name": EXPORT_NODE }),
+        ),
+        ("block-export-del", json!({ "id": id })),
+    ]
+}
+
+/// Makes QEMU broadcast events from the main monitor and returns their
+/// names, in order. qemu-system: `stop` and `cont`, with `-machine none`
+/// nothing else emits events, so exactly STOP and RESUME.
+/// qemu-storage-daemon has no run state: an NBD export added and deleted
+/// gives exactly [`EXPORT_EVENT`]. `round` numbers the calls of one
+/// scenario; without a [`control_stop_cont`] before it, the scenario's
+/// first call is round 0, which makes the event source.
+pub fn broadcast(ctx: &mut Ctx, round: usize) -> Result<&'static [&'static str]> {
+    if ctx.settings.program == Program::System {
+        ctx.main("stop", Value::Null)?;
+        ctx.main("cont", Value::Null)?;
+        return Ok(&["STOP", "RESUME"]);
+    }
+    if round == 0 {
+        export_setup(ctx)?;
+    }
+    for (command, args) in export_cycle(&format!("ev-export{round}")) {
+        ctx.main(command, args)?;
+    }
+    Ok(&[EXPORT_EVENT])
+}
+
 /// Positive control for the "nothing is executed" checks: `stop` and
 /// `cont` on `client` are answered there, reach it as STOP and RESUME
 /// (both emitted before the reply), and show on the main monitor.
+///
+/// qemu-storage-daemon has no run state: there an NBD export added and
+/// deleted on `client` stands in, reaching it and the main monitor as
+/// BLOCK_EXPORT_DELETED (emitted before the deletion's reply).
 pub fn control_stop_cont(ctx: &mut Ctx, client: &mut Qmp) -> Result<()> {
-    execute(ctx, client, "stop", Value::Null).context("positive control")?;
-    execute(ctx, client, "cont", Value::Null).context("positive control")?;
+    let expected: &[&str] = match ctx.settings.program {
+        Program::System => {
+            execute(ctx, client, "stop", Value::Null).context("positive control")?;
+            execute(ctx, client, "cont", Value::Null).context("positive control")?;
+            &["STOP", "RESUME"]
+        }
+        Program::StorageDaemon => {
+            export_setup(ctx)?;
+            for (command, args) in export_cycle("ctl-export") {
+                execute(ctx, client, command, args).context("positive control")?;
+            }
+            &[EXPORT_EVENT]
+        }
+    };
     let names: Vec<Value> = client
         .take_events()
         .into_iter()
         .map(|ev| ev["event"].clone())
         .collect();
     ensure!(
-        names == [json!("STOP"), json!("RESUME")],
-        "positive control: stop and cont on {} delivered {} there, not STOP and RESUME",
+        names == expected.iter().map(|name| json!(name)).collect::<Vec<_>>(),
+        "positive control: the requests on {} delivered {} there, not {}",
         client.name(),
-        Value::Array(names)
+        Value::Array(names),
+        expected.join(" and ")
     );
-    for event in ["STOP", "RESUME"] {
+    for &event in expected {
         let wait = ctx.wait();
         ctx.machine
             .qmp()
@@ -200,7 +278,17 @@ pub fn control_stop_cont(ctx: &mut Ctx, client: &mut Qmp) -> Result<()> {
 /// there: it must still answer.
 pub fn expect_running_no_stop(ctx: &mut Ctx, why: &str) -> Result<()> {
     if ctx.settings.program == Program::StorageDaemon {
-        return ctx.check_alive().with_context(|| why.to_owned());
+        ctx.check_alive().with_context(|| why.to_owned())?;
+        let nodes = ctx.main("query-named-block-nodes", Value::Null)?;
+        let added = nodes
+            .as_array()
+            .is_some_and(|list| list.iter().any(|node| node["node-name"] == INERT_NODE));
+        ensure!(
+            !added,
+            "{why}: query-named-block-nodes lists {INERT_NODE}: a blockdev-add the removed \
+             monitor's client sent was executed"
+        );
+        return Ok(());
     }
     let status = ctx.main("query-status", Value::Null)?;
     let events = ctx.machine.qmp().take_events();
@@ -223,10 +311,21 @@ pub fn expect_running_no_stop(ctx: &mut Ctx, why: &str) -> Result<()> {
 /// The caller has shown the same commands answered and executed on this
 /// connection before the removal (the positive control).
 pub fn check_removed_inert(ctx: &mut Ctx, client: &mut Qmp, mon: &DynMon, oob: bool) -> Result<()> {
-    let mut requests = vec![
-        (false, "stop", Value::Null),
-        (false, "query-status", Value::Null),
-    ];
+    let mut requests = match ctx.settings.program {
+        Program::System => vec![
+            (false, "stop", Value::Null),
+            (false, "query-status", Value::Null),
+        ],
+        // A command with an effect the main monitor can see, and a query.
+        Program::StorageDaemon => vec![
+            (
+                false,
+                "blockdev-add",
+                json!({ "driver": "null-co", "node-name": INERT_NODE }),
+            ),
+            (false, "query-version", Value::Null),
+        ],
+    };
     if oob {
         requests.push((true, "migrate-pause", Value::Null));
     }
@@ -248,7 +347,7 @@ pub fn check_removed_inert(ctx: &mut Ctx, client: &mut Qmp, mon: &DynMon, oob: b
     }
     expect_quiet(
         client,
-        "after removing itself and being sent stop and query-status",
+        "after removing itself and being sent a command and a query",
     )?;
     expect_running_no_stop(
         ctx,
@@ -259,10 +358,11 @@ pub fn check_removed_inert(ctx: &mut Ctx, client: &mut Qmp, mon: &DynMon, oob: b
 /// `stop` then `cont` on the main monitor, and their STOP and RESUME seen
 /// there: the positive control for events that must not reach a removed
 /// monitor.
+///
+/// On qemu-storage-daemon, [`broadcast`] after a [`control_stop_cont`].
 pub fn main_stop_cont_seen(ctx: &mut Ctx) -> Result<()> {
-    ctx.main("stop", Value::Null)?;
-    ctx.main("cont", Value::Null)?;
-    for event in ["STOP", "RESUME"] {
+    let names = broadcast(ctx, 1)?;
+    for &event in names {
         let wait = ctx.wait();
         ctx.machine
             .qmp()

@@ -3,9 +3,10 @@
 //! run state (no `stop`, `cont`, STOP, RESUME, `query-status`), no HMP,
 //! no `-qmp`/`-monitor`/`--preconfig`, no `getfd`, and no `monitor-qmp`
 //! object type. The scenarios that need one of these are reported skipped
-//! there, each with the reason below; every other scenario runs. (The
-//! event scenarios run there with an event of the daemon's own: see
-//! events.rs.)
+//! there, each with the reason below; every other scenario runs. (Where
+//! qemu-system's scenarios use `stop` and `cont` as an event source or as
+//! a command with a visible effect, the daemon's own stand in where the
+//! helpers allow: see hotplug::broadcast and hotplug::control_stop_cont.)
 
 const RUN_STATE: &str = "needs stop/cont and their STOP/RESUME events; it has no VM run state";
 const COMMAND_LINE: &str =
@@ -18,8 +19,6 @@ const OBJECT: &str = "needs -object monitor-qmp; monitor-qmp objects are qemu-sy
 
 /// Each scenario that does not run on qemu-storage-daemon, and why.
 const SYSTEM_ONLY: &[(&str, &str)] = &[
-    ("test_self_removal", RUN_STATE),
-    ("test_self_removal_chardev_remove", RUN_STATE),
     ("test_qemu_python_client", RUN_STATE),
     ("test_qmp_asyncio_client", RUN_STATE),
     ("test_remove_pipelined", RUN_STATE),
