@@ -44,6 +44,8 @@ Options:
     --out DIR          write a failure's sequence and transcript to
                        DIR/explore-SEED.txt
     --junit FILE       write a JUnit report: one testcase, explore
+    --summary FILE     write the run's figures and each failure's kind,
+                       sequence number and shrunk length as JSON
     --leg NAME         the CI leg: the testsuite is monitor_hotplug.NAME
     -h, --help         print this help
 
@@ -60,7 +62,13 @@ pub fn main(args: impl Iterator<Item = OsString>) -> Result<u8> {
         print!("{HELP}");
         return Ok(0);
     };
-    let (opts, out, junit_path, leg) = parsed;
+    let Parsed {
+        opts,
+        out,
+        junit: junit_path,
+        leg,
+        summary: summary_path,
+    } = parsed;
     let exe = std::env::current_exe().context("finding our own executable for the janitor")?;
     let janitor = Arc::new(Janitor::spawn(&exe)?);
     let opts = Options {
@@ -106,10 +114,19 @@ pub fn main(args: impl Iterator<Item = OsString>) -> Result<u8> {
         }
         write_junit(path, leg, &summary)?;
     }
+    if let Some(path) = &summary_path {
+        write_summary(path, &summary)?;
+    }
     Ok(u8::from(!summary.found.is_empty()))
 }
 
-type Parsed = (Options, Option<PathBuf>, Option<PathBuf>, Option<String>);
+struct Parsed {
+    opts: Options,
+    out: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    leg: Option<String>,
+    summary: Option<PathBuf>,
+}
 
 fn parse(args: impl Iterator<Item = OsString>) -> Result<Option<Parsed>> {
     let mut qemu = None;
@@ -130,7 +147,7 @@ fn parse(args: impl Iterator<Item = OsString>) -> Result<Option<Parsed>> {
         sockets: vec![Kind::Unix, Kind::Tcp],
         sequences: None,
     };
-    let (mut out, mut junit, mut leg) = (None, None, None);
+    let (mut out, mut junit, mut leg, mut summary) = (None, None, None, None);
     let mut args = args.map(|a| {
         a.into_string()
             .map_err(|a| anyhow::anyhow!("argument is not UTF-8: {a:?}"))
@@ -190,12 +207,19 @@ fn parse(args: impl Iterator<Item = OsString>) -> Result<Option<Parsed>> {
             "--out" => out = Some(PathBuf::from(value()?)),
             "--junit" => junit = Some(PathBuf::from(value()?)),
             "--leg" => leg = Some(value()?),
+            "--summary" => summary = Some(PathBuf::from(value()?)),
             "-h" | "--help" => return Ok(None),
             other => bail!("unknown argument {other:?} for explore"),
         }
     }
     opts.target.qemu = qemu.context("--qemu PATH is required")?;
-    Ok(Some((opts, out, junit, leg)))
+    Ok(Some(Parsed {
+        opts,
+        out,
+        junit,
+        leg,
+        summary,
+    }))
 }
 
 fn number(flag: &str, text: &str) -> Result<u64> {
@@ -229,6 +253,41 @@ fn write_found(dir: &std::path::Path, summary: &Summary, found: &Found) -> Resul
     file.persist(&path)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// The run as JSON, for a program that runs explore (`cargo xtask
+/// mutants --explore`): the figures, and each failure found.
+fn write_summary(path: &std::path::Path, summary: &Summary) -> Result<()> {
+    let found: Vec<serde_json::Value> = summary
+        .found
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "kind": f.failure.kind(),
+                "sequence": f.number,
+                "seed": format!("{:016x}", f.seed),
+                "ops": f.original_len,
+                "shrunk_ops": f.ops.len(),
+                "at": f.failure.at,
+                "message": f.failure.message,
+                "reruns_failed": f.reruns.0,
+                "reruns": f.reruns.1,
+            })
+        })
+        .collect();
+    let text = serde_json::json!({
+        "seed": format!("{:016x}", summary.seed),
+        "sequences": summary.sequences,
+        "operations": summary.ops,
+        "secs": summary.elapsed.as_secs_f64(),
+        "first_failure": summary.first_failure,
+        "failures": summary.failures,
+        "found": found,
+    });
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    fs::write(path, format!("{text:#}\n")).with_context(|| format!("writing {}", path.display()))
 }
 
 fn write_junit(path: &std::path::Path, leg: Option<String>, summary: &Summary) -> Result<()> {

@@ -77,12 +77,17 @@ pub struct Summary {
     pub found: Vec<Found>,
     /// Sequences that failed, by kind, the shrunk ones included.
     pub failures: BTreeMap<&'static str, usize>,
+    /// The number (from 1, in the seed's order) of the first sequence
+    /// that failed: how far a fixed set got before it caught something.
+    pub first_failure: Option<usize>,
 }
 
 /// A failing sequence, shrunk.
 pub struct Found {
     /// The seed that generated the sequence (`--replay`).
     pub seed: u64,
+    /// Its number in the run, from 1.
+    pub number: usize,
     pub original_len: usize,
     pub initial: Model,
     pub ops: Vec<Op>,
@@ -173,6 +178,7 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Summary {
             reached: BTreeMap::new(),
             found: Vec::new(),
             failures: BTreeMap::new(),
+            first_failure: None,
         }),
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -231,6 +237,8 @@ fn worker(
         let Some(failure) = run.failure else { continue };
         {
             let mut tally = shared.tally.lock().expect("tally");
+            let number = tally.first_failure.map_or(index + 1, |n| n.min(index + 1));
+            tally.first_failure = Some(number);
             let seen = tally.failures.entry(failure.kind()).or_default();
             *seen += 1;
             if *seen > 1 {
@@ -244,7 +252,8 @@ fn worker(
             failure.message
         ));
         let first = (initial, ops, failure, run.transcript);
-        let found = shrink(opts, seed, tree, first, cpu, progress);
+        let mut found = shrink(opts, seed, tree, first, cpu, progress);
+        found.number = index + 1;
         let mut tally = shared.tally.lock().expect("tally");
         tally.found.push(found);
         if tally.found.len() >= opts.max_failures || opts.replay.is_some() {
@@ -317,6 +326,7 @@ fn shrink(
     }
     Found {
         seed,
+        number: 0,
         original_len,
         initial,
         ops,
@@ -403,10 +413,9 @@ impl Summary {
             .iter()
             .map(|(k, n)| format!("{k} ({n})"))
             .collect();
-        let failures = if failures.is_empty() {
-            "none".to_string()
-        } else {
-            failures.join("; ")
+        let failures = match self.first_failure {
+            None => "none".to_string(),
+            Some(n) => format!("{} (the first: sequence {n})", failures.join("; ")),
         };
         let _ = writeln!(out, "failed sequences by kind: {failures}");
         out
