@@ -11,6 +11,7 @@
 //! keeps.
 
 mod catalogue;
+mod explore;
 mod history;
 mod report;
 mod shard;
@@ -67,6 +68,12 @@ target/mutants/mutants.json and target/mutants/junit.xml
                 Kind::Text,
                 "run the K-th of N parts of the catalogue (dealt\nround-robin in name order), after the baseline",
             ),
+            cli::value(
+                "explore",
+                "N",
+                Kind::Text,
+                "also run qmp-tests explore on each mutant (and the\nbaseline): seed 0's first N sequences, stopping at\nthe first failure; its verdict is an extra column",
+            ),
             cli::switch("list", "print the catalogue (or the shard's part) and exit"),
         ],
     )],
@@ -111,6 +118,8 @@ pub struct MutantOutcome {
     pub verdict: Verdict,
     pub build_secs: f64,
     pub suite_secs: f64,
+    /// With `--explore`: how explore ended on the mutant.
+    pub explore: Option<explore::Run>,
 }
 
 /// `cargo xtask mutants`'s input, checked: the mutants, how to run
@@ -131,10 +140,16 @@ pub struct Plan {
     pub shard: Option<Shard>,
     /// A copy of the JUnit report here too (a CI leg's report path).
     pub junit: Option<PathBuf>,
+    /// Also run explore's first N sequences of seed 0 on each mutant.
+    pub explore: Option<usize>,
 }
 
 pub fn parse(m: &Matches) -> Result<Options> {
     let shard = m.text("shard")?.map(|t| Shard::parse(&t)).transpose()?;
+    let explore = m.number::<usize>("explore")?;
+    if explore == Some(0) {
+        bail!("--explore takes a number of sequences, at least 1");
+    }
     let mut mutants = select(&m.texts("mutant")?)?;
     if let Some(shard) = shard {
         mutants = shard.take(mutants);
@@ -145,6 +160,7 @@ pub fn parse(m: &Matches) -> Result<Options> {
             all_failures: m.switch("all-failures"),
             shard,
             junit: None,
+            explore,
         },
         list: m.switch("list"),
     })
@@ -287,6 +303,7 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
         qmp_python: qmp_python.as_deref(),
         history: &history,
         all_failures: plan.all_failures,
+        explore: plan.explore,
     };
     // The other workers' scratch trees are made and built (incrementally,
     // or from ccache the first time) while the baseline runs.
@@ -322,7 +339,22 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
                 }
             }
             let secs = start.elapsed();
-            Ok((secs, format!("passed in {:.1}s", secs.as_secs_f64())))
+            let mut summary = format!("passed in {:.1}s", secs.as_secs_f64());
+            let explored = match runner.explore("baseline", &built.binary, None)? {
+                None => None,
+                Some(run) if matches!(run.verdict, explore::Verdict::Missed { .. }) => {
+                    summary.push_str(&format!("; explore {}", run.verdict.detail()));
+                    Some(Duration::from_secs_f64(run.secs))
+                }
+                Some(run) => bail!(
+                    "explore must pass on the unmutated series before its verdicts on mutants \
+                     mean anything; it reported {}: {}; see {}",
+                    run.verdict.label(),
+                    run.verdict.detail(),
+                    out_dir.join("baseline/explore.log").display()
+                ),
+            };
+            Ok(((secs, explored), summary))
         });
         let others: Result<Vec<Worker>> = others
             .into_iter()
@@ -330,12 +362,15 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
             .collect();
         (baseline, others)
     });
-    let baseline = baseline?;
+    let (baseline, explored) = baseline?;
     let mut workers = vec![Worker { scratch, opts }];
     workers.extend(others?);
     // The suite's own deadlines end a hung scenario; this only catches a
     // harness that hangs past them.
     let limit = baseline * 5 + Duration::from_secs(120);
+    // A mutant's explore stops at its first failure, then shrinks it.
+    let explore_limit =
+        explored.map(|secs| secs * 5 + Duration::from_secs(explore::SHRINK_SECS * 2 + 120));
 
     let shard = plan
         .shard
@@ -352,7 +387,7 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
         mutants.len(),
         workers.len()
     );
-    let mut outcomes = runner.all(&workers, mutants, limit)?;
+    let mut outcomes = runner.all(&workers, mutants, limit, explore_limit)?;
     outcomes.sort_by(|a, b| a.mutant.name.cmp(&b.mutant.name));
     let scenarios: Vec<String> = qmp_tests::scenarios::all()
         .iter()
@@ -491,6 +526,30 @@ impl Scratch {
     }
 }
 
+/// The child's exit status, or `None` when it ran past `limit` and was
+/// killed with its process group.
+fn wait_limited(
+    mut running: interrupt::Forwarded,
+    limit: Option<Duration>,
+) -> Result<Option<std::process::ExitStatus>> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = running.child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if limit.is_some_and(|l| start.elapsed() > l) {
+            let group = running.child.id() as i32;
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+            let _ = running.child.wait();
+            return Ok(None);
+        }
+        // Polling a child's exit: the xtask has no event loop to wait
+        // on both the child and a deadline.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Restores the scratch tree when a mutant's run ends, however it ends.
 struct Applied<'a>(&'a Scratch);
 
@@ -516,6 +575,7 @@ struct Runner<'a> {
     qmp_python: Option<&'a Path>,
     history: &'a history::History,
     all_failures: bool,
+    explore: Option<usize>,
 }
 
 /// A mutant after its build: ended there, or built and ready for the
@@ -535,6 +595,7 @@ impl Runner<'_> {
         workers: &[Worker],
         mut mutants: Vec<Mutant>,
         limit: Duration,
+        explore_limit: Option<Duration>,
     ) -> Result<Vec<MutantOutcome>> {
         mutants.sort_by(|a, b| a.file.cmp(&b.file).then(a.name.cmp(&b.name)));
         let total = mutants.len();
@@ -549,7 +610,12 @@ impl Runner<'_> {
                 };
                 let outcome = match self.build(&sh, &worker.scratch, mutant, &worker.opts)? {
                     Prepared::Ended(outcome) => outcome,
-                    Prepared::Built(outcome, binary) => self.test(outcome, &binary, limit)?,
+                    Prepared::Built(outcome, binary) => {
+                        let mut outcome = self.test(outcome, &binary, limit)?;
+                        outcome.explore =
+                            self.explore(&outcome.mutant.name, &binary, explore_limit)?;
+                        outcome
+                    }
                 };
                 let mut outcomes = outcomes.lock().expect("no worker panics");
                 eprintln!(
@@ -561,6 +627,14 @@ impl Runner<'_> {
                     outcome.suite_secs,
                     report::detail(&outcome.verdict)
                 );
+                if let Some(run) = &outcome.explore {
+                    eprintln!(
+                        "          explore {:<11} {:>5.1}s  {}",
+                        run.verdict.label(),
+                        run.secs,
+                        run.verdict.detail()
+                    );
+                }
                 outcomes.push(outcome);
             }
         };
@@ -601,6 +675,7 @@ impl Runner<'_> {
             verdict: Verdict::Missed,
             build_secs: 0.0,
             suite_secs: 0.0,
+            explore: None,
             mutant,
         };
         let path = &scratch.tree.path;
@@ -676,6 +751,21 @@ impl Runner<'_> {
         Ok(outcome)
     }
 
+    /// With `--explore`, explore's run on `qemu`, its reports in
+    /// `out_dir/NAME/`.
+    fn explore(
+        &self,
+        name: &str,
+        qemu: &Path,
+        limit: Option<Duration>,
+    ) -> Result<Option<explore::Run>> {
+        let Some(sequences) = self.explore else {
+            return Ok(None);
+        };
+        let dir = self.out_dir.join(name);
+        explore::run(self.qmp_tests, qemu, sequences, &dir, limit).map(Some)
+    }
+
     /// Runs the suite with `extra` arguments, its report in
     /// `out_dir/NAME/`.
     fn suite(
@@ -704,22 +794,9 @@ impl Runner<'_> {
         let mut command = suite::command(self.qmp_tests, qemu, &opts, &[])?;
         command.args(extra);
         command.stdout(std::process::Stdio::null());
-        let mut running = interrupt::spawn(&mut command, "qmp-tests")?;
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = running.child.try_wait()? {
-                break status;
-            }
-            if limit.is_some_and(|l| start.elapsed() > l) {
-                let group = running.child.id() as i32;
-                // SAFETY: kill has no memory-safety preconditions.
-                unsafe { libc::kill(-group, libc::SIGKILL) };
-                let _ = running.child.wait();
-                return Ok(SuiteRun::Timeout(limit.unwrap_or_default()));
-            }
-            // Polling a child's exit: the xtask has no event loop to wait
-            // on both the child and a deadline.
-            std::thread::sleep(Duration::from_millis(50));
+        let running = interrupt::spawn(&mut command, "qmp-tests")?;
+        let Some(status) = wait_limited(running, limit)? else {
+            return Ok(SuiteRun::Timeout(limit.unwrap_or_default()));
         };
         let outcome = suite::outcome(status)?;
         let failing = if outcome == Outcome::Passed {

@@ -248,6 +248,7 @@ mod tests {
             verdict,
             build_secs: 0.0,
             suite_secs: 0.0,
+            explore: None,
         };
         let mut history = history();
         history.record(&[

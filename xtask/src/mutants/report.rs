@@ -9,6 +9,7 @@ use junit_report::{ReportBuilder, TestCase, TestSuiteBuilder};
 use qmp_tests::text::{clean, one_line};
 use serde_json::json;
 
+use super::explore::Verdict as ExploreVerdict;
 use super::{MutantOutcome, Plan, Verdict};
 
 /// The failing scenarios of a suite's JUnit report, ` (qom)` marking the
@@ -76,6 +77,14 @@ pub fn matrix(outcomes: &[MutantOutcome], scenarios: &[String], all_failures: bo
             o.verdict.label(),
             o.mutant.fault
         ));
+        if let Some(run) = &o.explore {
+            out.push_str(&format!(
+                "       {:<36} {:<11} {}\n",
+                "explore",
+                run.verdict.label(),
+                run.verdict.detail()
+            ));
+        }
     }
     out.push_str(if all_failures {
         "\nkill matrix (x both routes, c commands, q qom)\n"
@@ -99,6 +108,18 @@ pub fn matrix(outcomes: &[MutantOutcome], scenarios: &[String], all_failures: bo
         }
         out.push_str(&format!("  {scenario:<width$}"));
         for m in marks {
+            out.push_str(&format!(" {m:>3}"));
+        }
+        out.push('\n');
+    }
+    // Explore's verdict, as one more catcher: `e` where it caught.
+    if outcomes.iter().any(|o| o.explore.is_some()) {
+        out.push_str(&format!("  {:<width$}", "(explore)"));
+        for o in outcomes {
+            let m = match &o.explore {
+                Some(run) if matches!(run.verdict, ExploreVerdict::Caught { .. }) => "e",
+                _ => ".",
+            };
             out.push_str(&format!(" {m:>3}"));
         }
         out.push('\n');
@@ -135,6 +156,7 @@ pub fn json(
                 "caught_by": caught_by,
                 "build_secs": o.build_secs,
                 "suite_secs": o.suite_secs,
+                "explore": o.explore.as_ref().map(explore_json),
             })
         })
         .collect();
@@ -154,10 +176,37 @@ pub fn json(
         // Without it, caught_by is the scenario that stopped the run.
         "all_failures": plan.all_failures,
         "shard": plan.shard.map(|s| s.to_string()),
+        "explore_sequences": plan.explore,
         "mutants": mutants,
         "scenarios": catching,
     });
     format!("{text:#}\n")
+}
+
+/// Explore's verdict on a mutant: the kind of its first failure and the
+/// number of the first failing sequence, or how many passed.
+fn explore_json(run: &super::explore::Run) -> serde_json::Value {
+    let mut value = json!({
+        "outcome": run.verdict.label(),
+        "detail": run.verdict.detail(),
+        "secs": run.secs,
+    });
+    match &run.verdict {
+        ExploreVerdict::Caught {
+            kind,
+            sequence,
+            shrunk_ops,
+            seed,
+        } => {
+            value["kind"] = json!(kind);
+            value["sequence"] = json!(sequence);
+            value["shrunk_ops"] = json!(shrunk_ops);
+            value["seed"] = json!(seed);
+        }
+        ExploreVerdict::Missed { sequences } => value["sequences"] = json!(sequences),
+        ExploreVerdict::Timeout(_) | ExploreVerdict::Broken(_) => {}
+    }
+    value
 }
 
 /// One testsuite `mutants`, one testcase per mutant.
@@ -215,6 +264,7 @@ mod tests {
             verdict,
             build_secs: 1.0,
             suite_secs: 2.0,
+            explore: None,
         }
     }
 
@@ -245,6 +295,48 @@ mod tests {
             text.contains("caught none of these mutants: test_z"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn explore_is_one_more_row_and_a_json_field() {
+        let mut caught = outcome("a", Verdict::Caught(vec!["test_x".into()]));
+        caught.explore = Some(super::super::explore::Run {
+            verdict: ExploreVerdict::Caught {
+                kind: "output cut".into(),
+                sequence: 3,
+                shrunk_ops: 8,
+                seed: "00000000000000ab".into(),
+            },
+            secs: 4.0,
+        });
+        let mut missed = outcome("b", Verdict::Caught(vec!["test_x".into()]));
+        missed.explore = Some(super::super::explore::Run {
+            verdict: ExploreVerdict::Missed { sequences: 200 },
+            secs: 25.0,
+        });
+        let outcomes = [caught, missed];
+        let scenarios = ["test_x".to_owned()];
+        let text = matrix(&outcomes, &scenarios, false);
+        let row = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("(explore)"))
+            .unwrap();
+        assert_eq!(
+            row.split_whitespace().skip(1).collect::<Vec<_>>(),
+            ["e", "."]
+        );
+        assert!(text.contains("output cut at sequence 3"), "{text}");
+        let plan = Plan {
+            explore: Some(200),
+            ..Plan::default()
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&json(&outcomes, 1.0, &scenarios, &plan)).unwrap();
+        assert_eq!(value["explore_sequences"], 200);
+        assert_eq!(value["mutants"][0]["explore"]["kind"], "output cut");
+        assert_eq!(value["mutants"][0]["explore"]["sequence"], 3);
+        assert_eq!(value["mutants"][1]["explore"]["outcome"], "missed");
+        assert_eq!(value["mutants"][1]["explore"]["sequences"], 200);
     }
 
     #[test]
