@@ -35,8 +35,9 @@ Options:
                        fails (default: 10)
     --shrink-time SECS time spent shrinking each failure, at most (default:
                        120)
-    --sockets KINDS    the chardevs' socket kinds: unix, tcp or unix,tcp
-                       (default: unix,tcp)
+    --chardevs KINDS   the chardevs' kinds, comma-separated, of unix, tcp
+                       and pty (default: unix,tcp); --sockets is the old
+                       spelling
     --max-failures N   stop after failures of N different kinds (default:
                        3); more of a kind already found are counted
     --wait SECS        limit for each wait for a reply, event or end of
@@ -144,7 +145,7 @@ fn parse(args: impl Iterator<Item = OsString>) -> Result<Option<Parsed>> {
         reruns: 10,
         shrink_time: Duration::from_secs(120),
         max_failures: 3,
-        sockets: vec![Kind::Unix, Kind::Tcp],
+        chardevs: vec![Kind::Unix, Kind::Tcp],
         sequences: None,
     };
     let (mut out, mut junit, mut leg, mut summary) = (None, None, None, None);
@@ -191,16 +192,15 @@ fn parse(args: impl Iterator<Item = OsString>) -> Result<Option<Parsed>> {
                         })?;
                 opts.target.wait = Some(Duration::from_secs_f64(secs));
             }
-            "--sockets" => {
+            "--chardevs" | "--sockets" => {
                 let text = value()?;
-                opts.sockets = text
+                opts.chardevs = text
                     .split(',')
                     .map(|kind| match kind {
                         "unix" => Ok(Kind::Unix),
                         "tcp" => Ok(Kind::Tcp),
-                        _ => bail!(
-                            "--sockets takes unix, tcp or both, comma-separated; got {text:?}"
-                        ),
+                        "pty" => Ok(Kind::Pty),
+                        _ => bail!("{flag} takes unix, tcp and pty, comma-separated; got {text:?}"),
                     })
                     .collect::<Result<_>>()?;
             }

@@ -37,10 +37,16 @@ pub const FLAGS: &[Flag] = &[
         "sequences at once (default: number of cores)",
     ),
     cli::value(
+        "chardevs",
+        "KINDS",
+        Kind::Text,
+        "chardev kinds, comma-separated, of unix, tcp and pty\n(default: unix,tcp)",
+    ),
+    cli::value(
         "sockets",
         "KINDS",
         Kind::Text,
-        "chardev socket kinds: unix, tcp or unix,tcp (default: both)",
+        "the old spelling of --chardevs",
     ),
     cli::value(
         "max-failures",
@@ -110,11 +116,12 @@ pub fn parse(m: &Matches) -> Result<Options> {
         }
         args.extend([format!("--{flag}").into(), text.into()]);
     }
-    if let Some(text) = m.text("sockets")? {
-        if !text.split(',').all(|k| k == "unix" || k == "tcp") {
-            bail!("--sockets takes unix, tcp or unix,tcp; got {text:?}");
+    for flag in ["chardevs", "sockets"] {
+        let Some(text) = m.text(flag)? else { continue };
+        if !text.split(',').all(|k| ["unix", "tcp", "pty"].contains(&k)) {
+            bail!("--{flag} takes unix, tcp and pty, comma-separated; got {text:?}");
         }
-        args.extend(["--sockets".into(), text.into()]);
+        args.extend(["--chardevs".into(), text.into()]);
     }
     let junit = match m.path("junit")? {
         Some(path) => cli::absolute(path)?,

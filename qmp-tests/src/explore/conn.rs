@@ -1,16 +1,19 @@
 //! A raw QMP connection for explore: unix or TCP, connected without
-//! reading anything (the client may wait behind another connection), with
-//! every line and the end of file handed to the caller unjudged. The
-//! suite's [`crate::Qmp`] reads the greeting at connect and sorts replies
-//! from events; explore needs to see the order itself.
+//! reading anything (the client may wait behind another connection), or
+//! a pty's slave side, with every line and the end of file handed to the
+//! caller unjudged. The suite's [`crate::Qmp`] reads the greeting at
+//! connect and sorts replies from events; explore needs to see the order
+//! itself.
 
 use std::{
-    io::{self, Write},
+    cell::Cell,
+    fs::File,
+    io::{self, Read as _, Write},
     mem,
     net::{SocketAddr, TcpStream},
     os::{
-        fd::{FromRawFd, OwnedFd},
-        unix::{ffi::OsStrExt, net::UnixStream},
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::{ffi::OsStrExt, fs::OpenOptionsExt, net::UnixStream},
     },
     path::Path,
     time::{Duration, Instant},
@@ -19,7 +22,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    deadline::remaining,
+    deadline::{poll_millis, remaining},
     qmp::{
         line_reader::{LineReader, Socket},
         request_line, transcript, Direction, QmpError, Transcript,
@@ -29,11 +32,14 @@ use crate::{
 pub enum Addr {
     Unix(std::path::PathBuf),
     Tcp(SocketAddr),
+    /// A pty's slave side, as chardev-add returned it.
+    Pty(std::path::PathBuf),
 }
 
 enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
+    Pty(Pty),
 }
 
 impl Socket for Stream {
@@ -41,13 +47,108 @@ impl Socket for Stream {
         match self {
             Stream::Unix(s) => s.set_read_timeout(timeout),
             Stream::Tcp(s) => s.set_read_timeout(timeout),
+            Stream::Pty(s) => {
+                s.timeout.set(timeout);
+                Ok(())
+            }
         }
     }
     fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Unix(s) => s.read_some(buf),
             Stream::Tcp(s) => s.read_some(buf),
+            Stream::Pty(s) => s.read_some(buf),
         }
+    }
+}
+
+/// A pty's slave, opened non-blocking: reads and writes wait with poll
+/// until their deadline.
+struct Pty {
+    file: File,
+    timeout: Cell<Option<Duration>>,
+}
+
+impl Pty {
+    /// Opens the slave and makes it raw, without echo, before anything
+    /// is read or written: no line discipline between us and QEMU.
+    fn open(path: &Path) -> io::Result<Pty> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)?;
+        let fd = file.as_raw_fd();
+        // SAFETY: termios is plain data, filled by tcgetattr before use.
+        let mut tio: libc::termios = unsafe { mem::zeroed() };
+        // SAFETY: fd is an open terminal; tio is a valid termios.
+        if unsafe { libc::tcgetattr(fd, &mut tio) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: tio is a valid termios.
+        unsafe { libc::cfmakeraw(&mut tio) };
+        tio.c_lflag &= !(libc::ECHO | libc::ECHONL);
+        // SAFETY: fd is an open terminal; tio is a valid termios.
+        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &tio) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Pty {
+            file,
+            timeout: Cell::new(None),
+        })
+    }
+
+    /// Waits up to `left` for `events`; false when the time ran out.
+    fn wait(&self, events: libc::c_short, left: Duration) -> io::Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, poll_millis(left)) };
+        match rc {
+            0 => Ok(false),
+            n if n > 0 => Ok(true),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
+
+    /// A hang-up (QEMU closed the master side) reads as end of file.
+    fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.timeout.get().unwrap_or(Duration::from_secs(3600));
+        if !self.wait(libc::POLLIN, left)? {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        match (&self.file).read(buf) {
+            Err(err) if err.raw_os_error() == Some(libc::EIO) => Ok(0),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                Err(io::ErrorKind::Interrupted.into())
+            }
+            other => other,
+        }
+    }
+
+    fn write_all(&self, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let Some(left) = remaining(deadline) else {
+                return Err(io::ErrorKind::TimedOut.into());
+            };
+            self.wait(libc::POLLOUT, left)?;
+            match (&self.file).write(bytes) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(err) if err.raw_os_error() == Some(libc::EIO) => {
+                    return Err(io::ErrorKind::BrokenPipe.into())
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -86,6 +187,7 @@ impl Conn {
                 let left = remaining(deadline).unwrap_or(Duration::from_millis(1));
                 Stream::Tcp(TcpStream::connect_timeout(addr, left)?)
             }
+            Addr::Pty(path) => Stream::Pty(Pty::open(path)?),
         };
         transcript.note(name, "connected");
         Ok(Conn {
@@ -131,6 +233,7 @@ impl Conn {
             Stream::Tcp(s) => s
                 .set_write_timeout(Some(left))
                 .and_then(|()| s.write_all(&bytes)),
+            Stream::Pty(s) => s.write_all(&bytes, deadline),
         };
         match result {
             Ok(()) => Ok(ids),

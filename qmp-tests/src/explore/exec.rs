@@ -311,7 +311,29 @@ impl Ledger {
 pub fn situations(model: &Model, op: &Op) -> Vec<&'static str> {
     let mut out = Vec::new();
     let orphan_of = |chardev: usize| model.chardevs[chardev].as_ref().and_then(|c| c.orphan);
+    let pty = |chardev: usize| {
+        model.chardevs[chardev]
+            .as_ref()
+            .is_some_and(|c| c.kind == Kind::Pty)
+    };
+    let pty_held = |chardev: usize| {
+        model.chardevs[chardev]
+            .as_ref()
+            .is_some_and(|c| c.kind == Kind::Pty && (c.conn.is_some() || c.orphan.is_some()))
+    };
     match op {
+        Op::MonitorAdd { chardev, .. }
+            if pty_held(*chardev)
+                && model.chardevs[*chardev]
+                    .as_ref()
+                    .is_some_and(|c| c.frontend.is_none()) =>
+        {
+            out.push(if orphan_of(*chardev).is_some() {
+                "pty: new frontend after a self-removal greets the holder"
+            } else {
+                "pty: new frontend greets the holder"
+            });
+        }
         Op::MonitorAdd { chardev, .. } => {
             if let Some(old) = orphan_of(*chardev) {
                 if model.chardevs[*chardev]
@@ -326,10 +348,13 @@ pub fn situations(model: &Model, op: &Op) -> Vec<&'static str> {
                 }
             }
         }
-        Op::Remove { monitor, .. } | Op::RemoveFrom { monitor, .. } => {
+        Op::Remove { monitor, cmd } | Op::RemoveFrom { monitor, cmd, .. } => {
             if let Some(m) = &model.monitors[*monitor] {
                 if orphan_of(m.chardev).is_some() {
                     out.push("new frontend removed while the orphan drains");
+                }
+                if pty_held(m.chardev) && cmd.removes(m.route) {
+                    out.push("pty: removal leaves the holder");
                 }
             }
             if matches!(op, Op::RemoveFrom { .. }) {
@@ -348,8 +373,13 @@ pub fn situations(model: &Model, op: &Op) -> Vec<&'static str> {
                 out.push("removal through HMP");
             }
         }
-        Op::RemoveSelf { then, cmd, .. } => {
+        Op::RemoveSelf {
+            then, cmd, client, ..
+        } => {
             out.push("self-removal");
+            if pty(model.clients[*client].chardev) {
+                out.push("pty: self-removal");
+            }
             if !then.is_empty() {
                 out.push("self-removal with requests queued behind it");
             }
@@ -357,6 +387,7 @@ pub fn situations(model: &Model, op: &Op) -> Vec<&'static str> {
                 out.push("self-removal through HMP");
             }
         }
+        Op::Connect { chardev, .. } if pty(*chardev) => out.push("pty: holder opens it"),
         Op::Connect { chardev, .. } => {
             if orphan_of(*chardev).is_some() {
                 out.push("client waiting behind an orphan");
@@ -370,13 +401,11 @@ pub fn situations(model: &Model, op: &Op) -> Vec<&'static str> {
         Op::Close { client } => {
             let c = &model.clients[*client];
             if matches!(c.state, ClientState::Orphan { .. }) {
-                let tcp = model.chardevs[c.chardev]
-                    .as_ref()
-                    .is_some_and(|ch| ch.kind == Kind::Tcp);
-                out.push(if tcp {
-                    "orphan closed by its client (TCP)"
-                } else {
-                    "orphan closed by its client (unix)"
+                let kind = model.chardevs[c.chardev].as_ref().map(|ch| ch.kind);
+                out.push(match kind {
+                    Some(Kind::Tcp) => "orphan closed by its client (TCP)",
+                    Some(Kind::Pty) => "pty: self-removed monitor's holder closes",
+                    _ => "orphan closed by its client (unix)",
                 });
             }
         }
@@ -552,18 +581,31 @@ impl Exec {
                             .map_err(|e| format!("{e:#}"))?;
                         json!({ "type": "unix", "data": { "path": path } })
                     }
-                    Kind::Tcp => {
+                    Kind::Tcp | Kind::Pty => {
                         json!({ "type": "inet", "data": { "host": "127.0.0.1", "port": "0" } })
                     }
                 };
-                let backend = json!({ "type": "socket", "data": { "addr": addr, "server": true, "wait": false } });
-                self.main_expect(
+                let backend = match kind {
+                    Kind::Pty => json!({ "type": "pty", "data": {} }),
+                    _ => {
+                        json!({ "type": "socket", "data": { "addr": addr, "server": true, "wait": false } })
+                    }
+                };
+                let ret = self.main_expect(
                     "chardev-add",
                     json!({ "id": id, "backend": backend }),
                     step.succeeds,
                 )?;
                 if step.succeeds == Some(true) {
-                    self.addrs[*chardev] = Some(self.address(&id, *kind)?);
+                    self.addrs[*chardev] = Some(match kind {
+                        Kind::Pty => {
+                            let path = ret["pty"].as_str().ok_or_else(|| {
+                                format!("chardev-add {id} (pty) returned no pty path: {ret}")
+                            })?;
+                            Addr::Pty(path.into())
+                        }
+                        _ => self.address(&id, *kind)?,
+                    });
                 }
             }
             Op::ChardevRemove { chardev } => {

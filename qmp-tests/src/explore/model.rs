@@ -29,6 +29,16 @@ pub const CLIENTS: usize = 5;
 pub enum Kind {
     Unix,
     Tcp,
+    /// A pty: no connections, one side held by whoever opens the slave.
+    Pty,
+}
+
+impl Kind {
+    /// "Chardevs without connections (pty, file, pipe, serial) have no
+    /// end-of-file to give".
+    pub fn has_connections(self) -> bool {
+        self != Kind::Pty
+    }
 }
 
 /// How a removal is asked for.
@@ -123,6 +133,10 @@ pub struct Chardev {
     /// hold it until a frontend attaches (a TCP peer's close raises no
     /// HUP), and the listen queue is no place to test.
     pub stale: bool,
+    /// A pty's slave was opened once. QEMU sees a pty's holder come and
+    /// go only by polling it, and the spec says nothing of a second
+    /// holder, so each pty gets one.
+    pub held: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -294,11 +308,14 @@ impl Model {
             Op::ChardevAdd { .. }
             | Op::ChardevRemove { .. }
             | Op::MonitorAdd { .. }
-            | Op::Remove { .. }
             | Op::StopCont => true,
+            Op::Remove { monitor, .. } => self.leaves_holder_clean(*monitor),
             Op::RemoveFrom {
                 client, monitor, ..
-            } => matches!(self.live_monitor_of(*client), Some(own) if own != *monitor),
+            } => {
+                matches!(self.live_monitor_of(*client), Some(own) if own != *monitor)
+                    && self.leaves_holder_clean(*monitor)
+            }
             Op::RemoveSelf { client, cmd, then } => {
                 let Some(monitor) = self.live_monitor_of(*client) else {
                     return false;
@@ -308,6 +325,9 @@ impl Model {
                 // as in Send.
                 (self.clients[*client].oob || !then.contains(&Request::Oob))
                     && (cmd.removes(route) || !then.contains(&Request::Stop))
+                    // A pty keeps its input for the next frontend: what
+                    // follows the removal would be that monitor's.
+                    && (self.has_connections(*client) || then.is_empty())
             }
             Op::StopContFrom { client } => self.live_monitor_of(*client).is_some(),
             // QEMU listens with a backlog of one: a second client waiting
@@ -316,7 +336,7 @@ impl Model {
                 self.clients[*client].state == ClientState::Free
                     && self.chardevs[*chardev]
                         .as_ref()
-                        .is_some_and(|c| c.backlog.is_empty() && !c.stale)
+                        .is_some_and(|c| c.backlog.is_empty() && !c.stale && !c.held)
                     && !self.has_unsure(*chardev)
             }
             Op::Negotiate { client, oob } => {
@@ -330,7 +350,8 @@ impl Model {
                     ClientState::Greeted(_) | ClientState::Negotiated(_) => {
                         !requests.contains(&Request::Stop)
                     }
-                    ClientState::Orphan { .. } => true,
+                    // On a pty it would be the next frontend's input.
+                    ClientState::Orphan { .. } => self.has_connections(*client),
                     _ => false,
                 };
                 sendable && (c.oob || !requests.contains(&Request::Oob))
@@ -358,6 +379,7 @@ impl Model {
                         orphan: None,
                         backlog: VecDeque::new(),
                         stale: false,
+                        held: false,
                     });
                 }
                 step.succeeds = Some(ok);
@@ -426,12 +448,37 @@ impl Model {
 
     /// "on a plain unix-socket chardev the monitor runs on the monitor I/O
     /// thread like a command-line QMP monitor, so oob is offered"; a plain
-    /// TCP server socket creates no sources of its own either.
+    /// TCP server socket creates no sources of its own either. "on a
+    /// chardev that creates sources of its own (... a pty's poll timer)
+    /// it runs in the main loop and its greeting offers no "oob"".
     pub fn offers_oob(&self, client: usize) -> bool {
         let chardev = self.clients[client].chardev;
         self.chardevs[chardev]
             .as_ref()
             .is_some_and(|c| matches!(c.kind, Kind::Unix | Kind::Tcp))
+    }
+
+    /// Whether the client's chardev has connections (not a pty).
+    fn has_connections(&self, client: usize) -> bool {
+        let chardev = self.clients[client].chardev;
+        self.chardevs[chardev]
+            .as_ref()
+            .is_none_or(|c| c.kind.has_connections())
+    }
+
+    /// A removal of `monitor` from elsewhere leaves its chardev's holder
+    /// in a state the spec speaks for. On a pty, "removal stops the
+    /// monitor" without an end of file, so output it still owed may stop
+    /// inside a line that the holder then reads before the next
+    /// frontend's greeting: the holder must have read everything first.
+    fn leaves_holder_clean(&self, monitor: usize) -> bool {
+        let Some(m) = &self.monitors[monitor] else {
+            return true;
+        };
+        let Some(ch) = &self.chardevs[m.chardev] else {
+            return true;
+        };
+        ch.kind.has_connections() || ch.conn.is_none_or(|c| !self.clients[c].unread)
     }
 
     fn queued(&self, client: usize) -> bool {
@@ -476,6 +523,21 @@ impl Model {
         if std::mem::take(&mut ch.stale) && ch.conn.is_none() && ch.orphan.is_none() {
             let next = ch.backlog.pop_front();
             ch.conn = next;
+        }
+        if ch.kind == Kind::Pty {
+            if let Some(old) = ch.orphan.take() {
+                // "Chardevs without connections (pty, file, pipe, serial)
+                // have no end-of-file to give: ... a new frontend talks to
+                // whatever holds the other side." The self-removed
+                // monitor's output comes first, complete ("Meanwhile
+                // nothing the new frontend does reaches the old client"),
+                // then the new monitor's greeting.
+                ch.conn = Some(old);
+            }
+            if let Some(holder) = ch.conn {
+                self.greet(holder, monitor, step);
+            }
+            return;
         }
         if let Some(old) = ch.orphan {
             // "A new frontend on that chardev never inherits the
@@ -563,6 +625,15 @@ impl Model {
             }
             return;
         }
+        if !ch.kind.has_connections() {
+            // "Chardevs without connections (pty, file, pipe, serial)
+            // have no end-of-file to give: removal stops the monitor":
+            // the holder keeps the pty and hears nothing more.
+            if let Some(holder) = ch.conn {
+                self.clients[holder].state = ClientState::Waiting;
+            }
+            return;
+        }
         if let Some(conn) = ch.conn.take() {
             self.clients[conn].state = ClientState::Ended;
             step.owed.push((
@@ -641,6 +712,7 @@ impl Model {
             unread: false,
         };
         let ch = self.chardevs[chardev].as_mut().expect("allows() checked");
+        ch.held |= ch.kind == Kind::Pty;
         if ch.conn.is_some() || ch.orphan.is_some() || !ch.backlog.is_empty() {
             ch.backlog.push_back(client);
         } else {
@@ -735,7 +807,11 @@ impl Model {
         let Some(ch) = self.chardevs[chardev].as_mut() else {
             return;
         };
-        if ch.orphan == Some(client) {
+        if !ch.kind.has_connections() {
+            // The pty's one holder lets go: nothing else is owed to anyone.
+            ch.orphan = ch.orphan.filter(|&c| c != client);
+            ch.conn = ch.conn.filter(|&c| c != client);
+        } else if ch.orphan == Some(client) {
             ch.orphan = None;
             self.accept_next(chardev, step);
         } else if ch.conn == Some(client) {
@@ -778,10 +854,12 @@ impl Model {
         }
         let ch = self.chardevs[chardev].take().expect("checked above");
         // A client never greeted may still be in the listen queue (see
-        // close()): the listener's close resets it.
+        // close()): the listener's close resets it. A pty's holder sees
+        // the hang-up of the master side as its end of file.
         let connected = ch.conn.into_iter().chain(ch.orphan).chain(ch.backlog);
         for client in connected {
-            let reset_ok = self.clients[client].state == ClientState::Waiting;
+            let reset_ok =
+                ch.kind.has_connections() && self.clients[client].state == ClientState::Waiting;
             if self.clients[client].state != ClientState::Unsure {
                 self.clients[client].state = ClientState::Ended;
             }

@@ -170,28 +170,49 @@ impl ReferenceStateMachine for Explore {
     }
 }
 
-/// The socket kinds sequences use (`--sockets`): a bit per [`Kind`].
+/// The chardev kinds sequences use (`--chardevs`): a bit per [`Kind`].
 /// Global because proptest-state-machine's strategies take no
 /// parameters; set once before a run.
-static SOCKETS: AtomicU8 = AtomicU8::new(UNIX | TCP);
+static KINDS: AtomicU8 = AtomicU8::new(UNIX | TCP);
 const UNIX: u8 = 1;
 const TCP: u8 = 2;
+const PTY: u8 = 4;
 
-pub fn set_sockets(kinds: &[Kind]) {
+pub fn set_kinds(kinds: &[Kind]) {
     let bits = kinds.iter().fold(0, |bits, kind| {
         bits | match kind {
             Kind::Unix => UNIX,
             Kind::Tcp => TCP,
+            Kind::Pty => PTY,
         }
     });
-    SOCKETS.store(bits, Ordering::SeqCst);
+    KINDS.store(bits, Ordering::SeqCst);
 }
 
+/// Unix sockets most, then TCP and pty. Without pty, the same draws as
+/// before pty was a kind, so that a seed printed then replays the same
+/// sequence.
 fn chardev_add(slots: impl Strategy<Value = usize> + 'static) -> BoxedStrategy<Op> {
-    let kind = match SOCKETS.load(Ordering::SeqCst) {
+    let kind = match KINDS.load(Ordering::SeqCst) {
         UNIX => Just(Kind::Unix).boxed(),
         TCP => Just(Kind::Tcp).boxed(),
-        _ => prop_oneof![3 => Just(Kind::Unix), 1 => Just(Kind::Tcp)].boxed(),
+        PTY => Just(Kind::Pty).boxed(),
+        bits if bits == UNIX | TCP => {
+            prop_oneof![3 => Just(Kind::Unix), 1 => Just(Kind::Tcp)].boxed()
+        }
+        bits => {
+            let weighted = [
+                (UNIX, 3, Kind::Unix),
+                (TCP, 1, Kind::Tcp),
+                (PTY, 1, Kind::Pty),
+            ];
+            let options: Vec<(u32, BoxedStrategy<Kind>)> = weighted
+                .into_iter()
+                .filter(|(bit, _, _)| bits & bit != 0)
+                .map(|(_, weight, kind)| (weight, Just(kind).boxed()))
+                .collect();
+            Union::new_weighted(options).boxed()
+        }
     };
     (slots, kind)
         .prop_map(|(chardev, kind)| Op::ChardevAdd { chardev, kind })
@@ -344,14 +365,11 @@ impl fmt::Display for Op {
         match self {
             Op::ChardevAdd { chardev, kind } => {
                 let kind = match kind {
-                    Kind::Unix => "unix socket",
-                    Kind::Tcp => "TCP socket",
+                    Kind::Unix => "unix socket, server, wait=off",
+                    Kind::Tcp => "TCP socket, server, wait=off",
+                    Kind::Pty => "pty",
                 };
-                write!(
-                    f,
-                    "main: chardev-add {} ({kind}, server, wait=off)",
-                    chardev_id(*chardev)
-                )
+                write!(f, "main: chardev-add {} ({kind})", chardev_id(*chardev))
             }
             Op::ChardevRemove { chardev } => {
                 write!(f, "main: chardev-remove {}", chardev_id(*chardev))

@@ -2,6 +2,7 @@
 //! docs/behaviour.md played on the model alone.
 
 use super::*;
+use crate::explore::ops::ALL_AT_ONCE as ALL;
 
 fn model_with_negotiated_client(route: Route) -> Model {
     let mut m = Model::new(Finish::Teardown, false);
@@ -225,4 +226,131 @@ fn an_orphan_with_nothing_unread_ends_at_a_new_frontend() {
         }]
     );
     assert_eq!(step.idle, Some(0));
+}
+
+/// A pty with monitor m0 (commands route) and client a holding its
+/// slave side, greeted and negotiated.
+fn model_with_pty_holder() -> Model {
+    let mut m = Model::new(Finish::Teardown, false);
+    m.apply(&Op::ChardevAdd {
+        chardev: 0,
+        kind: Kind::Pty,
+    });
+    let step = m.apply(&Op::Connect {
+        client: 0,
+        chardev: 0,
+    });
+    assert!(step.owed.is_empty(), "no frontend, no greeting");
+    let step = m.apply(&Op::MonitorAdd {
+        monitor: 0,
+        chardev: 0,
+        route: Route::Commands,
+    });
+    assert_eq!(
+        owes(&step, 0),
+        vec![Owed::Greeting { oob: false }],
+        "a pty's monitor runs in the main loop: no oob"
+    );
+    assert!(!m.allows(&Op::Negotiate {
+        client: 0,
+        oob: true
+    }));
+    m.apply(&Op::Negotiate {
+        client: 0,
+        oob: false,
+    });
+    m
+}
+
+#[test]
+fn a_pty_has_one_holder() {
+    let m = model_with_pty_holder();
+    assert!(!m.allows(&Op::Connect {
+        client: 1,
+        chardev: 0
+    }));
+}
+
+#[test]
+fn removing_a_pty_monitor_gives_no_end_of_file_and_a_new_one_greets_the_holder() {
+    let mut m = model_with_pty_holder();
+    m.apply(&Op::Send {
+        client: 0,
+        requests: vec![Request::Version],
+    });
+    let remove = Op::Remove {
+        monitor: 0,
+        cmd: RemoveCmd::MonitorRemove,
+    };
+    assert!(!m.allows(&remove), "only once the holder read its output");
+    m.apply(&Op::Read {
+        client: 0,
+        chunk: ALL,
+    });
+    let step = m.apply(&remove);
+    assert_eq!(step.succeeds, Some(true));
+    assert!(owes(&step, 0).is_empty(), "no end of file on a pty");
+    assert_eq!(step.idle, None);
+    let step = m.apply(&Op::MonitorAdd {
+        monitor: 1,
+        chardev: 0,
+        route: Route::Qom,
+    });
+    assert_eq!(owes(&step, 0), vec![Owed::Greeting { oob: false }]);
+    assert_eq!(step.greet_now, vec![0]);
+}
+
+#[test]
+fn after_a_self_removal_on_a_pty_the_next_monitor_greets_the_holder() {
+    let mut m = model_with_pty_holder();
+    let with_more = Op::RemoveSelf {
+        client: 0,
+        cmd: RemoveCmd::MonitorRemove,
+        then: vec![Request::Version],
+    };
+    assert!(
+        !m.allows(&with_more),
+        "a pty keeps input for the next frontend"
+    );
+    m.apply(&Op::RemoveSelf {
+        client: 0,
+        cmd: RemoveCmd::MonitorRemove,
+        then: vec![],
+    });
+    assert!(!m.allows(&Op::Send {
+        client: 0,
+        requests: vec![Request::Version]
+    }));
+    let step = m.apply(&Op::StopCont);
+    assert!(owes(&step, 0).is_empty(), "no events after self-removal");
+    // Its reply unread: the greeting comes after it.
+    let step = m.apply(&Op::MonitorAdd {
+        monitor: 0,
+        chardev: 0,
+        route: Route::Commands,
+    });
+    assert_eq!(owes(&step, 0), vec![Owed::Greeting { oob: false }]);
+    assert!(matches!(m.clients[0].state, ClientState::Greeted(0)));
+}
+
+#[test]
+fn removing_a_pty_hangs_up_on_its_holder() {
+    let mut m = model_with_pty_holder();
+    m.apply(&Op::Read {
+        client: 0,
+        chunk: ALL,
+    });
+    m.apply(&Op::Remove {
+        monitor: 0,
+        cmd: RemoveCmd::MonitorRemove,
+    });
+    let step = m.apply(&Op::ChardevRemove { chardev: 0 });
+    assert_eq!(step.succeeds, Some(true));
+    assert_eq!(
+        owes(&step, 0),
+        vec![Owed::Eof {
+            drop_ok: true,
+            reset_ok: false
+        }]
+    );
 }
