@@ -80,7 +80,7 @@ impl Failure {
     /// Which rule broke, in a word: shrinking keeps to failures of the
     /// same kind, so that it does not slip to another bug on the way.
     pub fn kind(&self) -> &'static str {
-        const KINDS: [(&str, &str); 17] = [
+        const KINDS: [(&str, &str); 18] = [
             ("a reply nobody is owed", "unexpected reply"),
             ("not owed here", "unexpected event"),
             ("connecting to", "connect"),
@@ -94,6 +94,7 @@ impl Failure {
             ("still listed", "listing"),
             ("but the spec refuses", "refusal"),
             ("but must succeed", "refusal"),
+            ("but the spec's refusal names", "refusal"),
             ("greeting", "greeting"),
             ("waited", "missing output"),
             ("after removing everything", "leak"),
@@ -634,6 +635,14 @@ impl Exec {
                         .filter(|_| *cmd != RemoveCmd::Hmp)
                         .or(Some(true)),
                 )?;
+                if let Some(word) = step.refusal_names {
+                    if !ret.as_str().is_some_and(|desc| desc.contains(word)) {
+                        return Err(format!(
+                            "{cmd} {} was refused with {ret}, but the spec's refusal names {word}",
+                            monitor_id(*monitor)
+                        ));
+                    }
+                }
                 if *cmd == RemoveCmd::Hmp {
                     let ok = ret.as_str().is_some_and(|t| t.trim().is_empty());
                     if Some(ok) != step.succeeds {

@@ -268,6 +268,8 @@ pub struct Step {
     /// A command on the main monitor (or a client's removal or stop/cont
     /// request): whether it must succeed.
     pub succeeds: Option<bool>,
+    /// A word the refusal's message must hold.
+    pub refusal_names: Option<&'static str>,
     /// Owed output, appended to the clients' ledgers.
     pub owed: Vec<(usize, Owed)>,
     /// Clients whose greeting must arrive now.
@@ -393,6 +395,7 @@ impl Model {
             Op::Remove { monitor, cmd } => {
                 let ok = self.removable(*monitor, *cmd);
                 step.succeeds = Some(ok);
+                step.refusal_names = self.refusal_names(*monitor, *cmd);
                 if ok {
                     self.remove_from_elsewhere(*monitor, &mut step);
                 }
@@ -502,6 +505,13 @@ impl Model {
         self.monitors[monitor]
             .as_ref()
             .is_some_and(|m| cmd.removes(m.route))
+    }
+
+    /// "`monitor-remove` refuses an object's monitor and names
+    /// `object-del`".
+    fn refusal_names(&self, monitor: usize, cmd: RemoveCmd) -> Option<&'static str> {
+        let route = self.monitors[monitor].as_ref()?.route;
+        (cmd == RemoveCmd::MonitorRemove && route == Route::Qom).then_some("object-del")
     }
 
     /// "The chardev must exist and must not already have a frontend";

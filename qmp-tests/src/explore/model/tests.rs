@@ -93,6 +93,17 @@ fn each_route_refuses_the_other_routes_removal() {
 }
 
 #[test]
+fn monitor_remove_of_an_objects_monitor_is_refused_naming_object_del() {
+    let mut m = model_with_negotiated_client(Route::Qom);
+    let step = m.apply(&Op::Remove {
+        monitor: 0,
+        cmd: RemoveCmd::MonitorRemove,
+    });
+    assert_eq!(step.succeeds, Some(false));
+    assert_eq!(step.refusal_names, Some("object-del"));
+}
+
+#[test]
 fn a_busy_chardev_cannot_be_removed_or_shared() {
     let mut m = model_with_negotiated_client(Route::Qom);
     assert_eq!(
