@@ -478,6 +478,8 @@ const OTHER_PROGRAMS: &[(&str, &[&str])] = &[
             "--sequences",
             "--fail-fast",
             "--first",
+            "--summary",
+            "--shrink-time",
         ],
     ),
     ("check-jsonschema", &["--builtin-schema"]),
