@@ -18,6 +18,11 @@ use crate::interrupt;
 /// are what the comparison needs; a short sequence is a bonus.
 pub const SHRINK_SECS: u64 = 20;
 
+/// Explore's `--time`: the fixed set ends by its count, never by time
+/// (explore's own default, 60 s, would cut it short on a slow machine);
+/// the limit the run is given ends a hang.
+const FIXED_SET_SECS: u64 = 24 * 3600;
+
 /// How explore ended on one binary.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Verdict {
@@ -94,6 +99,7 @@ pub fn args(qemu: &Path, sequences: usize, jobs: usize, dir: &Path) -> Vec<std::
     for (flag, value) in [
         ("--seed", "0".to_owned()),
         ("--sequences", sequences.to_string()),
+        ("--time", FIXED_SET_SECS.to_string()),
         ("--jobs", jobs.to_string()),
         ("--max-failures", "1".to_owned()),
         ("--shrink-time", SHRINK_SECS.to_string()),
@@ -204,7 +210,7 @@ mod tests {
         let text = text.join(" ");
         assert!(
             text.starts_with(
-                "explore --qemu /q --seed 0 --sequences 200 --jobs 2 --max-failures 1"
+                "explore --qemu /q --seed 0 --sequences 200 --time 86400 --jobs 2 --max-failures 1"
             ),
             "{text}"
         );
