@@ -612,8 +612,19 @@ impl Runner<'_> {
                     Prepared::Ended(outcome) => outcome,
                     Prepared::Built(outcome, binary) => {
                         let mut outcome = self.test(outcome, &binary, limit)?;
-                        outcome.explore =
-                            self.explore(&outcome.mutant.name, &binary, explore_limit)?;
+                        outcome.explore = match outcome.mutant.program {
+                            Program::System => {
+                                self.explore(&outcome.mutant.name, &binary, explore_limit)?
+                            }
+                            // Explore drives qemu-system's VM run state.
+                            Program::StorageDaemon => self.explore.map(|_| explore::Run {
+                                verdict: explore::Verdict::Skipped(
+                                    "built as qemu-storage-daemon; explore drives qemu-system"
+                                        .to_owned(),
+                                ),
+                                secs: 0.0,
+                            }),
+                        };
                         outcome
                     }
                 };

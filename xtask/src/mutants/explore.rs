@@ -40,6 +40,8 @@ pub enum Verdict {
     Timeout(Duration),
     /// Explore itself could not run: its words.
     Broken(String),
+    /// Not run on this mutant: why.
+    Skipped(String),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -55,6 +57,7 @@ impl Verdict {
             Verdict::Missed { .. } => "missed",
             Verdict::Timeout(_) => "timeout",
             Verdict::Broken(_) => "broken",
+            Verdict::Skipped(_) => "skipped",
         }
     }
 
@@ -71,7 +74,7 @@ impl Verdict {
             ),
             Verdict::Missed { sequences } => format!("{sequences} sequences passed"),
             Verdict::Timeout(limit) => format!("no verdict within {:.0}s", limit.as_secs_f64()),
-            Verdict::Broken(why) => why.clone(),
+            Verdict::Broken(why) | Verdict::Skipped(why) => why.clone(),
         }
     }
 }

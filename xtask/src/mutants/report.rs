@@ -204,7 +204,7 @@ fn explore_json(run: &super::explore::Run) -> serde_json::Value {
             value["seed"] = json!(seed);
         }
         ExploreVerdict::Missed { sequences } => value["sequences"] = json!(sequences),
-        ExploreVerdict::Timeout(_) | ExploreVerdict::Broken(_) => {}
+        ExploreVerdict::Timeout(_) | ExploreVerdict::Broken(_) | ExploreVerdict::Skipped(_) => {}
     }
     value
 }
