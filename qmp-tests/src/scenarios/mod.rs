@@ -266,6 +266,7 @@ static ALL: &[Scenario] = &[
         orphan::waiting_client_greeted,
     ),
     Scenario::new("test_orphan_close_tcp", orphan::tcp_close),
+    Scenario::new("test_orphan_eof_after_late_input", orphan::late_input_eof),
     Scenario {
         extra_args: refusals::PRECONFIG_ARGS,
         ..Scenario::new("test_preconfig", refusals::preconfig)

@@ -161,3 +161,113 @@ pub fn tcp_close(ctx: &mut Ctx) -> Result<()> {
     ctx.main("chardev-remove", json!({ "id": chardev }))?;
     Ok(())
 }
+
+/// On a unix and on a TCP socket chardev: a client connects before the
+/// monitor is added, negotiates, asks for the schema and removes its own
+/// monitor in two writes, reading nothing; a new monitor with the same id
+/// is added on the chardev (which ends the old connection once its output
+/// is written); the client then sends `query-version` and only then
+/// reads. "After self-removal the client gets all its output then a
+/// clean end-of-file; input after self-removal is discarded": the schema
+/// and the removal's reply, complete, then end of file, not a reset. (On
+/// series v5 the TCP socket was closed with the output still in its send
+/// queue, and the late request made the kernel reset the connection.)
+pub fn late_input_eof(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    hotplug::add_chardev(ctx, &mon.chardev, &mon.path)?;
+    let unix = Addr::Unix(mon.path.clone());
+    late_input_eof_on(ctx, &mon, &unix, "unix")?;
+    ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
+
+    let chardev = "hp-tcp";
+    let addr = json!({ "type": "inet", "data": { "host": "127.0.0.1", "port": "0" } });
+    let backend =
+        json!({ "type": "socket", "data": { "addr": addr, "server": true, "wait": false } });
+    ctx.main("chardev-add", json!({ "id": chardev, "backend": backend }))?;
+    let filename = chardev_filename(ctx, chardev)?;
+    let port = tcp_port(&filename)
+        .with_context(|| format!("no port in query-chardev's filename {filename}"))?;
+    let tcp = Addr::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    let mon = DynMon {
+        id: mon.id,
+        chardev: chardev.into(),
+        path: Default::default(),
+    };
+    late_input_eof_on(ctx, &mon, &tcp, "tcp")?;
+    ctx.main("chardev-remove", json!({ "id": chardev }))?;
+    Ok(())
+}
+
+fn late_input_eof_on(ctx: &mut Ctx, mon: &DynMon, addr: &Addr, kind: &str) -> Result<()> {
+    let mut client = Conn::connect(addr, kind, ctx.transcript().clone(), ctx.wait())
+        .with_context(|| format!("connecting to {}'s {kind} socket", mon.chardev))?;
+    hotplug::add_monitor(ctx, mon)?;
+    let greeting = read_message(ctx, &mut client, kind, "the greeting")?;
+    ensure!(
+        greeting.get("QMP").is_some(),
+        "the {kind} client's first message is not a greeting: {greeting}"
+    );
+    client.send(&[(false, "qmp_capabilities", Value::Null)], ctx.wait())?;
+    let reply = read_message(ctx, &mut client, kind, "qmp_capabilities' reply")?;
+    ensure!(
+        reply.get("return").is_some(),
+        "qmp_capabilities on the {kind} client: {reply}"
+    );
+    client.send(&[(false, "query-qmp-schema", Value::Null)], ctx.wait())?;
+    let (command, args) = ctx.remove_request(json!({ "id": mon.id }));
+    client.send(&[(false, command, args)], ctx.wait())?;
+    hotplug::wait_unlisted(ctx, mon)?;
+    hotplug::add_monitor(ctx, mon)?;
+    client.send(&[(false, "query-version", Value::Null)], ctx.wait())?;
+
+    // Owed: the schema and the removal's reply, then end of file.
+    for what in ["query-qmp-schema's reply", "the self-removal's reply"] {
+        let reply = read_message(ctx, &mut client, kind, what)?;
+        ensure!(
+            reply.get("return").is_some(),
+            "{what} on the {kind} client after its self-removal: {reply}"
+        );
+    }
+    match client.read(ctx.wait(), usize::MAX)? {
+        Read::Eof {
+            partial: None,
+            reset: false,
+        } => {}
+        Read::Eof { reset: true, .. } => bail!(
+            "the self-removed {kind} client, which sent a request after the new monitor was \
+             added, saw a connection reset after its output, not an orderly end of file"
+        ),
+        Read::Eof {
+            partial: Some(part),
+            ..
+        } => bail!("the self-removed {kind} client's output ended inside a line: {part}"),
+        Read::Line(line) => bail!(
+            "after its self-removal's reply the {kind} client got {}",
+            String::from_utf8_lossy(&line)
+        ),
+        Read::Nothing => bail!(
+            "the self-removed {kind} client saw no end of file after its output, though a new \
+             monitor was added on its chardev"
+        ),
+    }
+    client.close();
+    ctx.remove_monitor(json!({ "id": mon.id }))?;
+    Ok(())
+}
+
+/// One message the client is owed, within the wait limit.
+fn read_message(ctx: &Ctx, client: &mut Conn, kind: &str, what: &str) -> Result<Value> {
+    match client.read(ctx.wait(), usize::MAX)? {
+        Read::Line(line) => serde_json::from_slice(&line)
+            .with_context(|| format!("{what} on the {kind} client is not JSON")),
+        Read::Eof { reset, .. } => bail!(
+            "{} before {what} on the {kind} client",
+            if reset {
+                "a connection reset"
+            } else {
+                "end of file"
+            }
+        ),
+        Read::Nothing => bail!("no {what} on the {kind} client"),
+    }
+}
