@@ -97,27 +97,12 @@ fn check_still_works(ctx: &mut Ctx) -> Result<()> {
 }
 
 pub fn pty(ctx: &mut Ctx) -> Result<()> {
-    let chardev = "pty-chr";
-    let ret = ctx.main(
-        "chardev-add",
-        json!({ "id": chardev, "backend": { "type": "pty", "data": {} } }),
-    )?;
-    ctx.note(format!("pty chardev: {ret}"));
+    let (chardev, path) = add_pty(ctx)?;
     add(ctx, chardev)?;
     check_listed(ctx, chardev, true)?;
     // A working monitor: open the pty and talk.
-    let pty = ret["pty"]
-        .as_str()
-        .context("chardev-add pty returned no pty path")?;
-    let mut client = PtyClient::open(pty)?;
-    let line = client.read_line(soon(ctx))?;
-    let greeting: Value = serde_json::from_str(&line)
-        .with_context(|| format!("{MON_ID} on the pty did not greet with JSON: {line:?}"))?;
-    ensure!(
-        greeting["QMP"]["version"].is_object(),
-        "{MON_ID} on the pty did not greet: {line:?}"
-    );
-    check_no_oob(&greeting, chardev)?;
+    let mut client = PtyClient::open(&path)?;
+    read_greeting(ctx, &mut client, chardev)?;
     client.write_line(r#"{"execute": "qmp_capabilities"}"#)?;
     let reply = client.read_line(soon(ctx))?;
     ensure!(
@@ -128,6 +113,100 @@ pub fn pty(ctx: &mut Ctx) -> Result<()> {
     check_listed(ctx, chardev, false)?;
     ctx.main("chardev-remove", json!({ "id": chardev }))?;
     check_still_works(ctx)
+}
+
+/// A holder that opened the pty before monitor-add, before QEMU's once a
+/// second poll noticed it, is greeted once: attaching the monitor polls
+/// the pty and finds it open, and that is the one greeting the holder is
+/// owed. Both greetings would be written before monitor-add's reply, so
+/// the line after the first one, once qmp_capabilities is sent, shows a
+/// second greeting without a quiet window.
+pub fn pty_greeted_once(ctx: &mut Ctx) -> Result<()> {
+    let (chardev, mut client) = pty_with_holder(ctx)?;
+    add(ctx, chardev)?;
+    read_greeting(ctx, &mut client, chardev)?;
+    client.write_line(r#"{"execute": "qmp_capabilities"}"#)?;
+    let next = client.read_line(soon(ctx))?;
+    ensure!(
+        !next.contains("\"QMP\""),
+        "{MON_ID} greeted a pty holder that opened the pty before monitor-add twice: \
+         the second greeting came where qmp_capabilities' reply belongs: {next:?}"
+    );
+    ensure!(
+        next.contains("\"return\""),
+        "{MON_ID} on the pty answered qmp_capabilities with {next:?}"
+    );
+    ctx.remove_monitor(json!({ "id": MON_ID }))?;
+    ctx.main("chardev-remove", json!({ "id": chardev }))?;
+    check_still_works(ctx)
+}
+
+/// A pty's monitor removes itself while its holder keeps the pty open,
+/// then the pty is removed: QEMU must go on (the removal once left a
+/// read watch on the freed chardev, which the main loop's next poll
+/// ran). A command on the main monitor after the removal is that next
+/// poll.
+pub fn pty_self_removal_then_chardev_remove(ctx: &mut Ctx) -> Result<()> {
+    // The holder opens the pty after monitor-add, so that QEMU's poll
+    // greets it and this scenario stays apart from test_pty_greeted_once.
+    let (chardev, path) = add_pty(ctx)?;
+    add(ctx, chardev)?;
+    let mut client = PtyClient::open(&path)?;
+    read_greeting(ctx, &mut client, chardev)?;
+    client.write_line(r#"{"execute": "qmp_capabilities"}"#)?;
+    let reply = client.read_line(soon(ctx))?;
+    ensure!(
+        reply.contains("\"return\""),
+        "{MON_ID} on the pty answered qmp_capabilities with {reply:?}"
+    );
+    let (command, args) = ctx.remove_request(json!({ "id": MON_ID }));
+    let request = json!({ "execute": command, "arguments": args });
+    client.write_line(&request.to_string())?;
+    let reply = client.read_line(soon(ctx))?;
+    ensure!(
+        reply.contains("\"return\""),
+        "{MON_ID} on the pty answered its own {command} with {reply:?}"
+    );
+    check_listed(ctx, chardev, false)?;
+    ctx.main("chardev-remove", json!({ "id": chardev }))
+        .context("chardev-remove of the pty whose monitor removed itself")?;
+    check_still_works(ctx).context("after chardev-remove of a pty a holder keeps open")?;
+    // The holder's close is what a watch left on the freed chardev would
+    // wake up for; the second command runs after the main loop saw it.
+    drop(client);
+    check_still_works(ctx).context("after the holder of a removed pty closed it")?;
+    check_still_works(ctx).context("after the holder of a removed pty closed it")
+}
+
+/// A pty chardev, and its slave side opened at once.
+fn pty_with_holder(ctx: &mut Ctx) -> Result<(&'static str, PtyClient)> {
+    let (chardev, path) = add_pty(ctx)?;
+    Ok((chardev, PtyClient::open(&path)?))
+}
+
+/// Adds a pty chardev; its id and the path of its slave side.
+fn add_pty(ctx: &mut Ctx) -> Result<(&'static str, String)> {
+    let chardev = "pty-chr";
+    let ret = ctx.main(
+        "chardev-add",
+        json!({ "id": chardev, "backend": { "type": "pty", "data": {} } }),
+    )?;
+    ctx.note(format!("pty chardev: {ret}"));
+    let path = ret["pty"]
+        .as_str()
+        .context("chardev-add pty returned no pty path")?;
+    Ok((chardev, path.to_owned()))
+}
+
+fn read_greeting(ctx: &Ctx, client: &mut PtyClient, chardev: &str) -> Result<()> {
+    let line = client.read_line(soon(ctx))?;
+    let greeting: Value = serde_json::from_str(&line)
+        .with_context(|| format!("{MON_ID} on the pty did not greet with JSON: {line:?}"))?;
+    ensure!(
+        greeting["QMP"]["version"].is_object(),
+        "{MON_ID} on the pty did not greet: {line:?}"
+    );
+    check_no_oob(&greeting, chardev)
 }
 
 /// One wait: a pty is polled by QEMU once a second, a reconnect is

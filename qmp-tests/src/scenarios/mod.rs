@@ -233,6 +233,11 @@ static ALL: &[Scenario] = &[
     },
     Scenario::new("test_pretty", pretty::pretty),
     Scenario::new("test_pty_chardev", backends::pty),
+    Scenario::new("test_pty_greeted_once", backends::pty_greeted_once),
+    Scenario::new(
+        "test_pty_self_removal_then_chardev_remove",
+        backends::pty_self_removal_then_chardev_remove,
+    ),
     Scenario::new(
         "test_reconnecting_client_chardev",
         backends::reconnecting_client,
