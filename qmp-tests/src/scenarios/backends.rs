@@ -103,12 +103,7 @@ pub fn pty(ctx: &mut Ctx) -> Result<()> {
     // A working monitor: open the pty and talk.
     let mut client = PtyClient::open(&path)?;
     read_greeting(ctx, &mut client, chardev)?;
-    client.write_line(r#"{"execute": "qmp_capabilities"}"#)?;
-    let reply = client.read_line(soon(ctx))?;
-    ensure!(
-        reply.contains("\"return\""),
-        "{MON_ID} on the pty answered qmp_capabilities with {reply:?}"
-    );
+    negotiate(ctx, &mut client)?;
     ctx.remove_monitor(json!({ "id": MON_ID }))?;
     check_listed(ctx, chardev, false)?;
     ctx.main("chardev-remove", json!({ "id": chardev }))?;
@@ -153,12 +148,7 @@ pub fn pty_self_removal_then_chardev_remove(ctx: &mut Ctx) -> Result<()> {
     add(ctx, chardev)?;
     let mut client = PtyClient::open(&path)?;
     read_greeting(ctx, &mut client, chardev)?;
-    client.write_line(r#"{"execute": "qmp_capabilities"}"#)?;
-    let reply = client.read_line(soon(ctx))?;
-    ensure!(
-        reply.contains("\"return\""),
-        "{MON_ID} on the pty answered qmp_capabilities with {reply:?}"
-    );
+    negotiate(ctx, &mut client)?;
     let (command, args) = ctx.remove_request(json!({ "id": MON_ID }));
     let request = json!({ "execute": command, "arguments": args });
     client.write_line(&request.to_string())?;
@@ -176,6 +166,61 @@ pub fn pty_self_removal_then_chardev_remove(ctx: &mut Ctx) -> Result<()> {
     drop(client);
     check_still_works(ctx).context("after the holder of a removed pty closed it")?;
     check_still_works(ctx).context("after the holder of a removed pty closed it")
+}
+
+/// After a pty's monitor removed itself, a new monitor on the pty talks
+/// to whoever holds it (the spec: a chardev without connections has no
+/// end-of-file to give, and a new frontend talks to whatever holds the
+/// other side). The holder asks for the schema and removes the monitor
+/// in one write and reads nothing, so the old monitor's output is still
+/// pending when the new monitor comes: the holder then reads all of it,
+/// and after it the new monitor's greeting.
+pub fn pty_new_monitor_after_self_removal(ctx: &mut Ctx) -> Result<()> {
+    let (chardev, path) = add_pty(ctx)?;
+    add(ctx, chardev)?;
+    let mut client = PtyClient::open(&path)?;
+    read_greeting(ctx, &mut client, chardev)?;
+    negotiate(ctx, &mut client)?;
+    let (command, args) = ctx.remove_request(json!({ "id": MON_ID }));
+    let removal = json!({ "execute": command, "arguments": args, "id": "removal" });
+    client.write_line(&format!(
+        "{}\n{removal}",
+        json!({ "execute": "query-qmp-schema", "id": "schema" })
+    ))?;
+    let removed = DynMon {
+        id: MON_ID.to_owned(),
+        chardev: chardev.to_owned(),
+        path: Default::default(),
+    };
+    hotplug::wait_unlisted(ctx, &removed)?;
+    add(ctx, chardev).context("a new monitor on the pty after a self-removal")?;
+    for id in ["schema", "removal"] {
+        let line = client.read_line(ctx.wait())?;
+        let reply: Value = serde_json::from_str(&line).with_context(|| {
+            format!("the pty's holder read a cut or garbled line where the {id} reply belongs")
+        })?;
+        ensure!(
+            reply["id"] == id && reply.get("return").is_some(),
+            "the pty's holder expected the {id} reply of the removed monitor, got {:.200}",
+            line
+        );
+    }
+    read_greeting(ctx, &mut client, chardev)
+        .context("the new monitor greeting the pty's holder after a self-removal")?;
+    negotiate(ctx, &mut client)?;
+    ctx.remove_monitor(json!({ "id": MON_ID }))?;
+    ctx.main("chardev-remove", json!({ "id": chardev }))?;
+    check_still_works(ctx)
+}
+
+fn negotiate(ctx: &Ctx, client: &mut PtyClient) -> Result<()> {
+    client.write_line(r#"{"execute": "qmp_capabilities"}"#)?;
+    let reply = client.read_line(soon(ctx))?;
+    ensure!(
+        reply.contains("\"return\""),
+        "{MON_ID} on the pty answered qmp_capabilities with {reply:?}"
+    );
+    Ok(())
 }
 
 /// A pty chardev, and its slave side opened at once.

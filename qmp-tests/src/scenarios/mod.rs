@@ -239,6 +239,10 @@ static ALL: &[Scenario] = &[
         backends::pty_self_removal_then_chardev_remove,
     ),
     Scenario::new(
+        "test_pty_new_monitor_after_self_removal",
+        backends::pty_new_monitor_after_self_removal,
+    ),
+    Scenario::new(
         "test_reconnecting_client_chardev",
         backends::reconnecting_client,
     ),
