@@ -142,13 +142,9 @@ pub fn pty_greeted_once(ctx: &mut Ctx) -> Result<()> {
 /// ran). A command on the main monitor after the removal is that next
 /// poll.
 pub fn pty_self_removal_then_chardev_remove(ctx: &mut Ctx) -> Result<()> {
-    // The holder opens the pty after monitor-add, so that QEMU's poll
-    // greets it and this scenario stays apart from test_pty_greeted_once.
-    let (chardev, path) = add_pty(ctx)?;
-    add(ctx, chardev)?;
-    let mut client = PtyClient::open(&path)?;
-    read_greeting(ctx, &mut client, chardev)?;
-    negotiate(ctx, &mut client)?;
+    // The holder opens the pty after monitor-add, so that this scenario
+    // stays apart from test_pty_greeted_once.
+    let (chardev, mut client) = negotiated_holder(ctx)?;
     let (command, args) = ctx.remove_request(json!({ "id": MON_ID }));
     let request = json!({ "execute": command, "arguments": args });
     client.write_line(&request.to_string())?;
@@ -176,11 +172,7 @@ pub fn pty_self_removal_then_chardev_remove(ctx: &mut Ctx) -> Result<()> {
 /// pending when the new monitor comes: the holder then reads all of it,
 /// and after it the new monitor's greeting.
 pub fn pty_new_monitor_after_self_removal(ctx: &mut Ctx) -> Result<()> {
-    let (chardev, path) = add_pty(ctx)?;
-    add(ctx, chardev)?;
-    let mut client = PtyClient::open(&path)?;
-    read_greeting(ctx, &mut client, chardev)?;
-    negotiate(ctx, &mut client)?;
+    let (chardev, mut client) = negotiated_holder(ctx)?;
     let (command, args) = ctx.remove_request(json!({ "id": MON_ID }));
     let removal = json!({ "execute": command, "arguments": args, "id": "removal" });
     client.write_line(&format!(
@@ -221,6 +213,17 @@ fn negotiate(ctx: &Ctx, client: &mut PtyClient) -> Result<()> {
         "{MON_ID} on the pty answered qmp_capabilities with {reply:?}"
     );
     Ok(())
+}
+
+/// A pty chardev with a monitor, then its holder: opened after
+/// monitor-add (QEMU's poll greets it), negotiated.
+fn negotiated_holder(ctx: &mut Ctx) -> Result<(&'static str, PtyClient)> {
+    let (chardev, path) = add_pty(ctx)?;
+    add(ctx, chardev)?;
+    let mut client = PtyClient::open(&path)?;
+    read_greeting(ctx, &mut client, chardev)?;
+    negotiate(ctx, &mut client)?;
+    Ok((chardev, client))
 }
 
 /// A pty chardev, and its slave side opened at once.
