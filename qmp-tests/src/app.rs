@@ -9,6 +9,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use qmp_tests::{
+    cli::SuiteCli,
     janitor::Janitor,
     junit::{self, SuiteInfo},
     outcome::{Failure, Outcome},
@@ -19,15 +20,13 @@ use qmp_tests::{
     scenarios::{self, PythonClient, Scenario, Settings},
 };
 
-use crate::cli::Args;
-
 pub use qmp_tests::exit::{
     FAILED as EXIT_FAILED, HARNESS as EXIT_HARNESS, NO_MONITOR_ADD as EXIT_NO_MONITOR_ADD,
     PASSED as EXIT_PASSED,
 };
 
-pub fn run(args: Args) -> Result<u8> {
-    let selected = select(&args.scenarios);
+pub fn run(args: SuiteCli) -> Result<u8> {
+    let selected = select(&args.suite.scenarios);
     if args.list {
         let mut out = io::stdout();
         for scenario in &selected {
@@ -53,19 +52,23 @@ pub fn run(args: Args) -> Result<u8> {
     let config = RunConfig {
         qemu: qemu.clone(),
         jobs: args
+            .suite
             .jobs
             .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get())),
         settings: Settings {
-            timeout: args.timeout.unwrap_or(defaults.timeout),
-            wait: args.wait,
-            soak_cycles: args.soak.unwrap_or(defaults.soak_cycles),
+            timeout: args
+                .suite
+                .timeout
+                .map_or(defaults.timeout, std::time::Duration::from_secs),
+            wait: args.suite.wait,
+            soak_cycles: args.suite.soak.unwrap_or(defaults.soak_cycles),
             python: python_client(&args)?,
             qmp_package: args.qmp_python.as_deref().map(interpreter).transpose()?,
             program: args.program,
         },
         log_dir: args.log_dir.clone(),
         janitor: Some(janitor),
-        routes: args.routes.clone(),
+        routes: args.routes(),
         grace: runner::DEFAULT_GRACE,
     };
     let timestamp = junit_report::OffsetDateTime::now_utc();
@@ -74,14 +77,14 @@ pub fn run(args: Args) -> Result<u8> {
         reporter: reporter.as_mut(),
         scenarios: &selected,
         routes: &config.routes,
-        required: &args.required_routes,
+        required: &args.require_routes,
         qemu: &qemu,
         caps: None,
         held: Vec::new(),
     };
     let plan = runner::Plan {
-        first: args.first.clone(),
-        fail_fast: args.fail_fast,
+        first: args.suite.first.clone(),
+        fail_fast: args.suite.fail_fast,
     };
     let outcomes = runner::run_planned(&config, &plan, &selected, |progress| {
         gate.progress(progress)
@@ -124,7 +127,7 @@ pub fn run(args: Args) -> Result<u8> {
                 // failed when the route is required.
                 let outcomes: Vec<Outcome> = outcomes
                     .into_iter()
-                    .map(|outcome| account(outcome, &caps, &args.required_routes))
+                    .map(|outcome| account(outcome, &caps, &args.require_routes))
                     .collect();
                 let code = if outcomes.iter().any(Outcome::failed) {
                     EXIT_FAILED
@@ -300,7 +303,7 @@ fn account(outcome: Outcome, caps: &Capabilities, required: &[Route]) -> Outcome
 
 /// The client runs in the scenario's own directory, so relative paths are
 /// made absolute here; a bare interpreter name is left to `PATH`.
-fn python_client(args: &Args) -> Result<Option<PythonClient>> {
+fn python_client(args: &SuiteCli) -> Result<Option<PythonClient>> {
     let Some(src) = &args.qemu_src else {
         return Ok(None);
     };

@@ -1,69 +1,131 @@
-//! Command-line parsing. Few enough options that a parser of our own is
-//! shorter than configuring one.
+//! The command lines of `qmp-tests` and `qmp-tests explore`, each declared
+//! once. The binary parses them; the xtask embeds [`SuiteArgs`] and
+//! [`ExploreArgs`] in its own commands, so a value qmp-tests would refuse
+//! is refused before a QEMU is fetched or built, with the same message,
+//! and passes them on with `to_args`.
 
 use std::{ffi::OsString, path::PathBuf, time::Duration};
 
-use qmp_tests::{program::Program, route::Route, runner::Pick, scenarios};
+use clap::{builder::TypedValueParser as _, Args, Parser, ValueEnum};
 
-pub const HELP: &str = "\
-qmp-tests: test QEMU's dynamic QMP monitors (monitor-add, monitor-remove,
-query-monitors) against a qemu-system or qemu-storage-daemon binary.
+use crate::{explore, program::Program, route::Route, runner::Pick, scenarios};
 
-Usage:
-    qmp-tests --qemu PATH [OPTIONS]
-    qmp-tests --list
+/// What to run and how long to give it: the options `cargo xtask test`
+/// takes as well.
+#[derive(Args, Clone, Debug, Default, PartialEq)]
+pub struct SuiteArgs {
+    /// run only NAME (repeatable; `qmp-tests --list` names them)
+    #[arg(long = "scenario", value_name = "NAME", value_parser = scenario)]
+    pub scenarios: Vec<String>,
+    /// scenarios run at once (default: number of CPUs)
+    #[arg(long, value_name = "N", value_parser = positive::<usize>)]
+    pub jobs: Option<usize>,
+    /// how monitors are added and removed: commands (monitor-add,
+    /// monitor-remove), qom (object-add and object-del of monitor-qmp
+    /// objects), or all (default: every route this QEMU has); the
+    /// scenarios of a route asked for that this QEMU lacks are reported
+    /// skipped, with the reason
+    #[arg(long, value_name = "ROUTE", value_enum)]
+    pub route: Option<Routes>,
+    /// deadline per scenario (default: 60; test_soak gets one per 200
+    /// cycles)
+    #[arg(long, value_name = "SECS", value_parser = positive::<u64>)]
+    pub timeout: Option<u64>,
+    /// limit for each wait for a reply or an event (default: 100 x the
+    /// scenario's QEMU start, from spawn to a negotiated main monitor, at
+    /// least 2; fractions allowed)
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub wait: Option<Duration>,
+    /// full hotplug cycles in test_soak (default: 200)
+    #[arg(long, value_name = "N", value_parser = positive::<u32>)]
+    pub soak: Option<u32>,
+    /// start these first, in this order: scenario names separated by
+    /// commas, each NAME (every route) or NAME/ROUTE; the others follow in
+    /// the usual order
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = pick)]
+    pub first: Vec<Pick>,
+    /// stop at the first failing scenario: nothing more starts, the
+    /// scenarios still running are stopped, and both are reported skipped,
+    /// naming it
+    #[arg(long)]
+    pub fail_fast: bool,
+}
 
-Options:
-    --qemu PATH            the qemu-system binary to test
-    --program PROGRAM      what --qemu is: system (qemu-system-TARGET, the
-                           default) or storage-daemon (qemu-storage-daemon;
-                           the scenarios that need what only qemu-system
-                           has are reported skipped, with the reason)
-    --junit FILE           write a JUnit XML report to FILE
-    --scenario NAME        run only NAME (repeatable; see --list)
-    --jobs N               scenarios run at once (default: number of CPUs)
-    --route ROUTE          how monitors are added and removed: commands
-                           (monitor-add, monitor-remove), qom (object-add
-                           and object-del of monitor-qmp objects), or all
-                           (default: every route this QEMU has); the
-                           scenarios of a route asked for that this QEMU
-                           lacks are reported skipped, with the reason
-    --require-route ROUTE  a route this QEMU must have (commands or qom;
-                           repeatable; implies --route for it): if it
-                           lacks it, each of the route's scenarios fails
-                           with that cause instead of being skipped
-    --timeout SECS         deadline per scenario (default: 60; test_soak
-                           gets one per 200 cycles)
-    --wait SECS            limit for each wait for a reply or an event
-                           (default: 100 x the scenario's QEMU start, from
-                           spawn to a negotiated main monitor, at least 2;
-                           fractions allowed)
-    --soak N               full hotplug cycles in test_soak (default: 200)
-    --log-dir DIR          keep each QEMU's stderr as
-                           DIR/NAME.ROUTE.stderr.log (ROUTE: commands, qom)
-    --qemu-src DIR         the QEMU source tree the binary was built from:
-                           test_qemu_python_client drives a monitor with its
-                           python/qemu/qmp library (skipped without it)
-    --python PATH          the Python that runs that library (default:
-                           python3)
-    --qmp-python PATH      a Python with the standalone qemu.qmp package
-                           installed: test_qmp_asyncio_client drives
-                           monitors with its asyncio QMPClient (skipped
-                           without it)
-    --property KEY=VALUE   record KEY: VALUE in the JUnit report (repeatable)
-    --leg NAME             the CI leg this run is: the JUnit testsuites and
-                           classnames become monitor_hotplug.NAME (and
-                           monitor_hotplug_qom.NAME)
-    --first LIST           start these first, in this order: scenario names
-                           separated by commas, each NAME (every route) or
-                           NAME/ROUTE; the others follow in the usual order
-    --fail-fast            stop at the first failing scenario: nothing more
-                           starts, the scenarios still running are stopped,
-                           and both are reported skipped, naming it
-    --tap                  print TAP version 13 instead of the usual lines
-    --list                 print the scenario names and exit
-    -h, --help             print this help
+/// `--route`: one route, or every one the QEMU has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Routes {
+    Commands,
+    Qom,
+    All,
+}
 
+/// qmp-tests' whole command line.
+#[derive(Parser, Clone, Debug, Default, PartialEq)]
+#[command(
+    name = "qmp-tests",
+    about = "qmp-tests: test QEMU's dynamic QMP monitors (monitor-add, monitor-remove,\n\
+             query-monitors) against a qemu-system or qemu-storage-daemon binary.",
+    override_usage = "qmp-tests --qemu PATH [OPTIONS]\n       qmp-tests --list",
+    after_help = SUITE_EXIT,
+    disable_version_flag = true,
+    term_width = 80
+)]
+pub struct SuiteCli {
+    /// the qemu-system binary to test
+    #[arg(long, value_name = "PATH", required_unless_present = "list")]
+    pub qemu: Option<PathBuf>,
+    /// what --qemu is: system (qemu-system-TARGET) or storage-daemon
+    /// (qemu-storage-daemon; the scenarios that need what only qemu-system
+    /// has are reported skipped, with the reason)
+    #[arg(long, value_name = "PROGRAM", default_value = "system", value_parser = program)]
+    pub program: Program,
+    /// write a JUnit XML report to FILE
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    #[command(flatten)]
+    pub suite: SuiteArgs,
+    /// a route this QEMU must have (commands or qom; repeatable; implies
+    /// --route for it): if it lacks it, each of the route's scenarios fails
+    /// with that cause instead of being skipped
+    #[arg(long = "require-route", value_name = "ROUTE", value_parser = route)]
+    pub require_routes: Vec<Route>,
+    /// keep each QEMU's stderr as DIR/NAME.ROUTE.stderr.log (ROUTE:
+    /// commands, qom)
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// the QEMU source tree the binary was built from:
+    /// test_qemu_python_client drives a monitor with its python/qemu/qmp
+    /// library (skipped without it)
+    #[arg(long, value_name = "DIR", value_parser = clap::builder::PathBufValueParser::new().try_map(qemu_src))]
+    pub qemu_src: Option<PathBuf>,
+    /// the Python that runs that library (default: python3)
+    #[arg(long, value_name = "PATH", requires = "qemu_src")]
+    pub python: Option<PathBuf>,
+    /// a Python with the standalone qemu.qmp package installed:
+    /// test_qmp_asyncio_client drives monitors with its asyncio QMPClient
+    /// (skipped without it)
+    #[arg(long, value_name = "PATH")]
+    pub qmp_python: Option<PathBuf>,
+    /// record KEY: VALUE in the JUnit report (repeatable)
+    #[arg(long = "property", value_name = "KEY=VALUE", value_parser = property)]
+    pub properties: Vec<(String, String)>,
+    /// the CI leg this run is: the JUnit testsuites and classnames become
+    /// monitor_hotplug.NAME (and monitor_hotplug_qom.NAME)
+    #[arg(long, value_name = "NAME", value_parser = leg)]
+    pub leg: Option<String>,
+    /// print TAP version 13 instead of the usual lines
+    #[arg(long)]
+    pub tap: bool,
+    /// print the scenario names and exit
+    #[arg(long)]
+    pub list: bool,
+    /// print `start NAME pid=PID dir=DIR` as each QEMU starts, for tests
+    /// that must find what the runner started
+    #[arg(long, hide = true)]
+    pub verbose: bool,
+}
+
+const SUITE_EXIT: &str = "\
 Exit status:
     0   every scenario passed
     1   at least one scenario failed
@@ -71,321 +133,360 @@ Exit status:
         exist or does not start as QEMU, or the report cannot be written)
     3   this QEMU has none of the routes asked for (no monitor-add, or
         monitor-remove, query-monitors; no monitor-qmp object type):
-        every scenario is reported failed with that one-line cause
-";
+        every scenario is reported failed with that one-line cause";
 
-#[derive(Debug, Default)]
-pub struct Args {
-    pub qemu: Option<PathBuf>,
-    pub program: Program,
-    pub junit: Option<PathBuf>,
-    pub scenarios: Vec<String>,
+impl SuiteCli {
+    /// The routes to run: `--route` (every route by default) and each
+    /// required one.
+    pub fn routes(&self) -> Vec<Route> {
+        let mut routes = match self.suite.route {
+            Some(Routes::Commands) => vec![Route::Commands],
+            Some(Routes::Qom) => vec![Route::Qom],
+            Some(Routes::All) | None => Route::ALL.to_vec(),
+        };
+        for route in &self.require_routes {
+            if !routes.contains(route) {
+                routes.push(*route);
+            }
+        }
+        routes
+    }
+
+    /// The same command line as arguments, each `--NAME=VALUE` so a value
+    /// that starts with `-` stays a value and a path keeps its bytes.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut out = Argv::default();
+        out.path("qemu", &self.qemu);
+        if self.program != Program::System {
+            out.text("program", self.program.name());
+        }
+        out.path("junit", &self.junit);
+        self.suite.push_args(&mut out);
+        for route in &self.require_routes {
+            out.text("require-route", route.name());
+        }
+        out.path("log-dir", &self.log_dir);
+        out.path("qemu-src", &self.qemu_src);
+        out.path("python", &self.python);
+        out.path("qmp-python", &self.qmp_python);
+        for (key, value) in &self.properties {
+            out.text("property", format!("{key}={value}"));
+        }
+        out.opt("leg", &self.leg);
+        out.switch("tap", self.tap);
+        out.switch("list", self.list);
+        out.switch("verbose", self.verbose);
+        out.0
+    }
+}
+
+impl SuiteArgs {
+    fn push_args(&self, out: &mut Argv) {
+        for name in &self.scenarios {
+            out.text("scenario", name);
+        }
+        out.opt("jobs", &self.jobs);
+        if let Some(route) = self.route {
+            let value = route.to_possible_value().expect("no value is skipped");
+            out.text("route", value.get_name());
+        }
+        out.opt("timeout", &self.timeout);
+        if let Some(wait) = self.wait {
+            out.text("wait", wait.as_secs_f64());
+        }
+        out.opt("soak", &self.soak);
+        for pick in &self.first {
+            match pick.route {
+                Some(route) => out.text("first", format!("{}/{}", pick.scenario, route.name())),
+                None => out.text("first", &pick.scenario),
+            }
+        }
+        out.switch("fail-fast", self.fail_fast);
+    }
+
+    /// These options alone as arguments.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut out = Argv::default();
+        self.push_args(&mut out);
+        out.0
+    }
+}
+
+/// `qmp-tests explore`'s options.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub struct ExploreArgs {
+    /// start sequences for this long
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = positive::<u64>)]
+    pub time: u64,
+    /// sequences at once, each with its own QEMU (default: number of CPUs)
+    #[arg(long, value_name = "N", value_parser = positive::<usize>)]
     pub jobs: Option<usize>,
-    pub routes: Vec<Route>,
-    pub required_routes: Vec<Route>,
-    pub timeout: Option<Duration>,
+    /// the run's seed (default: random); the same seed and --time on the
+    /// same machine run the same sequences
+    #[arg(long, value_name = "HEX", value_parser = hex)]
+    pub seed: Option<u64>,
+    /// stop after the seed's first N sequences, even with time left (a
+    /// fixed set, as a regression gate)
+    #[arg(long, value_name = "N", value_parser = positive::<usize>)]
+    pub sequences: Option<usize>,
+    /// run only the sequence with this seed, as a report printed it
+    /// (shrunk again if it fails)
+    #[arg(long, value_name = "HEX", value_parser = hex)]
+    pub replay: Option<u64>,
+    /// operations per sequence, at most
+    #[arg(long, value_name = "N", default_value_t = 40, value_parser = positive::<usize>)]
+    pub max_ops: usize,
+    /// runs of a shrunk failure, to count how often it fails
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = positive::<u32>)]
+    pub reruns: u32,
+    /// time spent shrinking each failure, at most
+    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = positive::<u64>)]
+    pub shrink_time: u64,
+    /// the chardevs' kinds, comma-separated, of unix, tcp and pty (default:
+    /// unix,tcp); --sockets is the old spelling
+    #[arg(long, alias = "sockets", value_name = "KINDS", value_delimiter = ',', value_parser = chardev)]
+    pub chardevs: Vec<explore::model::Kind>,
+    /// stop after failures of N different kinds; more of a kind already
+    /// found are counted
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = positive::<usize>)]
+    pub max_failures: usize,
+    /// limit for each wait for a reply, event or end of file (default: 100
+    /// x QEMU's start, at least 2)
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub wait: Option<Duration>,
-    pub soak: Option<u32>,
-    pub log_dir: Option<PathBuf>,
-    pub qemu_src: Option<PathBuf>,
-    pub python: Option<PathBuf>,
-    pub qmp_python: Option<PathBuf>,
+    /// write a failure's sequence and transcript to DIR/explore-SEED.txt
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// write a JUnit report: one testcase, explore
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// write the run's figures and each failure's kind, sequence number and
+    /// shrunk length as JSON
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// the CI leg: the testsuite is monitor_hotplug.NAME
+    #[arg(long, value_name = "NAME", value_parser = leg)]
     pub leg: Option<String>,
-    pub properties: Vec<(String, String)>,
-    /// `--first`: the runs started before the others.
-    pub first: Vec<Pick>,
-    pub fail_fast: bool,
-    pub tap: bool,
-    pub list: bool,
-    pub help: bool,
-    /// Hidden: print `start NAME pid=PID dir=DIR` as each QEMU starts, for
-    /// tests that must find what the runner started.
-    pub verbose: bool,
 }
 
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
-    let mut parsed = Args::default();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let arg = arg
-            .into_string()
-            .map_err(|arg| format!("option is not UTF-8: {arg:?}"))?;
-        // Both "--opt value" and "--opt=value".
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_string(), Some(OsString::from(value)))
-            }
-            _ => (arg, None),
-        };
-        let mut value = |name: &str| -> Result<OsString, String> {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match flag.as_str() {
-            "--qemu" => parsed.qemu = Some(value("--qemu")?.into()),
-            "--program" => {
-                let text = utf8("--program", value("--program")?)?;
-                parsed.program = Program::parse(&text).ok_or_else(|| {
-                    format!("--program takes system or storage-daemon, got {text:?}")
-                })?;
-            }
-            "--junit" => parsed.junit = Some(value("--junit")?.into()),
-            "--log-dir" => parsed.log_dir = Some(value("--log-dir")?.into()),
-            "--qemu-src" => parsed.qemu_src = Some(value("--qemu-src")?.into()),
-            "--python" => parsed.python = Some(value("--python")?.into()),
-            "--qmp-python" => parsed.qmp_python = Some(value("--qmp-python")?.into()),
-            "--scenario" => {
-                let name = utf8("--scenario", value("--scenario")?)?;
-                if scenarios::find(&name).is_none() {
-                    return Err(format!("unknown scenario {name:?}; --list shows them"));
-                }
-                if !parsed.scenarios.contains(&name) {
-                    parsed.scenarios.push(name);
-                }
-            }
-            "--route" => {
-                let text = utf8("--route", value("--route")?)?;
-                parsed.routes = match (text.as_str(), Route::parse(&text)) {
-                    ("all", _) => Route::ALL.to_vec(),
-                    (_, Some(route)) => vec![route],
-                    _ => return Err(format!("--route takes commands, qom or all, got {text:?}")),
-                };
-            }
-            "--require-route" => {
-                let text = utf8("--require-route", value("--require-route")?)?;
-                let Some(route) = Route::parse(&text) else {
-                    return Err(format!(
-                        "--require-route takes commands or qom, got {text:?}"
-                    ));
-                };
-                if !parsed.required_routes.contains(&route) {
-                    parsed.required_routes.push(route);
-                }
-            }
-            "--jobs" => parsed.jobs = Some(positive("--jobs", value("--jobs")?)?),
-            "--timeout" => {
-                let secs = positive("--timeout", value("--timeout")?)?;
-                parsed.timeout = Some(Duration::from_secs(secs));
-            }
-            "--wait" => {
-                let text = utf8("--wait", value("--wait")?)?;
-                match text
-                    .parse::<f64>()
-                    .ok()
-                    .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-                {
-                    Some(wait) if !wait.is_zero() => parsed.wait = Some(wait),
-                    _ => {
-                        return Err(format!(
-                            "--wait wants a positive number of seconds, got {text:?}"
-                        ))
-                    }
-                }
-            }
-            "--soak" => parsed.soak = Some(positive("--soak", value("--soak")?)?),
-            "--property" => {
-                let pair = utf8("--property", value("--property")?)?;
-                match pair.split_once('=') {
-                    Some((key, val)) if !key.is_empty() => {
-                        parsed.properties.push((key.to_string(), val.to_string()))
-                    }
-                    _ => return Err(format!("--property wants KEY=VALUE, got {pair:?}")),
-                }
-            }
-            "--first" => {
-                let list = utf8("--first", value("--first")?)?;
-                for text in list.split(',').filter(|t| !t.is_empty()) {
-                    let pick = Pick::parse(text).map_err(|err| format!("--first {err}"))?;
-                    if scenarios::find(&pick.scenario).is_none() {
-                        return Err(format!(
-                            "--first: unknown scenario {:?}; --list shows them",
-                            pick.scenario
-                        ));
-                    }
-                    parsed.first.push(pick);
-                }
-            }
-            "--fail-fast" => parsed.fail_fast = true,
-            "--tap" => parsed.tap = true,
-            "--leg" => {
-                let leg = utf8("--leg", value("--leg")?)?;
-                let ok = !leg.is_empty()
-                    && leg
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-                if !ok {
-                    return Err(format!(
-                        "--leg {leg:?}: a leg name is letters, digits, '-', '_' and '.'"
-                    ));
-                }
-                parsed.leg = Some(leg);
-            }
-            "--list" => parsed.list = true,
-            "--verbose" => parsed.verbose = true,
-            "-h" | "--help" => parsed.help = true,
-            other => return Err(format!("unknown argument {other:?}")),
+impl Default for ExploreArgs {
+    /// Every option at its default, as if none were given.
+    fn default() -> ExploreArgs {
+        #[derive(Parser)]
+        struct Bare {
+            #[command(flatten)]
+            explore: ExploreArgs,
         }
+        Bare::parse_from(["explore"]).explore
     }
-    if parsed.routes.is_empty() {
-        parsed.routes = Route::ALL.to_vec();
-    }
-    for route in &parsed.required_routes {
-        if !parsed.routes.contains(route) {
-            parsed.routes.push(*route);
-        }
-    }
-    if parsed.qemu.is_none() && !parsed.list && !parsed.help {
-        return Err("--qemu PATH is required".to_string());
-    }
-    if let Some(src) = &parsed.qemu_src {
-        let library = src.join("python/qemu/qmp");
-        if !library.is_dir() {
-            return Err(format!(
-                "--qemu-src {}: no {} there; give the QEMU source tree the binary was built from",
-                src.display(),
-                library.display()
-            ));
-        }
-    }
-    if parsed.python.is_some() && parsed.qemu_src.is_none() {
-        return Err("--python needs --qemu-src: it runs that tree's qemu.qmp".to_string());
-    }
-    Ok(parsed)
 }
 
-fn utf8(name: &str, value: OsString) -> Result<String, String> {
-    value
-        .into_string()
-        .map_err(|value| format!("{name} value is not UTF-8: {value:?}"))
+/// `qmp-tests explore`'s whole command line.
+#[derive(Parser, Clone, Debug, PartialEq)]
+#[command(
+    name = "qmp-tests explore",
+    about = "qmp-tests explore: random sequences of chardev, monitor and client\n\
+             operations, each step checked against a model of the spec; a failing\n\
+             sequence is shrunk to a short one and rerun to say how often it fails.",
+    after_help = EXPLORE_EXIT,
+    disable_version_flag = true,
+    term_width = 80
+)]
+pub struct ExploreCli {
+    /// the qemu-system binary to test
+    #[arg(long, value_name = "PATH")]
+    pub qemu: PathBuf,
+    #[command(flatten)]
+    pub explore: ExploreArgs,
 }
 
-fn positive<T: std::str::FromStr + PartialOrd + Default>(
-    name: &str,
-    value: OsString,
-) -> Result<T, String> {
-    let text = utf8(name, value)?;
+const EXPLORE_EXIT: &str = "\
+Exit status:
+    0   no sequence failed
+    1   a sequence failed (each kind's shrunk sequence, seed and
+        transcript printed)
+    2   usage error, or the harness could not run";
+
+impl ExploreArgs {
+    /// The options as explore runs them, against `qemu`.
+    pub fn options(&self, qemu: PathBuf) -> explore::Options {
+        use explore::model::Kind;
+        explore::Options {
+            target: explore::Target {
+                qemu,
+                wait: self.wait,
+                janitor: None,
+            },
+            time: Duration::from_secs(self.time),
+            jobs: self
+                .jobs
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            seed: self.seed,
+            replay: self.replay,
+            max_ops: self.max_ops,
+            reruns: self.reruns,
+            shrink_time: Duration::from_secs(self.shrink_time),
+            max_failures: self.max_failures,
+            chardevs: match self.chardevs.is_empty() {
+                true => vec![Kind::Unix, Kind::Tcp],
+                false => self.chardevs.clone(),
+            },
+            sequences: self.sequences,
+        }
+    }
+
+    /// The same options as arguments of `qmp-tests explore`.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut out = Argv::default();
+        out.text("time", self.time);
+        out.opt("jobs", &self.jobs);
+        if let Some(seed) = self.seed {
+            out.text("seed", format!("{seed:016x}"));
+        }
+        out.opt("sequences", &self.sequences);
+        if let Some(seed) = self.replay {
+            out.text("replay", format!("{seed:016x}"));
+        }
+        out.text("max-ops", self.max_ops);
+        out.text("reruns", self.reruns);
+        out.text("shrink-time", self.shrink_time);
+        for kind in &self.chardevs {
+            out.text("chardevs", kind_name(*kind));
+        }
+        out.text("max-failures", self.max_failures);
+        if let Some(wait) = self.wait {
+            out.text("wait", wait.as_secs_f64());
+        }
+        out.path("out", &self.out);
+        out.path("junit", &self.junit);
+        out.path("summary", &self.summary);
+        out.opt("leg", &self.leg);
+        out.0
+    }
+}
+
+/// Arguments being written, each `--NAME=VALUE`.
+#[derive(Default)]
+struct Argv(Vec<OsString>);
+
+impl Argv {
+    fn text(&mut self, name: &str, value: impl std::fmt::Display) {
+        self.0.push(format!("--{name}={value}").into());
+    }
+
+    fn opt(&mut self, name: &str, value: &Option<impl std::fmt::Display>) {
+        if let Some(value) = value {
+            self.text(name, value);
+        }
+    }
+
+    fn path(&mut self, name: &str, path: &Option<PathBuf>) {
+        if let Some(path) = path {
+            let mut arg = OsString::from(format!("--{name}="));
+            arg.push(path);
+            self.0.push(arg);
+        }
+    }
+
+    fn switch(&mut self, name: &str, on: bool) {
+        if on {
+            self.0.push(format!("--{name}").into());
+        }
+    }
+}
+
+fn kind_name(kind: explore::model::Kind) -> &'static str {
+    match kind {
+        explore::model::Kind::Unix => "unix",
+        explore::model::Kind::Tcp => "tcp",
+        explore::model::Kind::Pty => "pty",
+    }
+}
+
+fn scenario(name: &str) -> Result<String, String> {
+    if scenarios::find(name).is_some() {
+        return Ok(name.to_owned());
+    }
+    let known: Vec<&str> = scenarios::all().iter().map(|s| s.name).collect();
+    Err(format!(
+        "unknown scenario {name:?}; pick one of: {}",
+        known.join(" ")
+    ))
+}
+
+/// A whole number from 1 up: 0 jobs, seconds or cycles would only fail
+/// (or hang) once the run starts.
+fn positive<T: std::str::FromStr + PartialOrd + Default>(text: &str) -> Result<T, String> {
     match text.parse::<T>() {
         Ok(n) if n > T::default() => Ok(n),
-        _ => Err(format!(
-            "{name} wants a positive whole number, got {text:?}"
-        )),
+        _ => Err("wants a positive whole number".to_owned()),
     }
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .filter(|wait| !wait.is_zero())
+        .ok_or_else(|| "wants a positive number of seconds".to_owned())
+}
+
+fn program(text: &str) -> Result<Program, String> {
+    Program::parse(text).ok_or_else(|| "takes system or storage-daemon".to_owned())
+}
+
+fn route(text: &str) -> Result<Route, String> {
+    Route::parse(text).ok_or_else(|| "takes commands or qom".to_owned())
+}
+
+fn pick(text: &str) -> Result<Pick, String> {
+    let pick = Pick::parse(text)?;
+    scenario(&pick.scenario)?;
+    Ok(pick)
+}
+
+fn property(pair: &str) -> Result<(String, String), String> {
+    match pair.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err("wants KEY=VALUE".to_owned()),
+    }
+}
+
+fn leg(name: &str) -> Result<String, String> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    match ok {
+        true => Ok(name.to_owned()),
+        false => Err("a leg name is letters, digits, '-', '_' and '.'".to_owned()),
+    }
+}
+
+fn qemu_src(src: PathBuf) -> Result<PathBuf, String> {
+    let library = src.join("python/qemu/qmp");
+    if !library.is_dir() {
+        return Err(format!(
+            "no {} there; give the QEMU source tree the binary was built from",
+            library.display()
+        ));
+    }
+    Ok(src)
+}
+
+fn chardev(kind: &str) -> Result<explore::model::Kind, String> {
+    match kind {
+        "unix" => Ok(explore::model::Kind::Unix),
+        "tcp" => Ok(explore::model::Kind::Tcp),
+        "pty" => Ok(explore::model::Kind::Pty),
+        _ => Err("takes unix, tcp and pty, comma-separated".to_owned()),
+    }
+}
+
+fn hex(text: &str) -> Result<u64, String> {
+    u64::from_str_radix(text.trim_start_matches("0x"), 16)
+        .map_err(|_| "wants a seed in hex, as a report prints it".to_owned())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// docs/commands.md has the help as the binary prints it.
-    #[test]
-    fn the_command_reference_has_the_help() {
-        let doc = include_str!("../../docs/commands.md");
-        assert!(
-            doc.contains(&format!("```\n{HELP}```\n")),
-            "docs/commands.md lacks qmp-tests --help as printed; run `cargo xtask docs`"
-        );
-    }
-
-    fn parse_strs(args: &[&str]) -> Result<Args, String> {
-        parse(args.iter().map(OsString::from))
-    }
-
-    #[test]
-    fn options_with_separate_and_inline_values() {
-        let args = parse_strs(&[
-            "--qemu=/q",
-            "--scenario",
-            "test_soak",
-            "--jobs",
-            "3",
-            "--timeout=5",
-            "--property",
-            "commit=abc=def",
-            "--tap",
-        ])
-        .unwrap();
-        assert_eq!(args.qemu, Some(PathBuf::from("/q")));
-        assert_eq!(args.scenarios, ["test_soak"]);
-        assert_eq!(args.jobs, Some(3));
-        assert_eq!(args.timeout, Some(Duration::from_secs(5)));
-        assert_eq!(
-            args.properties,
-            [("commit".to_string(), "abc=def".to_string())]
-        );
-        assert!(args.tap);
-        assert_eq!(args.program, Program::System);
-        let args = parse_strs(&["--qemu", "q", "--program=storage-daemon"]).unwrap();
-        assert_eq!(args.program, Program::StorageDaemon);
-        assert!(parse_strs(&["--qemu", "q", "--program", "qsd"])
-            .unwrap_err()
-            .contains("storage-daemon"));
-    }
-
-    #[test]
-    fn mistakes_are_reported() {
-        assert!(parse_strs(&[]).unwrap_err().contains("--qemu"));
-        assert!(parse_strs(&["--qemu", "/q", "--jobs", "0"]).is_err());
-        assert!(parse_strs(&["--qemu", "/q", "--scenario", "test_nope"])
-            .unwrap_err()
-            .contains("test_nope"));
-        assert!(parse_strs(&["--qemu", "/q", "--property", "=x"]).is_err());
-        assert!(parse_strs(&["--qemu"])
-            .unwrap_err()
-            .contains("needs a value"));
-        assert!(parse_strs(&["--list"]).is_ok());
-    }
-
-    #[test]
-    fn require_route_is_repeatable_and_implies_the_route() {
-        let args = parse_strs(&[
-            "--qemu",
-            "q",
-            "--route",
-            "commands",
-            "--require-route",
-            "qom",
-            "--require-route",
-            "qom",
-        ])
-        .unwrap();
-        assert_eq!(args.required_routes, vec![Route::Qom]);
-        assert_eq!(args.routes, vec![Route::Commands, Route::Qom]);
-        assert!(parse_strs(&["--qemu", "q", "--require-route", "all"]).is_err());
-    }
-
-    #[test]
-    fn first_lists_scenarios_and_routes_in_order() {
-        let args = parse_strs(&[
-            "--qemu",
-            "q",
-            "--fail-fast",
-            "--first",
-            "test_soak/qom,test_greeting",
-            "--first=test_many",
-        ])
-        .unwrap();
-        assert!(args.fail_fast);
-        let picks: Vec<(&str, Option<Route>)> = args
-            .first
-            .iter()
-            .map(|p| (p.scenario.as_str(), p.route))
-            .collect();
-        assert_eq!(
-            picks,
-            [
-                ("test_soak", Some(Route::Qom)),
-                ("test_greeting", None),
-                ("test_many", None)
-            ]
-        );
-        assert!(parse_strs(&["--qemu", "q", "--first", "test_nope"])
-            .unwrap_err()
-            .contains("test_nope"));
-        assert!(parse_strs(&["--qemu", "q", "--first", "test_soak/all"])
-            .unwrap_err()
-            .contains("commands or qom"));
-        assert!(!parse_strs(&["--qemu", "q"]).unwrap().fail_fast);
-    }
-}
+mod tests;

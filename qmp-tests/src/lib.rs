@@ -23,6 +23,7 @@
 //! # anyhow::Ok(())
 //! ```
 
+pub mod cli;
 pub mod deadline;
 pub mod exit;
 pub mod explore;

@@ -2,12 +2,15 @@
 //! See `qmp-tests --help` for options and exit codes.
 
 mod app;
-mod cli;
 mod explore_cli;
 
 use std::process::ExitCode;
 
-use qmp_tests::janitor;
+use clap::Parser;
+use qmp_tests::{
+    cli::{ExploreCli, SuiteCli},
+    janitor,
+};
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1).peekable();
@@ -20,7 +23,12 @@ fn main() -> ExitCode {
     }
     if args.peek().is_some_and(|arg| arg == "explore") {
         args.next();
-        return match explore_cli::main(args) {
+        let argv = std::iter::once("qmp-tests explore".into()).chain(args);
+        let cli = match ExploreCli::try_parse_from(argv) {
+            Ok(cli) => cli,
+            Err(err) => return usage(err, "qmp-tests explore"),
+        };
+        return match explore_cli::main(cli) {
             Ok(code) => ExitCode::from(code),
             Err(err) => {
                 eprintln!("qmp-tests explore: error: {err:#}\nTry 'qmp-tests explore --help'.");
@@ -28,22 +36,26 @@ fn main() -> ExitCode {
             }
         };
     }
-    let args = match cli::parse(args) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("qmp-tests: {message}\nTry 'qmp-tests --help'.");
-            return ExitCode::from(app::EXIT_HARNESS);
-        }
+    let argv = std::iter::once("qmp-tests".into()).chain(args);
+    let cli = match SuiteCli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(err) => return usage(err, "qmp-tests"),
     };
-    if args.help {
-        print!("{}", cli::HELP);
-        return ExitCode::SUCCESS;
-    }
-    match app::run(args) {
+    match app::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("qmp-tests: error: {err:#}");
             ExitCode::from(app::EXIT_HARNESS)
         }
     }
+}
+
+/// `--help` printed (exit 0), or a usage error said (exit 2).
+fn usage(err: clap::Error, program: &str) -> ExitCode {
+    if !err.use_stderr() {
+        print!("{err}");
+        return ExitCode::SUCCESS;
+    }
+    eprint!("{program}: {err}");
+    ExitCode::from(app::EXIT_HARNESS)
 }

@@ -16,51 +16,12 @@ use std::time::SystemTime;
 use anyhow::{bail, Result};
 use xshell::Shell;
 
-use crate::cli::{self, Command, Kind, Matches};
-use crate::paths;
-use crate::pipeline::{self, Pipeline, SourceArgs, Step};
+use crate::pipeline::{self, Pipeline, Step};
+use crate::{flags, lock, paths, Done};
 use host::Host;
 use report::{seconds, Figure, Report, Target};
 use stats::Stats;
 
-pub const COMMAND: Command = Command {
-    name: "bench",
-    summary: "time the floor, each scenario, the suite and the pipeline; write target/bench",
-    about: "build what `cargo xtask test` builds, then time, N runs
-each: a bare QEMU started and quit (the floor), each scenario alone, the
-suite, `cargo xtask test` warm and after touching monitor/qmp.c, and the
-query-qmp-schema reply parsed and raw. Prints a table and writes it as JSON
-to target/bench/latest.json and a dated copy. Targets are reported, not
-enforced: a miss still exits 0.",
-    groups: &[
-        (
-            "",
-            &[
-                cli::value(
-                    "runs",
-                    "N",
-                    Kind::Text,
-                    "runs of each figure (default 10; the pipeline gets\nat most 3)",
-                ),
-                cli::switch(
-                    "mutants",
-                    "also time cargo xtask mutants over the whole\ncatalogue: in full (--all-failures), first kill,\nand in three shards, the verdicts compared (minutes)",
-                ),
-                cli::value(
-                    "cold",
-                    "REV",
-                    Kind::Text,
-                    "also time cargo xtask test from fresh clones of\nREV and HEAD, side by side (minutes)",
-                ),
-            ],
-        ),
-        ("Source", pipeline::SOURCE_FLAGS),
-        ("Build", pipeline::BUILD_FLAGS),
-    ],
-    after: "",
-};
-
-const DEFAULT_RUNS: usize = 10;
 /// A rebuild takes tens of seconds: three runs give a median without
 /// making the bench take many minutes.
 const PIPELINE_RUNS: usize = 3;
@@ -107,30 +68,28 @@ const STEPS: &[Step] = &[
     Step::Build,
 ];
 
-pub fn parse(m: &Matches) -> Result<Options> {
-    let runs = m.number::<usize>("runs")?.unwrap_or(DEFAULT_RUNS);
-    if runs == 0 {
-        bail!("--runs 0: nothing would be timed; give a whole number of runs from 1 up");
+impl flags::Bench {
+    pub fn run(self, sh: &Shell) -> Result<Done> {
+        let src = self.source.source_args()?;
+        let build_opts = self.build.options(pipeline::Targets::of(&src))?;
+        let cold = self.cold.as_deref().map(cold::resolve).transpose()?;
+        // The timed `cargo xtask test` runs build the same tree.
+        let mut forwarded = self.source.to_args();
+        forwarded.extend(self.build.to_args());
+        let opts = Options {
+            runs: self.runs,
+            cold,
+            mutants: self.mutants,
+            pipeline: Pipeline::new(src, build_opts, Default::default(), STEPS),
+            forwarded,
+        };
+        let _lock = lock::cache()?;
+        run(sh, &opts)?;
+        Ok(Done::Ok)
     }
-    let src = SourceArgs::from_matches(m)?;
-    let build_opts = pipeline::build_options(m, pipeline::Targets::of(&src))?;
-    let cold = m.text("cold")?.map(|rev| cold::resolve(&rev)).transpose()?;
-    if cold.is_some() && (src.located.is_some() || src.series.is_some() || src.no_series) {
-        bail!(
-            "--cold times `cargo xtask test` as README gives it, on the pinned release with \
-             the project's series; it takes no --qemu-src, --series or --no-series"
-        );
-    }
-    Ok(Options {
-        runs,
-        cold,
-        mutants: m.switch("mutants"),
-        pipeline: Pipeline::new(src, build_opts, Default::default(), STEPS),
-        forwarded: process::forwarded_args(std::env::args_os().skip(2)),
-    })
 }
 
-pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
+fn run(sh: &Shell, opts: &Options) -> Result<()> {
     let (runs, forwarded) = (opts.runs, &opts.forwarded);
     let state = opts.pipeline.run(sh)?;
     let (Some(tree), Some(qmp_tests), Some(built)) = (state.tree, state.qmp_tests, state.built)

@@ -21,154 +21,25 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::build::{self, BuildOptions};
-use crate::cli::{self, Command, Flag, Kind, Matches};
-use crate::{deps, interrupt, meson, paths, pipeline, series, source, suite, vcs};
+use crate::flags::{self, StepFlags, Unsupported};
+use crate::{deps, interrupt, lock, meson, paths, pipeline, series, source, suite, vcs, Done};
 
 pub use step::step_main;
-
-const SESSION_FLAGS: &[Flag] = &[
-    cli::shared::QEMU_SRC.help("the QEMU git tree to bisect (its work tree must be clean)"),
-    cli::value("good", "REV", Kind::Text, "a commit that passes"),
-    cli::value("bad", "REV", Kind::Text, "a commit that fails"),
-];
-
-/// What each step is given, by `bisect` and again by `bisect-step`.
-const STEP_FLAGS: &[Flag] = &[
-    cli::shared::SCENARIO.help("run only this scenario (repeatable; default: all)"),
-    cli::shared::ROUTE.help("commands, qom or all (default: every route the\nQEMU has)"),
-    cli::value(
-        "unsupported",
-        "AS",
-        Kind::Text,
-        "count a QEMU without monitor-add as skip (default),\nbad or good",
-    ),
-    cli::shared::SERIES.help("apply this series on top of each step's commit"),
-];
-
-pub const COMMAND: Command = Command {
-    name: "bisect",
-    summary: "find the QEMU commit that broke a scenario, with git bisect run",
-    about: "find the first commit of a QEMU git tree that breaks
-the qmp-tests suite, with git bisect run. Each step builds qemu-system-T
-incrementally in one shared build directory and runs the chosen scenarios.",
-    groups: &[
-        ("Bisect", SESSION_FLAGS),
-        ("Steps", STEP_FLAGS),
-        ("Build", pipeline::BUILD_FLAGS),
-    ],
-    after: "A step is good when the scenarios pass, bad when one fails, and skipped
-when the commit does not build (or the series does not apply). A failure
-of the harness itself aborts the bisect rather than blame a commit. The
-tree goes back to where it was (git bisect reset), also on an error or
-Ctrl-C. The report and each step's JUnit go to target/bisect/TIME/.
-
-Exit status: 0 the first bad commit was found, 2 otherwise.",
-};
-
-/// The hidden command git runs for each step.
-const STEP_COMMAND: Command = Command {
-    name: "bisect-step",
-    summary: "one step of a bisect (run by git)",
-    about: "one step of `cargo xtask bisect`, run by git bisect run.",
-    groups: &[
-        (
-            "Step",
-            &[
-                cli::shared::QEMU_SRC.help("the tree"),
-                cli::value("qmp-tests", "PATH", Kind::Path, "the suite binary"),
-                cli::value("log-dir", "PATH", Kind::Path, "the bisect's log directory"),
-            ],
-        ),
-        ("Steps", STEP_FLAGS),
-        ("Build", pipeline::BUILD_FLAGS),
-    ],
-    after: "",
-};
 
 /// The exit status that makes git abort the bisect: anything from 128 up.
 const ABORT: u8 = 128;
 
-/// What to count a QEMU without monitor-add as.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Unsupported {
-    Skip,
-    Bad,
-    Good,
-}
-
-impl Unsupported {
-    fn parse(s: &str) -> Result<Unsupported> {
-        match s {
-            "skip" => Ok(Unsupported::Skip),
-            "bad" => Ok(Unsupported::Bad),
-            "good" => Ok(Unsupported::Good),
-            _ => bail!("--unsupported takes skip, bad or good, not `{s}`"),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Unsupported::Skip => "skip",
-            Unsupported::Bad => "bad",
-            Unsupported::Good => "good",
-        }
-    }
-}
-
 /// The options a step needs; the bisect passes them on unchanged.
 struct Options {
-    scenarios: Vec<String>,
-    route: Option<String>,
+    flags: StepFlags,
+    /// The build's options from `flags`, checked.
     build: BuildOptions,
-    unsupported: Unsupported,
-    series: Option<PathBuf>,
 }
 
 impl Options {
-    fn from_matches(m: &Matches, targets: pipeline::Targets) -> Result<Options> {
-        let scenarios = crate::suite::scenarios(m)?;
-        let route = crate::suite::route(m.text("route")?)?;
-        let build = pipeline::build_options(m, targets)?;
-        let unsupported = match m.text("unsupported")? {
-            Some(s) => Unsupported::parse(&s)?,
-            None => Unsupported::Skip,
-        };
-        let series = m.path("series")?;
-        Ok(Options {
-            scenarios,
-            route,
-            build,
-            unsupported,
-            series,
-        })
-    }
-
-    /// The same options as arguments of `bisect-step`. `NAME=VALUE`, so a
-    /// configure argument that starts with `--` stays a value.
-    fn to_args(&self) -> Vec<OsString> {
-        let mut out: Vec<OsString> = self
-            .scenarios
-            .iter()
-            .map(|s| format!("--scenario={s}").into())
-            .collect();
-        if let Some(route) = &self.route {
-            out.push(format!("--route={route}").into());
-        }
-        out.push(format!("--target={}", self.build.target).into());
-        out.extend(
-            self.build
-                .configure_args
-                .iter()
-                .map(|a| format!("--configure-arg={a}").into()),
-        );
-        if !self.build.sanitize.is_empty() {
-            out.push(format!("--sanitize={}", self.build.sanitize.join(",")).into());
-        }
-        out.push(format!("--unsupported={}", self.unsupported.name()).into());
-        if let Some(series) = &self.series {
-            out.push(path_arg("series", series));
-        }
-        out
+    fn new(flags: StepFlags, targets: pipeline::Targets) -> Result<Options> {
+        let build = flags.build.options(targets)?;
+        Ok(Options { flags, build })
     }
 }
 
@@ -188,7 +59,7 @@ fn step_args(tree: &Path, qmp_tests: &Path, log_dir: &Path, opts: &Options) -> V
         path_arg("qmp-tests", qmp_tests),
         path_arg("log-dir", log_dir),
     ];
-    args.extend(opts.to_args());
+    args.extend(opts.flags.to_args());
     args
 }
 
@@ -201,30 +72,31 @@ pub struct Request {
     opts: Options,
 }
 
-pub fn parse(sh: &Shell, m: &Matches) -> Result<Request> {
-    let tree = m
-        .path("qemu-src")?
-        .context("--qemu-src PATH is required: the QEMU git tree to bisect")?;
-    let good = m
-        .text("good")?
-        .context("--good REV is required: a commit where the scenarios pass")?;
-    let bad = m
-        .text("bad")?
-        .context("--bad REV is required: a commit where a scenario fails")?;
-    let tree = source::locate(&tree)?.path;
-    let opts = Options::from_matches(m, pipeline::Targets::Tree(&tree))?;
+impl flags::Bisect {
+    pub fn run(self, sh: &Shell) -> Result<Done> {
+        let request = check(sh, self)?;
+        // The steps build in the cache under this lock, not their own.
+        let _lock = lock::cache()?;
+        run(sh, &request)?;
+        Ok(Done::Ok)
+    }
+}
 
+/// The request checked against the tree before anything moves.
+fn check(sh: &Shell, flags: flags::Bisect) -> Result<Request> {
+    let tree = source::locate(&flags.qemu_src)?.path;
+    let opts = Options::new(flags.step, pipeline::Targets::Tree(&tree))?;
     if !vcs::is_repo(sh, &tree) {
         bail!(
             "{} is not the top of a git repository; bisect needs the tree's history",
             tree.display()
         );
     }
-    let good = resolve(sh, &tree, &good, "--good")?;
-    let bad = resolve(sh, &tree, &bad, "--bad")?;
+    let good = resolve(sh, &tree, &flags.good, "--good")?;
+    let bad = resolve(sh, &tree, &flags.bad, "--bad")?;
     // Mistakes every step would make are caught before anything moves.
     build::configure_args(&tree, &opts.build)?;
-    if let Some(path) = &opts.series {
+    if let Some(path) = &opts.flags.series {
         series::patch_files(path)?;
     }
     Ok(Request {
@@ -235,9 +107,7 @@ pub fn parse(sh: &Shell, m: &Matches) -> Result<Request> {
     })
 }
 
-/// Runs under the cache's lock, taken by the dispatcher: the steps build
-/// in the cache under it, not their own.
-pub fn run(sh: &Shell, request: &Request) -> Result<()> {
+fn run(sh: &Shell, request: &Request) -> Result<()> {
     let Request {
         tree,
         good,
@@ -604,38 +474,45 @@ mod tests {
 
     #[test]
     fn step_arguments_parse_back_to_the_same_options() {
-        let opts = Options {
-            scenarios: vec!["test_self_removal".into()],
-            route: Some("qom".into()),
-            build: BuildOptions {
-                target: "aarch64".into(),
-                configure_args: vec!["--enable-debug".into()],
-                sanitize: vec!["address".into()],
-                build_root: None,
-                program: Default::default(),
-            },
-            unsupported: Unsupported::Bad,
-            series: Some(PathBuf::from("/s")),
+        use clap::Parser;
+        let flags = crate::flags::parse(&[
+            "bisect",
+            "--qemu-src=/t",
+            "--good=a",
+            "--bad=b",
+            "--scenario=test_self_removal",
+            "--route=qom",
+            "--target=aarch64",
+            "--configure-arg",
+            "--enable-debug",
+            "--sanitize=address",
+            "--unsupported=bad",
+            "--series=/s",
+        ]);
+        let Ok(crate::flags::Xtask {
+            command: crate::flags::Command::Bisect(bisect),
+        }) = flags
+        else {
+            panic!("bisect's flags do not parse")
         };
+        let opts = Options::new(bisect.step, pipeline::Targets::AtBuild).unwrap();
         // Paths that are not UTF-8 reach the step byte for byte.
         use std::os::unix::ffi::OsStrExt;
         let odd = |name: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(name));
         let (tree, bin, logs) = (odd(b"/q/caf\xe9"), odd(b"/b\xff"), odd(b"/l\xfe"));
         let argv = step_args(&tree, &bin, &logs, &opts);
         assert_eq!(argv[0], "bisect-step");
-        let cli::Parsed::Args(m) = cli::parse(&STEP_COMMAND, argv[1..].to_vec()).unwrap() else {
-            panic!("help")
-        };
-        assert_eq!(m.path("qemu-src").unwrap(), Some(tree));
-        assert_eq!(m.path("qmp-tests").unwrap(), Some(bin));
-        assert_eq!(m.path("log-dir").unwrap(), Some(logs));
-        let back = Options::from_matches(&m, pipeline::Targets::AtBuild).unwrap();
-        assert_eq!(back.scenarios, opts.scenarios);
-        assert_eq!(back.route, opts.route);
+        let back = crate::flags::BisectStep::try_parse_from(&argv).unwrap();
+        assert_eq!(back.qemu_src, tree);
+        assert_eq!(back.qmp_tests, bin);
+        assert_eq!(back.log_dir, logs);
+        let back = Options::new(back.step, pipeline::Targets::AtBuild).unwrap();
+        assert_eq!(back.flags.suite, opts.flags.suite);
+        assert_eq!(back.flags.suite.scenarios, ["test_self_removal"]);
         assert_eq!(back.build.target, "aarch64");
         assert_eq!(back.build.configure_args, ["--enable-debug"]);
         assert_eq!(back.build.sanitize, ["address"]);
-        assert_eq!(back.unsupported, Unsupported::Bad);
-        assert_eq!(back.series, opts.series);
+        assert_eq!(back.flags.unsupported, Unsupported::Bad);
+        assert_eq!(back.flags.series, Some(PathBuf::from("/s")));
     }
 }

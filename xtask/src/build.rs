@@ -5,7 +5,6 @@
 //! after that ninja alone decides what is stale (it re-runs meson itself
 //! when a meson file changes), so an unchanged tree builds as a no-op.
 
-use crate::pipeline::{self, Pipeline, SourceArgs};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -366,42 +365,6 @@ pub fn progress(line: &str) -> Option<(usize, usize)> {
     let (counts, _) = rest.split_once(']')?;
     let (done, total) = counts.split_once('/')?;
     Some((done.trim().parse().ok()?, total.trim().parse().ok()?))
-}
-
-/// `cargo xtask build`: the pipeline up to the QEMU binary.
-pub const COMMAND: crate::cli::Command = crate::cli::Command {
-    name: "build",
-    summary: "build qemu-system-TARGET (or qemu-storage-daemon) and print its path",
-    about: "fetch or locate QEMU, apply the series, configure once and
-build qemu-system-TARGET (or, with --program storage-daemon,
-qemu-storage-daemon) out of tree; prints the binary's path.",
-    groups: &[
-        ("Source", pipeline::SOURCE_FLAGS),
-        ("Build", pipeline::BUILD_FLAGS),
-        ("Program", pipeline::PROGRAM_FLAGS),
-    ],
-    after: "",
-};
-
-pub fn parse(m: &crate::cli::Matches) -> Result<Pipeline> {
-    let src = SourceArgs::from_matches(m)?;
-    let mut opts = pipeline::build_options(m, pipeline::Targets::of(&src))?;
-    opts.program = pipeline::program(m)?;
-    Ok(Pipeline::new(
-        src,
-        opts,
-        Default::default(),
-        pipeline::BUILD,
-    ))
-}
-
-pub fn run(sh: &Shell, pipeline: &Pipeline) -> Result<()> {
-    let state = pipeline.run(sh)?;
-    let built = state
-        .built
-        .context("the build pipeline builds (a bug in the xtask)")?;
-    println!("{}", built.binary.display());
-    Ok(())
 }
 
 #[cfg(test)]

@@ -18,57 +18,18 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::build::BuildOptions;
-use crate::cli::{self, Command, Kind, Matches};
 use crate::legs::{self, Leg};
 use crate::pipeline::{self, Pipeline, SourceArgs};
-use crate::suite::{Outcome, SuiteOptions};
-use crate::{deps, interrupt, meson, mutants, paths, series, stock, suite, templates, test};
+use crate::suite::Outcome;
+use crate::{deps, flags, interrupt, lock, meson, mutants, paths, series, stock, suite, templates};
+use crate::{test, Done};
+use clap::ValueEnum as _;
+use qmp_tests::cli::{Routes, SuiteArgs, SuiteCli};
 
-pub const COMMAND: Command = Command {
-    name: "ci",
-    summary: "the project's own test command: lints, unit and integration tests, pipeline",
-    about: "the project's own test command. Runs cargo fmt --check,
-clippy, the unit tests, then `cargo xtask test` against the pinned release
-without and with the project's series, qemu-storage-daemon with the
-series (leg qsd), the integration tests against those builds, `meson test` through the wiring, `cargo xtask mutants` over the
-whole catalogue, and a sanitizer build.",
-    groups: &[
-        (
-            "",
-            &[cli::switch(
-                "skip-sanitizer",
-                "leave out the address,undefined build",
-            )],
-        ),
-        (
-            "CI matrix",
-            &[
-                cli::value(
-                    "leg",
-                    "NAME",
-                    Kind::Text,
-                    "run one leg of the CI matrix as the CI templates do:\n`cargo xtask test` for its target, build and route,\nthe JUnit report in target/qmp-tests/NAME/",
-                ),
-                cli::shared::QEMU_SRC.help(
-                    "with --leg: run the leg on this QEMU tree as it is,\nnot the pinned release (a QEMU project's own pipeline)",
-                ),
-                cli::shared::SERIES.help(
-                    "with --leg: apply this series first (on the tree of\n--qemu-src, or on the pinned release)",
-                ),
-                cli::switch("list-legs", "print the legs of the CI matrix"),
-                cli::switch(
-                    "write-templates",
-                    "render ci/gitlab-ci.yml and\n.github/workflows/monitor-hotplug.yml from the legs",
-                ),
-                cli::switch(
-                    "check-templates",
-                    "check both templates against the GitLab and GitHub\nJSON schemas (check-jsonschema's bundled copies)",
-                ),
-            ],
-        ),
-    ],
-    after: "",
-};
+/// A leg's route as `--route` takes it.
+fn route(name: &str) -> Result<Routes> {
+    Routes::from_str(name, false).map_err(|err| anyhow::anyhow!("route {name}: {err}"))
+}
 
 /// `cargo xtask ci`'s input, checked before any work.
 pub struct Options {
@@ -87,6 +48,15 @@ impl Options {
     /// Whether the run touches the cache, and so runs under its lock.
     pub fn uses_cache(&self) -> bool {
         !self.list_legs && !self.write_templates && !self.check_templates
+    }
+}
+
+impl flags::Ci {
+    pub fn run(self, sh: &Shell) -> Result<Done> {
+        let opts = parse(self)?;
+        let _lock = opts.uses_cache().then(lock::cache).transpose()?;
+        run(sh, &opts)?;
+        Ok(Done::Ok)
     }
 }
 
@@ -121,8 +91,7 @@ fn run_leg(sh: &Shell, leg: &Leg, source: &LegSource) -> Result<()> {
         leg_junit.with_file_name("suite").join("junit.xml")
     };
     if let Some(secs) = leg.explore {
-        let opts = crate::explore::Options::for_leg(source.source_args(leg), secs, leg_junit);
-        if !crate::explore::run(sh, &opts)? {
+        if !crate::explore::run_leg(sh, source.source_args(leg), secs, leg_junit)? {
             bail!("leg {}: explore found a failing sequence (above)", leg.name);
         }
         return Ok(());
@@ -153,11 +122,14 @@ fn run_leg(sh: &Shell, leg: &Leg, source: &LegSource) -> Result<()> {
             program: leg.program,
             ..BuildOptions::default()
         },
-        SuiteOptions {
+        SuiteCli {
             junit: Some(junit.clone()),
-            route: leg.route.map(str::to_owned),
+            suite: SuiteArgs {
+                route: leg.route.map(route).transpose()?,
+                ..SuiteArgs::default()
+            },
             leg: Some(leg.name.clone()),
-            ..SuiteOptions::default()
+            ..SuiteCli::default()
         },
         &pipeline::test_steps(leg.program),
     );
@@ -344,17 +316,17 @@ fn xtask_test(
             sanitize: sanitize.iter().map(|s| s.to_string()).collect(),
             ..BuildOptions::default()
         },
-        SuiteOptions {
+        SuiteCli {
             junit,
-            ..SuiteOptions::default()
+            ..SuiteCli::default()
         },
         pipeline::TEST,
     );
     test::run(sh, &pipeline)
 }
 
-pub fn parse(m: &Matches) -> Result<Options> {
-    let leg = match m.text("leg")? {
+fn parse(flags: flags::Ci) -> Result<Options> {
+    let leg = match flags.leg {
         Some(name) => Some(legs::find(&name).with_context(|| {
             let names: Vec<String> = legs::all().into_iter().map(|l| l.name).collect();
             format!(
@@ -365,11 +337,11 @@ pub fn parse(m: &Matches) -> Result<Options> {
         None => None,
     };
     let leg_source = LegSource {
-        tree: m
-            .path("qemu-src")?
+        tree: flags
+            .qemu_src
             .map(|p| crate::source::locate(&p))
             .transpose()?,
-        series: m.path("series")?,
+        series: flags.series,
     };
     if leg_source.tree.is_some() || leg_source.series.is_some() {
         match &leg {
@@ -385,16 +357,16 @@ pub fn parse(m: &Matches) -> Result<Options> {
         series::patch_files(path)?;
     }
     Ok(Options {
-        skip_sanitizer: m.switch("skip-sanitizer"),
+        skip_sanitizer: flags.skip_sanitizer,
         leg,
         leg_source,
-        list_legs: m.switch("list-legs"),
-        write_templates: m.switch("write-templates"),
-        check_templates: m.switch("check-templates"),
+        list_legs: flags.list_legs,
+        write_templates: flags.write_templates,
+        check_templates: flags.check_templates,
     })
 }
 
-pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
+fn run(sh: &Shell, opts: &Options) -> Result<()> {
     if opts.list_legs {
         for leg in legs::all() {
             println!("{}", leg.name);

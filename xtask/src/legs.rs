@@ -5,7 +5,7 @@
 
 use qmp_tests::program::Program;
 
-use crate::mutants::Shard;
+use crate::shard::Shard;
 
 /// One leg of the matrix.
 #[derive(Clone, Debug, PartialEq, Eq)]

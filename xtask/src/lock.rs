@@ -2,9 +2,9 @@
 //! build directory, and the first to finish would unwire the tree under
 //! the second.
 //!
-//! The discipline: the dispatcher (main.rs) takes the cache's lock once,
-//! after the command's input is checked and before any work, for every
-//! command that touches the cache; nothing below it takes the lock again.
+//! The discipline: each command's `run` takes the cache's lock once, after
+//! its input is checked and before any work, when the command touches the
+//! cache; nothing below the commands takes the lock again.
 //! A command the xtask runs as a child (`bench` times `cargo xtask test`)
 //! inherits it through the environment instead of waiting for its own
 //! parent. The python venvs, shared by every cache, have a lock of their
@@ -39,7 +39,7 @@ pub fn cache() -> Result<Lock> {
     let lock = take(&path, &format!("is using {}", dir.display()))?;
     // Inherited by the children: a nested `cargo xtask` runs under this
     // lock rather than deadlock waiting for it. Set before any thread
-    // exists (the dispatcher calls this first).
+    // exists (a command's run calls this before any work).
     std::env::set_var(HELD, &path);
     Ok(lock)
 }

@@ -7,11 +7,11 @@ mod bisect;
 mod build;
 mod ccache;
 mod ci;
-mod cli;
 mod deps;
 mod docs;
 mod explore;
 mod files;
+mod flags;
 mod interrupt;
 mod legs;
 mod lock;
@@ -20,8 +20,10 @@ mod mutants;
 mod path_serde;
 mod paths;
 mod pipeline;
+mod prepare;
 mod qmp_package;
 mod series;
+mod shard;
 mod source;
 mod steps;
 mod stock;
@@ -31,43 +33,17 @@ mod test;
 mod vcs;
 mod wire_record;
 
-use std::ffi::OsString;
-use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use clap::Parser;
 use xshell::Shell;
 
-use cli::{Command, Matches};
+use flags::Command;
 use suite::Outcome;
 
-/// Every command, in the order `cargo xtask --help` lists them.
-const COMMANDS: [&Command; 11] = [
-    &test::COMMAND,
-    &source::COMMAND,
-    &build::COMMAND,
-    &meson::WIRE,
-    &meson::UNWIRE,
-    &bisect::COMMAND,
-    &ci::COMMAND,
-    &bench::COMMAND,
-    &mutants::COMMAND,
-    &explore::COMMAND,
-    &docs::COMMAND,
-];
-
-fn help() -> String {
-    let mut out = "cargo xtask <command> [options]\n\nCommands:\n".to_owned();
-    for c in COMMANDS {
-        out.push_str(&format!("  {:<9}{}\n", c.name, c.summary));
-    }
-    out.push_str("\nEach command takes --help.\n");
-    out
-}
-
 /// What a command's success means for the exit status.
-enum Done {
+pub enum Done {
     Ok,
     Suite(Outcome),
     /// `mutants`: some mutant was not caught.
@@ -82,35 +58,30 @@ fn main() -> ExitCode {
     // progress, git bisect's log): in the C locale, not the user's. Set
     // once here, before any thread, so every child inherits it.
     std::env::set_var("LC_ALL", "C");
-    let mut argv: Vec<OsString> = std::env::args_os().skip(1).collect();
-    if argv.is_empty() {
-        eprint!("{}", help());
-        return ExitCode::from(2);
+    // An empty QEMU_SRC names no tree (`QEMU_SRC= cargo xtask test`).
+    if std::env::var_os("QEMU_SRC").is_some_and(|v| v.is_empty()) {
+        std::env::remove_var("QEMU_SRC");
     }
-    let name = argv.remove(0);
     // Run by git bisect, which reads the exit status itself (0 good, 1 bad,
     // 125 skip, 128 abort): it bypasses the mapping below.
-    if name == "bisect-step" {
-        return bisect::step_main(argv);
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "bisect-step")
+    {
+        return bisect::step_main(std::env::args_os().skip(1));
     }
-    if name == "help" || name == "--help" || name == "-h" {
-        // A closed pipe (`| head`) is no error worth a panic.
-        let _ = write!(std::io::stdout(), "{}", help());
-        return ExitCode::SUCCESS;
-    }
-    let Some(command) = COMMANDS.into_iter().find(|c| name == c.name) else {
-        eprintln!(
-            "error: unknown command `{}`\n\n{}",
-            name.to_string_lossy(),
-            help()
-        );
-        return ExitCode::from(2);
+    let command = match flags::Xtask::try_parse() {
+        Ok(xtask) => xtask.command,
+        // --help, to stdout; a usage error, to stderr with exit status 2.
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
+        }
     };
-    let result = cli::parse_or_help(command, argv).and_then(|m| match m {
-        Some(m) => run(command.name, &m),
-        None => Ok(Done::Ok),
-    });
-    match result {
+    match Shell::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|sh| run(&sh, command))
+    {
         Ok(Done::Ok) | Ok(Done::Suite(Outcome::Passed)) => ExitCode::SUCCESS,
         Ok(Done::Survivors) => {
             eprintln!("error: some mutants were not caught (see the list above)");
@@ -133,97 +104,31 @@ fn main() -> ExitCode {
     }
 }
 
-/// A command's input, parsed and checked: nothing has run yet.
-enum Task {
-    Test(pipeline::Pipeline),
-    Fetch(pipeline::Pipeline),
-    Build(pipeline::Pipeline),
-    Wire(pipeline::Pipeline),
-    Unwire(Option<PathBuf>),
-    Bisect(bisect::Request),
-    Ci(ci::Options),
-    Bench(bench::Options),
-    Mutants(mutants::Options),
-    Explore(explore::Options),
-    Docs(docs::Options),
-}
-
-impl Task {
-    fn parse(sh: &Shell, command: &str, m: &Matches) -> Result<Task> {
-        Ok(match command {
-            "test" => Task::Test(test::parse(m)?),
-            "fetch" => Task::Fetch(source::parse(m)?),
-            "build" => Task::Build(build::parse(m)?),
-            "wire" => Task::Wire(meson::parse_wire(m)?),
-            "unwire" => Task::Unwire(meson::parse_unwire(m)?),
-            "bisect" => Task::Bisect(bisect::parse(sh, m)?),
-            "ci" => Task::Ci(ci::parse(m)?),
-            "bench" => Task::Bench(bench::parse(m)?),
-            "mutants" => Task::Mutants(mutants::parse(m)?),
-            "explore" => Task::Explore(explore::parse(m)?),
-            "docs" => Task::Docs(docs::parse(m)?),
-            _ => unreachable!("every command in COMMANDS is parsed"),
-        })
+/// Every command checks its input first, then takes the cache's lock if
+/// it touches the cache (lock.rs says why), then works.
+fn run(sh: &Shell, command: Command) -> Result<Done> {
+    match command {
+        Command::Test(c) => c.run(sh),
+        Command::Fetch(c) => c.run(sh),
+        Command::Build(c) => c.run(sh),
+        Command::Wire(c) => c.run(sh),
+        Command::Unwire(c) => c.run(sh),
+        Command::Bisect(c) => c.run(sh),
+        Command::Ci(c) => c.run(sh),
+        Command::Bench(c) => c.run(sh),
+        Command::Mutants(c) => c.run(sh),
+        Command::Explore(c) => c.run(sh),
+        Command::Docs(c) => c.run(sh),
     }
-
-    /// Whether it touches the cache (builds, trees, wiring records), and
-    /// so runs under its lock.
-    fn uses_cache(&self) -> bool {
-        match self {
-            Task::Mutants(opts) => !opts.list,
-            Task::Ci(opts) => opts.uses_cache(),
-            Task::Docs(_) => false,
-            _ => true,
-        }
-    }
-
-    fn run(self, sh: &Shell) -> Result<Done> {
-        let ok = |()| Done::Ok;
-        match self {
-            Task::Test(p) => Ok(Done::Suite(test::run(sh, &p)?.outcome)),
-            Task::Fetch(p) => source::run(sh, &p).map(ok),
-            Task::Build(p) => build::run(sh, &p).map(ok),
-            Task::Wire(p) => meson::run_wire(sh, &p).map(ok),
-            Task::Unwire(tree) => meson::run_unwire(tree.as_deref()).map(ok),
-            Task::Bisect(request) => bisect::run(sh, &request).map(ok),
-            Task::Ci(opts) => ci::run(sh, &opts).map(ok),
-            Task::Bench(opts) => bench::run(sh, &opts).map(ok),
-            Task::Docs(opts) => docs::run(sh, &opts, &help(), &COMMANDS).map(ok),
-            Task::Mutants(opts) => Ok(if mutants::run(sh, opts)? {
-                Done::Ok
-            } else {
-                Done::Survivors
-            }),
-            Task::Explore(opts) => Ok(if explore::run(sh, &opts)? {
-                Done::Ok
-            } else {
-                Done::Found
-            }),
-        }
-    }
-}
-
-/// Every command: its input checked first, then the cache's lock taken,
-/// here and nowhere else (lock.rs says why), then the work.
-fn run(command: &str, m: &Matches) -> Result<Done> {
-    let sh = Shell::new()?;
-    let task = Task::parse(&sh, command, m)?;
-    let _lock = if task.uses_cache() {
-        Some(lock::cache()?)
-    } else {
-        None
-    };
-    task.run(&sh)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn command_names_are_unique() {
-        let mut names: Vec<_> = super::COMMANDS.iter().map(|c| c.name).collect();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), super::COMMANDS.len());
+    fn the_declarations_are_consistent() {
+        use clap::CommandFactory;
+        crate::flags::Xtask::command().debug_assert();
+        crate::flags::BisectStep::command().debug_assert();
     }
 
     /// docs/commands.md holds every command's --help as printed (the
@@ -232,7 +137,7 @@ mod tests {
     fn docs_commands_md_is_every_help() {
         let path = crate::paths::project_root().join(crate::docs::COMMANDS_MD);
         let text = std::fs::read_to_string(&path).expect("docs/commands.md");
-        let part = crate::docs::xtask_part(&super::help(), &super::COMMANDS);
+        let part = crate::docs::xtask_part();
         assert!(
             text.contains(&part),
             "{} is stale; run `cargo xtask docs`",

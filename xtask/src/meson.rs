@@ -4,12 +4,9 @@
 //! modification time of every file), so unwiring restores the files byte
 //! for byte and a wired file the user has since edited is never clobbered.
 
-use crate::cli::{self, Command, Flag, Matches};
-use crate::pipeline::{self, Pipeline, SourceArgs, Step};
-use crate::{paths, source, suite};
+use crate::paths;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
-use xshell::Shell;
 
 use anyhow::{bail, Context, Result};
 
@@ -327,78 +324,9 @@ impl Drop for WireGuard {
     }
 }
 
-/// `cargo xtask wire`: the meson entry, for good, in the tree `test`
-/// would build.
-pub const WIRE: Command = Command {
-    name: "wire",
-    summary: "add monitor_hotplug to the tree's functional-test meson list",
-    about: "add 'monitor_hotplug' to the tree's tests_generic_system
-meson list and write the test file meson needs, so that
-`meson test func-TARGET-monitor_hotplug` and `make check-functional` run the
-qmp-tests suite. The tree is the one `cargo xtask test` with the same flags
-builds: by default the pinned release with the project's series. Wiring
-twice changes nothing; `cargo xtask unwire` undoes it.",
-    groups: &[("Source", pipeline::SOURCE_FLAGS)],
-    after: "",
-};
-
-/// The tree `test` would build, with the same flags: source and series.
-pub fn parse_wire(m: &Matches) -> Result<Pipeline> {
-    let src = SourceArgs::from_matches(m)?;
-    Ok(Pipeline::new(
-        src,
-        Default::default(),
-        Default::default(),
-        &[Step::Source, Step::Series],
-    ))
-}
-
-pub fn run_wire(sh: &Shell, pipeline: &Pipeline) -> Result<()> {
-    let state = pipeline.run(sh)?;
-    let tree = &state
-        .tree
-        .context("the wire pipeline makes a tree (a bug in the xtask)")?
-        .path;
-    let bin = suite::binary(sh)?;
-    match wire(tree, &bin, false)? {
-        Wired::Added(p) => eprintln!("wired monitor_hotplug into {}", p.display()),
-        Wired::Already(p) => eprintln!("monitor_hotplug is already in {}", p.display()),
-        Wired::NoFunctionalTests => eprintln!(
-            "{} has no functional-test list (QEMU before 9.2): nothing to wire",
-            tree.display()
-        ),
-    }
-    println!("{}", tree.display());
-    Ok(())
-}
-
-const UNWIRE_FLAGS: &[Flag] = &[cli::shared::QEMU_SRC.help(
-    "the tree to unwire (also: QEMU_SRC); without it, every\n\
-     wired tree in the cache: what `wire` and `test` wire\n\
-     without flags",
-)];
-
-/// `cargo xtask unwire`: restores what wiring changed. Reads only the
-/// wiring records, so it never fetches or builds anything.
-pub const UNWIRE: Command = Command {
-    name: "unwire",
-    summary: "undo `wire`, restoring the files byte for byte",
-    about: "restore what `cargo xtask wire` (or a killed
-`cargo xtask test`) changed, byte for byte. A file edited since it was
-wired is left alone, and that is an error.",
-    groups: &[("", UNWIRE_FLAGS)],
-    after: "",
-};
-
-/// The tree named, checked before the lock is taken (and its file made);
-/// None: every wired tree of the cache.
-pub fn parse_unwire(m: &Matches) -> Result<Option<PathBuf>> {
-    pipeline::qemu_src(m)?
-        .map(|path| Ok(source::locate(&path)?.path))
-        .transpose()
-}
-
-pub fn run_unwire(tree: Option<&Path>) -> Result<()> {
+/// Unwires `tree`, or else every wired tree of the cache: what `wire`
+/// and `test` wire without flags.
+pub fn unwire_trees(tree: Option<&Path>) -> Result<()> {
     if let Some(tree) = tree {
         if unwire(tree)? {
             eprintln!("unwired {}", tree.display());

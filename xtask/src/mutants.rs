@@ -14,7 +14,6 @@ mod catalogue;
 mod explore;
 mod history;
 mod report;
-mod shard;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -27,60 +26,17 @@ use qmp_tests::program::Program;
 use xshell::{cmd, Shell};
 
 use crate::build::{self, BuildOptions, Built};
-use crate::cli::{self, Command, Kind, Matches};
 use crate::pipeline::{Pipeline, SourceArgs, Step};
 use crate::source::Tree;
-use crate::suite::{self, Outcome, SuiteOptions};
+use crate::suite::{self, Outcome};
+use crate::{flags, lock, Done};
 use crate::{interrupt, paths, vcs};
+use qmp_tests::cli::{SuiteArgs, SuiteCli};
+use qmp_tests::route::Route;
+use qmp_tests::runner::Pick;
 
+use crate::shard::Shard;
 pub use catalogue::Mutant;
-pub use shard::Shard;
-
-pub const COMMAND: Command = Command {
-    name: "mutants",
-    summary: "plant each catalogued fault in the series; show which scenarios catch it",
-    about: "plant each fault of the catalogue (patches/mutants/*.diff)
-in a scratch copy of the pinned release with the project's series, rebuild
-it incrementally and run the suite with its default deadlines. An unmutated
-baseline runs first and must pass. Each mutant ends caught (with the
-scenarios that caught it), missed, unviable (does not build), timeout or
-not applying. A mutant's suite run stops at its first failing scenario,
-and starts with the scenarios that caught it in the last run (or that
-caught mutants of its file). Prints a kill matrix and writes it to
-target/mutants/mutants.json and target/mutants/junit.xml
-(target/mutants/shard-K-of-N/ for a shard).",
-    groups: &[(
-        "",
-        &[
-            cli::repeated(
-                "mutant",
-                "NAME",
-                Kind::Text,
-                "run only this mutant (repeatable; see --list)",
-            ),
-            cli::switch(
-                "all-failures",
-                "run each mutant's whole suite, to list every scenario\nthat catches it (the full kill matrix)",
-            ),
-            cli::value(
-                "shard",
-                "K/N",
-                Kind::Text,
-                "run the K-th of N parts of the catalogue (dealt\nround-robin in name order), after the baseline",
-            ),
-            cli::value(
-                "explore",
-                "N",
-                Kind::Text,
-                "also run qmp-tests explore on each mutant (and the\nbaseline): seed 0's first N sequences, stopping at\nthe first failure; its verdict is an extra column",
-            ),
-            cli::switch("list", "print the catalogue (or the shard's part) and exit"),
-        ],
-    )],
-    after: "Exit status: 0 every mutant was caught, 1 a mutant was missed, timed
-out, did not build or did not apply, 2 the pipeline failed (the baseline
-included).",
-};
 
 /// How one mutant ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,30 +100,32 @@ pub struct Plan {
     pub explore: Option<usize>,
 }
 
-pub fn parse(m: &Matches) -> Result<Options> {
-    let shard = m.text("shard")?.map(|t| Shard::parse(&t)).transpose()?;
-    let explore = m.number::<usize>("explore")?;
-    if explore == Some(0) {
-        bail!("--explore takes a number of sequences, at least 1");
+impl flags::Mutants {
+    pub fn run(self, sh: &Shell) -> Result<Done> {
+        let mut mutants = select(&self.mutants)?;
+        if let Some(shard) = self.shard {
+            mutants = shard.take(mutants);
+        }
+        let opts = Options {
+            mutants,
+            plan: Plan {
+                all_failures: self.all_failures,
+                shard: self.shard,
+                junit: None,
+                explore: self.explore,
+            },
+            list: self.list,
+        };
+        let _lock = (!opts.list).then(lock::cache).transpose()?;
+        Ok(match run(sh, opts)? {
+            true => Done::Ok,
+            false => Done::Survivors,
+        })
     }
-    let mut mutants = select(&m.texts("mutant")?)?;
-    if let Some(shard) = shard {
-        mutants = shard.take(mutants);
-    }
-    Ok(Options {
-        mutants,
-        plan: Plan {
-            all_failures: m.switch("all-failures"),
-            shard,
-            junit: None,
-            explore,
-        },
-        list: m.switch("list"),
-    })
 }
 
 /// True when every mutant was caught.
-pub fn run(sh: &Shell, opts: Options) -> Result<bool> {
+fn run(sh: &Shell, opts: Options) -> Result<bool> {
     if opts.list {
         for x in &opts.mutants {
             println!("{:<36} {:<28} {}", x.name, x.file, x.fault);
@@ -240,7 +198,7 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
             build_root: Some(scratch_root(0)),
             ..BuildOptions::default()
         },
-        SuiteOptions::default(),
+        SuiteCli::default(),
         &[
             Step::Host,
             Step::Source,
@@ -326,7 +284,13 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
         let others: Vec<_> = others.map(|prepare| scope.spawn(prepare)).collect();
         let baseline = run.own("baseline: the suite on the unmutated series", || {
             let start = Instant::now();
-            match runner.suite("baseline", &built.binary, Program::System, None, &[])? {
+            match runner.suite(
+                "baseline",
+                &built.binary,
+                Program::System,
+                None,
+                SuiteArgs::default(),
+            )? {
                 SuiteRun::Done(Outcome::Passed, _) => {}
                 SuiteRun::Done(outcome, failing) => bail!(
                     "the suite must pass on the unmutated series before mutants mean anything; \
@@ -739,17 +703,15 @@ impl Runner<'_> {
         limit: Duration,
     ) -> Result<MutantOutcome> {
         let start = Instant::now();
-        let mut first = Vec::new();
+        let mut plan = SuiteArgs::default();
         if !self.all_failures {
-            first.push("--fail-fast".to_owned());
-            let picks = self.history.first(&outcome.mutant);
-            if !picks.is_empty() {
-                first.push("--first".to_owned());
-                first.push(picks.join(","));
-            }
+            plan.fail_fast = true;
+            plan.first = (self.history.first(&outcome.mutant).iter())
+                .map(|pick| Pick::parse(pick).map_err(|err| anyhow::anyhow!("{err}")))
+                .collect::<Result<_>>()?;
         }
         let program = outcome.mutant.program;
-        let run = self.suite(&outcome.mutant.name, binary, program, Some(limit), &first)?;
+        let run = self.suite(&outcome.mutant.name, binary, program, Some(limit), plan)?;
         outcome.suite_secs = start.elapsed().as_secs_f64();
         outcome.verdict = match run {
             SuiteRun::Done(Outcome::Passed, _) => Verdict::Missed,
@@ -777,33 +739,32 @@ impl Runner<'_> {
         explore::run(self.qmp_tests, qemu, sequences, &dir, limit).map(Some)
     }
 
-    /// Runs the suite with `extra` arguments, its report in
-    /// `out_dir/NAME/`.
+    /// Runs the suite as `plan` says, its report in `out_dir/NAME/`.
     fn suite(
         &self,
         name: &str,
         qemu: &Path,
         program: Program,
         limit: Option<Duration>,
-        extra: &[String],
+        plan: SuiteArgs,
     ) -> Result<SuiteRun> {
         let junit = self.out_dir.join(name).join("junit.xml");
-        let opts = SuiteOptions {
+        let opts = SuiteCli {
             junit: Some(junit.clone()),
+            suite: plan,
             qemu_src: Some(self.tree.to_owned()),
             python: Some(self.built.python.clone()),
             // A fault that takes a route away must fail, not skip; the
             // daemon has the commands route only.
             require_routes: match program {
-                Program::System => vec!["commands".to_owned(), "qom".to_owned()],
-                Program::StorageDaemon => vec!["commands".to_owned()],
+                Program::System => Route::ALL.to_vec(),
+                Program::StorageDaemon => vec![Route::Commands],
             },
             qmp_python: self.qmp_python.map(Path::to_owned),
             program,
-            ..SuiteOptions::default()
+            ..SuiteCli::default()
         };
         let mut command = suite::command(self.qmp_tests, qemu, &opts, &[])?;
-        command.args(extra);
         command.stdout(std::process::Stdio::null());
         let running = interrupt::spawn(&mut command, "qmp-tests")?;
         let Some(status) = wait_limited(running, limit)? else {

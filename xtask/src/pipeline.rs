@@ -9,12 +9,13 @@ use qmp_tests::program::Program;
 use xshell::{cmd, Shell};
 
 use crate::build::{self, BuildOptions, Built};
-use crate::cli::{self, Flag, Kind, Matches};
 use crate::meson::{self, WireGuard, Wired};
-use crate::source::{self, FetchOptions, Origin, Pin, Tree};
+use crate::source::{self, FetchOptions, Pin, Tree};
 use crate::steps::{Begun, Steps};
-use crate::suite::{self, Outcome, SuiteOptions};
+use crate::suite::{self, Outcome};
 use crate::{deps, paths, series, vcs};
+use qmp_tests::cli::{Routes, SuiteCli};
+use qmp_tests::route::Route;
 
 /// Which tree, which series.
 pub struct SourceArgs {
@@ -24,81 +25,6 @@ pub struct SourceArgs {
     pub fetch: FetchOptions,
     pub series: Option<PathBuf>,
     pub no_series: bool,
-}
-
-pub const SOURCE_FLAGS: &[Flag] = &[
-    cli::shared::QEMU_SRC,
-    cli::value(
-        "from",
-        "SOURCE",
-        Kind::Text,
-        "fetch the pinned release from debian, git or tarball only",
-    ),
-    cli::value(
-        "sha256",
-        "HEX",
-        Kind::Text,
-        "checksum of the release tarball (for --from tarball)",
-    ),
-    cli::shared::SERIES,
-    cli::switch(
-        "no-series",
-        "test the pinned release without the project's series",
-    ),
-];
-
-pub const BUILD_FLAGS: &[Flag] = &[
-    cli::value(
-        "target",
-        "T",
-        Kind::Text,
-        "build qemu-system-T (default x86_64)",
-    ),
-    cli::repeated(
-        "configure-arg",
-        "ARG",
-        Kind::Passed,
-        "pass ARG to configure (repeatable)",
-    ),
-    cli::repeated(
-        "sanitize",
-        "LIST",
-        Kind::Text,
-        "build with sanitizers: address,undefined",
-    ),
-];
-
-/// Which QEMU program `build` and `test` build (and test).
-pub const PROGRAM_FLAGS: &[Flag] = &[cli::value(
-    "program",
-    "PROGRAM",
-    Kind::Text,
-    "system (qemu-system-T, the default) or storage-daemon\n(qemu-storage-daemon, configured with the tools in a\nbuild directory of its own; the suite skips what needs\nqemu-system, saying why)",
-)];
-
-/// `--program PROGRAM`, checked.
-pub fn program(m: &Matches) -> Result<Program> {
-    match m.text("program")? {
-        None => Ok(Program::System),
-        Some(text) => match Program::parse(&text) {
-            Some(Program::StorageDaemon) if m.text("target")?.is_some() => bail!(
-                "--target picks qemu-system's target; qemu-storage-daemon has none, so leave it out"
-            ),
-            Some(program) => Ok(program),
-            None => bail!("--program takes system or storage-daemon, not `{text}`"),
-        },
-    }
-}
-
-/// --qemu-src, or else QEMU_SRC, as an absolute path.
-pub fn qemu_src(m: &Matches) -> Result<Option<PathBuf>> {
-    match m.path("qemu-src")? {
-        Some(p) => Ok(Some(p)),
-        None => std::env::var_os("QEMU_SRC")
-            .filter(|v| !v.is_empty())
-            .map(|v| cli::absolute(PathBuf::from(v)))
-            .transpose(),
-    }
 }
 
 impl SourceArgs {
@@ -122,34 +48,6 @@ impl SourceArgs {
             ..SourceArgs::pinned(false)
         }
     }
-
-    /// Reads the source flags and checks what can be checked before any
-    /// work: the tree, the series.
-    pub fn from_matches(m: &Matches) -> Result<SourceArgs> {
-        let qemu_src = qemu_src(m)?;
-        let from = m.text("from")?.map(|s| Origin::parse(&s)).transpose()?;
-        let sha256 = m.text("sha256")?;
-        let series = m.path("series")?;
-        let no_series = m.switch("no-series");
-        if series.is_some() && no_series {
-            bail!("--series and --no-series contradict each other; give one");
-        }
-        if qemu_src.is_some() && from.is_some() {
-            bail!(
-                "--from picks where to fetch the pinned release; it has no meaning with --qemu-src"
-            );
-        }
-        let located = qemu_src.as_deref().map(source::locate).transpose()?;
-        if let Some(path) = &series {
-            series::patch_files(path)?;
-        }
-        Ok(SourceArgs {
-            located,
-            fetch: FetchOptions { from, sha256 },
-            series,
-            no_series,
-        })
-    }
 }
 
 /// Which list of targets --target is checked against while parsing.
@@ -169,28 +67,6 @@ impl<'a> Targets<'a> {
             None => Targets::Pinned,
         }
     }
-}
-
-/// Reads the build flags, refusing a target or sanitizer that configure
-/// would refuse only after the fetch and the build's preparations.
-pub fn build_options(m: &Matches, targets: Targets) -> Result<BuildOptions> {
-    let mut opts = BuildOptions::default();
-    if let Some(t) = m.text("target")? {
-        opts.target = t;
-    }
-    opts.configure_args = m.texts("configure-arg")?;
-    for list in m.texts("sanitize")? {
-        opts.sanitize
-            .extend(list.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
-    }
-    opts.sanitize.sort();
-    opts.sanitize.dedup();
-    match targets {
-        Targets::Pinned => build::check_options(&opts, None)?,
-        Targets::Tree(tree) => build::check_options(&opts, Some(tree))?,
-        Targets::AtBuild => build::check_sanitize(&opts)?,
-    }
-    Ok(opts)
 }
 
 /// The tree the build runs on, and how it got there.
@@ -256,7 +132,7 @@ pub fn test_steps(program: Program) -> Vec<Step> {
 pub struct Pipeline {
     pub source: SourceArgs,
     pub build: BuildOptions,
-    pub suite: SuiteOptions,
+    pub suite: SuiteCli,
     pub steps: Vec<Step>,
 }
 
@@ -293,7 +169,7 @@ impl Pipeline {
     pub fn new(
         source: SourceArgs,
         build: BuildOptions,
-        suite: SuiteOptions,
+        suite: SuiteCli,
         steps: &[Step],
     ) -> Pipeline {
         Pipeline {
@@ -501,17 +377,18 @@ impl Run<'_> {
         let series = series::default_series().display().to_string();
         let program = self.pipeline.build.program;
         let require_routes = if self.state.series == series {
-            match self.pipeline.suite.route.as_deref() {
-                Some(route) if route != "all" => vec![route.to_owned()],
+            match self.pipeline.suite.suite.route {
+                Some(Routes::Commands) => vec![Route::Commands],
+                Some(Routes::Qom) => vec![Route::Qom],
                 // monitor-qmp objects are qemu-system's (monitor/qmp-object.c
                 // is system code): the daemon has the commands route only.
-                _ if program == Program::StorageDaemon => vec!["commands".to_owned()],
-                _ => vec!["commands".to_owned(), "qom".to_owned()],
+                _ if program == Program::StorageDaemon => vec![Route::Commands],
+                Some(Routes::All) | None => Route::ALL.to_vec(),
             }
         } else {
             Vec::new()
         };
-        let opts = SuiteOptions {
+        let opts = SuiteCli {
             qemu_src: has_client.then(|| tree.path.clone()),
             python: has_client.then(|| built.python.clone()),
             require_routes,

@@ -6,7 +6,6 @@
 //! and only then renamed into place, so an interrupted fetch never leaves
 //! something that looks finished.
 
-use crate::pipeline::{self, Pipeline, SourceArgs};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -346,34 +345,5 @@ fn verify_sha256(sh: &Shell, file: &Path, expected: &str) -> Result<()> {
             file.display()
         );
     }
-    Ok(())
-}
-/// `cargo xtask fetch`: host dependencies, the source and the series.
-pub const COMMAND: crate::cli::Command = crate::cli::Command {
-    name: "fetch",
-    summary: "fetch the pinned QEMU release (or check a located tree) and apply the series",
-    about: "install host dependencies, fetch the pinned QEMU release
-into target/qemu/src (or check a located tree) and apply the series; prints
-the path of the tree a build would use.",
-    groups: &[("Source", pipeline::SOURCE_FLAGS)],
-    after: "",
-};
-
-pub fn parse(m: &crate::cli::Matches) -> Result<Pipeline> {
-    let src = SourceArgs::from_matches(m)?;
-    Ok(Pipeline::new(
-        src,
-        Default::default(),
-        Default::default(),
-        pipeline::FETCH,
-    ))
-}
-
-pub fn run(sh: &Shell, pipeline: &Pipeline) -> Result<()> {
-    let state = pipeline.run(sh)?;
-    let tree = state
-        .tree
-        .context("the fetch pipeline makes a tree (a bug in the xtask)")?;
-    println!("{}", tree.path.display());
     Ok(())
 }

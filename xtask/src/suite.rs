@@ -7,9 +7,9 @@ use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use qmp_tests::{exit, program::Program};
+use qmp_tests::cli::SuiteCli;
+use qmp_tests::exit;
 
-use crate::cli::Matches;
 use crate::paths;
 
 /// What the suite's exit code says.
@@ -19,91 +19,6 @@ pub enum Outcome {
     Failed,
     /// The QEMU has no monitor-add: every scenario failed for that reason.
     Unsupported,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct SuiteOptions {
-    pub scenarios: Vec<String>,
-    pub jobs: Option<usize>,
-    pub timeout: Option<u64>,
-    pub soak: Option<u32>,
-    pub junit: Option<PathBuf>,
-    /// The source tree the QEMU was built from, and the Python to run its
-    /// `qemu.qmp` library with (test_qemu_python_client).
-    pub qemu_src: Option<PathBuf>,
-    pub python: Option<PathBuf>,
-    /// `commands`, `qom` or `all` (the suite's default).
-    pub route: Option<String>,
-    /// Routes whose absence fails the run instead of skipping their
-    /// scenarios: the project's series has both.
-    pub require_routes: Vec<String>,
-    /// A Python with the standalone qemu.qmp package
-    /// (test_qmp_asyncio_client).
-    pub qmp_python: Option<PathBuf>,
-    /// The CI leg, which names the report's testsuites.
-    pub leg: Option<String>,
-    /// What the binary is: qemu-system or qemu-storage-daemon.
-    pub program: Program,
-}
-
-impl SuiteOptions {
-    /// The suite flags, each refused here, before any fetch or build,
-    /// when qmp-tests would refuse it after them: the xtask links
-    /// qmp-tests and so knows its scenario names and ranges.
-    pub fn from_matches(m: &Matches) -> Result<SuiteOptions> {
-        Ok(SuiteOptions {
-            scenarios: scenarios(m)?,
-            jobs: positive(m, "jobs", "jobs", "scenarios run at once")?,
-            timeout: positive(m, "timeout", "seconds", "a scenario's deadline")?,
-            soak: positive(m, "soak", "cycles", "the soak scenario's cycles")?,
-            junit: m.path("junit")?,
-            route: route(m.text("route")?)?,
-            ..SuiteOptions::default()
-        })
-    }
-}
-
-/// `--scenario NAME`, each one a scenario of the linked qmp-tests.
-pub fn scenarios(m: &Matches) -> Result<Vec<String>> {
-    let names = m.texts("scenario")?;
-    for name in &names {
-        if qmp_tests::scenarios::find(name).is_none() {
-            let known: Vec<&str> = qmp_tests::scenarios::all().iter().map(|s| s.name).collect();
-            bail!(
-                "--scenario {name}: no such scenario; pick one of: {}",
-                known.join(" ")
-            );
-        }
-    }
-    Ok(names)
-}
-
-/// A whole number from 1 up: 0 jobs, seconds or cycles would only fail
-/// (or hang) once the suite starts.
-fn positive<T: std::str::FromStr + Default + PartialEq>(
-    m: &Matches,
-    name: &str,
-    unit: &str,
-    what: &str,
-) -> Result<Option<T>> {
-    let value = m.number::<T>(name)?;
-    if value == Some(T::default()) {
-        bail!("--{name} 0: {what} cannot be none; give a whole number of {unit} from 1 up");
-    }
-    Ok(value)
-}
-
-/// The `--route` values the suite takes.
-const ROUTES: [&str; 3] = ["commands", "qom", "all"];
-
-/// `--route ROUTE` as given, checked before any work is done.
-pub fn route(text: Option<String>) -> Result<Option<String>> {
-    match text {
-        Some(route) if !ROUTES.contains(&route.as_str()) => {
-            bail!("--route takes commands, qom or all, not `{route}`")
-        }
-        route => Ok(route),
-    }
 }
 
 /// A suite binary built elsewhere (the project's own tests pass one in).
@@ -166,7 +81,7 @@ pub fn default_junit() -> PathBuf {
 pub fn run(
     bin: &Path,
     qemu: &Path,
-    opts: &SuiteOptions,
+    opts: &SuiteCli,
     properties: &[(String, String)],
     quiet: bool,
 ) -> Result<Outcome> {
@@ -181,59 +96,25 @@ pub fn run(
     outcome(status)
 }
 
-/// The suite's command line for `opts`, its report directory created.
+/// The suite's command line for `opts` against `qemu`: the report in
+/// target/qmp-tests/ unless `opts` says otherwise, its directory created,
+/// QEMU's stderr logs beside it.
 pub fn command(
     bin: &Path,
     qemu: &Path,
-    opts: &SuiteOptions,
+    opts: &SuiteCli,
     properties: &[(String, String)],
 ) -> Result<std::process::Command> {
-    let mut command = std::process::Command::new(bin);
-    command.arg("--qemu").arg(qemu);
-    if opts.program != Program::System {
-        command.arg("--program").arg(opts.program.name());
-    }
-    for s in &opts.scenarios {
-        command.arg("--scenario").arg(s);
-    }
-    if let Some(j) = opts.jobs {
-        command.arg("--jobs").arg(j.to_string());
-    }
-    if let Some(t) = opts.timeout {
-        command.arg("--timeout").arg(t.to_string());
-    }
-    if let Some(n) = opts.soak {
-        command.arg("--soak").arg(n.to_string());
-    }
-    if let Some(route) = &opts.route {
-        command.arg("--route").arg(route);
-    }
-    for route in &opts.require_routes {
-        command.arg("--require-route").arg(route);
-    }
-    if let Some(python) = &opts.qmp_python {
-        command.arg("--qmp-python").arg(python);
-    }
-    if let Some(leg) = &opts.leg {
-        command.arg("--leg").arg(leg);
-    }
-    if let Some(src) = &opts.qemu_src {
-        command.arg("--qemu-src").arg(src);
-        if let Some(python) = &opts.python {
-            command.arg("--python").arg(python);
-        }
-    }
-    let junit = opts.junit.clone().unwrap_or_else(default_junit);
+    let mut args = opts.clone();
+    args.qemu = Some(qemu.to_owned());
+    let junit = args.junit.get_or_insert_with(default_junit);
     if let Some(dir) = junit.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        args.log_dir = Some(dir.join("logs"));
     }
-    command.arg("--junit").arg(&junit);
-    if let Some(dir) = junit.parent() {
-        command.arg("--log-dir").arg(dir.join("logs"));
-    }
-    for (k, v) in properties {
-        command.arg("--property").arg(format!("{k}={v}"));
-    }
+    args.properties.extend(properties.iter().cloned());
+    let mut command = std::process::Command::new(bin);
+    command.args(args.to_args());
     Ok(command)
 }
 
@@ -269,9 +150,9 @@ mod tests {
             let mut perm = std::fs::metadata(&bin).unwrap().permissions();
             std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
             std::fs::set_permissions(&bin, perm).unwrap();
-            let opts = SuiteOptions {
+            let opts = SuiteCli {
                 junit: Some(dir.path().join("junit.xml")),
-                ..SuiteOptions::default()
+                ..SuiteCli::default()
             };
             let got = run(&bin, Path::new("/q"), &opts, &[], true).unwrap();
             assert_eq!(got, outcome, "exit {code}");

@@ -5,52 +5,28 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use xshell::Shell;
 
-use crate::cli::{self, Command, Flag, Kind, Matches};
-use crate::pipeline::{self, Pipeline, SourceArgs};
-use crate::suite::{self, Outcome, SuiteOptions};
+use qmp_tests::cli::SuiteCli;
 
-pub const SUITE_FLAGS: &[Flag] = &[
-    cli::shared::SCENARIO,
-    cli::value(
-        "jobs",
-        "N",
-        Kind::Text,
-        "scenarios run in parallel (default: number of cores)",
-    ),
-    cli::shared::ROUTE,
-    cli::value("timeout", "SECS", Kind::Text, "per-scenario deadline"),
-    cli::value("soak", "N", Kind::Text, "cycles of the soak scenario"),
-    cli::value(
-        "junit",
-        "PATH",
-        Kind::Path,
-        "where the report goes (default target/qmp-tests/junit.xml)",
-    ),
-];
+use crate::pipeline::{self, Pipeline};
+use crate::suite::{self, Outcome};
+use crate::{flags, lock, Done};
 
-pub const COMMAND: Command = Command {
-    name: "test",
-    summary: "fetch or locate QEMU, build it, wire meson, run the suite, write JUnit",
-    about: "fetch or locate QEMU, build qemu-system (or qemu-storage-daemon),
-wire the meson entry, run the qmp-tests suite and write a JUnit report.",
-    groups: &[
-        ("Source", pipeline::SOURCE_FLAGS),
-        ("Build", pipeline::BUILD_FLAGS),
-        ("Program", pipeline::PROGRAM_FLAGS),
-        ("Suite", SUITE_FLAGS),
-    ],
-    after: "Exit status: 0 all scenarios passed, 1 a scenario failed or the QEMU has
-no monitor-add, 2 the pipeline itself failed (fetch, build, bad input).",
-};
-
-/// `cargo xtask test`'s input, checked: its pipeline.
-pub fn parse(m: &Matches) -> Result<Pipeline> {
-    let source = SourceArgs::from_matches(m)?;
-    let mut build = pipeline::build_options(m, pipeline::Targets::of(&source))?;
-    build.program = pipeline::program(m)?;
-    let suite = SuiteOptions::from_matches(m)?;
-    let steps = pipeline::test_steps(build.program);
-    Ok(Pipeline::new(source, build, suite, &steps))
+impl flags::Test {
+    pub fn run(self, sh: &Shell) -> Result<Done> {
+        let source = self.source.source_args()?;
+        let build = self
+            .program
+            .options(&self.build, pipeline::Targets::of(&source))?;
+        let suite = SuiteCli {
+            suite: self.suite,
+            junit: self.junit.junit,
+            ..SuiteCli::default()
+        };
+        let steps = pipeline::test_steps(build.program);
+        let pipeline = Pipeline::new(source, build, suite, &steps);
+        let _lock = lock::cache()?;
+        Ok(Done::Suite(run(sh, &pipeline)?.outcome))
+    }
 }
 
 /// What one run of the pipeline produced.
@@ -66,7 +42,7 @@ pub struct Run {
 pub fn run(sh: &Shell, pipeline: &Pipeline) -> Result<Run> {
     let state = pipeline.run(sh)?;
     let (Some(outcome), Some(built), Some(tree)) = (state.outcome, state.built, state.tree) else {
-        bail!("`cargo xtask test`'s pipeline has no suite step (a bug in the xtask)");
+        bail!("`cargo xtask test`'s pipeline has no suite step");
     };
     let junit = pipeline
         .suite

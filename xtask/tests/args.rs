@@ -33,7 +33,7 @@ fn a_path_flag_does_not_swallow_the_next_flag() {
     let (code, err) = run(&mut xtask(&fx, &["test", "--qemu-src", "--no-series"]));
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("--qemu-src needs a value, and `--no-series` looks like a flag"),
+        err.contains("a value is required for '--qemu-src <PATH>'"),
         "{err}"
     );
 }
@@ -43,13 +43,10 @@ fn a_flag_a_command_does_not_take_is_refused() {
     let fx = fixture(false);
     let (code, err) = run(&mut xtask(&fx, &["unwire", "--series", "X"]));
     assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("unknown flag `--series` for `cargo xtask unwire`"),
-        "{err}"
-    );
+    assert!(err.contains("unexpected argument '--series'"), "{err}");
     let (code, err) = run(&mut xtask(&fx, &["fetch", "stray"]));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("unexpected argument `stray`"), "{err}");
+    assert!(err.contains("unexpected argument 'stray'"), "{err}");
 }
 
 #[test]
@@ -134,20 +131,20 @@ fn suite_values_the_suite_would_refuse_are_refused_before_any_work() {
     for (args, needle) in [
         (
             &["--jobs", "0"][..],
-            "--jobs 0: scenarios run at once cannot be none",
+            "invalid value '0' for '--jobs <N>': wants a positive whole number",
         ),
         (
             &["--timeout", "0"][..],
-            "--timeout 0: a scenario's deadline cannot be none",
+            "invalid value '0' for '--timeout <SECS>'",
         ),
-        (&["--soak=0"][..], "--soak 0"),
+        (&["--soak=0"][..], "'--soak <N>'"),
         (
             &["--scenario", "test_nosuch"][..],
-            "--scenario test_nosuch: no such scenario; pick one of: ",
+            "unknown scenario \"test_nosuch\"; pick one of: ",
         ),
         (
             &["--jobs", "two"][..],
-            "--jobs takes a whole number, not `two`",
+            "invalid value 'two' for '--jobs <N>'",
         ),
     ] {
         let (code, err) = run(xtask(&fx, &["test"])
@@ -176,7 +173,7 @@ fn suite_values_the_suite_would_refuse_are_refused_before_any_work() {
     .arg("--qemu-src")
     .arg(&fx.tree));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--scenario nope: no such scenario"), "{err}");
+    assert!(err.contains("unknown scenario \"nope\""), "{err}");
 }
 
 #[test]

@@ -480,6 +480,8 @@ const OTHER_PROGRAMS: &[(&str, &[&str])] = &[
             "--first",
             "--summary",
             "--shrink-time",
+            // The old spelling of --chardevs, an alias the help leaves out.
+            "--sockets",
         ],
     ),
     ("check-jsonschema", &["--builtin-schema"]),
@@ -539,13 +541,17 @@ fn every_flag_an_error_or_the_readme_names_exists() {
         .lines()
         .skip_while(|l| !l.starts_with("Commands:"))
         .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter(|l| !l.starts_with("   "))
         .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
         .collect();
     assert!(commands.len() > 5, "{commands:?}");
     let mut known: Vec<String> = vec!["--help".to_owned()];
     for command in &commands {
         for line in help(command).lines() {
-            if let Some(rest) = line.strip_prefix("  --") {
+            // Flags are indented by two or six spaces; their help, more.
+            let flag = line.strip_prefix("      --").or(line.strip_prefix("  --"));
+            if let Some(rest) = flag {
                 known.push(format!("--{}", rest.split_whitespace().next().unwrap()));
             }
         }

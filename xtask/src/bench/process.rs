@@ -124,54 +124,9 @@ pub fn touch(path: &Path) -> Result<()> {
         .with_context(|| format!("updating the modification time of {}", path.display()))
 }
 
-/// The command-line arguments a `cargo xtask test` run needs to build the
-/// same tree: everything given to the bench except its own flags.
-pub fn forwarded_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    const OWN_VALUES: &[&str] = &["--runs", "--cold"];
-    let mut out = Vec::new();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let text = arg.to_string_lossy();
-        if OWN_VALUES.contains(&text.as_ref()) {
-            args.next();
-        } else if text != "--mutants"
-            && !OWN_VALUES
-                .iter()
-                .any(|flag| text.starts_with(&format!("{flag}=")))
-        {
-            out.push(arg);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn strings(args: &[&str]) -> Vec<OsString> {
-        args.iter().map(OsString::from).collect()
-    }
-
-    #[test]
-    fn forwarded_args_drop_the_benchs_own_flags() {
-        let given = strings(&[
-            "--runs",
-            "3",
-            "--no-series",
-            "--runs=4",
-            "--cold",
-            "HEAD~1",
-            "--mutants",
-            "--cold=v1",
-            "--target",
-            "aarch64",
-        ]);
-        assert_eq!(
-            forwarded_args(given),
-            strings(&["--no-series", "--target", "aarch64"])
-        );
-    }
 
     #[test]
     fn tail_keeps_the_last_lines() {

@@ -12,11 +12,13 @@ use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use super::report::Record;
-use super::{first_line, step_lock, Options, Unsupported, ABORT, STEP_COMMAND};
-use crate::cli::{self, Parsed};
+use super::{first_line, step_lock, Options, Unsupported, ABORT};
+use crate::flags::BisectStep;
 use crate::pipeline::{self, Pipeline, SourceArgs, Step as PipelineStep};
-use crate::suite::{Outcome, SuiteOptions};
+use crate::suite::Outcome;
 use crate::{interrupt, series, source, vcs};
+use clap::Parser as _;
+use qmp_tests::cli::SuiteCli;
 
 /// What a step found.
 #[derive(Debug)]
@@ -78,7 +80,7 @@ fn verdict_name(code: u8) -> &'static str {
 
 /// The step's entry point. Every way out maps to an exit status git
 /// understands; a panic (which would exit 101, "bad") aborts instead.
-pub fn step_main(args: Vec<std::ffi::OsString>) -> ExitCode {
+pub fn step_main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
     if let Err(err) = die_with_the_bisect() {
         eprintln!("error: bisect step: {err:#}; aborting the bisect");
         return ExitCode::from(ABORT);
@@ -148,21 +150,16 @@ struct Step<'a> {
     opts: &'a Options,
 }
 
-fn step(args: Vec<std::ffi::OsString>) -> Result<u8> {
+fn step(args: impl Iterator<Item = std::ffi::OsString>) -> Result<u8> {
     let start = Instant::now();
-    let Parsed::Args(m) = cli::parse(&STEP_COMMAND, args)? else {
-        anyhow::bail!(
-            "bisect-step is run by `cargo xtask bisect`; see `cargo xtask bisect --help`"
-        );
-    };
-    let tree = m
-        .path("qemu-src")?
-        .context("bisect-step needs --qemu-src")?;
-    let qmp_tests = m
-        .path("qmp-tests")?
-        .context("bisect-step needs --qmp-tests")?;
-    let log_dir = m.path("log-dir")?.context("bisect-step needs --log-dir")?;
-    let opts = Options::from_matches(&m, pipeline::Targets::AtBuild)?;
+    let BisectStep {
+        qemu_src: tree,
+        qmp_tests,
+        log_dir,
+        step,
+    } = BisectStep::try_parse_from(args)
+        .context("bisect-step is run by `cargo xtask bisect`; see `cargo xtask bisect --help`")?;
+    let opts = Options::new(step, pipeline::Targets::AtBuild)?;
     let sh = Shell::new()?;
     let _lock = step_lock(&log_dir)?;
     // A step that git started just before a Ctrl-C must not touch the tree
@@ -201,7 +198,7 @@ fn step(args: Vec<std::ffi::OsString>) -> Result<u8> {
         Err(err) => Finding::Harness(format!("{err:#}")),
     };
     let junit = keep_junit(&step.dir, &log_dir.join(format!("step-{short}.xml")))?;
-    let code = finding.exit_code(opts.unsupported);
+    let code = finding.exit_code(opts.flags.unsupported);
     // Read before this step's record is added: is it the first to find
     // no monitor-add?
     let first_unsupported = matches!(finding, Finding::Unsupported)
@@ -224,7 +221,10 @@ fn step(args: Vec<std::ffi::OsString>) -> Result<u8> {
     .append(&log_dir)?;
     let detail = finding.detail();
     if first_unsupported && code == 125 {
-        eprintln!("{}", no_monitor_add_hint(short, opts.series.is_some()));
+        eprintln!(
+            "{}",
+            no_monitor_add_hint(short, opts.flags.series.is_some())
+        );
     }
     if matches!(finding, Finding::Harness(_)) {
         eprintln!("error: {detail}\nerror: not the commit's fault: aborting the bisect");
@@ -287,7 +287,7 @@ fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
     const SERIES: PipelineStep = PipelineStep::Own("series");
     let sh = step.sh;
     let mut steps = vec![PipelineStep::Source];
-    if step.opts.series.is_some() {
+    if step.opts.flags.series.is_some() {
         steps.push(SERIES);
     }
     steps.extend([
@@ -299,11 +299,10 @@ fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
     let pipeline = Pipeline::new(
         SourceArgs::located(source::locate(&step.tree)?),
         step.opts.build.clone(),
-        SuiteOptions {
-            scenarios: step.opts.scenarios.clone(),
-            route: step.opts.route.clone(),
+        SuiteCli {
+            suite: step.opts.flags.suite.clone(),
             junit: Some(step.dir.join("junit.xml")),
-            ..SuiteOptions::default()
+            ..SuiteCli::default()
         },
         &steps,
     );
@@ -318,6 +317,7 @@ fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
             SERIES => {
                 let path = step
                     .opts
+                    .flags
                     .series
                     .as_deref()
                     .context("a series step has a series")?;

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use qmp_tests::cli::ExploreArgs;
 use serde::Deserialize;
 
 use crate::interrupt;
@@ -94,26 +95,22 @@ struct Found {
     seed: String,
 }
 
-/// The arguments of one explore run: the fixed set, one failure, its
+/// The options of one explore run: the fixed set, one failure, its
 /// reports in `dir`.
-pub fn args(qemu: &Path, sequences: usize, jobs: usize, dir: &Path) -> Vec<std::ffi::OsString> {
-    let mut args: Vec<std::ffi::OsString> = vec!["explore".into(), "--qemu".into()];
-    args.push(qemu.into());
-    for (flag, value) in [
-        ("--seed", "0".to_owned()),
-        ("--sequences", sequences.to_string()),
-        ("--time", FIXED_SET_SECS.to_string()),
-        ("--jobs", jobs.to_string()),
-        ("--max-failures", "1".to_owned()),
-        ("--shrink-time", SHRINK_SECS.to_string()),
-        ("--reruns", "2".to_owned()),
-    ] {
-        args.extend([flag.into(), value.into()]);
+pub fn options(sequences: usize, jobs: usize, dir: &Path) -> ExploreArgs {
+    ExploreArgs {
+        seed: Some(0),
+        sequences: Some(sequences),
+        time: FIXED_SET_SECS,
+        jobs: Some(jobs),
+        max_failures: 1,
+        shrink_time: SHRINK_SECS,
+        reruns: 2,
+        summary: Some(dir.join("explore.json")),
+        junit: Some(dir.join("explore-junit.xml")),
+        out: Some(dir.to_owned()),
+        ..ExploreArgs::default()
     }
-    args.extend(["--summary".into(), dir.join("explore.json").into()]);
-    args.extend(["--junit".into(), dir.join("explore-junit.xml").into()]);
-    args.extend(["--out".into(), dir.into()]);
-    args
 }
 
 /// Runs explore on `qemu`, its output in `dir/explore.log`.
@@ -131,7 +128,10 @@ pub fn run(
         .with_context(|| format!("creating {}", log_path.display()))?;
     let mut command = std::process::Command::new(qmp_tests);
     command
-        .args(args(qemu, sequences, jobs, dir))
+        .arg("explore")
+        .arg("--qemu")
+        .arg(qemu)
+        .args(options(sequences, jobs, dir).to_args())
         .stdout(log.try_clone().context("sharing explore's log")?)
         .stderr(log);
     let start = Instant::now();
@@ -180,6 +180,8 @@ fn verdict(text: &str) -> Result<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser as _;
+    use qmp_tests::cli::ExploreCli;
 
     #[test]
     fn a_summary_with_a_failure_is_a_catch() {
@@ -205,18 +207,24 @@ mod tests {
 
     #[test]
     fn the_run_is_the_fixed_set_stopping_at_one_failure() {
-        let args = args(Path::new("/q"), 200, 2, Path::new("/out/m"));
-        let text: Vec<String> = args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let text = text.join(" ");
-        assert!(
-            text.starts_with(
-                "explore --qemu /q --seed 0 --sequences 200 --time 86400 --jobs 2 --max-failures 1"
+        let opts = options(200, 2, Path::new("/out/m"));
+        assert_eq!(
+            (
+                opts.seed,
+                opts.sequences,
+                opts.time,
+                opts.jobs,
+                opts.max_failures
             ),
-            "{text}"
+            (Some(0), Some(200), FIXED_SET_SECS, Some(2), 1)
         );
-        assert!(text.contains("--summary /out/m/explore.json"), "{text}");
+        assert_eq!(
+            opts.summary.as_deref(),
+            Some(Path::new("/out/m/explore.json"))
+        );
+        // What qmp-tests explore parses back from the arguments.
+        let argv = ["explore", "--qemu", "/q"].map(std::ffi::OsString::from);
+        let back = ExploreCli::try_parse_from(argv.into_iter().chain(opts.to_args())).unwrap();
+        assert_eq!(back.explore, opts);
     }
 }

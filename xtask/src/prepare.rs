@@ -1,0 +1,85 @@
+//! `fetch`, `build`, `wire` and `unwire`: the commands that prepare a
+//! tree or a binary without running the suite.
+
+use anyhow::{Context, Result};
+use xshell::Shell;
+
+use crate::flags::{Build, Fetch, Unwire, Wire};
+use crate::meson::{self, Wired};
+use crate::pipeline::{self, Pipeline, Step, Targets};
+use crate::{lock, source, suite, Done};
+
+impl Fetch {
+    pub fn run(self, sh: &Shell) -> Result<Done> {
+        let source = self.source.source_args()?;
+        let pipeline = Pipeline::new(
+            source,
+            Default::default(),
+            Default::default(),
+            pipeline::FETCH,
+        );
+        let _lock = lock::cache()?;
+        let tree = pipeline
+            .run(sh)?
+            .tree
+            .context("the fetch pipeline makes a tree")?;
+        println!("{}", tree.path.display());
+        Ok(Done::Ok)
+    }
+}
+
+impl Build {
+    pub fn run(self, sh: &Shell) -> Result<Done> {
+        let source = self.source.source_args()?;
+        let build = self.program.options(&self.build, Targets::of(&source))?;
+        let pipeline = Pipeline::new(source, build, Default::default(), pipeline::BUILD);
+        let _lock = lock::cache()?;
+        let built = pipeline
+            .run(sh)?
+            .built
+            .context("the build pipeline builds")?;
+        println!("{}", built.binary.display());
+        Ok(Done::Ok)
+    }
+}
+
+impl Wire {
+    /// The meson entry, for good, in the tree `test` would build with the
+    /// same flags.
+    pub fn run(self, sh: &Shell) -> Result<Done> {
+        let source = self.source.source_args()?;
+        let steps = &[Step::Source, Step::Series];
+        let pipeline = Pipeline::new(source, Default::default(), Default::default(), steps);
+        let _lock = lock::cache()?;
+        let tree = pipeline
+            .run(sh)?
+            .tree
+            .context("the wire pipeline makes a tree")?
+            .path;
+        let bin = suite::binary(sh)?;
+        match meson::wire(&tree, &bin, false)? {
+            Wired::Added(p) => eprintln!("wired monitor_hotplug into {}", p.display()),
+            Wired::Already(p) => eprintln!("monitor_hotplug is already in {}", p.display()),
+            Wired::NoFunctionalTests => eprintln!(
+                "{} has no functional-test list (QEMU before 9.2): nothing to wire",
+                tree.display()
+            ),
+        }
+        println!("{}", tree.display());
+        Ok(Done::Ok)
+    }
+}
+
+impl Unwire {
+    /// Reads only the wiring records, so it never fetches or builds; the
+    /// tree named is checked before the lock is taken (and its file made).
+    pub fn run(self, _sh: &Shell) -> Result<Done> {
+        let tree = self
+            .qemu_src
+            .map(|path| Ok::<_, anyhow::Error>(source::locate(&path)?.path))
+            .transpose()?;
+        let _lock = lock::cache()?;
+        meson::unwire_trees(tree.as_deref())?;
+        Ok(Done::Ok)
+    }
+}
