@@ -40,7 +40,30 @@ pub fn run(args: SuiteCli) -> Result<u8> {
     } else {
         Box::new(Console::new(io::stdout(), args.verbose))
     };
+    let config = config(&args, &qemu)?;
+    let timestamp = junit_report::OffsetDateTime::now_utc();
+    let (outcomes, code, caps) = run_gated(&args, &config, &selected, reporter.as_mut())?;
+    reporter.summary(&outcomes);
 
+    if let Some(path) = &args.junit {
+        let mut properties = vec![
+            ("qemu_binary".to_string(), qemu.display().to_string()),
+            ("qemu_version".to_string(), caps.full_version()),
+        ];
+        properties.extend(args.properties.iter().cloned());
+        let info = SuiteInfo {
+            timestamp,
+            hostname: hostname(),
+            properties,
+            leg: args.leg.clone(),
+        };
+        junit::write(path, &info, &outcomes)?;
+    }
+    Ok(code)
+}
+
+/// The run's configuration, its janitor started.
+fn config(args: &SuiteCli, qemu: &Path) -> Result<RunConfig> {
     let exe = std::env::current_exe().context("finding our own executable for the janitor")?;
     let janitor = Arc::new(Janitor::spawn(&exe)?);
     if args.verbose {
@@ -49,20 +72,16 @@ pub fn run(args: SuiteCli) -> Result<u8> {
         let _ = writeln!(io::stdout(), "{prefix}janitor pid={}", janitor.pid());
     }
     let defaults = Settings::default();
-    let config = RunConfig {
-        qemu: qemu.clone(),
-        jobs: args
-            .suite
-            .jobs
+    let suite = &args.suite;
+    Ok(RunConfig {
+        qemu: qemu.to_owned(),
+        jobs: (suite.jobs)
             .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get())),
         settings: Settings {
-            timeout: args
-                .suite
-                .timeout
-                .map_or(defaults.timeout, std::time::Duration::from_secs),
-            wait: args.suite.wait,
-            soak_cycles: args.suite.soak.unwrap_or(defaults.soak_cycles),
-            python: python_client(&args)?,
+            timeout: (suite.timeout).map_or(defaults.timeout, std::time::Duration::from_secs),
+            wait: suite.wait,
+            soak_cycles: suite.soak.unwrap_or(defaults.soak_cycles),
+            python: python_client(args)?,
             qmp_package: args.qmp_python.as_deref().map(interpreter).transpose()?,
             program: args.program,
         },
@@ -70,15 +89,24 @@ pub fn run(args: SuiteCli) -> Result<u8> {
         janitor: Some(janitor),
         routes: args.routes(),
         grace: runner::DEFAULT_GRACE,
-    };
-    let timestamp = junit_report::OffsetDateTime::now_utc();
+    })
+}
 
+/// Runs the scenarios through the gate; the outcomes, the exit status and
+/// what the QEMU said it has.
+fn run_gated(
+    args: &SuiteCli,
+    config: &RunConfig,
+    selected: &[&'static Scenario],
+    reporter: &mut dyn Reporter,
+) -> Result<(Vec<Outcome>, u8, Capabilities)> {
+    let qemu = &config.qemu;
     let mut gate = Gate {
-        reporter: reporter.as_mut(),
-        scenarios: &selected,
+        reporter,
+        scenarios: selected,
         routes: &config.routes,
         required: &args.require_routes,
-        qemu: &qemu,
+        qemu,
         caps: None,
         held: Vec::new(),
     };
@@ -86,9 +114,7 @@ pub fn run(args: SuiteCli) -> Result<u8> {
         first: args.suite.first.clone(),
         fail_fast: args.suite.fail_fast,
     };
-    let outcomes = runner::run_planned(&config, &plan, &selected, |progress| {
-        gate.progress(progress)
-    });
+    let outcomes = runner::run_planned(config, &plan, selected, |progress| gate.progress(progress));
     let (outcomes, code) = match gate.caps.clone() {
         // Not one QEMU came up far enough to be asked: the binary is the
         // problem, not a scenario.
@@ -103,7 +129,7 @@ pub fn run(args: SuiteCli) -> Result<u8> {
             gate.open(&Capabilities::unknown());
             (outcomes, EXIT_PASSED)
         }
-        Some(caps) => match caps.refusal(&qemu, &config.routes) {
+        Some(caps) => match caps.refusal(qemu, &config.routes) {
             Some(refusal) => {
                 let transcript = outcomes
                     .iter()
@@ -112,7 +138,7 @@ pub fn run(args: SuiteCli) -> Result<u8> {
                     .map_or_else(String::new, |failure| failure.transcript.clone());
                 // Once per scenario, under the first route asked for.
                 let route = config.routes[0];
-                let outcomes: Vec<Outcome> = runner::fail_all(&selected, &refusal, &transcript)
+                let outcomes: Vec<Outcome> = runner::fail_all(selected, &refusal, &transcript)
                     .into_iter()
                     .map(|outcome| outcome.on(route))
                     .collect();
@@ -139,23 +165,7 @@ pub fn run(args: SuiteCli) -> Result<u8> {
         },
     };
     let caps = gate.caps.clone().unwrap_or_else(Capabilities::unknown);
-    reporter.summary(&outcomes);
-
-    if let Some(path) = &args.junit {
-        let mut properties = vec![
-            ("qemu_binary".to_string(), qemu.display().to_string()),
-            ("qemu_version".to_string(), caps.full_version()),
-        ];
-        properties.extend(args.properties.iter().cloned());
-        let info = SuiteInfo {
-            timestamp,
-            hostname: hostname(),
-            properties,
-            leg: args.leg.clone(),
-        };
-        junit::write(path, &info, &outcomes)?;
-    }
-    Ok(code)
+    Ok((outcomes, code, caps))
 }
 
 /// Holds results back until a scenario's QEMU has said what it is: the
