@@ -13,10 +13,11 @@ mod stats;
 use std::ffi::OsString;
 use std::time::SystemTime;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use xshell::Shell;
 
-use crate::pipeline::{self, Pipeline, Step};
+use crate::build::BuildOptions;
+use crate::pipeline::{self, SourceArgs};
 use crate::{flags, lock, paths, Done};
 use host::Host;
 use report::{seconds, Figure, Report, Target};
@@ -51,22 +52,12 @@ pub struct Options {
     /// The commit the cold figures are set against.
     cold: Option<String>,
     mutants: bool,
-    pipeline: Pipeline,
+    source: SourceArgs,
+    build: BuildOptions,
     /// The arguments the timed `cargo xtask test` runs get, so that they
     /// build the same tree.
     forwarded: Vec<std::ffi::OsString>,
 }
-
-/// The steps before the timing: the QEMU to time and the suite binary.
-const STEPS: &[Step] = &[
-    Step::Host,
-    Step::Source,
-    Step::Series,
-    Step::QmpTests,
-    Step::QmpPackage,
-    Step::Venv,
-    Step::Build,
-];
 
 impl flags::Bench {
     pub fn run(self, sh: &Shell) -> Result<Done> {
@@ -80,7 +71,8 @@ impl flags::Bench {
             runs: self.runs,
             cold,
             mutants: self.mutants,
-            pipeline: Pipeline::new(src, build_opts, Default::default(), STEPS),
+            source: src,
+            build: build_opts,
             forwarded,
         };
         let _lock = lock::cache()?;
@@ -91,11 +83,9 @@ impl flags::Bench {
 
 fn run(sh: &Shell, opts: &Options) -> Result<()> {
     let (runs, forwarded) = (opts.runs, &opts.forwarded);
-    let state = opts.pipeline.run(sh)?;
-    let (Some(tree), Some(qmp_tests), Some(built)) = (state.tree, state.qmp_tests, state.built)
-    else {
-        bail!("the bench pipeline lacks a step (a bug in the xtask)");
-    };
+    // The QEMU to time and the suite binary.
+    let ready = pipeline::ready(sh, &opts.source, &opts.build, true)?;
+    let (tree, qmp_tests, built) = (ready.prepared.tree, ready.qmp_tests, ready.built);
     let qemu = built.binary.as_path();
     let host = Host::read(client::qemu_version(qemu)?);
     eprintln!("==> timing against {}", qemu.display());
@@ -150,7 +140,7 @@ fn run(sh: &Shell, opts: &Options) -> Result<()> {
         "--python".into(),
         built.python.clone().into(),
     ];
-    if let Some(python) = &state.qmp_python {
+    if let Some(python) = &ready.qmp_python {
         clients.extend(["--qmp-python".into(), python.clone().into()]);
     }
     let suite_runs = |args: &[&str]| -> Result<Stats> {
@@ -200,7 +190,7 @@ fn run(sh: &Shell, opts: &Options) -> Result<()> {
         &tree.path,
         qemu,
         &qmp_tests,
-        &opts.pipeline.build.target,
+        &opts.build.target,
         &SEEDS,
         runs,
     )?;

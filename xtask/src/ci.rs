@@ -19,7 +19,7 @@ use xshell::{cmd, Shell};
 
 use crate::build::BuildOptions;
 use crate::legs::{self, Leg};
-use crate::pipeline::{self, Pipeline, SourceArgs};
+use crate::pipeline::{self, SourceArgs};
 use crate::suite::Outcome;
 use crate::{deps, flags, interrupt, lock, meson, mutants, paths, series, stock, suite, templates};
 use crate::{test, Done};
@@ -110,9 +110,9 @@ fn run_leg(sh: &Shell, leg: &Leg, source: &LegSource) -> Result<()> {
         }
         return Ok(());
     }
-    let pipeline = Pipeline::new(
-        source.source_args(leg),
-        BuildOptions {
+    let plan = pipeline::Test {
+        source: source.source_args(leg),
+        build: BuildOptions {
             target: leg.target.to_owned(),
             sanitize: if leg.sanitizers {
                 vec!["address".to_owned(), "undefined".to_owned()]
@@ -122,7 +122,7 @@ fn run_leg(sh: &Shell, leg: &Leg, source: &LegSource) -> Result<()> {
             program: leg.program,
             ..BuildOptions::default()
         },
-        SuiteCli {
+        suite: SuiteCli {
             junit: Some(junit.clone()),
             suite: SuiteArgs {
                 route: leg.route.map(route).transpose()?,
@@ -131,9 +131,8 @@ fn run_leg(sh: &Shell, leg: &Leg, source: &LegSource) -> Result<()> {
             leg: Some(leg.name.clone()),
             ..SuiteCli::default()
         },
-        &pipeline::test_steps(leg.program),
-    );
-    let run = test::run(sh, &pipeline)?;
+    };
+    let run = test::run(sh, &plan)?;
     let name = &leg.name;
     match (leg.series, run.outcome) {
         (true, Outcome::Passed) => Ok(()),
@@ -310,19 +309,18 @@ fn xtask_test(
     sanitize: &[&str],
     junit: Option<PathBuf>,
 ) -> Result<test::Run> {
-    let pipeline = Pipeline::new(
-        SourceArgs::pinned(no_series),
-        BuildOptions {
+    let plan = pipeline::Test {
+        source: SourceArgs::pinned(no_series),
+        build: BuildOptions {
             sanitize: sanitize.iter().map(|s| s.to_string()).collect(),
             ..BuildOptions::default()
         },
-        SuiteCli {
+        suite: SuiteCli {
             junit,
             ..SuiteCli::default()
         },
-        pipeline::TEST,
-    );
-    test::run(sh, &pipeline)
+    };
+    test::run(sh, &plan)
 }
 
 fn parse(flags: flags::Ci) -> Result<Options> {

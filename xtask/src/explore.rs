@@ -7,18 +7,9 @@ use anyhow::{bail, Context, Result};
 use qmp_tests::cli::ExploreArgs;
 use xshell::Shell;
 
-use crate::pipeline::{self, Pipeline, SourceArgs, Step};
+use crate::build::BuildOptions;
+use crate::pipeline::{self, SourceArgs};
 use crate::{flags, interrupt, lock, paths, Done};
-
-/// The pipeline up to the build; explore runs after it.
-const STEPS: &[Step] = &[
-    Step::Host,
-    Step::Source,
-    Step::Series,
-    Step::QmpTests,
-    Step::Venv,
-    Step::Build,
-];
 
 impl flags::Explore {
     /// Explore's own options were checked by the parser, before any build:
@@ -26,9 +17,8 @@ impl flags::Explore {
     pub fn run(self, sh: &Shell) -> Result<Done> {
         let source = self.source.source_args()?;
         let build = self.build.options(pipeline::Targets::of(&source))?;
-        let pipeline = Pipeline::new(source, build, Default::default(), STEPS);
         let _lock = lock::cache()?;
-        Ok(match run(sh, &pipeline, self.explore)? {
+        Ok(match run(sh, &source, &build, self.explore)? {
             true => Done::Ok,
             false => Done::Found,
         })
@@ -38,27 +28,24 @@ impl flags::Explore {
 /// The CI matrix's explore leg: `secs` long, a random seed (printed), the
 /// report at `junit`. Whether explore found nothing.
 pub fn run_leg(sh: &Shell, source: SourceArgs, secs: u64, junit: PathBuf) -> Result<bool> {
-    let pipeline = Pipeline::new(source, Default::default(), Default::default(), STEPS);
     let args = ExploreArgs {
         time: secs,
         junit: Some(junit),
         ..ExploreArgs::default()
     };
-    run(sh, &pipeline, args)
+    run(sh, &source, &Default::default(), args)
 }
 
 fn default_dir() -> PathBuf {
     paths::target_dir().join("explore")
 }
 
-/// Whether explore found nothing. The report and the failures' transcripts
-/// go to target/explore unless the arguments say otherwise.
-fn run(sh: &Shell, pipeline: &Pipeline, mut args: ExploreArgs) -> Result<bool> {
-    let state = pipeline.run(sh)?;
-    let qmp_tests = state
-        .qmp_tests
-        .context("explore's pipeline builds qmp-tests")?;
-    let built = state.built.context("explore's pipeline builds QEMU")?;
+/// The pipeline up to the build, then explore; whether it found nothing.
+/// The report and the failures' transcripts go to target/explore unless
+/// the arguments say otherwise.
+fn run(sh: &Shell, src: &SourceArgs, build: &BuildOptions, mut args: ExploreArgs) -> Result<bool> {
+    let ready = pipeline::ready(sh, src, build, false)?;
+    let (qmp_tests, built) = (ready.qmp_tests, ready.built);
     for (path, default) in [
         (&mut args.junit, default_dir().join("junit.xml")),
         (&mut args.out, default_dir()),

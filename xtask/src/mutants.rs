@@ -26,7 +26,7 @@ use qmp_tests::program::Program;
 use xshell::{cmd, Shell};
 
 use crate::build::{self, BuildOptions, Built};
-use crate::pipeline::{Pipeline, SourceArgs, Step};
+use crate::pipeline::{self, SourceArgs};
 use crate::source::Tree;
 use crate::suite::{self, Outcome};
 use crate::{flags, lock, Done};
@@ -190,67 +190,28 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
     let mut history = history::History::load(&history_reports())?;
     // The pinned release with the project's series, copied into a
     // scratch tree that the build then builds; the baseline last.
-    const SCRATCH: Step = Step::Own("scratch tree");
-    const BASELINE: Step = Step::Own("baseline: the suite on the unmutated series");
-    let pipeline = Pipeline::new(
-        SourceArgs::pinned(false),
-        BuildOptions {
-            build_root: Some(scratch_root(0)),
-            ..BuildOptions::default()
-        },
-        SuiteCli::default(),
-        &[
-            Step::Host,
-            Step::Source,
-            Step::Series,
-            Step::QmpTests,
-            Step::QmpPackage,
-            SCRATCH,
-            Step::Venv,
-            Step::Build,
-            BASELINE,
-        ],
-    );
-    let mut run = pipeline.start();
-    let mut scratch = None;
-    let mut series = None;
-    for &step in &pipeline.steps {
-        match step {
-            SCRATCH => {}
-            // Run below, with the mutants' runner.
-            BASELINE => break,
-            step => {
-                run.step(sh, step)?;
-                continue;
-            }
-        }
-        let prepared = run.tree()?.clone();
-        series = Some(prepared.clone());
-        let made = run.own("scratch tree", || {
-            let scratch = Scratch::prepare(sh, &prepared, 0)?;
-            let summary = format!(
-                "{} at {}",
-                scratch.tree.path.display(),
-                &scratch.commit[..12]
-            );
-            Ok((scratch, summary))
-        })?;
-        // The steps after this one build the scratch copy.
-        run.state.tree = Some(made.tree.clone());
-        scratch = Some(made);
-    }
-    let scratch = scratch.context("the mutants pipeline has a scratch step (a bug)")?;
+    let (mut run, series) = pipeline::prepare(sh, 9, &SourceArgs::pinned(false))?;
+    let qmp_tests = run.qmp_tests(true)?;
+    let qmp_python = run.qmp_package()?;
+    let scratch = run.own("scratch tree", || {
+        let scratch = Scratch::prepare(sh, &series.tree, 0)?;
+        let summary = format!(
+            "{} at {}",
+            scratch.tree.path.display(),
+            &scratch.commit[..12]
+        );
+        Ok((scratch, summary))
+    })?;
     let scratch_path = scratch.tree.path.clone();
-    let series = series.context("the mutants pipeline has a series tree (a bug)")?;
-    let opts = pipeline.build.clone();
-    let qmp_tests = run.qmp_tests()?;
-    let built = run
-        .state
-        .built
-        .take()
-        .context("the mutants pipeline builds QEMU")?;
+    let series = series.tree;
+    let opts = BuildOptions {
+        build_root: Some(scratch_root(0)),
+        ..BuildOptions::default()
+    };
+    let python = run.venv(&scratch_path)?;
+    let built = run.build(&scratch_path, &python, &opts)?;
+    let qmp_tests = qmp_tests.finish()?;
 
-    let qmp_python = run.state.qmp_python.clone();
     let out_dir = out_dir(plan.shard);
     let _ = std::fs::remove_dir_all(&out_dir);
     let runner = Runner {

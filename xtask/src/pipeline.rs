@@ -1,11 +1,11 @@
-//! The steps shared by `fetch`, `build`, `test` and `bench`: host
-//! dependencies, source, series, wiring and build.
+//! The steps the commands share: host dependencies, source, series, the
+//! suite binary, wiring, venv, build and suite.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
-use qmp_tests::program::Program;
 use xshell::{cmd, Shell};
 
 use crate::build::{self, BuildOptions, Built};
@@ -15,6 +15,7 @@ use crate::steps::{Begun, Steps};
 use crate::suite::{self, Outcome};
 use crate::{deps, paths, series, vcs};
 use qmp_tests::cli::{Routes, SuiteCli};
+use qmp_tests::program::Program;
 use qmp_tests::route::Route;
 
 /// Which tree, which series.
@@ -75,249 +76,73 @@ pub struct Prepared {
     pub series: String,
 }
 
-/// A step of the pipeline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    Host,
-    Source,
-    Series,
-    /// The standalone qemu.qmp package for the second real client.
-    QmpPackage,
-    QmpTests,
-    Wire,
-    Venv,
-    Build,
-    Suite,
-    /// A step of the command's own (mutants' scratch tree, a bisect
-    /// step's series in place), run by the command through [`Run::own`]
-    /// and counted like the others.
-    Own(&'static str),
+/// The suite binary: built, or building on a thread of its own beside
+/// the steps after it (cargo and ninja overlap, and configure, which runs
+/// on one core, leaves the other free).
+pub enum QmpTests {
+    Built(PathBuf),
+    Building {
+        begun: Begun,
+        /// The binary, and how long its build took.
+        thread: std::thread::JoinHandle<(Result<PathBuf>, Duration)>,
+    },
 }
 
-/// The steps of each command that runs the pipeline.
-pub const FETCH: &[Step] = &[Step::Host, Step::Source, Step::Series];
-pub const BUILD: &[Step] = &[
-    Step::Host,
-    Step::Source,
-    Step::Series,
-    Step::Venv,
-    Step::Build,
-];
-pub const TEST: &[Step] = &[
-    Step::Host,
-    Step::Source,
-    Step::Series,
-    Step::QmpTests,
-    Step::QmpPackage,
-    Step::Wire,
-    Step::Venv,
-    Step::Build,
-    Step::Suite,
-];
+impl QmpTests {
+    /// Where the binary is, or will be: the wiring names it.
+    pub fn path(&self) -> PathBuf {
+        match self {
+            QmpTests::Built(bin) => bin.clone(),
+            QmpTests::Building { .. } => suite::binary_path(),
+        }
+    }
 
-/// The steps of `test` for `program`. qemu-storage-daemon's leave out
-/// the meson wiring (the wired functional test runs qemu-system-TARGET)
-/// and the standalone qemu.qmp package (the scenario it serves drives
-/// STOP and RESUME, which the daemon lacks).
-pub fn test_steps(program: Program) -> Vec<Step> {
-    TEST.iter()
-        .copied()
-        .filter(|step| program == Program::System || !matches!(step, Step::Wire | Step::QmpPackage))
-        .collect()
+    /// The binary, once its build has finished; the step's line ends then.
+    pub fn finish(self) -> Result<PathBuf> {
+        let (begun, thread) = match self {
+            QmpTests::Built(bin) => return Ok(bin),
+            QmpTests::Building { begun, thread } => (begun, thread),
+        };
+        let (built, took) = thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread building qmp-tests panicked"))?;
+        let result = built.map(|bin| {
+            let summary = format!("{} (built beside the QEMU build)", bin.display());
+            (bin, summary)
+        });
+        begun.end(result, took)
+    }
 }
 
-/// The pipeline as one value: the steps a command runs and the options
-/// they run with. Every command that builds or tests QEMU makes one and
-/// runs it; the step count is the list's length.
-pub struct Pipeline {
-    pub source: SourceArgs,
-    pub build: BuildOptions,
-    pub suite: SuiteCli,
-    pub steps: Vec<Step>,
+/// The steps the commands share, each a function that takes what it needs
+/// and returns what it made, wrapped in the step printer: a step cannot
+/// run before the ones it needs, and each command counts its own.
+pub struct Run<'a> {
+    sh: &'a Shell,
+    steps: Steps,
 }
 
-/// What the steps found so far.
-#[derive(Default)]
-pub struct State {
-    pub tree: Option<Tree>,
-    /// The series applied, for reports: its path or `none`.
-    pub series: String,
-    pub qmp_tests: Option<PathBuf>,
+/// What the suite step runs against.
+pub struct SuiteRun<'a> {
+    pub prepared: &'a Prepared,
+    /// The checked-out commit, read before wiring changed the tree.
+    pub commit: Option<String>,
+    pub built: &'a Built,
+    pub qmp_tests: &'a Path,
     /// A Python with the standalone qemu.qmp package; none when pip could
     /// not install it (its scenario is then skipped, saying why).
     pub qmp_python: Option<PathBuf>,
-    /// The checked-out commit, read before wiring changed the tree.
-    pub commit: Option<String>,
-    pub python: Option<PathBuf>,
-    pub built: Option<Built>,
-    pub outcome: Option<Outcome>,
-    /// Unwires a located tree when the run ends, however it ends.
-    guard: Option<WireGuard>,
-    /// The qmp-tests build, while it runs beside the QEMU build.
-    building: Option<Building>,
+    /// What the binary is: qemu-system or qemu-storage-daemon.
+    pub program: Program,
+    pub opts: &'a SuiteCli,
 }
 
-/// A qmp-tests build running on a thread of its own: cargo and ninja
-/// overlap, and configure, which runs on one core, leaves the other free.
-struct Building {
-    begun: Begun,
-    /// The binary, and how long its build took.
-    thread: std::thread::JoinHandle<(Result<PathBuf>, std::time::Duration)>,
-}
-
-impl Pipeline {
-    pub fn new(
-        source: SourceArgs,
-        build: BuildOptions,
-        suite: SuiteCli,
-        steps: &[Step],
-    ) -> Pipeline {
-        Pipeline {
-            source,
-            build,
-            suite,
-            steps: steps.to_vec(),
-        }
-    }
-
-    pub fn start(&self) -> Run<'_> {
+impl<'a> Run<'a> {
+    /// A run of `count` steps.
+    pub fn new(sh: &'a Shell, count: usize) -> Run<'a> {
         Run {
-            pipeline: self,
-            steps: Steps::new(self.steps.len()),
-            state: State::default(),
-        }
-    }
-
-    /// Runs every step; a pipeline with steps of the command's own is run
-    /// by the command, one step at a time.
-    pub fn run(&self, sh: &Shell) -> Result<State> {
-        let mut run = self.start();
-        for &step in &self.steps {
-            run.step(sh, step)?;
-        }
-        run.finish()
-    }
-}
-
-/// A pipeline being run.
-pub struct Run<'a> {
-    pipeline: &'a Pipeline,
-    steps: Steps,
-    pub state: State,
-}
-
-impl Run<'_> {
-    /// The tree the steps so far have made.
-    pub fn tree(&self) -> Result<&Tree> {
-        self.state
-            .tree
-            .as_ref()
-            .context("a pipeline step needs the source step before it (a bug in the xtask)")
-    }
-
-    pub fn step(&mut self, sh: &Shell, step: Step) -> Result<()> {
-        let p = self.pipeline;
-        match step {
-            Step::Host => self
-                .steps
-                .run("host dependencies", || Ok(((), deps::ensure_host(sh)?))),
-            Step::Source => {
-                let tree = self.steps.run("QEMU source", || {
-                    let tree = match &p.source.located {
-                        Some(tree) => tree.clone(),
-                        None => source::fetch(sh, &Pin::load()?, &p.source.fetch)?,
-                    };
-                    let summary = format!("{} (version {})", tree.description, tree.version());
-                    Ok((tree, summary))
-                })?;
-                self.state.series = "none".into();
-                self.state.tree = Some(tree);
-                Ok(())
-            }
-            Step::Series => {
-                let tree = self.tree()?.clone();
-                let prepared = series_step(&mut self.steps, sh, &p.source, &tree)?;
-                self.state.tree = Some(prepared.tree);
-                self.state.series = prepared.series;
-                Ok(())
-            }
-            Step::QmpPackage => {
-                self.state.qmp_python = self
-                    .steps
-                    .run("qemu.qmp package", || crate::qmp_package::ensure(sh))?;
-                Ok(())
-            }
-            Step::QmpTests => {
-                let builds_qemu = p
-                    .steps
-                    .iter()
-                    .skip_while(|&&s| s != Step::QmpTests)
-                    .any(|&s| s == Step::Build);
-                if builds_qemu && suite::prebuilt().is_none() {
-                    let begun = self
-                        .steps
-                        .begin("qmp-tests binary", " (building beside the steps after it)")?;
-                    let thread = std::thread::spawn(|| {
-                        let start = std::time::Instant::now();
-                        let built = Shell::new()
-                            .map_err(anyhow::Error::from)
-                            .and_then(|sh| suite::build_binary(&sh, true));
-                        (built, start.elapsed())
-                    });
-                    self.state.building = Some(Building { begun, thread });
-                    return Ok(());
-                }
-                let bin = self.steps.run("qmp-tests binary", || {
-                    let bin = suite::binary(sh)?;
-                    let summary = bin.display().to_string();
-                    Ok((bin, summary))
-                })?;
-                self.state.qmp_tests = Some(bin);
-                Ok(())
-            }
-            Step::Wire => {
-                let tree = self.tree()?.clone();
-                // Read before wiring, which the report must not count as a
-                // change of the tree's.
-                if self.state.commit.is_none() {
-                    self.state.commit = vcs::describe(sh, &tree.path);
-                }
-                // The wrapper names the binary; it need not exist yet.
-                let qmp_tests = match &self.state.building {
-                    Some(_) => suite::binary_path(),
-                    None => self.qmp_tests()?,
-                };
-                self.state.guard = wire_step(&mut self.steps, &tree, &qmp_tests)?;
-                Ok(())
-            }
-            Step::Venv => {
-                let tree = self.tree()?.path.clone();
-                let python = self
-                    .steps
-                    .run("python venv (meson)", || deps::ensure_python(sh, &tree))?;
-                self.state.python = Some(python);
-                Ok(())
-            }
-            Step::Build => {
-                let tree = self.tree()?.path.clone();
-                let python =
-                    self.state.python.clone().context(
-                        "the build step needs the venv step before it (a bug in the xtask)",
-                    )?;
-                let built = self
-                    .steps
-                    .run("build", || build::build(sh, &tree, &python, &p.build))?;
-                self.state.built = Some(built);
-                Ok(())
-            }
-            Step::Suite => {
-                let outcome = self.suite_step()?;
-                self.state.outcome = Some(outcome);
-                Ok(())
-            }
-            Step::Own(name) => bail!(
-                "`{name}` is a step of the command's own, run with Run::own (a bug in the xtask)"
-            ),
+            sh,
+            steps: Steps::new(count),
         }
     }
 
@@ -326,47 +151,94 @@ impl Run<'_> {
         self.steps.run(name, f)
     }
 
-    /// The suite binary, once its build has finished.
-    pub fn qmp_tests(&mut self) -> Result<PathBuf> {
-        if let Some(Building { begun, thread }) = self.state.building.take() {
-            let (built, took) = thread
-                .join()
-                .map_err(|_| anyhow::anyhow!("the thread building qmp-tests panicked"))?;
-            let result = built.map(|bin| {
-                let summary = format!("{} (built beside the QEMU build)", bin.display());
-                (bin, summary)
+    pub fn host(&mut self) -> Result<()> {
+        let sh = self.sh;
+        self.own("host dependencies", || Ok(((), deps::ensure_host(sh)?)))
+    }
+
+    pub fn source(&mut self, src: &SourceArgs) -> Result<Tree> {
+        let sh = self.sh;
+        self.own("QEMU source", || {
+            let tree = match &src.located {
+                Some(tree) => tree.clone(),
+                None => source::fetch(sh, &Pin::load()?, &src.fetch)?,
+            };
+            let summary = format!("{} (version {})", tree.description, tree.version());
+            Ok((tree, summary))
+        })
+    }
+
+    pub fn series(&mut self, src: &SourceArgs, tree: &Tree) -> Result<Prepared> {
+        series_step(&mut self.steps, self.sh, src, tree)
+    }
+
+    /// The standalone qemu.qmp package for the second real client.
+    pub fn qmp_package(&mut self) -> Result<Option<PathBuf>> {
+        let sh = self.sh;
+        self.own("qemu.qmp package", || crate::qmp_package::ensure(sh))
+    }
+
+    /// The suite binary; `beside` a QEMU build, built on a thread of its
+    /// own (unless one was built elsewhere).
+    pub fn qmp_tests(&mut self, beside: bool) -> Result<QmpTests> {
+        if beside && suite::prebuilt().is_none() {
+            let begun = self
+                .steps
+                .begin("qmp-tests binary", " (building beside the steps after it)")?;
+            let thread = std::thread::spawn(|| {
+                let start = std::time::Instant::now();
+                let built = Shell::new()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|sh| suite::build_binary(&sh, true));
+                (built, start.elapsed())
             });
-            let bin = begun.end(result, took)?;
-            self.state.qmp_tests = Some(bin);
+            return Ok(QmpTests::Building { begun, thread });
         }
-        self.state
-            .qmp_tests
-            .clone()
-            .context("a pipeline step needs the qmp-tests step before it (a bug in the xtask)")
+        let sh = self.sh;
+        let bin = self.own("qmp-tests binary", || {
+            let bin = suite::binary(sh)?;
+            let summary = bin.display().to_string();
+            Ok((bin, summary))
+        })?;
+        Ok(QmpTests::Built(bin))
+    }
+
+    /// Wires the tree; for a located tree the returned guard unwires it
+    /// again.
+    pub fn wire(&mut self, tree: &Tree, qmp_tests: &Path) -> Result<Option<WireGuard>> {
+        wire_step(&mut self.steps, tree, qmp_tests)
+    }
+
+    /// The venv with the meson the tree's configure wants; its Python.
+    pub fn venv(&mut self, tree: &Path) -> Result<PathBuf> {
+        let sh = self.sh;
+        self.own("python venv (meson)", || deps::ensure_python(sh, tree))
+    }
+
+    pub fn build(&mut self, tree: &Path, python: &Path, opts: &BuildOptions) -> Result<Built> {
+        let sh = self.sh;
+        self.own("build", || build::build(sh, tree, python, opts))
     }
 
     /// Runs the suite, with the facts of the run qmp-tests cannot find
     /// itself in its report (it records the binary and its version).
-    fn suite_step(&mut self) -> Result<Outcome> {
-        let tree = self.tree()?.clone();
-        let qmp_tests = self.qmp_tests()?;
-        let built = self
-            .state
-            .built
-            .as_ref()
-            .context("the suite step needs the build step before it (a bug in the xtask)")?;
+    pub fn suite(&mut self, run: SuiteRun) -> Result<Outcome> {
+        let SuiteRun {
+            prepared,
+            built,
+            qmp_tests,
+            ..
+        } = run;
+        let tree = &prepared.tree;
         let mut properties = vec![
             ("qemu_tree".to_owned(), tree.path.display().to_string()),
             ("qemu_source".to_owned(), tree.description.clone()),
-            ("series".to_owned(), self.state.series.clone()),
+            ("series".to_owned(), prepared.series.clone()),
             ("configure".to_owned(), built.configure[1..].join(" ")),
-            (
-                "program".to_owned(),
-                self.pipeline.build.program.name().to_owned(),
-            ),
+            ("program".to_owned(), run.program.name().to_owned()),
         ];
-        if let Some(commit) = &self.state.commit {
-            properties.push(("qemu_commit".to_owned(), commit.clone()));
+        if let Some(commit) = run.commit {
+            properties.push(("qemu_commit".to_owned(), commit));
         }
         // The tree's python/ holds qemu.qmp, which one scenario drives with
         // the Python the build was configured with. A tree without it (an
@@ -375,14 +247,13 @@ impl Run<'_> {
         // The project's own series has both routes: one missing is a
         // failure, not a skip. Only the routes the run asks for count.
         let series = series::default_series().display().to_string();
-        let program = self.pipeline.build.program;
-        let require_routes = if self.state.series == series {
-            match self.pipeline.suite.suite.route {
+        let require_routes = if prepared.series == series {
+            match run.opts.suite.route {
                 Some(Routes::Commands) => vec![Route::Commands],
                 Some(Routes::Qom) => vec![Route::Qom],
                 // monitor-qmp objects are qemu-system's (monitor/qmp-object.c
                 // is system code): the daemon has the commands route only.
-                _ if program == Program::StorageDaemon => vec![Route::Commands],
+                _ if run.program == Program::StorageDaemon => vec![Route::Commands],
                 Some(Routes::All) | None => Route::ALL.to_vec(),
             }
         } else {
@@ -392,14 +263,14 @@ impl Run<'_> {
             qemu_src: has_client.then(|| tree.path.clone()),
             python: has_client.then(|| built.python.clone()),
             require_routes,
-            qmp_python: self.state.qmp_python.clone(),
-            program,
-            ..self.pipeline.suite.clone()
+            qmp_python: run.qmp_python,
+            program: run.program,
+            ..run.opts.clone()
         };
-        let binary = built.binary.clone();
-        self.steps.run("suite", || {
+        let binary = &built.binary;
+        self.own("suite", || {
             eprintln!("==> qmp-tests against {}", binary.display());
-            let outcome = suite::run(&qmp_tests, &binary, &opts, &properties, false)?;
+            let outcome = suite::run(qmp_tests, binary, &opts, &properties, false)?;
             let summary = match outcome {
                 Outcome::Passed => "every scenario passed",
                 Outcome::Failed => "a scenario failed",
@@ -408,17 +279,119 @@ impl Run<'_> {
             Ok((outcome, summary.to_owned()))
         })
     }
+}
 
-    /// Unwires what the run wired; what the steps found.
-    pub fn finish(mut self) -> Result<State> {
-        if self.state.building.is_some() {
-            self.qmp_tests()?;
-        }
-        if let Some(guard) = self.state.guard.take() {
-            guard.finish()?;
-        }
-        Ok(self.state)
+/// The steps every pipeline starts with: host dependencies, the source,
+/// the series. `count` is the whole run's.
+pub fn prepare<'a>(sh: &'a Shell, count: usize, src: &SourceArgs) -> Result<(Run<'a>, Prepared)> {
+    let mut run = Run::new(sh, count);
+    run.host()?;
+    let tree = run.source(src)?;
+    let prepared = run.series(src, &tree)?;
+    Ok((run, prepared))
+}
+
+/// A QEMU built as `cargo xtask test` builds it, and the suite binary.
+pub struct Ready {
+    pub prepared: Prepared,
+    pub qmp_tests: PathBuf,
+    /// With `package`: a Python with the standalone qemu.qmp package.
+    pub qmp_python: Option<PathBuf>,
+    pub built: Built,
+}
+
+/// Host, source, series, the suite binary (beside the build), with
+/// `package` the qemu.qmp package, venv, build.
+pub fn ready(sh: &Shell, src: &SourceArgs, opts: &BuildOptions, package: bool) -> Result<Ready> {
+    let (mut run, prepared) = prepare(sh, 6 + usize::from(package), src)?;
+    let qmp_tests = run.qmp_tests(true)?;
+    let qmp_python = match package {
+        true => run.qmp_package()?,
+        false => None,
+    };
+    let python = run.venv(&prepared.tree.path)?;
+    let built = run.build(&prepared.tree.path, &python, opts)?;
+    Ok(Ready {
+        prepared,
+        qmp_tests: qmp_tests.finish()?,
+        qmp_python,
+        built,
+    })
+}
+
+/// What `cargo xtask test` runs: the whole pipeline, then the suite.
+pub struct Test {
+    pub source: SourceArgs,
+    pub build: BuildOptions,
+    pub suite: SuiteCli,
+}
+
+/// What a run of the test pipeline found.
+pub struct Tested {
+    pub outcome: Outcome,
+    pub prepared: Prepared,
+    pub built: Built,
+}
+
+/// What `test` runs beside the build and suite for a program.
+#[derive(Debug, PartialEq, Eq)]
+struct Extras {
+    /// The meson wiring: the wired functional test runs qemu-system-TARGET.
+    wire: bool,
+    /// The standalone qemu.qmp package: the scenario it serves drives STOP
+    /// and RESUME, which qemu-storage-daemon lacks.
+    package: bool,
+}
+
+fn extras(program: Program) -> Extras {
+    let system = program == Program::System;
+    Extras {
+        wire: system,
+        package: system,
     }
+}
+
+/// Host, source, series, the suite binary (beside the build), the
+/// qemu.qmp package, wiring (undone when the run ends, however it ends),
+/// venv, build, suite; qemu-storage-daemon's leaves out the package and
+/// the wiring.
+pub fn test(sh: &Shell, plan: &Test) -> Result<Tested> {
+    let extras = extras(plan.build.program);
+    let count = 7 + usize::from(extras.wire) + usize::from(extras.package);
+    let (mut run, prepared) = prepare(sh, count, &plan.source)?;
+    let qmp_tests = run.qmp_tests(true)?;
+    let qmp_python = match extras.package {
+        true => run.qmp_package()?,
+        false => None,
+    };
+    let tree = &prepared.tree;
+    // Read before wiring, which the report must not count as a change of
+    // the tree's.
+    let commit = vcs::describe(sh, &tree.path);
+    let guard = match extras.wire {
+        true => run.wire(tree, &qmp_tests.path())?,
+        false => None,
+    };
+    let python = run.venv(&tree.path)?;
+    let built = run.build(&tree.path, &python, &plan.build)?;
+    let qmp_tests = qmp_tests.finish()?;
+    let outcome = run.suite(SuiteRun {
+        prepared: &prepared,
+        commit,
+        built: &built,
+        qmp_tests: &qmp_tests,
+        qmp_python,
+        program: plan.build.program,
+        opts: &plan.suite,
+    })?;
+    if let Some(guard) = guard {
+        guard.finish()?;
+    }
+    Ok(Tested {
+        outcome,
+        prepared,
+        built,
+    })
 }
 
 /// The series on the tree: in a worktree of the fetched release, in a
@@ -574,14 +547,15 @@ mod tests {
 
     #[test]
     fn the_daemons_test_neither_wires_nor_installs_the_package() {
-        assert_eq!(test_steps(Program::System), TEST);
-        let daemon = test_steps(Program::StorageDaemon);
-        assert!(!daemon.contains(&Step::Wire) && !daemon.contains(&Step::QmpPackage));
-        let rest: Vec<Step> = TEST
-            .iter()
-            .copied()
-            .filter(|s| !matches!(s, Step::Wire | Step::QmpPackage))
-            .collect();
-        assert_eq!(daemon, rest);
+        let both = Extras {
+            wire: true,
+            package: true,
+        };
+        assert_eq!(extras(Program::System), both);
+        let none = Extras {
+            wire: false,
+            package: false,
+        };
+        assert_eq!(extras(Program::StorageDaemon), none);
     }
 }

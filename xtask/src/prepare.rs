@@ -1,43 +1,34 @@
 //! `fetch`, `build`, `wire` and `unwire`: the commands that prepare a
 //! tree or a binary without running the suite.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use xshell::Shell;
 
 use crate::flags::{Build, Fetch, Unwire, Wire};
 use crate::meson::{self, Wired};
-use crate::pipeline::{self, Pipeline, Step, Targets};
+use crate::pipeline::{self, Run, Targets};
 use crate::{lock, source, suite, Done};
 
 impl Fetch {
+    /// Host dependencies, source, series; prints the tree a build would use.
     pub fn run(self, sh: &Shell) -> Result<Done> {
         let source = self.source.source_args()?;
-        let pipeline = Pipeline::new(
-            source,
-            Default::default(),
-            Default::default(),
-            pipeline::FETCH,
-        );
         let _lock = lock::cache()?;
-        let tree = pipeline
-            .run(sh)?
-            .tree
-            .context("the fetch pipeline makes a tree")?;
-        println!("{}", tree.path.display());
+        let (_, prepared) = pipeline::prepare(sh, 3, &source)?;
+        println!("{}", prepared.tree.path.display());
         Ok(Done::Ok)
     }
 }
 
 impl Build {
+    /// Up to the QEMU binary; prints its path.
     pub fn run(self, sh: &Shell) -> Result<Done> {
         let source = self.source.source_args()?;
         let build = self.program.options(&self.build, Targets::of(&source))?;
-        let pipeline = Pipeline::new(source, build, Default::default(), pipeline::BUILD);
         let _lock = lock::cache()?;
-        let built = pipeline
-            .run(sh)?
-            .built
-            .context("the build pipeline builds")?;
+        let (mut run, prepared) = pipeline::prepare(sh, 5, &source)?;
+        let python = run.venv(&prepared.tree.path)?;
+        let built = run.build(&prepared.tree.path, &python, &build)?;
         println!("{}", built.binary.display());
         Ok(Done::Ok)
     }
@@ -48,14 +39,10 @@ impl Wire {
     /// same flags.
     pub fn run(self, sh: &Shell) -> Result<Done> {
         let source = self.source.source_args()?;
-        let steps = &[Step::Source, Step::Series];
-        let pipeline = Pipeline::new(source, Default::default(), Default::default(), steps);
         let _lock = lock::cache()?;
-        let tree = pipeline
-            .run(sh)?
-            .tree
-            .context("the wire pipeline makes a tree")?
-            .path;
+        let mut run = Run::new(sh, 2);
+        let tree = run.source(&source)?;
+        let tree = run.series(&source, &tree)?.tree.path;
         let bin = suite::binary(sh)?;
         match meson::wire(&tree, &bin, false)? {
             Wired::Added(p) => eprintln!("wired monitor_hotplug into {}", p.display()),

@@ -7,7 +7,7 @@ use xshell::Shell;
 
 use qmp_tests::cli::SuiteCli;
 
-use crate::pipeline::{self, Pipeline};
+use crate::pipeline;
 use crate::suite::{self, Outcome};
 use crate::{flags, lock, Done};
 
@@ -22,10 +22,13 @@ impl flags::Test {
             junit: self.junit.junit,
             ..SuiteCli::default()
         };
-        let steps = pipeline::test_steps(build.program);
-        let pipeline = Pipeline::new(source, build, suite, &steps);
+        let plan = pipeline::Test {
+            source,
+            build,
+            suite,
+        };
         let _lock = lock::cache()?;
-        Ok(Done::Suite(run(sh, &pipeline)?.outcome))
+        Ok(Done::Suite(run(sh, &plan)?.outcome))
     }
 }
 
@@ -39,23 +42,22 @@ pub struct Run {
 }
 
 /// Runs the pipeline and the suite.
-pub fn run(sh: &Shell, pipeline: &Pipeline) -> Result<Run> {
-    let state = pipeline.run(sh)?;
-    let (Some(outcome), Some(built), Some(tree)) = (state.outcome, state.built, state.tree) else {
-        bail!("`cargo xtask test`'s pipeline has no suite step");
-    };
-    let junit = pipeline
+pub fn run(sh: &Shell, plan: &pipeline::Test) -> Result<Run> {
+    let tested = pipeline::test(sh, plan)?;
+    let junit = plan
         .suite
         .junit
         .clone()
         .unwrap_or_else(suite::default_junit);
     eprintln!("JUnit report: {}", junit.display());
-    if outcome == Outcome::Unsupported && state.series == "none" && !tree.located {
+    let tree = tested.prepared.tree;
+    let (outcome, series) = (tested.outcome, tested.prepared.series);
+    if outcome == Outcome::Unsupported && series == "none" && !tree.located {
         eprintln!("note: the pinned release has no monitor-add; drop --no-series to test the project's series");
     }
     Ok(Run {
         outcome,
-        binary: built.binary,
+        binary: tested.built.binary,
         tree: tree.path,
     })
 }

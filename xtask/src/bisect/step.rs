@@ -14,7 +14,7 @@ use xshell::{cmd, Shell};
 use super::report::Record;
 use super::{first_line, step_lock, Options, Unsupported, ABORT};
 use crate::flags::BisectStep;
-use crate::pipeline::{self, Pipeline, SourceArgs, Step as PipelineStep};
+use crate::pipeline::{self, Prepared, Run, SourceArgs, SuiteRun};
 use crate::suite::Outcome;
 use crate::{interrupt, series, source, vcs};
 use clap::Parser as _;
@@ -284,94 +284,78 @@ fn keep_junit(step_dir: &Path, to: &Path) -> Result<Option<PathBuf>> {
 /// failures (a venv pip cannot make included: that is the machine's
 /// fault, not the commit's); the commit's own failures are findings.
 fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
-    const SERIES: PipelineStep = PipelineStep::Own("series");
     let sh = step.sh;
-    let mut steps = vec![PipelineStep::Source];
-    if step.opts.flags.series.is_some() {
-        steps.push(SERIES);
-    }
-    steps.extend([
-        PipelineStep::Wire,
-        PipelineStep::Venv,
-        PipelineStep::Build,
-        PipelineStep::Suite,
-    ]);
-    let pipeline = Pipeline::new(
-        SourceArgs::located(source::locate(&step.tree)?),
-        step.opts.build.clone(),
-        SuiteCli {
-            suite: step.opts.flags.suite.clone(),
-            junit: Some(step.dir.join("junit.xml")),
-            ..SuiteCli::default()
-        },
-        &steps,
-    );
-    // Declared before the run, so that the run's wiring is undone first.
+    let flags = &step.opts.flags;
+    let mut run = Run::new(sh, 5 + usize::from(flags.series.is_some()));
+    let tree = run.source(&SourceArgs::located(source::locate(&step.tree)?))?;
+    // Declared before the wiring, so that the wiring is undone first.
     let mut _series = None;
-    let mut run = pipeline.start();
-    run.state.commit = Some(step.commit.clone());
-    run.state.qmp_tests = Some(step.qmp_tests.clone());
-    for &each in &pipeline.steps {
-        let started = Instant::now();
-        match each {
-            SERIES => {
-                let path = step
-                    .opts
-                    .flags
-                    .series
-                    .as_deref()
-                    .context("a series step has a series")?;
-                let applied = run.own("series", || {
-                    let applied = apply_series(step, path)?;
-                    let summary = match &applied {
-                        Ok(_) => format!("{} applied in place", path.display()),
-                        Err(_) => "does not apply".to_owned(),
-                    };
-                    Ok((applied, summary))
-                })?;
-                match applied {
-                    Ok(guard) => _series = Some(guard),
-                    Err(why) => return Ok(Finding::SeriesDoesNotApply(why)),
-                }
-                run.state.series = path.display().to_string();
-            }
-            PipelineStep::Build => {
-                let built = run.step(sh, each);
-                timing.build += started.elapsed();
-                match built {
-                    Ok(()) => {}
-                    Err(err) if is_build_failure(&err) => {
-                        eprintln!("{err:#}");
-                        return Ok(Finding::DoesNotBuild(build_cause(
-                            &format!("{err:#}"),
-                            &step.tree,
-                        )));
-                    }
-                    Err(err) => return Err(err),
-                }
-            }
-            PipelineStep::Suite => {
-                let done = run.step(sh, each);
-                timing.test += started.elapsed();
-                done?;
-            }
-            PipelineStep::Venv => {
-                run.step(sh, each).context(
-                    "making the python venv failed: the machine's fault, not the commit's",
-                )?;
-                timing.build += started.elapsed();
-            }
-            other => run.step(sh, other)?,
-        }
-    }
-    let state = run.finish()?;
-    Ok(
-        match state.outcome.context("a bisect step runs the suite")? {
-            Outcome::Passed => Finding::Passed,
-            Outcome::Failed => Finding::Failed,
-            Outcome::Unsupported => Finding::Unsupported,
+    let prepared = match flags.series.as_deref() {
+        None => Prepared {
+            tree,
+            series: "none".into(),
         },
-    )
+        Some(path) => {
+            let applied = run.own("series", || {
+                let applied = apply_series(step, path)?;
+                let summary = match &applied {
+                    Ok(_) => format!("{} applied in place", path.display()),
+                    Err(_) => "does not apply".to_owned(),
+                };
+                Ok((applied, summary))
+            })?;
+            match applied {
+                Ok(guard) => _series = Some(guard),
+                Err(why) => return Ok(Finding::SeriesDoesNotApply(why)),
+            }
+            Prepared {
+                tree,
+                series: path.display().to_string(),
+            }
+        }
+    };
+    let guard = run.wire(&prepared.tree, &step.qmp_tests)?;
+    let started = Instant::now();
+    let python = run
+        .venv(&step.tree)
+        .context("making the python venv failed: the machine's fault, not the commit's")?;
+    let built = run.build(&step.tree, &python, &step.opts.build);
+    timing.build += started.elapsed();
+    let built = match built {
+        Ok(built) => built,
+        Err(err) if is_build_failure(&err) => {
+            eprintln!("{err:#}");
+            return Ok(Finding::DoesNotBuild(build_cause(
+                &format!("{err:#}"),
+                &step.tree,
+            )));
+        }
+        Err(err) => return Err(err),
+    };
+    let started = Instant::now();
+    let suite = SuiteCli {
+        suite: flags.suite.clone(),
+        junit: Some(step.dir.join("junit.xml")),
+        ..SuiteCli::default()
+    };
+    let outcome = run.suite(SuiteRun {
+        prepared: &prepared,
+        commit: Some(step.commit.clone()),
+        built: &built,
+        qmp_tests: &step.qmp_tests,
+        qmp_python: None,
+        program: step.opts.build.program,
+        opts: &suite,
+    });
+    timing.test += started.elapsed();
+    if let Some(guard) = guard {
+        guard.finish()?;
+    }
+    Ok(match outcome? {
+        Outcome::Passed => Finding::Passed,
+        Outcome::Failed => Finding::Failed,
+        Outcome::Unsupported => Finding::Unsupported,
+    })
 }
 
 /// Whether a build error is the commit's fault: configure or ninja ran and
