@@ -29,7 +29,6 @@ use crate::{series, source};
     bin_name = "cargo xtask",
     about = "Project automation for the QEMU dynamic-monitor tests.",
     disable_version_flag = true,
-    disable_help_subcommand = true,
     arg_required_else_help = true,
     term_width = 80,
     after_help = "Each command takes --help."
