@@ -580,3 +580,70 @@ pub struct Docs {
 pub fn parse(argv: &[&str]) -> clap::error::Result<Xtask> {
     Xtask::try_parse_from(std::iter::once("cargo xtask").chain(argv.iter().copied()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `bench` forwards to the `cargo xtask test` runs it times is
+    /// its source and build flags, without its own.
+    #[test]
+    fn bench_forwards_its_source_and_build_flags_alone() {
+        let Ok(Xtask {
+            command: Command::Bench(bench),
+        }) = parse(&[
+            "bench",
+            "--runs=3",
+            "--mutants",
+            "--no-series",
+            "--target",
+            "aarch64",
+            "--configure-arg",
+            "--enable-debug",
+            "--sanitize=address,undefined",
+        ])
+        else {
+            panic!("bench's flags do not parse")
+        };
+        let mut forwarded: Vec<OsString> = vec!["cargo xtask".into(), "build".into()];
+        forwarded.extend(bench.source.to_args());
+        forwarded.extend(bench.build.to_args());
+        let Ok(Xtask {
+            command: Command::Build(build),
+        }) = Xtask::try_parse_from(&forwarded)
+        else {
+            panic!("{forwarded:?} does not parse")
+        };
+        assert!(build.source.no_series);
+        assert_eq!(build.build.target, "aarch64");
+        assert_eq!(build.build.configure_args, ["--enable-debug"]);
+        assert_eq!(
+            build.build.sanitize,
+            [Sanitizer::Address, Sanitizer::Undefined]
+        );
+    }
+
+    #[test]
+    fn contradictions_are_refused_before_any_work() {
+        for (argv, needle) in [
+            (
+                &["test", "--series", "s", "--no-series"][..],
+                "cannot be used with",
+            ),
+            (
+                &["fetch", "--qemu-src", "q", "--from", "git"],
+                "cannot be used with",
+            ),
+            (&["ci", "--series", "s"], "--leg"),
+            (&["bench", "--runs", "0"], "from 1 up"),
+            (
+                &["test", "--sanitize", "thread"],
+                "possible values: address, undefined",
+            ),
+            (&["mutants", "--shard", "0/2"], "K-th of N"),
+        ] {
+            let err = parse(argv).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains(needle), "{argv:?}: {err}");
+        }
+    }
+}
