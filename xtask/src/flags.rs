@@ -615,12 +615,30 @@ mod tests {
             panic!("{forwarded:?} does not parse")
         };
         assert!(build.source.no_series);
-        assert_eq!(build.build.target, "aarch64");
+        assert_eq!(build.build.target.as_deref(), Some("aarch64"));
         assert_eq!(build.build.configure_args, ["--enable-debug"]);
         assert_eq!(
             build.build.sanitize,
             [Sanitizer::Address, Sanitizer::Undefined]
         );
+    }
+
+    #[test]
+    fn the_storage_daemon_takes_no_target() {
+        let build = |argv: &[&str]| match parse(argv) {
+            Ok(Xtask {
+                command: Command::Build(build),
+            }) => build.program.options(&build.build, Targets::AtBuild),
+            _ => panic!("{argv:?} does not parse"),
+        };
+        let opts = build(&["build", "--program", "storage-daemon"]).unwrap();
+        assert_eq!(opts.program, Program::StorageDaemon);
+        let err = build(&["build", "--program=storage-daemon", "--target=aarch64"]).unwrap_err();
+        assert!(
+            err.to_string().contains("qemu-storage-daemon has none"),
+            "{err}"
+        );
+        assert_eq!(build(&["build"]).unwrap().target, "x86_64");
     }
 
     #[test]
