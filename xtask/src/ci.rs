@@ -314,12 +314,9 @@ struct Beside {
 
 impl Drop for Beside {
     fn drop(&mut self) {
-        let child = &mut self.running.child;
-        if let Ok(None) = child.try_wait() {
-            // SAFETY: kill has no memory-safety preconditions; the child
-            // leads a process group of its own (interrupt::spawn).
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
-            let _ = child.wait();
+        if let Ok(None) = self.running.child.try_wait() {
+            self.running.signal_group(rustix::process::Signal::TERM);
+            let _ = self.running.child.wait();
         }
     }
 }
@@ -644,8 +641,9 @@ mod tests {
         let start = Instant::now();
         drop(beside);
         assert!(start.elapsed() < std::time::Duration::from_secs(10));
-        // SAFETY: signal 0 only asks whether the process exists.
-        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        let alive =
+            rustix::process::test_kill_process(rustix::process::Pid::from_raw(pid).unwrap())
+                .is_ok();
         assert!(!alive, "the stage's process {pid} outlived it");
     }
 }

@@ -77,7 +77,10 @@ enum Done {
 }
 
 fn main() -> ExitCode {
-    interrupt::install();
+    if let Err(err) = interrupt::install() {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
     // The xtask reads tools' output (git am's failure lines, ninja's
     // progress, git bisect's log): in the C locale, not the user's. Set
     // once here, before any thread, so every child inherits it.

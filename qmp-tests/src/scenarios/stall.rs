@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use rustix::process::{kill_process, Pid, Signal};
 use serde_json::{json, Value};
 
 use crate::{
@@ -164,11 +165,10 @@ pub fn stalled_client_sigterm(ctx: &mut Ctx) -> Result<()> {
         ctx.note(format!("{err:#}"));
     }
     let pid = ctx.machine.pid();
-    // SAFETY: kill has no memory-safety preconditions; QEMU is our child
-    // and not reaped yet, so the pid is still its.
-    if unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("sending QEMU SIGTERM");
-    }
+    // QEMU is our child and not reaped yet, so the pid is still its.
+    let qemu = i32::try_from(pid).ok().and_then(Pid::from_raw);
+    let qemu = qemu.with_context(|| format!("QEMU's pid {pid} is no process id"))?;
+    kill_process(qemu, Signal::TERM).context("sending QEMU SIGTERM")?;
     let limit = prompt(ctx);
     let Some(exit) = ctx.machine.wait_exit(limit)? else {
         bail!(

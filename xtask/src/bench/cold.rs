@@ -149,8 +149,7 @@ fn run(
     // slow this run's first steps (a `cargo xtask fetch` right after
     // another took 10.4 s against 6.9 s), and so favour whichever run
     // goes first.
-    // SAFETY: sync(2) takes no arguments and cannot fail.
-    unsafe { libc::sync() };
+    rustix::fs::sync();
     let start = Instant::now();
     let out = interrupt::output(command, "a cold cargo xtask test")?;
     let total = start.elapsed().as_secs_f64();
