@@ -140,7 +140,7 @@ pub fn run(sh: &Shell, opts: &Options, main_help: &str, commands: &[&Command]) -
 }
 
 /// Milliseconds below a second, seconds above.
-fn secs(s: f64) -> String {
+pub fn secs(s: f64) -> String {
     if s < 1.0 {
         format!("{:.1} ms", s * 1000.0)
     } else {
