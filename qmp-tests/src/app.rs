@@ -310,21 +310,17 @@ fn python_client(args: &Args) -> Result<Option<PythonClient>> {
     };
     Ok(Some(PythonClient {
         interpreter,
-        qemu_src: absolute(src)?,
+        qemu_src: qmp_tests::absolute(src)?,
     }))
 }
 
 /// A Python given by path is made absolute; a bare name is left to `PATH`.
 fn interpreter(python: &std::path::Path) -> Result<std::path::PathBuf> {
     if python.components().count() > 1 {
-        absolute(python)
+        qmp_tests::absolute(python)
     } else {
         Ok(python.to_owned())
     }
-}
-
-fn absolute(path: &std::path::Path) -> Result<std::path::PathBuf> {
-    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
 }
 
 /// The chosen scenarios in the suite's order, or all of them.

@@ -18,7 +18,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 /// What a flag's value is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -274,7 +274,7 @@ impl Matches {
     pub fn path(&self, name: &str) -> Result<Option<PathBuf>> {
         self.raw(name)
             .next()
-            .map(|v| absolute(PathBuf::from(v)))
+            .map(|v| qmp_tests::absolute(std::path::Path::new(&v)))
             .transpose()
     }
 
@@ -304,17 +304,6 @@ impl Matches {
             },
         }
     }
-}
-
-/// A path as the user meant it: relative to the directory the command was
-/// run in, whatever directory a step later runs in.
-pub fn absolute(path: PathBuf) -> Result<PathBuf> {
-    std::path::absolute(&path).with_context(|| {
-        format!(
-            "making {} absolute against the current directory",
-            path.display()
-        )
-    })
 }
 
 /// Parses, or prints the help and says so.

@@ -124,7 +124,7 @@ pub fn parse(m: &Matches) -> Result<Options> {
         args.extend(["--chardevs".into(), text.into()]);
     }
     let junit = match m.path("junit")? {
-        Some(path) => cli::absolute(path)?,
+        Some(path) => qmp_tests::absolute(&path)?,
         None => default_dir().join("junit.xml"),
     };
     args.extend(["--junit".into(), junit.into_os_string()]);
