@@ -31,10 +31,16 @@ pub(crate) fn timed_out(err: &std::io::Error) -> bool {
 }
 
 /// Waits until `fd` is readable (for a pidfd: its process has exited) or
-/// `deadline` passes; returns whether it became readable. A signal that
-/// interrupts the wait does not end it.
+/// `deadline` passes; returns whether it became readable.
 pub fn wait_readable(fd: impl AsFd, deadline: Instant) -> std::io::Result<bool> {
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    wait_ready(fd, PollFlags::IN, deadline)
+}
+
+/// Waits until `fd` is ready for `events` or `deadline` passes; returns
+/// whether it became ready. A signal that interrupts the wait does not
+/// end it.
+pub fn wait_ready(fd: impl AsFd, events: PollFlags, deadline: Instant) -> std::io::Result<bool> {
+    let mut fds = [PollFd::new(&fd, events)];
     loop {
         // A passed deadline still polls once, so a ready fd is seen.
         let left = remaining(deadline).unwrap_or_default();

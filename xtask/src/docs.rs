@@ -141,7 +141,7 @@ pub fn run(sh: &Shell, opts: &Options, main_help: &str, commands: &[&Command]) -
 
 /// Milliseconds below a second, seconds above.
 pub fn secs(s: f64) -> String {
-    if s < 1.0 {
+    if s.abs() < 1.0 {
         format!("{:.1} ms", s * 1000.0)
     } else {
         format!("{s:.2} s")
