@@ -83,14 +83,23 @@ pub fn check() -> Result<()> {
 /// unregistered when dropped.
 pub struct Forwarded {
     pub child: Child,
-    group: Pid,
+    group: Registered,
+}
+
+/// A process group in [`CHILDREN`] until dropped.
+struct Registered(Pid);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        children().retain(|&group| group != self.0);
+    }
 }
 
 impl Forwarded {
     /// Sends `signal` to the child's whole group; a group already gone is
     /// not an error.
     pub fn signal_group(&self, signal: Signal) {
-        let _ = kill_process_group(self.group, signal);
+        let _ = kill_process_group(self.group.0, signal);
     }
 
     /// Waits for the child to exit, at most `limit` when there is one:
@@ -111,12 +120,6 @@ impl Forwarded {
             .wait()
             .with_context(|| format!("waiting for {what}"))?;
         Ok(Some(status))
-    }
-}
-
-impl Drop for Forwarded {
-    fn drop(&mut self) {
-        children().retain(|&group| group != self.group);
     }
 }
 
@@ -173,6 +176,7 @@ pub fn spawn(command: &mut Command, what: &str) -> Result<Forwarded> {
         let _ = kill_process_group(group, Signal::INT);
     }
     drop(groups);
+    let group = Registered(group);
     Ok(Forwarded { child, group })
 }
 
@@ -187,7 +191,6 @@ pub fn output_with_input(
     input: Option<Vec<u8>>,
     what: &str,
 ) -> Result<Output> {
-    use std::io::Read;
     use std::process::Stdio;
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     if input.is_some() {
@@ -203,38 +206,20 @@ pub fn output_with_input(
         })),
         _ => None,
     };
-    let (Some(mut stdout), Some(mut stderr)) =
-        (running.child.stdout.take(), running.child.stderr.take())
-    else {
-        unreachable!("both outputs were piped");
-    };
-    // Both pipes drain at once, or a child that fills one would block.
-    let reader = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        stdout.read_to_end(&mut bytes).map(|_| bytes)
-    });
-    let mut err = Vec::new();
-    stderr
-        .read_to_end(&mut err)
-        .with_context(|| format!("reading the output of {what}"))?;
-    let out = reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("the reader of {what}'s output panicked"))?
-        .with_context(|| format!("reading the output of {what}"))?;
-    let status = running
-        .child
-        .wait()
+    // Registered until it has exited; both pipes drain at once.
+    let Forwarded {
+        child,
+        group: _group,
+    } = running;
+    let out = child
+        .wait_with_output()
         .with_context(|| format!("waiting for {what}"))?;
     if let Some(writer) = writer {
         // A child that exits without reading all its input closes the pipe
         // (EPIPE): its exit status says what happened, not the write.
         let _ = writer.join();
     }
-    Ok(Output {
-        status,
-        stdout: out,
-        stderr: err,
-    })
+    Ok(out)
 }
 
 /// Runs `command` to completion with the xtask's own stdout and stderr,
