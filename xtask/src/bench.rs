@@ -42,7 +42,7 @@ enforced: a miss still exits 0.",
                 ),
                 cli::switch(
                     "mutants",
-                    "also time cargo xtask mutants over the whole\ncatalogue: in full (--all-failures) and first kill,\nthe verdicts compared (minutes)",
+                    "also time cargo xtask mutants over the whole\ncatalogue (minutes)",
                 ),
                 cli::value(
                     "cold",
@@ -411,24 +411,10 @@ impl Bench {
 
     fn mutants(&mut self, sh: &Shell) -> Result<()> {
         let m = mutants::measure(sh)?;
-        self.add(
-            "mutants.full",
-            "cargo xtask mutants --all-failures, the whole catalogue",
-            m.full,
-        );
         let label = "cargo xtask mutants, the whole catalogue (first kill, warm)";
-        self.add("mutants.whole", label, m.fast);
-        let (caught, total, full) = (m.caught, m.total, m.full.median);
-        let basis = format!("{caught} of {total} caught; the full run took {full:.0} s");
-        self.target(label, (m.fast.median, MUTANTS_LIMIT), "s", basis);
-        let name = "mutants whose first-kill verdict differs from the full run's";
-        let differing = m.differing.join("; ");
-        let basis = if differing.is_empty() {
-            "none".to_owned()
-        } else {
-            differing
-        };
-        self.target(name, (m.differing.len() as f64, 0.0), "", basis);
+        self.add("mutants", label, m.whole);
+        let basis = format!("{} of {} caught", m.caught, m.total);
+        self.target(label, (m.whole.median, MUTANTS_LIMIT), "s", basis);
         Ok(())
     }
 
