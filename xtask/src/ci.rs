@@ -517,7 +517,7 @@ pub fn run(sh: &Shell, opts: &Options) -> Result<()> {
 }
 
 /// `cargo xtask ARGS` in the project root, for a stage beside the others.
-fn nested_xtask(cargo: &str, root: &Path, args: &[&str]) -> std::process::Command {
+fn nested_xtask(cargo: &std::ffi::OsStr, root: &Path, args: &[&str]) -> std::process::Command {
     let mut command = std::process::Command::new(cargo);
     command
         .arg("xtask")
