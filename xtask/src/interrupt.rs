@@ -35,7 +35,8 @@ fn children() -> MutexGuard<'static, Vec<Pid>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Starts the thread that receives SIGINT, SIGTERM and SIGHUP.
+/// Starts the thread that receives SIGINT, SIGTERM and SIGHUP. It reads
+/// no environment, so the dispatcher may still set variables after it.
 pub fn install() -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .context("catching SIGINT, SIGTERM and SIGHUP")?;
@@ -237,7 +238,7 @@ pub fn run(mut command: Command, what: &str) -> Result<()> {
 }
 
 /// xshell's commands, run through [`spawn`] like every other child: in a
-/// process group the handler signals, killed with the xtask. xshell's own
+/// process group the signal thread signals, killed with the xtask. xshell's own
 /// `run`, `read` and `output` would start them where neither reaches.
 /// Errors name the command line.
 pub trait Controlled {

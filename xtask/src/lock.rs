@@ -39,7 +39,8 @@ pub fn cache() -> Result<Lock> {
     let lock = take(&path, &format!("is using {}", dir.display()))?;
     // Inherited by the children: a nested `cargo xtask` runs under this
     // lock rather than deadlock waiting for it. Set before any thread
-    // exists (the dispatcher calls this first).
+    // but the signal thread, which reads no environment, exists (the
+    // dispatcher calls this first).
     std::env::set_var(HELD, &path);
     Ok(lock)
 }

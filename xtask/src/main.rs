@@ -83,7 +83,8 @@ fn main() -> ExitCode {
     }
     // The xtask reads tools' output (git am's failure lines, ninja's
     // progress, git bisect's log): in the C locale, not the user's. Set
-    // once here, before any thread, so every child inherits it.
+    // once here, before any thread but the signal thread (which reads no
+    // environment), so every child inherits it.
     std::env::set_var("LC_ALL", "C");
     let mut argv: Vec<OsString> = std::env::args_os().skip(1).collect();
     if argv.is_empty() {
