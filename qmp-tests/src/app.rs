@@ -323,21 +323,17 @@ fn python_client(args: &SuiteCli) -> Result<Option<PythonClient>> {
     };
     Ok(Some(PythonClient {
         interpreter,
-        qemu_src: absolute(src)?,
+        qemu_src: qmp_tests::absolute(src)?,
     }))
 }
 
 /// A Python given by path is made absolute; a bare name is left to `PATH`.
 fn interpreter(python: &std::path::Path) -> Result<std::path::PathBuf> {
     if python.components().count() > 1 {
-        absolute(python)
+        qmp_tests::absolute(python)
     } else {
         Ok(python.to_owned())
     }
-}
-
-fn absolute(path: &std::path::Path) -> Result<std::path::PathBuf> {
-    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
 }
 
 /// The chosen scenarios in the suite's order, or all of them.
@@ -349,13 +345,8 @@ fn select(names: &[String]) -> Vec<&'static Scenario> {
 }
 
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; the result is
-    // NUL-terminated unless truncated, which we handle by the length.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".to_string();
-    }
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..len]).into_owned()
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }

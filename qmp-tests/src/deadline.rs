@@ -1,7 +1,15 @@
 //! Deadlines are absolute instants so that a chain of waits shares one
 //! budget instead of each step restarting its own clock.
 
-use std::time::{Duration, Instant};
+use std::{
+    os::fd::AsFd,
+    time::{Duration, Instant},
+};
+
+use rustix::{
+    event::{poll, PollFd, PollFlags, Timespec},
+    io::Errno,
+};
 
 /// Time left until `deadline`, or `None` once it has passed.
 ///
@@ -22,8 +30,29 @@ pub(crate) fn timed_out(err: &std::io::Error) -> bool {
     )
 }
 
-/// Milliseconds for `poll(2)`, rounded up so a wait never ends early.
-pub(crate) fn poll_millis(left: Duration) -> libc::c_int {
-    let millis = left.as_nanos().div_ceil(1_000_000);
-    millis.min(libc::c_int::MAX as u128) as libc::c_int
+/// Waits until `fd` is readable (for a pidfd: its process has exited) or
+/// `deadline` passes; returns whether it became readable.
+pub fn wait_readable(fd: impl AsFd, deadline: Instant) -> std::io::Result<bool> {
+    wait_ready(fd, PollFlags::IN, deadline)
+}
+
+/// Waits until `fd` is ready for `events` or `deadline` passes; returns
+/// whether it became ready. A signal that interrupts the wait does not
+/// end it.
+pub fn wait_ready(fd: impl AsFd, events: PollFlags, deadline: Instant) -> std::io::Result<bool> {
+    let mut fds = [PollFd::new(&fd, events)];
+    loop {
+        // A passed deadline still polls once, so a ready fd is seen.
+        let left = remaining(deadline).unwrap_or_default();
+        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        });
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) if left.is_zero() => return Ok(false),
+            Ok(0) | Err(Errno::INTR) => {}
+            Ok(_) => return Ok(true),
+            Err(err) => return Err(err.into()),
+        }
+    }
 }

@@ -9,7 +9,6 @@ use qmp_tests::{
     janitor::Janitor,
     junit::{self, SuiteInfo},
     outcome::{Failure, Outcome},
-    route::Route,
 };
 
 /// Runs; the exit status.
@@ -131,14 +130,11 @@ fn write_summary(path: &std::path::Path, summary: &Summary) -> Result<()> {
 
 fn write_junit(path: &std::path::Path, leg: Option<String>, summary: &Summary) -> Result<()> {
     let notes: Vec<String> = summary.render().lines().map(str::to_string).collect();
+    let duration = summary.elapsed;
     let passed = Outcome {
-        name: "explore".into(),
-        duration: summary.elapsed,
+        duration,
         notes,
-        failure: None,
-        phases: Vec::new(),
-        skipped: None,
-        route: Route::Commands,
+        ..Outcome::new("explore")
     };
     // One testcase per kind of failure, named for it: GitLab drops
     // testcases whose names repeat.

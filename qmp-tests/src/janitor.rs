@@ -16,11 +16,13 @@ use std::{
     os::unix::{ffi::OsStrExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
-    sync::Mutex,
+    sync::{atomic::AtomicBool, Mutex},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
+use rustix::process::Signal;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 
 use crate::pidfd::PidFd;
 
@@ -29,8 +31,7 @@ pub const SUBCOMMAND: &str = "__janitor";
 
 /// Signals that reach a whole foreground process group (Ctrl-C, Ctrl-\,
 /// a closing terminal); the janitor must outlive them to do its job.
-const TERMINAL_SIGNALS: [libc::c_int; 4] =
-    [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTERM];
+const TERMINAL_SIGNALS: [i32; 4] = [SIGINT, SIGQUIT, SIGHUP, SIGTERM];
 
 /// How long the janitor waits for killed processes before removing dirs.
 const KILL_WAIT: Duration = Duration::from_secs(10);
@@ -50,19 +51,11 @@ impl Janitor {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                // Its own process group keeps terminal signals for the
-                // runner's group away; ignoring them as well covers a
-                // signal sent to our pid on purpose by a wrapper script.
-                libc::setpgid(0, 0);
-                for signal in TERMINAL_SIGNALS {
-                    libc::signal(signal, libc::SIG_IGN);
-                }
-                Ok(())
-            });
-        }
+        // Its own process group keeps terminal signals for the runner's
+        // group away; the janitor also catches them itself
+        // ([`ignore_terminal_signals`]) for a signal sent to its pid on
+        // purpose by a wrapper script.
+        command.process_group(0);
         let mut child = command
             .spawn()
             .with_context(|| format!("starting the janitor process {}", program.display()))?;
@@ -123,13 +116,15 @@ impl Drop for Janitor {
     }
 }
 
-/// Ignores the signals a terminal sends to a whole group. The spawner
-/// already did so before exec; the janitor entry point repeats it for a
-/// janitor started some other way.
+/// Makes the janitor outlive the signals a terminal sends to a whole
+/// group: each only sets a flag that nothing reads. Called first thing by
+/// the janitor's entry point.
 pub fn ignore_terminal_signals() {
+    static SEEN: AtomicBool = AtomicBool::new(false);
     for signal in TERMINAL_SIGNALS {
-        // SAFETY: setting a signal disposition to SIG_IGN.
-        unsafe { libc::signal(signal, libc::SIG_IGN) };
+        if let Err(err) = signal_hook::flag::register(signal, &SEEN) {
+            eprintln!("janitor: cannot catch signal {signal}: {err}");
+        }
     }
 }
 
@@ -179,7 +174,7 @@ fn parse_pid(arg: &[u8]) -> Option<u32> {
 fn clean_up(pids: impl Iterator<Item = PidFd>, dirs: BTreeSet<PathBuf>) {
     let pids: Vec<PidFd> = pids.collect();
     for pidfd in &pids {
-        let _ = pidfd.signal(libc::SIGKILL);
+        let _ = pidfd.signal(Signal::KILL);
     }
     // Dead before their dirs go, so no QEMU recreates a socket in a
     // directory we are removing.

@@ -45,3 +45,15 @@ pub mod text;
 
 pub use machine::{LaunchOptions, Machine};
 pub use qmp::{Qmp, QmpError, Transcript};
+
+/// A path as the user meant it: relative to the directory the command was
+/// run in, whatever directory a later step runs in.
+pub fn absolute(path: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    std::path::absolute(path).with_context(|| {
+        format!(
+            "making {} absolute against the current directory",
+            path.display()
+        )
+    })
+}

@@ -36,16 +36,35 @@ pub struct Failure {
 }
 
 impl Outcome {
-    /// A scenario that did not run, for `reason`.
-    pub fn skipped(name: &str, reason: &str) -> Outcome {
+    /// A scenario that passed in no time, on the commands route: the
+    /// start every other outcome is built from.
+    pub fn new(name: &str) -> Outcome {
         Outcome {
             name: name.to_string(),
             duration: std::time::Duration::ZERO,
             notes: Vec::new(),
             phases: Vec::new(),
             failure: None,
-            skipped: Some(reason.to_string()),
+            skipped: None,
             route: Route::Commands,
+        }
+    }
+
+    /// A scenario that did not run, for `reason`.
+    pub fn skipped(name: &str, reason: &str) -> Outcome {
+        let skipped = Some(reason.to_string());
+        Outcome {
+            skipped,
+            ..Outcome::new(name)
+        }
+    }
+
+    /// A scenario that failed before it ran, for `failure`.
+    pub fn failing(name: &str, failure: Failure) -> Outcome {
+        let failure = Some(failure);
+        Outcome {
+            failure,
+            ..Outcome::new(name)
         }
     }
 

@@ -4,13 +4,12 @@
 //! or polling it after the process was reaped hits nothing else; and
 //! `poll` on it is how we wait for an exit with a deadline, without sleeps.
 
-use std::{
-    io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    time::Instant,
-};
+use std::{io, os::fd::OwnedFd, time::Instant};
 
-use crate::deadline::{poll_millis, remaining};
+use rustix::{
+    io::Errno,
+    process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal},
+};
 
 #[derive(Debug)]
 pub struct PidFd {
@@ -20,14 +19,9 @@ pub struct PidFd {
 
 impl PidFd {
     pub fn open(pid: u32) -> io::Result<PidFd> {
-        let pid_arg = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid_arg, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the kernel just handed us this fd and nobody else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+        let raw = i32::try_from(pid).map_err(io::Error::other)?;
+        let id = Pid::from_raw(raw).ok_or_else(|| io::Error::other("pid 0 names no process"))?;
+        let fd = pidfd_open(id, PidfdFlags::empty())?;
         Ok(PidFd { fd, pid })
     }
 
@@ -36,54 +30,18 @@ impl PidFd {
     }
 
     /// Sends `signal`; a process that is already gone is not an error.
-    pub fn signal(&self, signal: libc::c_int) -> io::Result<()> {
-        // SAFETY: plain syscall on an fd we own; no pointers are passed
-        // (the siginfo argument is NULL).
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.fd.as_raw_fd(),
-                signal,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::ESRCH) {
-                return Err(err);
-            }
+    pub fn signal(&self, signal: Signal) -> io::Result<()> {
+        match pidfd_send_signal(&self.fd, signal) {
+            Ok(()) | Err(Errno::SRCH) => Ok(()),
+            Err(err) => Err(err.into()),
         }
-        Ok(())
     }
 
     /// Waits until the process has exited or `deadline` passes; returns
     /// whether it exited. For our own children an exited process is still
     /// to be reaped.
     pub fn wait_exit(&self, deadline: Instant) -> io::Result<bool> {
-        loop {
-            let timeout = remaining(deadline).map_or(0, poll_millis);
-            let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd for the duration of the call.
-            let rc = unsafe { libc::poll(&mut pfd, 1, timeout) };
-            if rc > 0 {
-                return Ok(true);
-            }
-            if rc == 0 {
-                if timeout == 0 {
-                    return Ok(false);
-                }
-                continue;
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
+        crate::deadline::wait_readable(&self.fd, deadline)
     }
 }
 
@@ -102,12 +60,12 @@ mod tests {
         let start = Instant::now();
         assert!(!pidfd.wait_exit(start + Duration::from_millis(100)).unwrap());
         assert!(start.elapsed() >= Duration::from_millis(100));
-        pidfd.signal(libc::SIGKILL).unwrap();
+        pidfd.signal(Signal::KILL).unwrap();
         assert!(pidfd
             .wait_exit(Instant::now() + Duration::from_secs(10))
             .unwrap());
         child.wait().unwrap();
         // Reaped: signalling is now a no-op, not an error or a stray kill.
-        pidfd.signal(libc::SIGKILL).unwrap();
+        pidfd.signal(Signal::KILL).unwrap();
     }
 }

@@ -490,37 +490,24 @@ fn timeout_cause(entry: &Running) -> String {
 
 /// Every scenario failing for one reason found before any ran.
 pub fn fail_all(scenarios: &[&'static Scenario], cause: &str, transcript: &str) -> Vec<Outcome> {
-    scenarios
-        .iter()
-        .map(|scenario| Outcome {
-            name: scenario.name.to_string(),
-            duration: Duration::ZERO,
-            notes: Vec::new(),
-            phases: Vec::new(),
-            failure: Some(Failure {
-                cause: cause.to_string(),
-                transcript: transcript.to_string(),
-                ..Failure::default()
-            }),
-            skipped: None,
-            route: Route::Commands,
-        })
-        .collect()
+    let (cause, transcript) = (cause.to_string(), transcript.to_string());
+    let failure = Failure {
+        cause,
+        transcript,
+        ..Failure::default()
+    };
+    let fail = |scenario: &&Scenario| Outcome::failing(scenario.name, failure.clone());
+    scenarios.iter().map(fail).collect()
 }
 
 fn harness_failure(name: &str, cause: String) -> Outcome {
-    Outcome {
-        name: name.to_string(),
-        duration: Duration::ZERO,
-        notes: Vec::new(),
-        phases: Vec::new(),
-        failure: Some(Failure {
+    Outcome::failing(
+        name,
+        Failure {
             cause,
             ..Failure::default()
-        }),
-        skipped: None,
-        route: Route::Commands,
-    }
+        },
+    )
 }
 
 /// A route this QEMU does not have: not run.

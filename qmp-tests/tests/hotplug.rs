@@ -198,9 +198,8 @@ fn ctrl_c_of_the_runners_group_leaves_no_qemu_and_no_files() {
     // Ctrl-C signals the whole foreground group; the janitor, in a group
     // of its own and ignoring SIGINT, must survive it to clean up.
     let interrupt = |runner: &mut std::process::Child| {
-        let group = libc::pid_t::try_from(runner.id()).unwrap();
-        // SAFETY: plain syscall; the group is the runner's own.
-        assert_eq!(unsafe { libc::killpg(group, libc::SIGINT) }, 0);
+        let group = rustix::process::Pid::from_child(runner);
+        rustix::process::kill_process_group(group, rustix::process::Signal::INT).unwrap();
     };
     interrupt_and_check(interrupt, libc::SIGINT);
 }

@@ -58,8 +58,7 @@ impl PrivateApt {
             format!("Dir::State::status={}", r.join("status").display()),
         ];
         // As root apt drops to _apt, which cannot write into our cache.
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
+        if rustix::process::geteuid().is_root() {
             opts.push("APT::Sandbox::User=root".to_owned());
         }
         opts.into_iter()

@@ -1,31 +1,30 @@
 //! `cargo xtask bench`: what the suite and the pipeline cost, each figure
 //! also set against the cheapest thing a scenario can do, start one QEMU.
 
-mod client;
 mod cold;
-mod host;
+mod figures;
 mod mutants;
-mod phases;
 mod process;
 mod report;
-mod stats;
 
 use std::ffi::OsString;
+use std::path::Path;
 use std::time::SystemTime;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::build::BuildOptions;
+use crate::docs::secs;
 use crate::pipeline::{self, SourceArgs};
 use crate::{flags, lock, paths, Done};
-use host::Host;
-use report::{seconds, Figure, Report, Target};
-use stats::Stats;
+use process::{Cases, Suite};
+use report::{Figure, Host, PhaseRow, Report, Stats, Target};
 
 /// A rebuild takes tens of seconds: three runs give a median without
 /// making the bench take many minutes.
 const PIPELINE_RUNS: usize = 3;
+const SEEDS_LABEL: &str = "four seed scenarios, default jobs";
 /// The scenarios the specification names; the rest came after.
 const SEEDS: [&str; 4] = [
     "test_hotplug_cycle",
@@ -82,424 +81,351 @@ impl flags::Bench {
 }
 
 fn run(sh: &Shell, opts: &Options) -> Result<()> {
-    let (runs, forwarded) = (opts.runs, &opts.forwarded);
     // The QEMU to time and the suite binary.
     let ready = pipeline::ready(sh, &opts.source, &opts.build, true)?;
     let (tree, qmp_tests, built) = (ready.prepared.tree, ready.qmp_tests, ready.built);
-    let qemu = built.binary.as_path();
-    let host = Host::read(client::qemu_version(qemu)?);
+    let (qemu, runs) = (built.binary.as_path(), opts.runs);
+    let machine = Host::read(figures::qemu_version(qemu)?);
     eprintln!("==> timing against {}", qemu.display());
-
-    let floor = client::floor(qemu, runs)?;
-    let mut figures = Figures::new(floor);
-    figures.add(
-        "floor",
-        "floor: bare QEMU start, negotiate, quit",
-        floor,
-        true,
-    );
-
-    let first = client::first_schema(qemu, runs)?;
-    let schema = client::schema(qemu, runs)?;
-    let dynamic = schema.dynamic;
-    for (key, label, stats) in [
-        (
-            "schema.dynamic.parsed",
-            "query-qmp-schema, dynamic monitor, parsed",
-            dynamic.parsed,
-        ),
-        (
-            "schema.dynamic.raw",
-            "query-qmp-schema, dynamic monitor, raw",
-            dynamic.raw,
-        ),
-        (
-            "schema.main.parsed",
-            "query-qmp-schema, main monitor, parsed",
-            schema.main.parsed,
-        ),
-        (
-            "schema.main.raw",
-            "query-qmp-schema, main monitor, raw",
-            schema.main.raw,
-        ),
-        (
-            "schema.dynamic.first_raw",
-            "query-qmp-schema, fresh QEMU's first reply, raw",
-            first,
-        ),
-    ] {
-        figures.add(key, label, stats, false);
-    }
-
+    let mut b = Bench::new(figures::floor(qemu, runs)?);
+    let schema = b.schema(qemu, runs)?;
     // The two Python clients' scenarios run, as in `cargo xtask test`,
     // rather than time a skip.
-    let mut clients: Vec<OsString> = vec![
-        "--qemu-src".into(),
-        tree.path.clone().into(),
-        "--python".into(),
-        built.python.clone().into(),
-    ];
+    let mut clients: Vec<OsString> = vec!["--qemu-src".into(), tree.path.clone().into()];
+    clients.extend(["--python".into(), built.python.clone().into()]);
     if let Some(python) = &ready.qmp_python {
         clients.extend(["--qmp-python".into(), python.clone().into()]);
     }
-    let suite_runs = |args: &[&str]| -> Result<Stats> {
-        let mut args = os_strings(args);
-        args.extend(clients.iter().cloned());
-        process::suite(sh, &qmp_tests, qemu, &args, runs)
+    let suite = |args: &[&str]| {
+        let args = args
+            .iter()
+            .map(OsString::from)
+            .chain(clients.iter().cloned());
+        process::suite(sh, (&qmp_tests, qemu), &args.collect::<Vec<_>>(), runs)
     };
-    // Single scenarios and the seeds through one route, the commands one,
-    // as the targets are set; the whole suite through every route the
-    // QEMU has, as users run it.
-    let commands = qmp_tests::route::Route::Commands;
-    for scenario in qmp_tests::scenarios::all()
-        .iter()
-        .filter(|scenario| scenario.routes.contains(&commands))
-    {
-        let name = scenario.name;
-        let stats = suite_runs(&["--scenario", name, "--jobs", "1", "--route", "commands"])?;
-        figures.add(
-            &format!("scenario.{name}"),
-            &format!("{name} alone"),
-            stats,
-            true,
-        );
-    }
-    let one_job = suite_runs(&["--jobs", "1"])?;
-    figures.add("suite.jobs1", "whole suite, --jobs 1", one_job, true);
-    let default_jobs = suite_runs(&[])?;
-    figures.add(
-        "suite.default",
-        "whole suite, default jobs",
-        default_jobs,
-        true,
-    );
-    let mut seed_args: Vec<&str> = SEEDS.iter().flat_map(|s| ["--scenario", s]).collect();
-    seed_args.extend(["--route", "commands"]);
-    let seeds = suite_runs(&seed_args)?;
-    let seed_args = os_strings(&seed_args);
-    figures.add(
-        "seeds.default",
-        "four seed scenarios, default jobs",
-        seeds,
-        true,
-    );
-
-    let meson = process::meson(
-        sh,
-        &tree.path,
-        qemu,
-        &qmp_tests,
-        &opts.build.target,
-        &SEEDS,
-        runs,
-    )?;
-    figures.add(
+    let (default_jobs, seeds, phases) = b.suite(&suite)?;
+    let wired = (tree.path.as_path(), qemu, qmp_tests.as_path());
+    let meson = process::meson(sh, wired, &opts.build.target, &SEEDS, runs)?;
+    b.add(
         "seeds.meson",
         "  the same four through meson test (wired)",
         meson,
-        true,
     );
-    let phase_rows = phases::measure(qemu, &SEEDS, runs)?;
-    eprint!("{}", phases::table(&phase_rows));
-
-    let pipeline_runs = runs.min(PIPELINE_RUNS);
-    let warm = process::pipeline(sh, forwarded, pipeline_runs, || Ok(()))?;
-    figures.add(
-        "pipeline.warm",
-        "cargo xtask test, nothing changed",
-        warm,
-        false,
+    b.seed_targets(&schema, seeds, meson);
+    b.pipeline(sh, opts, &tree.path.join(TOUCHED), default_jobs)?;
+    let (parsed, raw) = (schema.dynamic.parsed.median, schema.dynamic.raw.median);
+    let basis = format!(
+        "parsed {} / raw {} on a dynamic monitor",
+        secs(parsed),
+        secs(raw)
     );
-    // The suite alone, with the same jobs, from this same run: what the
-    // pipeline adds is the rest.
-    let overhead = warm.minus(default_jobs.median);
-    figures.add(
-        "pipeline.warm_overhead",
-        "  its overhead beyond the suite",
-        overhead,
-        false,
-    );
-    let touched = tree.path.join(TOUCHED);
-    let rebuild = process::pipeline(sh, forwarded, pipeline_runs, || process::touch(&touched))?;
-    figures.add(
-        "pipeline.rebuild",
-        "cargo xtask test after touching monitor/qmp.c",
-        rebuild,
-        false,
-    );
-
-    let seeds_target = Target::within(
-        "four seed scenarios, default jobs",
-        seeds.median,
-        SEEDS_BOUND * (floor.median + dynamic.raw.median),
-        "s",
-        format!(
-            "{SEEDS_BOUND} x (floor {} + raw query-qmp-schema reply {})",
-            seconds(floor.median),
-            seconds(dynamic.raw.median)
-        ),
-    );
-    let meson_target = Target::at_least(
-        "four seed scenarios, how many times faster than through meson test",
-        meson.median / seeds.median,
-        MESON_RATIO,
+    b.target(
+        "query-qmp-schema parsed by our client, over raw",
+        (parsed / raw, 1.1),
         "x",
-        format!(
-            "meson test {} / qmp-tests {}, the same scenarios on the same binary",
-            seconds(meson.median),
-            seconds(seeds.median)
-        ),
+        basis,
     );
-    let mut notes = Vec::new();
-    if let Some((phase, time, share)) = phases::heaviest(&phase_rows) {
-        notes.push(format!(
-            "the seed scenarios run alone spend most in '{phase}': {} summed over the four, \
-             {:.0}% of their phases (see the phase table).",
-            seconds(time),
-            share * 100.0
-        ));
+    b.notes(runs, &phases);
+    if opts.mutants {
+        b.mutants(sh)?;
     }
-    let mut targets = vec![
-        seeds_target,
-        meson_target,
-        Target::under(
-            "warm cargo xtask test overhead",
-            overhead.median,
-            3.0,
-            "s",
-            format!(
-                "cargo xtask test {} less the suite alone {}",
-                seconds(warm.median),
-                seconds(default_jobs.median)
-            ),
-        ),
-        Target::under(
-            "rebuild after touching monitor/qmp.c, plus suite (a bisect step's work)",
-            rebuild.median,
-            60.0,
-            "s",
-            "the whole cargo xtask test process".into(),
-        ),
-        Target::within(
-            "query-qmp-schema parsed by our client, over raw",
-            dynamic.parsed.median / dynamic.raw.median,
-            1.1,
-            "x",
-            format!(
-                "parsed {} / raw {} on a dynamic monitor",
-                seconds(dynamic.parsed.median),
-                seconds(dynamic.raw.median)
-            ),
-        ),
-    ];
-    // A wait no QEMU can shorten, which the seeds' bound predates.
-    notes.push(format!(
-        "test_self_removal and the other silence checks watch {} after a removal for \
-         anything a removed monitor must not send: that window is their 'harness' phase, \
-         and the seeds cannot end sooner.",
-        seconds(qmp_tests::scenarios::QUIET_WINDOW.as_secs_f64())
-    ));
-    notes.push(format!(
-        "x floor: a median over the floor's median ({}).",
-        seconds(floor.median)
-    ));
-    if pipeline_runs < runs {
-        notes.push(format!(
-            "the cargo xtask test figures have {pipeline_runs} runs, the rest {runs}: \
-             each rebuild takes tens of seconds."
-        ));
-    }
-    notes.push(
-        "the overhead is each cargo xtask test run less the median of the whole suite \
-         alone with default jobs."
-            .into(),
-    );
-    notes.push(format!(
-        "floor and query-qmp-schema times come from this xtask's {} build of the \
-         qmp-tests client and serde_json; the suite binary is a release build.",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
-    ));
-    notes.push(
-        "query-qmp-schema: raw is execute_raw, parsed is execute; each timed request \
-         follows an untimed query-version, so that QEMU is done with the previous reply."
-            .into(),
-    );
-
-    let mutants = if opts.mutants {
-        let measured = mutants::measure(sh)?;
-        figures.add(
-            "mutants.full",
-            "cargo xtask mutants --all-failures, the whole catalogue",
-            measured.full,
-            false,
-        );
-        figures.add(
-            "mutants.whole",
-            "cargo xtask mutants, the whole catalogue (first kill, warm)",
-            measured.fast,
-            false,
-        );
-        let shards: Vec<String> = measured
-            .shards
-            .iter()
-            .enumerate()
-            .map(|(i, secs)| format!("{}/{}: {secs:.0} s", i + 1, mutants::SHARDS))
-            .collect();
-        targets.push(Target::within(
-            "cargo xtask mutants, the whole catalogue (first kill, warm)",
-            measured.fast.median,
-            MUTANTS_LIMIT,
-            "s",
-            format!(
-                "{} of {} caught; the full run took {:.0} s",
-                measured.caught, measured.total, measured.full.median
-            ),
-        ));
-        targets.push(Target::within(
-            "mutants whose first-kill verdict differs from the full run's",
-            measured.differing.len() as f64,
-            0.0,
-            "",
-            list_or_none(&measured.differing),
-        ));
-        targets.push(Target::within(
-            "shards 1/3 + 2/3 + 3/3 against the whole run (mutants or verdicts that differ)",
-            measured.shards_differ.len() as f64,
-            0.0,
-            "",
-            format!(
-                "{}; shards took {}",
-                list_or_none(&measured.shards_differ),
-                shards.join(", ")
-            ),
-        ));
-        Some(format!(
-            "mutants: the full run is also the first-kill run's history (its scenario \
-             order); each shard runs the baseline itself. Differing: {}",
-            list_or_none(&measured.differing)
-        ))
-    } else {
-        None
-    };
-    notes.extend(mutants);
-    let cold = match &opts.cold {
-        Some(rev) => {
-            // Each cold run's QEMU, timed before its clone goes: what the
-            // build options change in what the suite waits for.
-            let time_qemu = |qemu: &std::path::Path| -> Result<(Stats, Stats)> {
-                let floor = client::floor(qemu, runs)?;
-                let seeds = process::suite(sh, &qmp_tests, qemu, &seed_args, runs)?;
-                Ok((floor, seeds))
-            };
-            let cold = cold::measure(sh, rev, &time_qemu)?;
-            for (key, run) in [
-                ("pipeline.cold.baseline", &cold.baseline),
-                ("pipeline.cold", &cold.head),
-                ("pipeline.cold.warm_ccache", &cold.warm_ccache),
-            ] {
-                figures.add(
-                    key,
-                    &format!("cargo xtask test, {}", run.label),
-                    Stats::of(&[run.total]).expect("one run"),
-                    false,
-                );
-            }
-            targets.push(Target::within(
-                "cold cargo xtask test, fresh clone, empty ccache",
-                cold.head.total,
-                COLD_LIMIT,
-                "s",
-                "host packages, crates and pip downloads present".into(),
-            ));
-            for (name, run) in [
-                (
-                    "cold cargo xtask test against the earlier commit's",
-                    &cold.head,
-                ),
-                (
-                    "the same from a second clone, ccache warm, against it",
-                    &cold.warm_ccache,
-                ),
-            ] {
-                targets.push(Target::within(
-                    name,
-                    run.total / cold.baseline.total,
-                    COLD_RATIO,
-                    "x",
-                    format!(
-                        "{} / {}, side by side in this run",
-                        seconds(run.total),
-                        seconds(cold.baseline.total)
-                    ),
-                ));
-            }
-            Some(cold)
-        }
-        None => None,
-    };
-
+    let cold = opts.cold.as_ref().map(|rev| b.cold(sh, rev)).transpose()?;
+    let (date, schema_bytes) = (crate::files::iso(SystemTime::now()), schema.bytes);
+    let (figures, targets, notes, seed_phases_s) = (b.figures, b.targets, b.notes, phases);
     let report = Report {
-        date: crate::files::iso(SystemTime::now()),
-        host,
+        date,
+        machine,
         runs,
-        figures: figures.list,
-        schema_bytes: schema.bytes,
+        figures,
+        schema_bytes,
         targets,
         notes,
-        phases: phase_rows,
+        seed_phases_s,
         cold,
     };
-    println!("{}", report.table());
-    let (latest, dated) = report.write(&paths::target_dir().join("bench"))?;
+    let (table, latest, dated) = report.write(&paths::target_dir().join("bench"))?;
+    println!("{table}");
     eprintln!("wrote {} and {}", latest.display(), dated.display());
     Ok(())
 }
 
-/// The figures so far, each announced as it is taken: a bench takes minutes.
-struct Figures {
+/// The figures, targets and notes so far, each figure announced as it is
+/// taken: a bench takes minutes.
+struct Bench {
     floor: Stats,
-    list: Vec<Figure>,
+    figures: Vec<Figure>,
+    targets: Vec<Target>,
+    notes: Vec<String>,
 }
 
-impl Figures {
-    fn new(floor: Stats) -> Figures {
-        Figures {
+impl Bench {
+    fn new(floor: Stats) -> Bench {
+        let (figures, targets, notes) = (Vec::new(), Vec::new(), Vec::new());
+        let mut bench = Bench {
             floor,
-            list: Vec::new(),
+            figures,
+            targets,
+            notes,
+        };
+        bench.add("floor", "floor: bare QEMU start, negotiate, quit", floor);
+        bench
+    }
+
+    /// Figures whose label starts `cargo xtask` or `query-qmp-schema`
+    /// hold no QEMU of their own: they are not set against the floor.
+    fn add(&mut self, key: &str, label: &str, stats: Stats) {
+        let (median, min, max) = (secs(stats.median), secs(stats.min), secs(stats.max));
+        eprintln!(
+            "    {label}: {median} (min {min}, max {max}, {} runs)",
+            stats.runs
+        );
+        let own = ["cargo xtask", "  its overhead", "query-qmp-schema"];
+        let against_floor = !own.iter().any(|prefix| label.starts_with(prefix));
+        let floor_ratio = against_floor.then(|| stats.median / self.floor.median);
+        let (key, label) = (key.to_owned(), label.to_owned());
+        self.figures.push(Figure {
+            key,
+            label,
+            stats,
+            floor_ratio,
+        });
+    }
+
+    /// A target met when `value` is at most `limit`.
+    fn target(
+        &mut self,
+        name: &str,
+        (value, limit): (f64, f64),
+        unit: &'static str,
+        basis: String,
+    ) {
+        let (name, pass) = (name.to_owned(), value <= limit);
+        self.targets.push(Target {
+            name,
+            value,
+            limit,
+            unit,
+            basis,
+            pass,
+        });
+    }
+
+    fn schema(&mut self, qemu: &Path, runs: usize) -> Result<figures::Schema> {
+        let schema = figures::schema(qemu, runs)?;
+        let (dynamic, main) = (&schema.dynamic, &schema.main);
+        for (key, monitor, way, stats) in [
+            (
+                "dynamic.parsed",
+                "dynamic monitor",
+                "parsed",
+                dynamic.parsed,
+            ),
+            ("dynamic.raw", "dynamic monitor", "raw", dynamic.raw),
+            ("main.parsed", "main monitor", "parsed", main.parsed),
+            ("main.raw", "main monitor", "raw", main.raw),
+            (
+                "dynamic.first_raw",
+                "fresh QEMU's first reply",
+                "raw",
+                schema.first,
+            ),
+        ] {
+            self.add(
+                &format!("schema.{key}"),
+                &format!("query-qmp-schema, {monitor}, {way}"),
+                stats,
+            );
+        }
+        Ok(schema)
+    }
+
+    /// The whole suite with one job, each scenario's time and the seeds'
+    /// phases read off its JUnit reports; with default jobs; the seeds.
+    fn suite(
+        &mut self,
+        suite: &dyn Fn(&[&str]) -> Result<Suite>,
+    ) -> Result<(Stats, Stats, Vec<PhaseRow>)> {
+        let (one_job, runs) = suite(&["--jobs", "1"])?;
+        let commands = qmp_tests::route::Route::Commands;
+        let all = qmp_tests::scenarios::all()
+            .iter()
+            .filter(|s| s.routes.contains(&commands));
+        for name in all.map(|s| s.name) {
+            let times: Vec<f64> = runs.iter().filter_map(|c| Some(c.get(name)?.0)).collect();
+            if let Some(stats) = Stats::of(&times) {
+                self.add(&format!("scenario.{name}"), &format!("{name} alone"), stats);
+            }
+        }
+        self.add("suite.jobs1", "whole suite, --jobs 1", one_job);
+        let (default_jobs, _) = suite(&[])?;
+        self.add("suite.default", "whole suite, default jobs", default_jobs);
+        let mut seed_args: Vec<&str> = SEEDS.iter().flat_map(|s| ["--scenario", s]).collect();
+        seed_args.extend(["--route", "commands"]);
+        let (seeds, _) = suite(&seed_args)?;
+        self.add("seeds.default", SEEDS_LABEL, seeds);
+        let phases = SEEDS.iter().map(|seed| phase_row(seed, &runs)).collect();
+        Ok((default_jobs, seeds, phases))
+    }
+
+    fn seed_targets(&mut self, schema: &figures::Schema, seeds: Stats, meson: Stats) {
+        let (floor, raw) = (self.floor.median, schema.dynamic.raw.median);
+        let bound = SEEDS_BOUND * (floor + raw);
+        let (floor, raw) = (secs(floor), secs(raw));
+        let basis = format!("{SEEDS_BOUND} x (floor {floor} + raw query-qmp-schema reply {raw})");
+        self.target(SEEDS_LABEL, (seeds.median, bound), "s", basis);
+        let (m, s) = (secs(meson.median), secs(seeds.median));
+        let basis =
+            format!("meson test {m} / qmp-tests {s}, the same scenarios on the same binary");
+        let name = "four seed scenarios, how many times faster than through meson test";
+        self.target(name, (meson.median / seeds.median, MESON_RATIO), "x", basis);
+        // A ratio to reach, not to stay under.
+        if let Some(t) = self.targets.last_mut() {
+            t.pass = t.value >= t.limit;
         }
     }
 
-    fn add(&mut self, key: &str, label: &str, stats: Stats, against_floor: bool) {
-        eprintln!(
-            "    {label}: {} (min {}, max {}, {} runs)",
-            seconds(stats.median),
-            seconds(stats.min),
-            seconds(stats.max),
-            stats.runs
+    /// `cargo xtask test` warm, less the suite alone, and after a touch.
+    fn pipeline(&mut self, sh: &Shell, opts: &Options, touched: &Path, suite: Stats) -> Result<()> {
+        let (runs, args) = (opts.runs.min(PIPELINE_RUNS), &opts.forwarded);
+        let warm = process::pipeline(sh, args, runs, || Ok(()))?;
+        self.add("pipeline.warm", "cargo xtask test, nothing changed", warm);
+        let overhead = warm.minus(suite.median);
+        self.add(
+            "pipeline.warm_overhead",
+            "  its overhead beyond the suite",
+            overhead,
         );
-        self.list.push(Figure {
-            key: key.to_owned(),
-            label: label.to_owned(),
-            stats,
-            floor_ratio: against_floor.then(|| stats.median / self.floor.median),
-        });
+        let rebuild = process::pipeline(sh, args, runs, || process::touch(touched))?;
+        self.add(
+            "pipeline.rebuild",
+            "cargo xtask test after touching monitor/qmp.c",
+            rebuild,
+        );
+        let (w, s) = (secs(warm.median), secs(suite.median));
+        let basis = format!("cargo xtask test {w} less the suite alone {s}");
+        self.target(
+            "warm cargo xtask test overhead",
+            (overhead.median, 3.0),
+            "s",
+            basis,
+        );
+        let name = "rebuild after touching monitor/qmp.c, plus suite (a bisect step's work)";
+        let basis = "the whole cargo xtask test process".to_owned();
+        self.target(name, (rebuild.median, 60.0), "s", basis);
+        Ok(())
+    }
+
+    fn notes(&mut self, runs: usize, phases: &[PhaseRow]) {
+        if let Some((phase, time, share)) = heaviest(phases) {
+            let (time, share) = (secs(time), share * 100.0);
+            self.notes.push(format!(
+                "the seed scenarios spend most in '{phase}': {time} summed over the four, \
+                 {share:.0}% of their phases (see the phase table)."
+            ));
+        }
+        let quiet = secs(qmp_tests::scenarios::QUIET_WINDOW.as_secs_f64());
+        let floor = secs(self.floor.median);
+        let build = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        self.notes.extend([
+            // A wait no QEMU can shorten, which the seeds' bound predates.
+            format!(
+                "test_self_removal and the other silence checks watch {quiet} after a removal \
+                 for anything a removed monitor must not send: that window is their 'harness' \
+                 phase, and the seeds cannot end sooner."
+            ),
+            format!("x floor: a median over the floor's median ({floor})."),
+            "each scenario alone and the phase table: read off the JUnit reports of the whole \
+             suite run with --jobs 1."
+                .into(),
+            format!(
+                "the cargo xtask test figures have at most {PIPELINE_RUNS} runs, the rest {runs}: \
+                 each rebuild takes tens of seconds."
+            ),
+            "the overhead is each cargo xtask test run less the median of the whole suite alone \
+             with default jobs."
+                .into(),
+            format!(
+                "floor and query-qmp-schema times come from this xtask's {build} build of the \
+                 qmp-tests client and serde_json; the suite binary is a release build."
+            ),
+            "query-qmp-schema: raw is execute_raw, parsed is execute; each timed request follows \
+             an untimed query-version, so that QEMU is done with the previous reply."
+                .into(),
+        ]);
+    }
+
+    fn mutants(&mut self, sh: &Shell) -> Result<()> {
+        let m = mutants::measure(sh)?;
+        let label = "cargo xtask mutants, the whole catalogue (first kill, warm)";
+        self.add("mutants", label, m.whole);
+        let basis = format!("{} of {} caught", m.caught, m.total);
+        self.target(label, (m.whole.median, MUTANTS_LIMIT), "s", basis);
+        Ok(())
+    }
+
+    fn cold(&mut self, sh: &Shell, rev: &str) -> Result<serde_json::Value> {
+        let cold = cold::measure(sh, rev)?;
+        let [base, head, warm] = [&cold.baseline, &cold.head, &cold.warm_ccache];
+        let keys = [
+            "pipeline.cold.baseline",
+            "pipeline.cold",
+            "pipeline.cold.warm_ccache",
+        ];
+        for (key, run) in keys.into_iter().zip([base, head, warm]) {
+            let stats = Stats::of(&[run.total]).context("one run")?;
+            self.add(key, &format!("cargo xtask test, {}", run.label), stats);
+        }
+        let name = "cold cargo xtask test, fresh clone, empty ccache";
+        let basis = "host packages, crates and pip downloads present".to_owned();
+        self.target(name, (head.total, COLD_LIMIT), "s", basis);
+        for (name, run) in [
+            ("cold cargo xtask test against the earlier commit's", head),
+            (
+                "the same from a second clone, ccache warm, against it",
+                warm,
+            ),
+        ] {
+            let (this, base_s) = (secs(run.total), secs(base.total));
+            let basis = format!("{this} / {base_s}, side by side in this run");
+            self.target(name, (run.total / base.total, COLD_RATIO), "x", basis);
+        }
+        Ok(serde_json::to_value(&cold)?)
     }
 }
 
-fn os_strings(args: &[&str]) -> Vec<OsString> {
-    args.iter().map(OsString::from).collect()
+/// A seed's phases and time, medians over the runs' JUnit reports.
+fn phase_row(seed: &str, runs: &[Cases]) -> PhaseRow {
+    let median = |samples: Vec<f64>| Stats::of(&samples).map_or(0.0, |s| s.median);
+    let cases: Vec<_> = runs.iter().filter_map(|cases| cases.get(seed)).collect();
+    let phases = qmp_tests::phases::PHASES.iter().map(|&phase| {
+        let times = cases
+            .iter()
+            .flat_map(|(_, p)| p.iter().filter(|(n, _)| n == phase));
+        (phase.to_owned(), median(times.map(|(_, t)| *t).collect()))
+    });
+    let total = median(cases.iter().map(|(time, _)| *time).collect());
+    PhaseRow {
+        scenario: seed.to_owned(),
+        phases: phases.collect(),
+        total,
+    }
 }
 
-/// `items` joined, or "none".
-fn list_or_none(items: &[String]) -> String {
-    if items.is_empty() {
-        "none".to_owned()
-    } else {
-        items.join("; ")
+/// The phase that costs most over all `rows`, with its share of the sum.
+fn heaviest(rows: &[PhaseRow]) -> Option<(String, f64, f64)> {
+    let mut sums = std::collections::BTreeMap::<&str, f64>::new();
+    for (phase, time) in rows.iter().flat_map(|row| &row.phases) {
+        *sums.entry(phase).or_default() += time;
     }
+    let all: f64 = sums.values().sum();
+    let (phase, time) = sums.into_iter().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    Some((
+        phase.to_owned(),
+        time,
+        if all > 0.0 { time / all } else { 0.0 },
+    ))
 }

@@ -390,7 +390,7 @@ fn run_steps(
         .args(step_args(tree, qmp_tests, log_dir, opts))
         .env(step::BISECT_PID, std::process::id().to_string())
         .stdin(std::process::Stdio::null());
-    // The handler passes a signal on to git and the steps, also when it
+    // The signal thread passes a signal on to git and the steps, also when it
     // was sent to the xtask alone, and from the moment git starts: a
     // check-then-wait loop here would lose one that came in between.
     let mut git = interrupt::spawn(&mut command, "git bisect run")?;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use qmp_tests::program::Program;
+use qmp_tests::text::tail_lines;
 use xshell::{cmd, Shell};
 
 use crate::{ccache, interrupt, paths};
@@ -122,12 +123,18 @@ pub fn check_options(opts: &BuildOptions, tree: Option<&Path>) -> Result<()> {
 }
 
 pub fn check_sanitize(opts: &BuildOptions) -> Result<()> {
-    for s in &opts.sanitize {
-        if s != "address" && s != "undefined" {
-            bail!("--sanitize takes address and/or undefined, not `{s}`");
-        }
+    opts.sanitize
+        .iter()
+        .try_for_each(|s| sanitizer_flag(s).map(drop))
+}
+
+/// configure's flag for a sanitizer given to --sanitize.
+fn sanitizer_flag(name: &str) -> Result<&'static str> {
+    match name {
+        "address" => Ok("--enable-asan"),
+        "undefined" => Ok("--enable-ubsan"),
+        other => bail!("--sanitize takes address and/or undefined, not `{other}`"),
     }
-    Ok(())
 }
 
 /// Refuses a target the tree has no configs/targets/TARGET-softmmu.mak
@@ -191,11 +198,7 @@ pub fn configure_args(tree: &Path, opts: &BuildOptions) -> Result<Vec<String>> {
         args.push("--disable-install-blobs".to_owned());
     }
     for s in &opts.sanitize {
-        match s.as_str() {
-            "address" => args.push("--enable-asan".to_owned()),
-            "undefined" => args.push("--enable-ubsan".to_owned()),
-            other => bail!("--sanitize takes address and/or undefined, not `{other}`"),
-        }
+        args.push(sanitizer_flag(s)?.to_owned());
     }
     if ccache::wanted(&opts.configure_args) {
         args.extend(ccache::configure_args());
@@ -289,17 +292,12 @@ fn run_configure(sh: &Shell, dir: &Path, configure: &[String]) -> Result<()> {
         bail!(
             "configure failed in {}:\n{}\n  full log: {}",
             dir.display(),
-            last_lines(&text, 30),
+            tail_lines(&text, 30),
             log.display()
         );
     }
     std::fs::write(dir.join(MARKER), configure.join("\n"))?;
     Ok(())
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Builds with fewer steps take seconds, and each of a mutants run's or a
@@ -352,7 +350,7 @@ fn run_ninja(sh: &Shell, dir: &Path, target: &str) -> Result<usize> {
             .map_or(output.as_str(), |i| &output[i..]);
         bail!(
             "building {target} failed:\n{}\n  full log: {}",
-            last_lines(failed, 30),
+            tail_lines(failed, 30),
             log_path.display()
         );
     }

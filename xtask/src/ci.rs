@@ -15,6 +15,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
+use qmp_tests::text::tail_lines;
 use xshell::{cmd, Shell};
 
 use crate::build::BuildOptions;
@@ -258,13 +259,13 @@ impl Stages {
             .as_secs_f64();
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if !status.success() {
-            eprintln!("{}", tail(&text, 60));
+            eprintln!("{}", tail_lines(&text, 60));
             bail!(
                 "ci stage `{name}` failed ({status}); its whole output is in {}",
                 log.display()
             );
         }
-        eprintln!("{}", tail(&text, 3));
+        eprintln!("{}", tail_lines(&text, 3));
         eprintln!(
             "==== ci: {name}: ok ({secs:.1}s beside the others; output in {})",
             log.display()
@@ -285,20 +286,11 @@ struct Beside {
 
 impl Drop for Beside {
     fn drop(&mut self) {
-        let child = &mut self.running.child;
-        if let Ok(None) = child.try_wait() {
-            // SAFETY: kill has no memory-safety preconditions; the child
-            // leads a process group of its own (interrupt::spawn).
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
-            let _ = child.wait();
+        if let Ok(None) = self.running.child.try_wait() {
+            self.running.signal_group(rustix::process::Signal::TERM);
+            let _ = self.running.child.wait();
         }
     }
-}
-
-/// The last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// `cargo xtask test` on the pinned release, whatever QEMU_SRC says: ci
@@ -381,7 +373,7 @@ fn run(sh: &Shell, opts: &Options) -> Result<()> {
         return run_leg(sh, leg, &opts.leg_source);
     }
     let skip_sanitizer = opts.skip_sanitizer;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let cargo = paths::cargo();
     let root = paths::project_root();
     let _cd = sh.push_dir(&root);
     let mut stages = Stages { done: Vec::new() };
@@ -495,7 +487,7 @@ fn run(sh: &Shell, opts: &Options) -> Result<()> {
 }
 
 /// `cargo xtask ARGS` in the project root, for a stage beside the others.
-fn nested_xtask(cargo: &str, root: &Path, args: &[&str]) -> std::process::Command {
+fn nested_xtask(cargo: &std::ffi::OsStr, root: &Path, args: &[&str]) -> std::process::Command {
     let mut command = std::process::Command::new(cargo);
     command
         .arg("xtask")
@@ -535,27 +527,11 @@ fn expect_in_report(junit: &Path, needle: &str) -> Result<()> {
 /// Wires the pinned tree for good, runs the test the way a QEMU developer
 /// would (`meson test` in the build directory), and unwires.
 fn meson_test(sh: &Shell, tree: &Path, qemu: &Path) -> Result<()> {
-    let build_dir = qemu
-        .parent()
-        .context("the QEMU binary has a build directory")?;
     let bin = suite::binary(sh)?;
-    let guard = match meson::wire(tree, &bin, false)? {
-        meson::Wired::Added(_) => Some(meson::WireGuard::new(tree)),
-        meson::Wired::Already(_) => None,
-        meson::Wired::NoFunctionalTests => bail!("the pinned tree should have functional tests"),
-    };
-    let meson_bin = build_dir.join("pyvenv/bin/meson");
-    let result = cmd!(
-        sh,
-        "{meson_bin} test -C {build_dir} --print-errorlogs func-x86_64-monitor_hotplug"
-    )
-    .spawn_run()
-    .context("running meson test func-x86_64-monitor_hotplug");
-    if let Some(guard) = guard {
-        guard.finish()?;
-    }
-    result?;
-    Ok(())
+    meson::test_wired(sh, (tree, qemu, &bin), "x86_64", |meson| {
+        (meson(&["--print-errorlogs"]).spawn_run())
+            .context("running meson test func-x86_64-monitor_hotplug")
+    })
 }
 
 #[cfg(test)]
@@ -614,8 +590,9 @@ mod tests {
         let start = Instant::now();
         drop(beside);
         assert!(start.elapsed() < std::time::Duration::from_secs(10));
-        // SAFETY: signal 0 only asks whether the process exists.
-        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        let alive =
+            rustix::process::test_kill_process(rustix::process::Pid::from_raw(pid).unwrap())
+                .is_ok();
         assert!(!alive, "the stage's process {pid} outlived it");
     }
 }

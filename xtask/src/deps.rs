@@ -119,8 +119,7 @@ fn present(sh: &Shell, need: &Need) -> bool {
 }
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// Makes sure the host can build QEMU; returns the step's summary line.

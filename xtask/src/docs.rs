@@ -119,8 +119,8 @@ fn run(opts: &flags::Docs) -> Result<()> {
 }
 
 /// Milliseconds below a second, seconds above.
-fn secs(s: f64) -> String {
-    if s < 1.0 {
+pub fn secs(s: f64) -> String {
+    if s.abs() < 1.0 {
         format!("{:.1} ms", s * 1000.0)
     } else {
         format!("{s:.2} s")

@@ -51,10 +51,7 @@ fn run(sh: &Shell, src: &SourceArgs, build: &BuildOptions, mut args: ExploreArgs
         (&mut args.out, default_dir()),
     ] {
         let given = path.take().unwrap_or(default);
-        *path = Some(
-            std::path::absolute(&given)
-                .with_context(|| format!("making {} absolute", given.display()))?,
-        );
+        *path = Some(qmp_tests::absolute(&given)?);
     }
     std::fs::create_dir_all(default_dir())
         .with_context(|| format!("creating {}", default_dir().display()))?;

@@ -9,9 +9,9 @@
 //! test.rs, and so on); the worker modules below them never see a flag.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use qmp_tests::cli::{ExploreArgs, SuiteArgs};
@@ -57,20 +57,11 @@ pub enum Command {
     Docs(Docs),
 }
 
-/// A path as the user meant it: relative to the directory the command
-/// was run in, whatever directory a step later runs in. Its bytes are
-/// kept: a path need not be UTF-8.
-fn absolute(path: PathBuf) -> Result<PathBuf> {
-    std::path::absolute(&path).with_context(|| {
-        format!(
-            "making {} absolute against the current directory",
-            path.display()
-        )
-    })
-}
-
+/// A path flag, made absolute at parse (see `qmp_tests::absolute`); its
+/// bytes are kept, as a path need not be UTF-8.
 fn path() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
-    clap::builder::OsStringValueParser::new().try_map(|v: OsString| absolute(v.into()))
+    clap::builder::OsStringValueParser::new()
+        .try_map(|v: OsString| qmp_tests::absolute(Path::new(&v)))
 }
 
 /// Which tree, which series.
@@ -470,9 +461,7 @@ pub struct Bench {
     /// runs of each figure (the pipeline gets at most 3)
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = positive)]
     pub runs: usize,
-    /// also time cargo xtask mutants over the whole catalogue: in full
-    /// (--all-failures), first kill, and in three shards, the verdicts
-    /// compared (minutes)
+    /// also time cargo xtask mutants over the whole catalogue (minutes)
     #[arg(long)]
     pub mutants: bool,
     /// also time cargo xtask test from fresh clones of REV and HEAD, side

@@ -5,57 +5,66 @@
 //! unwire a located tree and reset a bisect; it records the signal and
 //! checks the record between steps. Its long-running children (configure,
 //! ninja, git am, the suite, git bisect) each run in a process group of
-//! their own and the handler signals those groups itself: a SIGTERM sent
-//! to the xtask alone reaches ninja and its compilers as surely as a
-//! Ctrl-C from the terminal, which now reaches the xtask alone and so the
-//! children once. A second signal exits at once; the next run restores
-//! any wiring left behind.
+//! their own, and a thread that receives the signals signals those groups
+//! itself: a SIGTERM sent to the xtask alone reaches ninja and its
+//! compilers as surely as a Ctrl-C from the terminal, which now reaches
+//! the xtask alone and so the children once. A second signal exits at
+//! once; the next run restores any wiring left behind.
 
-use std::process::{Child, Command, Output};
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::io::Write;
+use std::process::{Child, Command, ExitStatus, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use rustix::process::{getpid, getppid, kill_process_group, set_parent_process_death_signal};
+use rustix::process::{Pid, Signal};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 
-/// Process groups of the running children; 0 is a free slot. Fixed-size,
-/// because the handler may not allocate or take a lock.
-static CHILDREN: [AtomicI32; 8] = [const { AtomicI32::new(0) }; 8];
+/// Process groups of the running children. The thread that forwards a
+/// signal and [`spawn`] both hold it while they look at [`SIGNALS`], so a
+/// child registered just as a signal comes is signalled by one of them.
+static CHILDREN: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
 
-const AGAIN: &[u8] =
-    b"\nerror: interrupted again: exiting now; the next run restores any wiring left behind\n";
-
-extern "C" fn on_signal(signal: libc::c_int) {
-    let count = SIGNALS.fetch_add(1, Ordering::SeqCst) + 1;
-    let forward = if count == 1 { signal } else { libc::SIGKILL };
-    for slot in &CHILDREN {
-        let group = slot.load(Ordering::SeqCst);
-        if group > 0 {
-            // SAFETY: kill is async-signal-safe.
-            unsafe { libc::kill(-group, forward) };
-        }
-    }
-    if count > 1 {
-        // SAFETY: write and _exit are async-signal-safe; AGAIN is a
-        // static buffer of the length given.
-        unsafe {
-            libc::write(2, AGAIN.as_ptr().cast(), AGAIN.len());
-            libc::_exit(130);
-        }
-    }
+fn children() -> MutexGuard<'static, Vec<Pid>> {
+    CHILDREN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-pub fn install() {
-    // SAFETY: the handler only touches atomics and calls async-signal-safe
-    // functions; sigaction with a zeroed mask is well-formed. No
-    // SA_RESTART: a blocking wait for a lock ends with EINTR.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
-        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
-        libc::sigaction(libc::SIGHUP, &action, std::ptr::null_mut());
+/// Starts the thread that receives SIGINT, SIGTERM and SIGHUP. It reads
+/// no environment, so the dispatcher may still set variables after it.
+pub fn install() -> Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("catching SIGINT, SIGTERM and SIGHUP")?;
+    std::thread::Builder::new()
+        .name("signals".to_owned())
+        .spawn(move || signals.forever().for_each(forward))
+        .context("starting the thread that forwards signals")?;
+    Ok(())
+}
+
+/// The first signal goes on to every child's group; a second kills them
+/// and exits.
+fn forward(signal: i32) {
+    let groups = children();
+    let count = SIGNALS.fetch_add(1, Ordering::SeqCst) + 1;
+    let forward = match Signal::from_named_raw(signal) {
+        Some(signal) if count == 1 => signal,
+        _ => Signal::KILL,
+    };
+    for &group in groups.iter() {
+        // A group that is already gone has nothing left to stop.
+        let _ = kill_process_group(group, forward);
+    }
+    if count > 1 {
+        let _ = std::io::stderr().write_all(
+            b"\nerror: interrupted again: exiting now; the next run restores any wiring left behind\n",
+        );
+        signal_hook::low_level::exit(130);
     }
 }
 
@@ -71,15 +80,47 @@ pub fn check() -> Result<()> {
     Ok(())
 }
 
-/// A child the handler signals; unregistered when dropped.
+/// A child the signal thread signals, leading a process group of its own;
+/// unregistered when dropped.
 pub struct Forwarded {
     pub child: Child,
-    slot: usize,
+    group: Registered,
 }
 
-impl Drop for Forwarded {
+/// A process group in [`CHILDREN`] until dropped.
+struct Registered(Pid);
+
+impl Drop for Registered {
     fn drop(&mut self) {
-        CHILDREN[self.slot].store(0, Ordering::SeqCst);
+        children().retain(|&group| group != self.0);
+    }
+}
+
+impl Forwarded {
+    /// Sends `signal` to the child's whole group; a group already gone is
+    /// not an error.
+    pub fn signal_group(&self, signal: Signal) {
+        let _ = kill_process_group(self.group.0, signal);
+    }
+
+    /// Waits for the child to exit, at most `limit` when there is one:
+    /// `None` when the limit passed first, the child still running.
+    pub fn wait_for(&mut self, limit: Option<Duration>, what: &str) -> Result<Option<ExitStatus>> {
+        if let Some(limit) = limit {
+            let pidfd = qmp_tests::pidfd::PidFd::open(self.child.id())
+                .with_context(|| format!("opening a pidfd for {what}"))?;
+            let exited = pidfd
+                .wait_exit(Instant::now() + limit)
+                .with_context(|| format!("waiting for {what}"))?;
+            if !exited {
+                return Ok(None);
+            }
+        }
+        let status = self
+            .child
+            .wait()
+            .with_context(|| format!("waiting for {what}"))?;
+        Ok(Some(status))
     }
 }
 
@@ -98,8 +139,8 @@ pub fn cleanup<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// Starts `command` in a process group of its own, registered for the
-/// handler. `what` names it in errors. After a signal only the children
-/// of [`cleanup`] start.
+/// signal thread. `what` names it in errors. After a signal only the
+/// children of [`cleanup`] start.
 pub fn spawn(command: &mut Command, what: &str) -> Result<Forwarded> {
     let cleaning_up = CLEANING_UP.with(|c| c.get()) > 0;
     if !cleaning_up {
@@ -110,17 +151,15 @@ pub fn spawn(command: &mut Command, what: &str) -> Result<Forwarded> {
     // does not die with ours: have the kernel send it SIGTERM when we go
     // (ninja passes that on to its commands). Spawned from the thread
     // that waits for it, so the signal comes only when the xtask ends.
-    // SAFETY: getpid is async-signal-safe and runs before fork.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: only async-signal-safe calls (prctl, getppid) run between
-    // fork and exec.
+    let parent = getpid();
+    // SAFETY: between fork and exec the closure makes two raw system
+    // calls (prctl, getppid) through rustix, which neither allocate nor
+    // take locks. pre_exec has no safe form.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(command, move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            set_parent_process_death_signal(Some(Signal::TERM))?;
             // The xtask may have died before prctl took effect.
-            if libc::getppid() != parent {
+            if getppid() != Some(parent) {
                 return Err(std::io::Error::other("the xtask exited during spawn"));
             }
             Ok(())
@@ -129,26 +168,17 @@ pub fn spawn(command: &mut Command, what: &str) -> Result<Forwarded> {
     let child = command
         .spawn()
         .with_context(|| format!("starting {what}"))?;
-    let group = child.id() as i32;
-    let Some(slot) = CHILDREN.iter().position(|s| {
-        s.compare_exchange(0, group, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-    }) else {
-        let mut child = child;
-        let _ = child.kill();
-        let _ = child.wait();
-        bail!(
-            "{what}: more than {} children at once, which the xtask never starts (a bug)",
-            CHILDREN.len()
-        );
-    };
-    // A signal that came between the spawn and the registration found no
-    // group to forward to: pass it on now.
+    let group = Pid::from_child(&child);
+    let mut groups = children();
+    groups.push(group);
+    // A signal that came before the registration found no group to
+    // forward to: pass it on now.
     if interrupted() && !cleaning_up {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(-group, libc::SIGINT) };
+        let _ = kill_process_group(group, Signal::INT);
     }
-    Ok(Forwarded { child, slot })
+    drop(groups);
+    let group = Registered(group);
+    Ok(Forwarded { child, group })
 }
 
 /// Runs `command` to completion, output captured, signals forwarded.
@@ -162,7 +192,6 @@ pub fn output_with_input(
     input: Option<Vec<u8>>,
     what: &str,
 ) -> Result<Output> {
-    use std::io::Read;
     use std::process::Stdio;
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     if input.is_some() {
@@ -178,38 +207,20 @@ pub fn output_with_input(
         })),
         _ => None,
     };
-    let (Some(mut stdout), Some(mut stderr)) =
-        (running.child.stdout.take(), running.child.stderr.take())
-    else {
-        unreachable!("both outputs were piped");
-    };
-    // Both pipes drain at once, or a child that fills one would block.
-    let reader = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        stdout.read_to_end(&mut bytes).map(|_| bytes)
-    });
-    let mut err = Vec::new();
-    stderr
-        .read_to_end(&mut err)
-        .with_context(|| format!("reading the output of {what}"))?;
-    let out = reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("the reader of {what}'s output panicked"))?
-        .with_context(|| format!("reading the output of {what}"))?;
-    let status = running
-        .child
-        .wait()
+    // Registered until it has exited; both pipes drain at once.
+    let Forwarded {
+        child,
+        group: _group,
+    } = running;
+    let out = child
+        .wait_with_output()
         .with_context(|| format!("waiting for {what}"))?;
     if let Some(writer) = writer {
         // A child that exits without reading all its input closes the pipe
         // (EPIPE): its exit status says what happened, not the write.
         let _ = writer.join();
     }
-    Ok(Output {
-        status,
-        stdout: out,
-        stderr: err,
-    })
+    Ok(out)
 }
 
 /// Runs `command` to completion with the xtask's own stdout and stderr,
@@ -227,7 +238,7 @@ pub fn run(mut command: Command, what: &str) -> Result<()> {
 }
 
 /// xshell's commands, run through [`spawn`] like every other child: in a
-/// process group the handler signals, killed with the xtask. xshell's own
+/// process group the signal thread signals, killed with the xtask. xshell's own
 /// `run`, `read` and `output` would start them where neither reaches.
 /// Errors name the command line.
 pub trait Controlled {

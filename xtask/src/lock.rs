@@ -39,7 +39,8 @@ pub fn cache() -> Result<Lock> {
     let lock = take(&path, &format!("is using {}", dir.display()))?;
     // Inherited by the children: a nested `cargo xtask` runs under this
     // lock rather than deadlock waiting for it. Set before any thread
-    // exists (a command's run calls this before any work).
+    // but the signal thread, which reads no environment, exists (a
+    // command's run calls this before any work).
     std::env::set_var(HELD, &path);
     Ok(lock)
 }

@@ -53,10 +53,14 @@ pub enum Done {
 }
 
 fn main() -> ExitCode {
-    interrupt::install();
+    if let Err(err) = interrupt::install() {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
     // The xtask reads tools' output (git am's failure lines, ninja's
     // progress, git bisect's log): in the C locale, not the user's. Set
-    // once here, before any thread, so every child inherits it.
+    // once here, before any thread but the signal thread (which reads no
+    // environment), so every child inherits it.
     std::env::set_var("LC_ALL", "C");
     // An empty QEMU_SRC names no tree (`QEMU_SRC= cargo xtask test`).
     if std::env::var_os("QEMU_SRC").is_some_and(|v| v.is_empty()) {

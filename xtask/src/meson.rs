@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use xshell::Shell;
 
 use crate::files::write_atomic;
 use crate::wire_record::{self, FileRecord, Record};
@@ -322,6 +323,33 @@ impl Drop for WireGuard {
             }
         }
     }
+}
+
+/// Wires the tree for `qmp_tests` for the time of `run` (unwired after,
+/// unless it was wired before), and gives `run` the `meson test` of the
+/// wired test for `target` in the build directory of `qemu`, with the
+/// flags it is given.
+pub fn test_wired<'a, T>(
+    sh: &'a Shell,
+    (tree, qemu, qmp_tests): (&Path, &Path, &Path),
+    target: &str,
+    run: impl FnOnce(&dyn Fn(&[&str]) -> xshell::Cmd<'a>) -> Result<T>,
+) -> Result<T> {
+    let build_dir = qemu
+        .parent()
+        .context("the QEMU binary has a build directory")?;
+    let guard = match wire(tree, qmp_tests, false)? {
+        Wired::Added(_) => Some(WireGuard::new(tree)),
+        Wired::Already(_) => None,
+        Wired::NoFunctionalTests => bail!("{} has no functional-test list to wire", tree.display()),
+    };
+    let meson = build_dir.join("pyvenv/bin/meson");
+    let test = format!("func-{target}-{ENTRY}");
+    let result = run(&|flags| xshell::cmd!(sh, "{meson} test -C {build_dir} {flags...} {test}"));
+    if let Some(guard) = guard {
+        guard.finish()?;
+    }
+    result
 }
 
 /// Unwires `tree`, or else every wired tree of the cache: what `wire`

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
 use qmp_tests::program::Program;
+use rustix::process::Signal;
 use xshell::{cmd, Shell};
 
 use crate::build::{self, BuildOptions, Built};
@@ -457,22 +458,12 @@ fn wait_limited(
     mut running: interrupt::Forwarded,
     limit: Option<Duration>,
 ) -> Result<Option<std::process::ExitStatus>> {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = running.child.try_wait()? {
-            return Ok(Some(status));
-        }
-        if limit.is_some_and(|l| start.elapsed() > l) {
-            let group = running.child.id() as i32;
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(-group, libc::SIGKILL) };
-            let _ = running.child.wait();
-            return Ok(None);
-        }
-        // Polling a child's exit: the xtask has no event loop to wait
-        // on both the child and a deadline.
-        std::thread::sleep(Duration::from_millis(50));
+    let status = running.wait_for(limit, "qmp-tests")?;
+    if status.is_none() {
+        running.signal_group(Signal::KILL);
+        let _ = running.child.wait();
     }
+    Ok(status)
 }
 
 /// Restores the scratch tree when a mutant's run ends, however it ends.

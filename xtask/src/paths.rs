@@ -10,6 +10,11 @@ pub fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The cargo that runs the xtask, for the cargo commands it runs itself.
+pub fn cargo() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
 /// Cargo's target directory, honouring CARGO_TARGET_DIR like cargo does.
 pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {

@@ -399,59 +399,48 @@ pub fn test(sh: &Shell, plan: &Test) -> Result<Tested> {
 /// none asked, the tree as it is.
 fn series_step(steps: &mut Steps, sh: &Shell, src: &SourceArgs, tree: &Tree) -> Result<Prepared> {
     steps.run("series", || {
-        if tree.located {
-            let Some(path) = &src.series else {
-                return Ok((
-                    Prepared {
-                        tree: tree.clone(),
-                        series: "none".into(),
-                    },
-                    "none (the located tree is tested as it is)".into(),
-                ));
-            };
-            // The user's tree is never changed: the series goes into a
-            // private clone of its HEAD and working-tree changes.
-            let clone = private_clone(sh, tree)?;
-            let (applied, branch, n) = series::apply(sh, &clone, path)?;
-            let summary = format!(
-                "{n} patches from {} on {branch} in {} ({})",
-                path.display(),
-                applied.path.display(),
-                clone.description
-            );
-            return Ok((
-                Prepared {
-                    tree: applied,
-                    series: path.display().to_string(),
-                },
-                summary,
-            ));
-        }
-        if src.no_series {
-            series::checkout_base(sh, tree)?;
-            return Ok((
-                Prepared {
-                    tree: tree.clone(),
-                    series: "none".into(),
-                },
-                "none (--no-series)".into(),
-            ));
-        }
-        let path = src.series.clone().unwrap_or_else(series::default_series);
-        let (applied, branch, n) = series::apply(sh, tree, &path)?;
-        let summary = format!(
-            "{n} patches from {} on {branch} in {}",
-            path.display(),
-            applied.path.display()
-        );
-        Ok((
-            Prepared {
-                tree: applied,
-                series: path.display().to_string(),
-            },
-            summary,
-        ))
+        let (tree, series, summary) = apply_series(sh, src, tree)?;
+        let series = series.map_or("none".to_owned(), |path| path.display().to_string());
+        Ok((Prepared { tree, series }, summary))
     })
+}
+
+/// The tree with the series asked for, the series' path (none, none) and
+/// the step's summary.
+fn apply_series(
+    sh: &Shell,
+    src: &SourceArgs,
+    tree: &Tree,
+) -> Result<(Tree, Option<PathBuf>, String)> {
+    if tree.located {
+        let Some(path) = &src.series else {
+            let summary = "none (the located tree is tested as it is)";
+            return Ok((tree.clone(), None, summary.into()));
+        };
+        // The user's tree is never changed: the series goes into a
+        // private clone of its HEAD and working-tree changes.
+        let clone = private_clone(sh, tree)?;
+        let (applied, branch, n) = series::apply(sh, &clone, path)?;
+        let summary = format!(
+            "{n} patches from {} on {branch} in {} ({})",
+            path.display(),
+            applied.path.display(),
+            clone.description
+        );
+        return Ok((applied, Some(path.clone()), summary));
+    }
+    if src.no_series {
+        series::checkout_base(sh, tree)?;
+        return Ok((tree.clone(), None, "none (--no-series)".into()));
+    }
+    let path = src.series.clone().unwrap_or_else(series::default_series);
+    let (applied, branch, n) = series::apply(sh, tree, &path)?;
+    let summary = format!(
+        "{n} patches from {} on {branch} in {}",
+        path.display(),
+        applied.path.display()
+    );
+    Ok((applied, Some(path), summary))
 }
 
 /// A clone of a located git tree in the cache, refreshed to the tree's

@@ -45,7 +45,7 @@ pub fn build_binary(sh: &Shell, captured: bool) -> Result<PathBuf> {
     if let Some(bin) = prebuilt() {
         return Ok(bin);
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let cargo = paths::cargo();
     let root = paths::project_root();
     let _cd = sh.push_dir(&root);
     let build = cmd!(
@@ -131,6 +131,50 @@ pub fn outcome(status: std::process::ExitStatus) -> Result<Outcome> {
             bail!("the qmp-tests harness was killed by a signal")
         }
     }
+}
+
+/// One scenario of a suite's JUnit report.
+pub struct Case {
+    /// The scenario, without the route.
+    pub name: String,
+    /// Whether it ran through the QOM route (a testsuite of its own).
+    pub qom: bool,
+    pub secs: f64,
+    /// The message of its failure or error, if it had one.
+    pub failure: Option<String>,
+    /// What it wrote to its output: notes and phases.
+    pub out: String,
+}
+
+/// Every scenario of the JUnit report at `junit`, as the suite writes it.
+pub fn read_report(junit: &Path) -> Result<Vec<Case>> {
+    let file =
+        std::fs::File::open(junit).with_context(|| format!("opening {}", junit.display()))?;
+    let suites = junit_parser::from_reader(std::io::BufReader::new(file))
+        .with_context(|| format!("parsing the JUnit report {}", junit.display()))?;
+    let mut cases = Vec::new();
+    for suite in &suites.suites {
+        for case in &suite.cases {
+            let status = &case.status;
+            let failure = if status.is_failure() {
+                Some(status.failure_as_ref().message.clone())
+            } else if status.is_error() {
+                Some(status.error_as_ref().message.clone())
+            } else {
+                None
+            };
+            cases.push(Case {
+                // `name` is prefixed with the class name; the scenario is
+                // the original.
+                name: case.original_name.clone(),
+                qom: suite.name.ends_with("_qom"),
+                secs: case.time,
+                failure,
+                out: case.system_out.clone().unwrap_or_default(),
+            });
+        }
+    }
+    Ok(cases)
 }
 
 #[cfg(test)]

@@ -258,8 +258,8 @@ fn ctrl_c_resets_the_tree() {
             break;
         }
     }
-    // SAFETY: plain kill(2) on a process group this test created.
-    assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);
+    let group = rustix::process::Pid::from_raw(pgid).unwrap();
+    rustix::process::kill_process_group(group, rustix::process::Signal::INT).unwrap();
     stderr.read_to_string(&mut seen).unwrap();
     let status = child.wait().unwrap();
     let stdout = out_reader.join().unwrap();

@@ -207,8 +207,7 @@ fn ctrl_c_while_waiting_for_the_lock_stops_the_run() {
     let fx = fixture(false);
     let _lock = hold_lock(&fx);
     let (mut child, lines) = unwire_waiting(&fx);
-    // SAFETY: kill(2) on the child this test started.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    send_signal(child.id() as i32, libc::SIGINT);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert_eq!(child.wait().unwrap().code(), Some(2), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
@@ -232,8 +231,7 @@ fn signals_that_are_not_ours_do_not_end_the_wait_for_the_lock() {
         libc::SIGCHLD,
         libc::SIGURG,
     ] {
-        // SAFETY: kill(2) on the child this test started.
-        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        send_signal(child.id() as i32, signal);
     }
     drop(lock);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
@@ -346,11 +344,7 @@ fn a_killed_bisect_takes_its_step_along_and_the_next_run_restores_the_tree() {
     let builders = processes_mentioning(&fx.cache);
     assert!(!step.is_empty() && !builders.is_empty());
     // kill -9 of the xtask alone: git and the step are in other groups.
-    // SAFETY: kill(2) on the child this test started.
-    assert_eq!(
-        unsafe { libc::kill(blocked.child.id() as i32, libc::SIGKILL) },
-        0
-    );
+    send_signal(blocked.child.id() as i32, libc::SIGKILL);
     for pid in step.iter().chain(&builders) {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         assert!(

@@ -9,20 +9,22 @@ use std::{
     cell::Cell,
     fs::File,
     io::{self, Read as _, Write},
-    mem,
     net::{SocketAddr, TcpStream},
-    os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
-        unix::{ffi::OsStrExt, fs::OpenOptionsExt, net::UnixStream},
-    },
+    os::unix::{fs::OpenOptionsExt, net::UnixStream},
     path::Path,
     time::{Duration, Instant},
 };
 
+use rustix::{
+    event::PollFlags,
+    io::Errno,
+    net::{connect, socket_with, AddressFamily, SocketAddrUnix, SocketFlags, SocketType},
+    termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions},
+};
 use serde_json::Value;
 
 use crate::{
-    deadline::{poll_millis, remaining},
+    deadline::remaining,
     qmp::{
         line_reader::{LineReader, Socket},
         request_line, transcript, Direction, QmpError, Transcript,
@@ -78,20 +80,11 @@ impl Pty {
             .write(true)
             .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(path)?;
-        let fd = file.as_raw_fd();
-        // SAFETY: termios is plain data, filled by tcgetattr before use.
-        let mut tio: libc::termios = unsafe { mem::zeroed() };
-        // SAFETY: fd is an open terminal; tio is a valid termios.
-        if unsafe { libc::tcgetattr(fd, &mut tio) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: tio is a valid termios.
-        unsafe { libc::cfmakeraw(&mut tio) };
-        tio.c_lflag &= !(libc::ECHO | libc::ECHONL);
-        // SAFETY: fd is an open terminal; tio is a valid termios.
-        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &tio) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let mut tio = tcgetattr(&file)?;
+        tio.make_raw();
+        tio.local_modes
+            .remove(LocalModes::ECHO | LocalModes::ECHONL);
+        tcsetattr(&file, OptionalActions::Now, &tio)?;
         Ok(Pty {
             file,
             timeout: Cell::new(None),
@@ -99,25 +92,14 @@ impl Pty {
     }
 
     /// Waits up to `left` for `events`; false when the time ran out.
-    fn wait(&self, events: libc::c_short, left: Duration) -> io::Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.file.as_raw_fd(),
-            events,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call.
-        let rc = unsafe { libc::poll(&mut pfd, 1, poll_millis(left)) };
-        match rc {
-            0 => Ok(false),
-            n if n > 0 => Ok(true),
-            _ => Err(io::Error::last_os_error()),
-        }
+    fn wait(&self, events: PollFlags, left: Duration) -> io::Result<bool> {
+        crate::deadline::wait_ready(&self.file, events, Instant::now() + left)
     }
 
     /// A hang-up (QEMU closed the master side) reads as end of file.
     fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.timeout.get().unwrap_or(Duration::from_secs(3600));
-        if !self.wait(libc::POLLIN, left)? {
+        if !self.wait(PollFlags::IN, left)? {
             return Err(io::ErrorKind::TimedOut.into());
         }
         match (&self.file).read(buf) {
@@ -134,7 +116,7 @@ impl Pty {
             let Some(left) = remaining(deadline) else {
                 return Err(io::ErrorKind::TimedOut.into());
             };
-            self.wait(libc::POLLOUT, left)?;
+            self.wait(PollFlags::OUT, left)?;
             match (&self.file).write(bytes) {
                 Ok(n) => bytes = &bytes[n..],
                 Err(err)
@@ -296,44 +278,15 @@ pub fn tcp_port(filename: &str) -> Option<u16> {
 /// `connect(2)` on a non-blocking unix socket: a listener whose queue is
 /// full fails with EAGAIN at once instead of blocking us.
 fn connect_unix_nonblocking(path: &Path) -> io::Result<UnixStream> {
-    let bytes = path.as_os_str().as_bytes();
-    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
-    if bytes.len() >= addr.sun_path.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socket path too long",
-        ));
+    let addr = SocketAddrUnix::new(path)?;
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let fd = socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+    match connect(&fd, &addr) {
+        Ok(()) => {}
+        Err(Errno::AGAIN) => return Err(io::Error::other("the chardev's listen queue is full")),
+        Err(err) => return Err(err.into()),
     }
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: plain socket(2); the fd is owned below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh socket nobody else owns.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let len = mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-    // SAFETY: addr is a valid sockaddr_un of `len` bytes for the call.
-    let rc = unsafe { libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) };
-    if rc != 0 {
-        let err = io::Error::last_os_error();
-        return Err(if err.kind() == io::ErrorKind::WouldBlock {
-            io::Error::other("the chardev's listen queue is full")
-        } else {
-            err
-        });
-    }
-    let stream = UnixStream::from(owned);
+    let stream = UnixStream::from(fd);
     stream.set_nonblocking(false)?;
     Ok(stream)
 }

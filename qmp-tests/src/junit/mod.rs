@@ -90,10 +90,33 @@ fn testcase(outcome: &Outcome, classname: &str) -> TestCase {
         }
     };
     builder.set_classname(classname);
-    if !outcome.notes.is_empty() {
-        builder.set_system_out(&clean(&outcome.notes.join("\n")));
+    // Where the time went, one `phase NAME: MS ms` line each, after the
+    // notes: for whoever reads the report, `cargo xtask bench` included.
+    let lines: Vec<String> = (outcome.notes.iter().cloned())
+        .chain(phase_lines(outcome))
+        .collect();
+    if !lines.is_empty() {
+        builder.set_system_out(&clean(&lines.join("\n")));
     }
     builder.build()
+}
+
+/// The lines of [`testcase`]'s output that give its phases.
+pub fn phase_lines(outcome: &Outcome) -> impl Iterator<Item = String> + '_ {
+    let phases = outcome.phases.iter();
+    phases.map(|(name, time)| format!("phase {name}: {:.3} ms", time.as_secs_f64() * 1000.0))
+}
+
+/// The phases of a testcase's output written by [`testcase`], in seconds.
+pub fn read_phases(system_out: &str) -> Vec<(String, f64)> {
+    let phase = |line: &str| {
+        let (name, ms) = line.strip_prefix("phase ")?.rsplit_once(": ")?;
+        Some((
+            name.to_owned(),
+            ms.strip_suffix(" ms")?.parse::<f64>().ok()? / 1000.0,
+        ))
+    };
+    system_out.lines().filter_map(phase).collect()
 }
 
 pub fn to_xml(info: &SuiteInfo, outcomes: &[Outcome]) -> Result<Vec<u8>> {
@@ -112,6 +135,7 @@ pub fn write(path: &Path, info: &SuiteInfo, outcomes: &[Outcome]) -> Result<()> 
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut file = tempfile::NamedTempFile::new_in(dir).with_context(|| {
         format!(
             "creating a temp file in {} for the JUnit report",

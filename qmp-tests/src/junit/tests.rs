@@ -17,7 +17,10 @@ fn outcomes() -> Vec<Outcome> {
             duration: Duration::from_millis(120),
             notes: vec![],
             skipped: None,
-            phases: Vec::new(),
+            phases: vec![
+                ("spawn to greeting", Duration::from_micros(14_250)),
+                ("harness", Duration::from_micros(500)),
+            ],
             route: Route::Commands,
             failure: None,
         },
@@ -103,6 +106,14 @@ fn report_round_trips_through_a_junit_parser() {
         .iter()
         .all(|c| c.classname.as_deref() == Some(SUITE)));
     assert!(suite.cases[0].status.is_success());
+    let out = suite.cases[0].system_out.as_deref().unwrap_or_default();
+    assert_eq!(
+        super::read_phases(out),
+        [
+            ("spawn to greeting".to_owned(), 0.01425),
+            ("harness".to_owned(), 0.0005)
+        ]
+    );
     assert!((suite.cases[1].time - 1.5).abs() < 1e-9);
 
     let TestStatus::Failure(failure) = &suite.cases[1].status else {

@@ -16,7 +16,7 @@ use std::{
     fs::{self, File},
     io,
     os::{
-        fd::AsRawFd,
+        fd::{AsRawFd, BorrowedFd},
         unix::{
             fs::PermissionsExt,
             net::{UnixListener, UnixStream},
@@ -30,6 +30,11 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+use rustix::{
+    io::{fcntl_setfd, FdFlags},
+    process::{getpid, getppid, set_parent_process_death_signal, Signal},
+    thread::{sched_setaffinity, CpuSet},
+};
 use serde_json::Value;
 
 use crate::{
@@ -272,8 +277,8 @@ impl Machine {
     /// Stops QEMU without asking: SIGTERM, then SIGKILL.
     pub fn terminate(&mut self) -> Result<Shutdown> {
         for (signal, wait, stopped_by) in [
-            (libc::SIGTERM, SIGTERM_WAIT, StoppedBy::Sigterm),
-            (libc::SIGKILL, SIGKILL_WAIT, StoppedBy::Sigkill),
+            (Signal::TERM, SIGTERM_WAIT, StoppedBy::Sigterm),
+            (Signal::KILL, SIGKILL_WAIT, StoppedBy::Sigkill),
         ] {
             if self.process.exit.is_none() {
                 self.process
@@ -306,32 +311,28 @@ fn qemu_command(qemu: &Path, listener: &UnixListener, opts: &LaunchOptions, dir:
     command
         .args(opts.program.main_monitor_args(fd))
         .args(opts.extra_args.iter().map(|arg| expand_dir(arg, dir)));
-    // SAFETY: getpid is async-signal-safe and runs before fork.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: only async-signal-safe calls (prctl, getppid, fcntl,
-    // sched_setaffinity) run between fork and exec; the cpu_set_t is
-    // plain data on the child's stack.
+    let parent = getpid();
+    // SAFETY: between fork and exec the closure makes raw system calls
+    // (prctl, getppid, fcntl, sched_setaffinity) through rustix, which
+    // neither allocate nor take locks; the CpuSet is plain data on the
+    // child's stack. pre_exec has no safe form.
     unsafe {
         command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            set_parent_process_death_signal(Some(Signal::KILL))?;
             // The parent may have died before prctl took effect; then no
             // signal will ever come, so do not start at all.
-            if libc::getppid() != parent {
+            if getppid() != Some(parent) {
                 return Err(io::Error::other("the runner exited during spawn"));
             }
             // The listener is close-on-exec like every fd std creates;
             // this one, in this child only, must survive exec.
-            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            // SAFETY: the listener outlives the spawn that runs this.
+            let listener = BorrowedFd::borrow_raw(fd);
+            fcntl_setfd(listener, FdFlags::empty())?;
             if let Some(cpu) = cpu {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(cpu, &mut set);
-                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                let mut set = CpuSet::new();
+                set.set(cpu);
+                sched_setaffinity(None, &set)?;
             }
             Ok(())
         });

@@ -13,7 +13,7 @@ pub struct Killer(Arc<PidFd>);
 
 impl Killer {
     pub fn kill(&self) {
-        let _ = self.0.signal(libc::SIGKILL);
+        let _ = self.0.signal(rustix::process::Signal::KILL);
     }
 
     pub fn pid(&self) -> u32 {
@@ -80,7 +80,7 @@ impl Drop for Process {
         if self.exit.is_some() {
             return;
         }
-        let _ = self.pidfd.signal(libc::SIGKILL);
+        let _ = self.pidfd.signal(rustix::process::Signal::KILL);
         if let Ok(status) = self.child.wait() {
             self.reaped(Exit::from_status(status));
         }

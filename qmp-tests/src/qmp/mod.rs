@@ -14,14 +14,16 @@ mod tests;
 use std::{
     collections::VecDeque,
     io::{self, Write},
-    os::{
-        fd::{AsRawFd, BorrowedFd},
-        unix::net::UnixStream,
-    },
+    os::{fd::BorrowedFd, unix::net::UnixStream},
     path::Path,
     time::{Duration, Instant},
 };
 
+use rustix::{
+    event::{poll, PollFd, PollFlags, Timespec},
+    io::Errno,
+    net::{recv, RecvFlags},
+};
 use serde_json::{json, Map, Value};
 
 use crate::deadline::{remaining, timed_out};
@@ -571,41 +573,22 @@ pub enum Pending {
 /// Polls `stream` with a zero timeout, then peeks to tell data from end
 /// of file: both make the socket readable.
 fn poll_now(stream: &UnixStream) -> Result<Pending, QmpError> {
-    let mut pfd = libc::pollfd {
-        fd: stream.as_raw_fd(),
-        events: libc::POLLIN | libc::POLLRDHUP,
-        revents: 0,
+    let mut fds = [PollFd::new(stream, PollFlags::IN | PollFlags::RDHUP)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    // SAFETY: one valid pollfd for the duration of the call.
-    let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
-    if rc < 0 {
-        return Err(QmpError::Io(io::Error::last_os_error()));
-    }
-    if rc == 0 {
+    if poll(&mut fds, Some(&now)).map_err(|err| QmpError::Io(err.into()))? == 0 {
         return Ok(Pending::Nothing);
     }
-    let mut byte = 0u8;
-    // SAFETY: a one-byte buffer valid for the call; MSG_PEEK leaves the
-    // byte for the next read.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    match n {
-        0 => Ok(Pending::Closed),
-        n if n > 0 => Ok(Pending::Data),
-        _ => {
-            let err = io::Error::last_os_error();
-            match err.kind() {
-                io::ErrorKind::WouldBlock => Ok(Pending::Nothing),
-                io::ErrorKind::ConnectionReset => Ok(Pending::Closed),
-                _ => Err(QmpError::Io(err)),
-            }
-        }
+    // MSG_PEEK leaves the byte for the next read.
+    let mut byte = [0u8; 1];
+    match recv(stream, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+        Ok((0, _)) => Ok(Pending::Closed),
+        Ok(_) => Ok(Pending::Data),
+        Err(Errno::AGAIN) => Ok(Pending::Nothing),
+        Err(Errno::CONNRESET) => Ok(Pending::Closed),
+        Err(err) => Err(QmpError::Io(err.into())),
     }
 }
 

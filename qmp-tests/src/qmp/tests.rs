@@ -178,36 +178,23 @@ fn execute_with_fd_passes_the_fd_with_the_command() {
 
 /// One recvmsg: the bytes and how many fds came with them (closed here).
 fn recv_with_fds(stream: &UnixStream) -> (Vec<u8>, usize) {
-    use std::os::fd::AsRawFd;
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     let mut buf = vec![0u8; 4096];
-    let mut control = vec![0u64; 16];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: a zeroed msghdr pointing at live buffers; the fds received
-    // are closed below.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = control.len() * 8;
-        let n = libc::recvmsg(stream.as_raw_fd(), &mut msg, 0);
-        assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
-        buf.truncate(n as usize);
-        let mut fds = 0;
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-                libc::close(fd);
-                fds += 1;
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-        (buf, fds)
-    }
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let got = rustix::net::recvmsg(stream, &mut iov, &mut control, RecvFlags::empty()).unwrap();
+    assert!(got.bytes > 0, "recvmsg: end of file");
+    // Dropping the OwnedFds closes them.
+    let fds = control
+        .drain()
+        .map(|message| match message {
+            RecvAncillaryMessage::ScmRights(fds) => fds.count(),
+            _ => 0,
+        })
+        .sum();
+    buf.truncate(got.bytes);
+    (buf, fds)
 }
 
 #[test]

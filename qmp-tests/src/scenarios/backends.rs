@@ -8,7 +8,7 @@ use std::{
     fs::{File, OpenOptions},
     io::{Read, Write},
     os::{
-        fd::{AsRawFd, RawFd},
+        fd::AsFd,
         unix::{
             fs::OpenOptionsExt,
             net::{UnixListener, UnixStream},
@@ -21,7 +21,6 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
 use crate::{
-    deadline::{poll_millis, remaining},
     qmp::{Qmp, QmpError},
     scenarios::{
         hotplug::{self, DynMon},
@@ -295,7 +294,7 @@ impl PtyClient {
                 let line: Vec<u8> = self.pending.drain(..=end).collect();
                 return Ok(String::from_utf8_lossy(&line).trim().to_string());
             }
-            wait_readable(self.file.as_raw_fd(), deadline)
+            wait_readable(&self.file, deadline)
                 .with_context(|| format!("reading a line from {MON_ID} on the pty"))?;
             let mut chunk = [0u8; 4096];
             match self.file.read(&mut chunk) {
@@ -309,33 +308,17 @@ impl PtyClient {
 }
 
 /// Waits until `fd` is readable, failing at `deadline`.
-fn wait_readable(fd: RawFd, deadline: Instant) -> Result<()> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    loop {
-        let Some(left) = remaining(deadline) else {
-            bail!("nothing arrived in time");
-        };
-        // SAFETY: one valid pollfd for the duration of the call.
-        let rc = unsafe { libc::poll(&mut pfd, 1, poll_millis(left)) };
-        if rc > 0 {
-            return Ok(());
-        }
-        if rc < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err.into());
-            }
-        }
-    }
+fn wait_readable(fd: impl AsFd, deadline: Instant) -> Result<()> {
+    ensure!(
+        crate::deadline::wait_readable(fd, deadline)?,
+        "nothing arrived in time"
+    );
+    Ok(())
 }
 
 /// Waits for QEMU to connect (or reconnect) to `listener`.
 fn accept(listener: &UnixListener, deadline: Instant) -> Result<UnixStream> {
-    wait_readable(listener.as_raw_fd(), deadline)
+    wait_readable(listener, deadline)
         .context("QEMU did not connect its client-mode chardev to our socket")?;
     let (stream, _) = listener.accept().context("accepting QEMU's connection")?;
     Ok(stream)

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use rustix::process::{kill_process, Pid, Signal};
 use serde_json::{json, Value};
 
 use crate::{
@@ -43,26 +44,10 @@ fn stall(ctx: &mut Ctx, mon: &DynMon) -> Result<Qmp> {
 /// from the monitors in turn, so one query cannot be ordered after it:
 /// the queries repeat, each a reply, all within one wait.
 fn wait_removed(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
-    let limit = prompt(ctx);
-    loop {
-        ensure!(
-            Instant::now() < limit,
-            "{} is still listed by query-monitors {:.1}s after its client removed it",
-            mon.id,
-            ctx.wait_limit().as_secs_f64()
-        );
-        let list = ctx
-            .machine
-            .qmp()
-            .execute("query-monitors", Value::Null, limit)
-            .map_err(|err| stalled(err, "query-monitors", mon, ctx.wait_limit()))?;
-        let Value::Array(list) = list else {
-            bail!("query-monitors returned no list: {list}");
-        };
-        if hotplug::find_monitor(&list, &mon.id).is_none() {
-            return Ok(());
-        }
-    }
+    hotplug::wait_unlisted(ctx, mon).map_err(|err| match err.downcast_ref::<QmpError>() {
+        Some(QmpError::Timeout { .. }) => stalled_for(mon, "query-monitors", ctx.wait_limit()),
+        _ => err,
+    })
 }
 
 /// "Promptly" is one wait: QEMU needs milliseconds; waiting on the
@@ -73,14 +58,20 @@ fn prompt(ctx: &Ctx) -> Instant {
 
 fn stalled(err: QmpError, command: &str, mon: &DynMon, limit: Duration) -> anyhow::Error {
     match err {
-        QmpError::Timeout { .. } => anyhow::anyhow!(
-            "QEMU stalled: {command} on the main monitor got no reply within {:.1}s while {}'s \
-             client, which removed its monitor with output pending, does not read",
-            limit.as_secs_f64(),
-            mon.id
-        ),
+        QmpError::Timeout { .. } => stalled_for(mon, command, limit),
         err => anyhow::Error::new(err).context(format!("{command} on the main monitor")),
     }
+}
+
+/// QEMU gave no reply to `command` within `limit` while `mon`'s client
+/// does not read.
+fn stalled_for(mon: &DynMon, command: &str, limit: Duration) -> anyhow::Error {
+    anyhow::anyhow!(
+        "QEMU stalled: {command} on the main monitor got no reply within {:.1}s while {}'s \
+         client, which removed its monitor with output pending, does not read",
+        limit.as_secs_f64(),
+        mon.id
+    )
 }
 
 /// Runs `command` on the main monitor within one wait.
@@ -164,11 +155,10 @@ pub fn stalled_client_sigterm(ctx: &mut Ctx) -> Result<()> {
         ctx.note(format!("{err:#}"));
     }
     let pid = ctx.machine.pid();
-    // SAFETY: kill has no memory-safety preconditions; QEMU is our child
-    // and not reaped yet, so the pid is still its.
-    if unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("sending QEMU SIGTERM");
-    }
+    // QEMU is our child and not reaped yet, so the pid is still its.
+    let qemu = i32::try_from(pid).ok().and_then(Pid::from_raw);
+    let qemu = qemu.with_context(|| format!("QEMU's pid {pid} is no process id"))?;
+    kill_process(qemu, Signal::TERM).context("sending QEMU SIGTERM")?;
     let limit = prompt(ctx);
     let Some(exit) = ctx.machine.wait_exit(limit)? else {
         bail!(

@@ -1,222 +1,181 @@
-//! The bench's results: a table for people, the same as JSON for tools.
+//! The bench's results: each figure's runs summarised, the machine they
+//! came from, a table for people and the same as JSON for tools (`cargo
+//! xtask docs --bench` renders docs/benchmarks.md from it).
 
-use std::fmt::Write as _;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use crate::files::write_atomic;
+/// A figure's runs, summarised. Times are in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Stats {
+    pub runs: usize,
+    #[serde(rename = "median_s")]
+    pub median: f64,
+    #[serde(rename = "min_s")]
+    pub min: f64,
+    #[serde(rename = "max_s")]
+    pub max: f64,
+}
 
-use super::host::Host;
-use super::stats::Stats;
+impl Stats {
+    /// `None` for no samples; the median of an even count is the mean of
+    /// the middle two, so that two runs do not report the faster one.
+    pub fn of(samples: &[f64]) -> Option<Stats> {
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = (sorted.get((n.max(1) - 1) / 2)? + sorted.get(n / 2)?) / 2.0;
+        let (min, max) = (sorted[0], sorted[n - 1]);
+        Some(Stats {
+            runs: n,
+            median,
+            min,
+            max,
+        })
+    }
 
-/// One measured figure.
+    /// Every run less `offset`, e.g. a whole pipeline less its suite.
+    pub fn minus(self, offset: f64) -> Stats {
+        let (median, min, max) = (self.median - offset, self.min - offset, self.max - offset);
+        Stats {
+            median,
+            min,
+            max,
+            ..self
+        }
+    }
+}
+
+/// Runs `f` `runs` times, each returning its own measured seconds;
+/// Ctrl-C is looked for between runs.
+pub fn sample(runs: usize, mut f: impl FnMut() -> Result<f64>) -> Result<Stats> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        crate::interrupt::check()?;
+        samples.push(f()?);
+    }
+    Stats::of(&samples).context("a figure of no runs")
+}
+
+/// Seconds taken by `f`, with its result.
+pub fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(f64, T)> {
+    let start = Instant::now();
+    let value = f()?;
+    Ok((start.elapsed().as_secs_f64(), value))
+}
+
+#[derive(Serialize)]
 pub struct Figure {
     /// A stable name for tools reading the JSON.
     pub key: String,
     pub label: String,
+    #[serde(flatten)]
     pub stats: Stats,
     /// Median over the floor's median, for figures that contain a QEMU.
     pub floor_ratio: Option<f64>,
 }
 
 /// A limit a figure is held to: reported, never enforced.
+#[derive(Serialize)]
 pub struct Target {
     pub name: String,
     pub value: f64,
     pub limit: f64,
     /// "s" for seconds, "x" for a ratio.
     pub unit: &'static str,
-    /// How the limit was arrived at, for the table.
+    /// How the limit was arrived at.
     pub basis: String,
     pub pass: bool,
 }
 
-impl Target {
-    /// Passes when `value <= limit`.
-    pub fn within(name: &str, value: f64, limit: f64, unit: &'static str, basis: String) -> Target {
-        Target {
-            name: name.to_owned(),
-            value,
-            limit,
-            unit,
-            basis,
-            pass: value <= limit,
-        }
-    }
+/// One seed scenario's phases (see `qmp_tests::phases`), medians.
+#[derive(Serialize)]
+pub struct PhaseRow {
+    pub scenario: String,
+    pub phases: BTreeMap<String, f64>,
+    pub total: f64,
+}
 
-    /// Passes when `value >= limit`.
-    pub fn at_least(
-        name: &str,
-        value: f64,
-        limit: f64,
-        unit: &'static str,
-        basis: String,
-    ) -> Target {
-        Target {
-            pass: value >= limit,
-            ..Target::within(name, value, limit, unit, basis)
-        }
-    }
+/// The machine the figures came from: they mean little without it.
+#[derive(Serialize)]
+pub struct Host {
+    pub nproc: usize,
+    pub cpu: String,
+    pub memory_kib: u64,
+    pub kernel: String,
+    pub qemu: String,
+}
 
-    /// Passes when `value < limit`.
-    pub fn under(name: &str, value: f64, limit: f64, unit: &'static str, basis: String) -> Target {
-        Target {
-            pass: value < limit,
-            ..Target::within(name, value, limit, unit, basis)
+impl Host {
+    /// Reads /proc; what it cannot read is "unknown", not an error.
+    pub fn read(qemu: String) -> Host {
+        let proc = |name: &str| std::fs::read_to_string(name).unwrap_or_default();
+        let kernel = proc("/proc/sys/kernel/osrelease").trim().to_owned();
+        let memory = proc_field(&proc("/proc/meminfo"), "MemTotal").and_then(|v| {
+            let kib = v.split_whitespace().next()?;
+            kib.parse().ok()
+        });
+        Host {
+            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu: proc_field(&proc("/proc/cpuinfo"), "model name").unwrap_or("unknown".into()),
+            memory_kib: memory.unwrap_or(0),
+            kernel: if kernel.is_empty() {
+                "unknown".into()
+            } else {
+                kernel
+            },
+            qemu,
         }
     }
 }
 
+/// The value of the first `key: value` line of a /proc file.
+fn proc_field(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        (name.trim() == key).then(|| value.trim().to_owned())
+    })
+}
+
+#[derive(Serialize)]
 pub struct Report {
     /// UTC, ISO 8601.
     pub date: String,
-    pub host: Host,
+    pub machine: Host,
     pub runs: usize,
     pub figures: Vec<Figure>,
     pub schema_bytes: usize,
     pub targets: Vec<Target>,
-    /// Said under the table: fewer runs, what a figure includes.
     pub notes: Vec<String>,
-    /// The seed scenarios' phases.
-    pub phases: Vec<super::phases::Row>,
+    pub seed_phases_s: Vec<PhaseRow>,
     /// The cold pipeline runs, when asked for.
-    pub cold: Option<super::cold::Cold>,
+    pub cold: Option<serde_json::Value>,
 }
 
 impl Report {
-    pub fn table(&self) -> String {
-        let width = self
-            .figures
-            .iter()
-            .map(|f| f.label.len())
-            .max()
-            .unwrap_or(0)
-            .max("figure".len());
-        let mut out = String::new();
-        let _ = writeln!(out, "bench {} on {}", self.date, self.host.summary());
-        let _ = writeln!(
-            out,
-            "{:<width$}  {:>4}  {:>9}  {:>9}  {:>9}  {:>7}",
-            "figure", "runs", "median", "min", "max", "x floor"
-        );
-        for f in &self.figures {
-            let ratio = f.floor_ratio.map_or(String::new(), |r| format!("{r:.2}"));
-            let row = format!(
-                "{:<width$}  {:>4}  {:>9}  {:>9}  {:>9}  {:>7}",
-                f.label,
-                f.stats.runs,
-                seconds(f.stats.median),
-                seconds(f.stats.min),
-                seconds(f.stats.max),
-                ratio
-            );
-            // No trailing blanks where a figure has no floor ratio.
-            let _ = writeln!(out, "{}", row.trim_end());
-        }
-        let _ = writeln!(out, "query-qmp-schema reply: {} bytes", self.schema_bytes);
-        let _ = writeln!(out, "\ntargets (medians):");
-        for t in &self.targets {
-            let _ = writeln!(
-                out,
-                "  {:<4}  {}: {} against {} ({})",
-                if t.pass { "pass" } else { "MISS" },
-                t.name,
-                value(t.value, t.unit),
-                value(t.limit, t.unit),
-                t.basis
-            );
-        }
-        if !self.phases.is_empty() {
-            let _ = writeln!(out, "\n{}", super::phases::table(&self.phases).trim_end());
-        }
-        if let Some(cold) = &self.cold {
-            let _ = writeln!(out, "\n{}", cold.table().trim_end());
-        }
-        if !self.notes.is_empty() {
-            let _ = writeln!(out, "\nnotes:");
-            for note in &self.notes {
-                let _ = writeln!(out, "  - {note}");
-            }
-        }
-        out
-    }
-
-    pub fn to_json(&self) -> Value {
-        let figures: Vec<Value> = self
-            .figures
-            .iter()
-            .map(|f| {
-                json!({
-                    "key": f.key,
-                    "label": f.label,
-                    "runs": f.stats.runs,
-                    "median_s": f.stats.median,
-                    "min_s": f.stats.min,
-                    "max_s": f.stats.max,
-                    "floor_ratio": f.floor_ratio,
-                })
-            })
-            .collect();
-        let targets: Vec<Value> = self
-            .targets
-            .iter()
-            .map(|t| {
-                json!({
-                    "name": t.name,
-                    "value": t.value,
-                    "limit": t.limit,
-                    "unit": t.unit,
-                    "basis": t.basis,
-                    "pass": t.pass,
-                })
-            })
-            .collect();
-        json!({
-            "date": self.date,
-            "machine": self.host.to_json(),
-            "runs": self.runs,
-            "figures": figures,
-            "schema_bytes": self.schema_bytes,
-            "targets": targets,
-            "notes": self.notes,
-            "seed_phases_s": super::phases::to_json(&self.phases),
-            "cold": self.cold.as_ref().map(super::cold::Cold::to_json),
-        })
-    }
-
-    /// Writes `latest.json` and a dated copy into `dir`; returns both.
-    pub fn write(&self, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    /// Writes `latest.json` and a dated copy into `dir`; returns the
+    /// report as `cargo xtask docs --bench` renders it, and both paths.
+    pub fn write(&self, dir: &Path) -> Result<(String, PathBuf, PathBuf)> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut text = serde_json::to_string_pretty(&self.to_json())?;
-        text.push('\n');
+        let json = serde_json::to_value(self)?;
+        let text = format!("{json:#}\n");
         let stamp: String = self
             .date
             .chars()
-            .filter(|c| *c != '-' && *c != ':')
+            .filter(|c| !matches!(c, '-' | ':'))
             .collect();
-        let dated = dir.join(format!("bench-{stamp}.json"));
-        let latest = dir.join("latest.json");
-        write_atomic(&dated, &text)?;
-        write_atomic(&latest, &text)?;
-        Ok((latest, dated))
-    }
-}
-
-/// Milliseconds below a second, where the differences that matter are.
-pub fn seconds(secs: f64) -> String {
-    if secs.abs() < 1.0 {
-        format!("{:.1} ms", secs * 1000.0)
-    } else {
-        format!("{secs:.2} s")
-    }
-}
-
-fn value(v: f64, unit: &str) -> String {
-    match unit {
-        "s" => seconds(v),
-        _ => format!("{v:.2}{unit}"),
+        let (latest, dated) = (
+            dir.join("latest.json"),
+            dir.join(format!("bench-{stamp}.json")),
+        );
+        for path in [&dated, &latest] {
+            crate::files::write_atomic(path, &text)?;
+        }
+        Ok((crate::docs::benchmarks_md(&json)?, latest, dated))
     }
 }
 
@@ -224,101 +183,65 @@ fn value(v: f64, unit: &str) -> String {
 mod tests {
     use super::*;
 
-    fn report() -> Report {
-        let stats = |median| Stats {
-            runs: 3,
-            median,
-            min: median / 2.0,
-            max: median * 2.0,
-        };
-        Report {
-            date: "2000-02-29T12:00:00Z".into(),
-            host: Host {
-                nproc: 2,
-                cpu: "Example CPU".into(),
-                memory_kib: 2 * 1024 * 1024,
-                kernel: "6.1.0".into(),
-                qemu: "10.2.2".into(),
-            },
-            runs: 3,
-            figures: vec![
-                Figure {
-                    key: "floor".into(),
-                    label: "floor".into(),
-                    stats: stats(0.02),
-                    floor_ratio: Some(1.0),
-                },
-                Figure {
-                    key: "pipeline.rebuild".into(),
-                    label: "rebuild and suite".into(),
-                    stats: stats(42.0),
-                    floor_ratio: None,
-                },
-            ],
-            schema_bytes: 241_003,
-            targets: vec![
-                Target::under("warm overhead", 3.5, 3.0, "s", "fixed".into()),
-                Target::within("parse", 1.05, 1.1, "x", "raw 2.0 ms".into()),
-            ],
-            notes: vec!["pipeline: 3 runs".into()],
-            phases: vec![super::super::phases::Row {
-                scenario: "test_x",
-                phases: qmp_tests::phases::PHASES
-                    .iter()
-                    .map(|&phase| (phase, 0.001))
-                    .collect(),
-                total: 0.012,
-            }],
+    #[test]
+    fn medians_of_odd_even_and_no_runs() {
+        let odd = Stats::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((odd.runs, odd.median, odd.min, odd.max), (3, 2.0, 1.0, 3.0));
+        assert_eq!(Stats::of(&[4.0, 1.0, 3.0, 2.0]).unwrap().median, 2.5);
+        assert_eq!(Stats::of(&[0.5]).unwrap().median, 0.5);
+        assert_eq!(Stats::of(&[]), None);
+        assert_eq!(odd.minus(1.5).max, 1.5);
+    }
+
+    #[test]
+    fn the_report_is_written_as_the_docs_read_it() {
+        let stats = Stats::of(&[0.02]).unwrap();
+        let machine = Host::read("10.2.2".into());
+        let (key, label) = ("floor".to_owned(), "floor".to_owned());
+        let figures = vec![Figure {
+            key,
+            label,
+            stats,
+            floor_ratio: Some(1.0),
+        }];
+        let phases = BTreeMap::from([("harness".to_owned(), 0.001)]);
+        let seed_phases_s = vec![PhaseRow {
+            scenario: "test_x".into(),
+            phases,
+            total: 0.012,
+        }];
+        let date = "2000-02-29T12:00:00Z".to_owned();
+        let (targets, notes) = (Vec::new(), vec!["a note".to_owned()]);
+        let report = Report {
+            date,
+            machine,
+            runs: 1,
+            figures,
+            schema_bytes: 9,
+            targets,
+            notes,
+            seed_phases_s,
             cold: None,
-        }
-    }
-
-    #[test]
-    fn table_lines_up_and_marks_misses() {
-        let table = report().table();
-        let expected = "\
-bench 2000-02-29T12:00:00Z on 2 x Example CPU, 2.0 GiB, Linux 6.1.0, QEMU 10.2.2
-figure             runs     median        min        max  x floor
-floor                 3    20.0 ms    10.0 ms    40.0 ms     1.00
-rebuild and suite     3    42.00 s    21.00 s    84.00 s
-query-qmp-schema reply: 241003 bytes
-
-targets (medians):
-  MISS  warm overhead: 3.50 s against 3.00 s (fixed)
-  pass  parse: 1.05x against 1.10x (raw 2.0 ms)
-
-phase medians, ms                    spawn     probe   chr-add   mon-add   connect    negot.   command    remove      quit   harness  scenario
-test_x                                1.00      1.00      1.00      1.00      1.00      1.00      1.00      1.00      1.00      1.00     12.00
-
-notes:
-  - pipeline: 3 runs
-";
-        assert_eq!(table, expected);
-    }
-
-    #[test]
-    fn json_has_the_machine_figures_and_targets() {
-        let json = report().to_json();
-        assert_eq!(json["machine"]["nproc"], 2);
-        assert_eq!(json["machine"]["cpu"], "Example CPU");
-        assert_eq!(json["figures"][0]["key"], "floor");
-        assert_eq!(json["figures"][0]["median_s"], 0.02);
-        assert_eq!(json["figures"][1]["floor_ratio"], Value::Null);
-        assert_eq!(json["targets"][0]["pass"], false);
-        assert_eq!(json["targets"][1]["pass"], true);
-        assert_eq!(json["targets"][1]["unit"], "x");
-        assert_eq!(json["schema_bytes"], 241_003);
-        assert_eq!(json["seed_phases_s"][0]["phases"]["monitor-add"], 0.001);
-    }
-
-    #[test]
-    fn write_puts_latest_and_a_dated_copy() {
+        };
         let dir = tempfile::tempdir().unwrap();
-        let (latest, dated) = report().write(dir.path()).unwrap();
+        let (md, latest, dated) = report.write(dir.path()).unwrap();
         assert_eq!(dated.file_name().unwrap(), "bench-20000229T120000Z.json");
-        let text = std::fs::read_to_string(&latest).unwrap();
-        assert_eq!(text, std::fs::read_to_string(&dated).unwrap());
-        let back: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, report().to_json());
+        assert_eq!(
+            std::fs::read(latest).unwrap(),
+            std::fs::read(dated).unwrap()
+        );
+        assert!(
+            md.contains("| floor | 1 | 20.0 ms | 20.0 ms | 20.0 ms | 1.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| test_x | - | - | - | - | - | - | - | - | - | 1.0 | 12.0 |"),
+            "{md}"
+        );
+        let cpuinfo = "a: 1\nmodel name\t: X @ 2GHz\n";
+        assert_eq!(
+            proc_field(cpuinfo, "model name").as_deref(),
+            Some("X @ 2GHz")
+        );
     }
 }

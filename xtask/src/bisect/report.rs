@@ -68,21 +68,8 @@ pub(super) fn read(log_dir: &Path) -> Result<Vec<Record>> {
 /// The first failing (or erroring) scenario of a JUnit report and the
 /// first line of its message; `(+N)` counts the others.
 fn first_failure(junit: &Path) -> Result<Option<(String, String)>> {
-    let file = File::open(junit).with_context(|| format!("opening {}", junit.display()))?;
-    let suites = junit_parser::from_reader(std::io::BufReader::new(file))
-        .with_context(|| format!("parsing the JUnit report {}", junit.display()))?;
-    let mut failing = suites.suites.iter().flat_map(|s| &s.cases).filter_map(|c| {
-        let message = if c.status.is_failure() {
-            &c.status.failure_as_ref().message
-        } else if c.status.is_error() {
-            &c.status.error_as_ref().message
-        } else {
-            return None;
-        };
-        // `name` is prefixed with the class name; the scenario is the
-        // original.
-        Some((c.original_name.clone(), first_line(message).to_owned()))
-    });
+    let cases = crate::suite::read_report(junit)?.into_iter();
+    let mut failing = cases.filter_map(|c| Some((c.name, first_line(&c.failure?).to_owned())));
     let Some((name, cause)) = failing.next() else {
         return Ok(None);
     };

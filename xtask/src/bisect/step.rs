@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::interrupt::Controlled;
 use anyhow::{Context, Result};
+use qmp_tests::pidfd::PidFd;
+use rustix::process::{getpid, kill_process, Signal};
 use xshell::{cmd, Shell};
 
 use super::report::Record;
@@ -114,21 +116,17 @@ fn die_with_the_bisect() -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    // SAFETY: pidfd_open takes a pid and flags, and returns a new fd.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-    if fd < 0 {
+    let Ok(bisect) = u32::try_from(pid)
+        .map_err(std::io::Error::other)
+        .and_then(PidFd::open)
+    else {
         anyhow::bail!("the bisect (process {pid}) is gone");
-    }
+    };
     std::thread::spawn(move || {
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd; readable once the process exits.
-        while unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {}
-        // SAFETY: kill(2) on this very process.
-        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+        // No deadline but the bisect's end: a day at a time.
+        let day = Duration::from_secs(86_400);
+        while !matches!(bisect.wait_exit(Instant::now() + day), Ok(true)) {}
+        let _ = kill_process(getpid(), Signal::TERM);
     });
     Ok(())
 }

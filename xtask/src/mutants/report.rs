@@ -1,7 +1,6 @@
 //! The kill matrix: on the terminal, as JSON, and as JUnit (one testcase
 //! per mutant, failing unless it was caught).
 
-use std::fs::File;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -15,24 +14,13 @@ use super::{MutantOutcome, Plan, Verdict};
 /// The failing scenarios of a suite's JUnit report, ` (qom)` marking the
 /// QOM route's.
 pub fn failing(junit: &Path) -> Result<Vec<String>> {
-    let file = File::open(junit).with_context(|| format!("opening {}", junit.display()))?;
-    let suites = junit_parser::from_reader(std::io::BufReader::new(file))
-        .with_context(|| format!("parsing the JUnit report {}", junit.display()))?;
-    let mut names = Vec::new();
-    for suite in &suites.suites {
-        let qom = suite.name.ends_with("_qom");
-        for case in &suite.cases {
-            if case.status.is_failure() || case.status.is_error() {
-                let name = &case.original_name;
-                names.push(if qom {
-                    format!("{name} (qom)")
-                } else {
-                    name.clone()
-                });
-            }
-        }
-    }
-    Ok(names)
+    let cases = crate::suite::read_report(junit)?.into_iter();
+    let failed = cases.filter(|case| case.failure.is_some());
+    let name = |case: crate::suite::Case| match case.qom {
+        true => format!("{} (qom)", case.name),
+        false => case.name,
+    };
+    Ok(failed.map(name).collect())
 }
 
 /// The verdict's detail for one line: who caught it, or why not.
@@ -353,7 +341,8 @@ mod tests {
         ];
         junit(&path, &outcomes).unwrap();
         let suites =
-            junit_parser::from_reader(std::io::BufReader::new(File::open(&path).unwrap())).unwrap();
+            junit_parser::from_reader(std::io::BufReader::new(std::fs::File::open(&path).unwrap()))
+                .unwrap();
         let cases = &suites.suites[0].cases;
         assert_eq!(cases.len(), 3);
         assert!(cases[0].status.is_success());

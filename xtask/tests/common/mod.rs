@@ -184,9 +184,8 @@ impl Blocked {
     pub fn start_env(fx: &Fixture, name: &str, args: &[&str], env: &[(&str, &Path)]) -> Blocked {
         use std::io::{BufRead, BufReader};
         let fifo = fx.cache.parent().unwrap().join(name);
-        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: mkfifo with a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let (fifo_type, mode) = (rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o600));
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, fifo_type, mode, 0).unwrap();
         let mut cmd = xtask(fx, args);
         cmd.envs(env.iter().copied());
         cmd.env(
@@ -223,9 +222,7 @@ impl Blocked {
     /// `group`; returns the exit code and all of stderr.
     pub fn signal(mut self, signal: i32, group: bool) -> (Option<i32>, String) {
         let pid = self.child.id() as i32;
-        let target = if group { -pid } else { pid };
-        // SAFETY: plain kill(2) on a process (group) this test created.
-        assert_eq!(unsafe { libc::kill(target, signal) }, 0);
+        send_signal(if group { -pid } else { pid }, signal);
         let code = self.child.wait().unwrap().code();
         (code, self.stderr.join().unwrap())
     }
@@ -264,24 +261,22 @@ pub fn processes_mentioning(path: &std::path::Path) -> Vec<i32> {
 
 /// Waits for `pid` to exit, up to `secs`: poll(2) on a pidfd, no sleeping.
 /// True when it exited (or was already gone).
-pub fn exits_within(pid: i32, secs: i32) -> bool {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-    if fd < 0 {
+pub fn exits_within(pid: i32, secs: u64) -> bool {
+    let Ok(pidfd) = qmp_tests::pidfd::PidFd::open(pid as u32) else {
         return true;
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    pidfd.wait_exit(deadline).unwrap()
+}
+
+/// kill(2) of `pid`, of its group when negative, with `signal`.
+pub fn send_signal(pid: i32, signal: i32) {
+    let signal = rustix::process::Signal::from_named_raw(signal).unwrap();
+    let target = rustix::process::Pid::from_raw(pid.abs()).unwrap();
+    match pid < 0 {
+        true => rustix::process::kill_process_group(target, signal).unwrap(),
+        false => rustix::process::kill_process(target, signal).unwrap(),
     }
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for the call; the fd is ours to close.
-    let ready = unsafe {
-        let ready = libc::poll(&mut pfd, 1, secs * 1000);
-        libc::close(fd);
-        ready
-    };
-    ready == 1
 }
 
 /// A patch against a VERSION the stand-in tree does not have.

@@ -47,23 +47,28 @@ async def next_event(listener, name, timeout):
         print(f"  other event {event['event']}")
 
 
-async def drive(plan, say):
+async def connect(name, socket, timeout):
+    """A QMPClient called NAME, connected to SOCKET and negotiated, whose
+    query-version names QEMU."""
     from qemu.qmp import QMPClient
 
+    qmp = QMPClient(name)
+    await asyncio.wait_for(qmp.connect(socket), timeout)
+    if getattr(qmp.greeting, "QMP", None) is None:
+        raise StepFailed(f"greeting without QMP: {qmp.greeting!r}")
+    version = await run({"execute": "query-version"}, qmp, timeout)
+    if "qemu" not in version:
+        raise StepFailed(f"query-version on {name} returned {version!r}")
+    return qmp
+
+
+async def drive(plan, say):
     timeout = plan["timeout"]
     second = plan["second"]
 
-    say("connect and negotiate")
-    qmp = QMPClient(plan["id"])
-    await asyncio.wait_for(qmp.connect(plan["socket"]), timeout)
-    if getattr(qmp.greeting, "QMP", None) is None:
-        raise StepFailed(f"greeting without QMP: {qmp.greeting!r}")
+    say("connect, negotiate and query-version")
+    qmp = await connect(plan["id"], plan["socket"], timeout)
     print("connected and negotiated")
-
-    say("query-version")
-    version = await run({"execute": "query-version"}, qmp, timeout)
-    if "qemu" not in version:
-        raise StepFailed(f"query-version returned {version!r}")
     print("query-version")
 
     say("add a second monitor through this one")
@@ -72,11 +77,7 @@ async def drive(plan, say):
     print("second monitor added")
 
     say("connect to the second monitor")
-    other = QMPClient(second["id"])
-    await asyncio.wait_for(other.connect(second["socket"]), timeout)
-    version = await run({"execute": "query-version"}, other, timeout)
-    if "qemu" not in version:
-        raise StepFailed(f"query-version on the second returned {version!r}")
+    other = await connect(second["id"], second["socket"], timeout)
     await asyncio.wait_for(other.disconnect(), timeout)
     print("second monitor used and left")
 
