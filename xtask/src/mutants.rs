@@ -188,7 +188,7 @@ pub fn select(wanted: &[String]) -> Result<Vec<Mutant>> {
 /// Runs the baseline, then `mutants`, and reports.
 pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
     // Read before this run's report directory is cleared.
-    let mut history = history::History::load(&history_reports())?;
+    let history = history::History::load(&history_reports())?;
     // The pinned release with the project's series, copied into a
     // scratch tree that the build then builds; the baseline last.
     let (mut run, series) = pipeline::prepare(sh, 9, &SourceArgs::pinned(false))?;
@@ -229,58 +229,12 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
     // or from ccache the first time) while the baseline runs.
     let others = (1..workers(mutants.len())).map(|worker| {
         let (series, python, opts) = (&series, &built.python, &opts);
-        move || -> Result<Worker> {
-            let sh = Shell::new()?;
-            let scratch = Scratch::prepare(&sh, series, worker)?;
-            let opts = BuildOptions {
-                build_root: Some(scratch_root(worker)),
-                ..opts.clone()
-            };
-            build::build(&sh, &scratch.tree.path, python, &opts).with_context(|| {
-                format!("building the scratch tree {}", scratch.tree.path.display())
-            })?;
-            Ok(Worker { scratch, opts })
-        }
+        move || prepare_worker(series, python, opts, worker)
     });
     let (baseline, others) = std::thread::scope(|scope| {
         let others: Vec<_> = others.map(|prepare| scope.spawn(prepare)).collect();
         let baseline = run.own("baseline: the suite on the unmutated series", || {
-            let start = Instant::now();
-            match runner.suite(
-                "baseline",
-                &built.binary,
-                Program::System,
-                None,
-                SuiteArgs::default(),
-            )? {
-                SuiteRun::Done(Outcome::Passed, _) => {}
-                SuiteRun::Done(outcome, failing) => bail!(
-                    "the suite must pass on the unmutated series before mutants mean anything; \
-                 it reported {outcome:?} ({}); see {}",
-                    failing.join(", "),
-                    out_dir.join("baseline/junit.xml").display()
-                ),
-                SuiteRun::Timeout(limit) => {
-                    bail!("the suite did not finish on the unmutated series in {limit:?}")
-                }
-            }
-            let secs = start.elapsed();
-            let mut summary = format!("passed in {:.1}s", secs.as_secs_f64());
-            let explored = match runner.explore("baseline", &built.binary, None)? {
-                None => None,
-                Some(run) if matches!(run.verdict, explore::Verdict::Missed { .. }) => {
-                    summary.push_str(&format!("; explore {}", run.verdict.detail()));
-                    Some(Duration::from_secs_f64(run.secs))
-                }
-                Some(run) => bail!(
-                    "explore must pass on the unmutated series before its verdicts on mutants \
-                     mean anything; it reported {}: {}; see {}",
-                    run.verdict.label(),
-                    run.verdict.detail(),
-                    out_dir.join("baseline/explore.log").display()
-                ),
-            };
-            Ok(((secs, explored), summary))
+            run_baseline(&runner, &built.binary)
         });
         let others: Result<Vec<Worker>> = others
             .into_iter()
@@ -298,6 +252,13 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
     let explore_limit =
         explored.map(|secs| secs * 5 + Duration::from_secs(explore::SHRINK_SECS * 2 + 120));
 
+    announce(plan, &history, mutants.len(), workers.len());
+    let outcomes = runner.all(&workers, mutants, limit, explore_limit)?;
+    report_all(outcomes, baseline, plan, &out_dir, history)
+}
+
+/// Says what the run is about to do: how many mutants, at once, how far.
+fn announce(plan: &Plan, history: &history::History, mutants: usize, workers: usize) {
     let shard = plan
         .shard
         .map_or_else(String::new, |s| format!(" (shard {s})"));
@@ -308,12 +269,78 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
     } else {
         "each up to its first failing scenario, its earlier catchers first"
     };
-    eprintln!(
-        "==> {} mutants{shard}, {} at a time (a scratch tree each), {how}",
-        mutants.len(),
-        workers.len()
-    );
-    let mut outcomes = runner.all(&workers, mutants, limit, explore_limit)?;
+    eprintln!("==> {mutants} mutants{shard}, {workers} at a time (a scratch tree each), {how}");
+}
+
+/// The suite, and explore if asked, on the unmutated series: both must
+/// pass for a mutant's verdict to mean anything. Their times, and the
+/// step's summary.
+fn run_baseline(runner: &Runner, binary: &Path) -> Result<((Duration, Option<Duration>), String)> {
+    let start = Instant::now();
+    match runner.suite(
+        "baseline",
+        binary,
+        Program::System,
+        None,
+        SuiteArgs::default(),
+    )? {
+        SuiteRun::Done(Outcome::Passed, _) => {}
+        SuiteRun::Done(outcome, failing) => bail!(
+            "the suite must pass on the unmutated series before mutants mean anything; \
+             it reported {outcome:?} ({}); see {}",
+            failing.join(", "),
+            runner.out_dir.join("baseline/junit.xml").display()
+        ),
+        SuiteRun::Timeout(limit) => {
+            bail!("the suite did not finish on the unmutated series in {limit:?}")
+        }
+    }
+    let secs = start.elapsed();
+    let mut summary = format!("passed in {:.1}s", secs.as_secs_f64());
+    let explored = match runner.explore("baseline", binary, None)? {
+        None => None,
+        Some(run) if matches!(run.verdict, explore::Verdict::Missed { .. }) => {
+            summary.push_str(&format!("; explore {}", run.verdict.detail()));
+            Some(Duration::from_secs_f64(run.secs))
+        }
+        Some(run) => bail!(
+            "explore must pass on the unmutated series before its verdicts on mutants \
+             mean anything; it reported {}: {}; see {}",
+            run.verdict.label(),
+            run.verdict.detail(),
+            runner.out_dir.join("baseline/explore.log").display()
+        ),
+    };
+    Ok(((secs, explored), summary))
+}
+
+/// Worker `worker`'s scratch tree of the series, built.
+fn prepare_worker(
+    series: &Tree,
+    python: &Path,
+    opts: &BuildOptions,
+    worker: usize,
+) -> Result<Worker> {
+    let sh = Shell::new()?;
+    let scratch = Scratch::prepare(&sh, series, worker)?;
+    let opts = BuildOptions {
+        build_root: Some(scratch_root(worker)),
+        ..opts.clone()
+    };
+    build::build(&sh, &scratch.tree.path, python, &opts)
+        .with_context(|| format!("building the scratch tree {}", scratch.tree.path.display()))?;
+    Ok(Worker { scratch, opts })
+}
+
+/// Prints the kill matrix, writes it (JSON, JUnit, the copy asked for) and
+/// the history; whether every mutant was caught.
+fn report_all(
+    mut outcomes: Vec<MutantOutcome>,
+    baseline: Duration,
+    plan: &Plan,
+    out_dir: &Path,
+    mut history: history::History,
+) -> Result<bool> {
     outcomes.sort_by(|a, b| a.mutant.name.cmp(&b.mutant.name));
     let scenarios: Vec<String> = qmp_tests::scenarios::all()
         .iter()
