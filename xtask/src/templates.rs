@@ -227,8 +227,17 @@ fn github_leg_steps(out: &mut String, dir: &str, args: &str) {
 /// the legs on that repository's tree; then one job that publishes every
 /// leg's report as one check run and names any leg that left none.
 pub fn github() -> String {
-    let mut out = String::from(
-        "# GitHub Actions: the dynamic-monitor suite (qmp-tests), one job per leg
+    let mut out = String::from(GITHUB_HEADER);
+    github_own_job(&mut out);
+    github_tree_job(&mut out);
+    github_report_job(&mut out);
+    out
+}
+
+/// The workflow's comment, triggers, inputs and permissions, up to its
+/// jobs.
+const GITHUB_HEADER: &str =
+    "# GitHub Actions: the dynamic-monitor suite (qmp-tests), one job per leg
 # (`cargo xtask ci --leg LEG`, the same command locally), then one job
 # that publishes every leg's JUnit report as a single check run and fails
 # naming any leg that left no report. On this project's own pushes it runs
@@ -287,16 +296,23 @@ permissions:
   checks: write
 
 jobs:
-",
-    );
-    github_matrix_job(&mut out, "leg", "!inputs.qemu-tree", &legs::all());
+";
+
+/// The matrix on the pinned release with the project's series.
+fn github_own_job(out: &mut String) {
+    github_matrix_job(out, "leg", "!inputs.qemu-tree", &legs::all());
     out.push_str(
         "    steps:
       - uses: actions/checkout@v4
 ",
     );
-    github_leg_steps(&mut out, "", "");
-    github_matrix_job(&mut out, "qemu-tree", "inputs.qemu-tree", &tree_legs());
+    github_leg_steps(out, "", "");
+}
+
+/// The legs on the calling repository's tree, with this project checked
+/// out beside it.
+fn github_tree_job(out: &mut String) {
+    github_matrix_job(out, "qemu-tree", "inputs.qemu-tree", &tree_legs());
     out.push_str(
         "    steps:
       - uses: actions/checkout@v4
@@ -310,10 +326,14 @@ jobs:
 ",
     );
     github_leg_steps(
-        &mut out,
+        out,
         "monitor-hotplug",
         " --qemu-src \"$GITHUB_WORKSPACE/qemu\" ${SERIES:+--series \"$GITHUB_WORKSPACE/qemu/$SERIES\"}\n        env:\n          SERIES: ${{ inputs.series }}",
     );
+}
+
+/// Every leg reported, and the reports published as one check run.
+fn github_report_job(out: &mut String) {
     out.push_str(
         "  report:
     needs: [leg, qemu-tree]
@@ -358,7 +378,6 @@ jobs:
           include_passed: true
 ",
     );
-    out
 }
 
 #[cfg(test)]
