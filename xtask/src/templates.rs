@@ -64,8 +64,15 @@ fn gitlab_cache(out: &mut String, dir: &str) {
 /// The GitLab CI file: hidden jobs only (no stage, no job that runs by
 /// itself), so that including it changes nothing until a job extends one.
 pub fn gitlab() -> String {
-    let mut out = String::from(
-        "# GitLab CI templates for the dynamic-monitor suite (qmp-tests). Include
+    let mut out = String::from(GITLAB_HEADER);
+    gitlab_own_jobs(&mut out);
+    gitlab_tree_job(&mut out);
+    out
+}
+
+/// The file's comment, up to the first hidden job's variables.
+const GITLAB_HEADER: &str =
+    "# GitLab CI templates for the dynamic-monitor suite (qmp-tests). Include
 # this file and extend a job; it defines no stage and no job of its own:
 #
 #   include:
@@ -99,9 +106,12 @@ pub fn gitlab() -> String {
   image: rust:1-bookworm
   variables:
     CCACHE_DIR: \"$CI_PROJECT_DIR/.ccache\"
-",
-    );
-    gitlab_cache(&mut out, "");
+";
+
+/// One leg on the pinned release with the project's series, and the
+/// matrix of every leg over it.
+fn gitlab_own_jobs(out: &mut String) {
+    gitlab_cache(out, "");
     out.push_str(
         "  script:
     - cargo xtask ci --leg \"$LEG\"
@@ -120,7 +130,12 @@ pub fn gitlab() -> String {
       - LEG:
 ",
     );
-    yaml_list(&mut out, "          ", &legs::all());
+    yaml_list(out, "          ", &legs::all());
+}
+
+/// The legs on the including project's own tree, with this project
+/// fetched into it.
+fn gitlab_tree_job(out: &mut String) {
     out.push_str(
         "
 # The including project's own QEMU tree, as it is (or with the series
@@ -139,8 +154,8 @@ pub fn gitlab() -> String {
       - LEG:
 ",
     );
-    yaml_list(&mut out, "          ", &tree_legs());
-    gitlab_cache(&mut out, ".monitor-hotplug/");
+    yaml_list(out, "          ", &tree_legs());
+    gitlab_cache(out, ".monitor-hotplug/");
     out.push_str(
         "  script:
     - test -n \"$MONITOR_HOTPLUG_REPO\" || { echo \"set MONITOR_HOTPLUG_REPO to this project's git URL\"; exit 2; }
@@ -158,7 +173,6 @@ pub fn gitlab() -> String {
       junit: .monitor-hotplug/target/qmp-tests/$LEG/junit.xml
 ",
     );
-    out
 }
 
 /// A GitHub job over `legs`, run when `condition` holds, up to its steps.
