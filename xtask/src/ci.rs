@@ -196,6 +196,19 @@ struct Stages {
 }
 
 impl Stages {
+    /// Each stage's time, and the count of stages passed.
+    fn summary(&self, started: Instant) {
+        eprintln!(
+            "\n==== ci summary (wall time {:.1}s)",
+            started.elapsed().as_secs_f64()
+        );
+        for (name, secs, beside) in &self.done {
+            let beside = if *beside { "  (beside the others)" } else { "" };
+            eprintln!("  {secs:>7.1}s  {name}{beside}");
+        }
+        println!("{} passed, 0 failed", self.done.len());
+    }
+
     fn run<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         interrupt::check()?;
         eprintln!("\n==== ci: {name}");
@@ -369,58 +382,28 @@ fn run(sh: &Shell, opts: &Options) -> Result<()> {
     if opts.check_templates {
         return check_templates(sh);
     }
-    if let Some(leg) = &opts.leg {
-        return run_leg(sh, leg, &opts.leg_source);
+    match &opts.leg {
+        Some(leg) => run_leg(sh, leg, &opts.leg_source),
+        None => run_all(sh, opts.skip_sanitizer),
     }
-    let skip_sanitizer = opts.skip_sanitizer;
+}
+
+/// Every stage, in the order that lets the slow ones overlap: the checks
+/// without QEMU, the pipelines, then the stages on what they built.
+fn run_all(sh: &Shell, skip_sanitizer: bool) -> Result<()> {
     let cargo = paths::cargo();
     let root = paths::project_root();
     let _cd = sh.push_dir(&root);
     let mut stages = Stages { done: Vec::new() };
     let started = Instant::now();
 
-    stages.run("cargo fmt --check", || {
-        cmd!(sh, "{cargo} fmt --all -- --check").spawn_run()
-    })?;
-    stages.run("clippy", || {
-        cmd!(
-            sh,
-            "{cargo} clippy --quiet --workspace --all-targets -- -D warnings"
-        )
-        .spawn_run()
-    })?;
-    stages.run("CI templates against the vendors' schemas", || {
-        check_templates(sh)
-    })?;
-    // The signal and kill -9 tests build a stand-in tree with real ninja
-    // among the unit tests: the build dependencies come first.
-    stages.run("host dependencies", || deps::ensure_host(sh).map(drop))?;
-    stages.run("unit tests", || {
-        cmd!(sh, "{cargo} test --quiet --workspace").spawn_run()
-    })?;
+    static_checks(&mut stages, sh, &cargo)?;
 
     let stock = stages.run("pipeline, pinned release without the series", || {
-        let dir = paths::target_dir().join("qmp-tests/stock");
-        let junit = dir.join("junit.xml");
-        let run = xtask_test(sh, true, &[], Some(junit.clone()))?;
-        if run.outcome != Outcome::Unsupported {
-            bail!(
-                "stock QEMU should lack monitor-add, but the suite reported {:?}",
-                run.outcome
-            );
-        }
-        expect_in_report(&junit, "has no monitor-add")?;
-        Ok(run)
+        stock_pipeline(sh)
     })?;
     let hotplug = stages.run("pipeline, pinned release with the series", || {
-        let run = xtask_test(sh, false, &[], None)?;
-        if run.outcome != Outcome::Passed {
-            bail!(
-                "the suite failed against the project's series ({:?})",
-                run.outcome
-            );
-        }
-        Ok(run)
+        series_pipeline(sh, &[], "the project's series")
     })?;
     // qemu-storage-daemon with the series: a build directory of its own
     // on the series tree the stage above made, and no wiring, so it
@@ -460,30 +443,64 @@ fn run(sh: &Shell, opts: &Options) -> Result<()> {
     if !skip_sanitizer {
         stages.run(
             "sanitizer build (address,undefined) with the series",
-            || {
-                let run = xtask_test(sh, false, &["address", "undefined"], None)?;
-                if run.outcome != Outcome::Passed {
-                    bail!(
-                        "the suite failed against the sanitizer build ({:?})",
-                        run.outcome
-                    );
-                }
-                Ok(())
-            },
+            || series_pipeline(sh, &["address", "undefined"], "the sanitizer build").map(drop),
         )?;
     }
     stages.join(qsd)?;
     stages.join(mutants)?;
-    eprintln!(
-        "\n==== ci summary (wall time {:.1}s)",
-        started.elapsed().as_secs_f64()
-    );
-    for (name, secs, beside) in &stages.done {
-        let beside = if *beside { "  (beside the others)" } else { "" };
-        eprintln!("  {secs:>7.1}s  {name}{beside}");
-    }
-    println!("{} passed, 0 failed", stages.done.len());
+    stages.summary(started);
     Ok(())
+}
+
+/// What needs no QEMU: formatting, clippy, the CI templates, the host's
+/// packages and the unit tests.
+fn static_checks(stages: &mut Stages, sh: &Shell, cargo: &std::ffi::OsStr) -> Result<()> {
+    stages.run("cargo fmt --check", || {
+        cmd!(sh, "{cargo} fmt --all -- --check").spawn_run()
+    })?;
+    stages.run("clippy", || {
+        cmd!(
+            sh,
+            "{cargo} clippy --quiet --workspace --all-targets -- -D warnings"
+        )
+        .spawn_run()
+    })?;
+    stages.run("CI templates against the vendors' schemas", || {
+        check_templates(sh)
+    })?;
+    // The signal and kill -9 tests build a stand-in tree with real ninja
+    // among the unit tests: the build dependencies come first.
+    stages.run("host dependencies", || deps::ensure_host(sh).map(drop))?;
+    stages.run("unit tests", || {
+        cmd!(sh, "{cargo} test --quiet --workspace").spawn_run()
+    })?;
+    Ok(())
+}
+
+/// The pinned release without the series: the suite must find no
+/// monitor-add and say so in its report.
+fn stock_pipeline(sh: &Shell) -> Result<test::Run> {
+    let dir = paths::target_dir().join("qmp-tests/stock");
+    let junit = dir.join("junit.xml");
+    let run = xtask_test(sh, true, &[], Some(junit.clone()))?;
+    if run.outcome != Outcome::Unsupported {
+        bail!(
+            "stock QEMU should lack monitor-add, but the suite reported {:?}",
+            run.outcome
+        );
+    }
+    expect_in_report(&junit, "has no monitor-add")?;
+    Ok(run)
+}
+
+/// The pinned release with the series, built with `sanitize`: the suite
+/// must pass against `what`.
+fn series_pipeline(sh: &Shell, sanitize: &[&str], what: &str) -> Result<test::Run> {
+    let run = xtask_test(sh, false, sanitize, None)?;
+    if run.outcome != Outcome::Passed {
+        bail!("the suite failed against {what} ({:?})", run.outcome);
+    }
+    Ok(run)
 }
 
 /// `cargo xtask ARGS` in the project root, for a stage beside the others.
