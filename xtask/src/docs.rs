@@ -216,6 +216,16 @@ pub fn benchmarks_md(report: &Value) -> Result<String> {
         kernel = text(machine, "kernel")?,
         qemu = text(machine, "qemu")?,
     );
+    figures_table(&mut out, report)?;
+    targets_table(&mut out, report)?;
+    phases_table(&mut out, report);
+    cold_table(&mut out, report);
+    notes_list(&mut out, report);
+    Ok(out)
+}
+
+/// Each figure with its spread and its ratio to the floor.
+fn figures_table(out: &mut String, report: &Value) -> Result<()> {
     for f in field(report, "figures")?
         .as_array()
         .context("`figures` is a list")?
@@ -233,6 +243,11 @@ pub fn benchmarks_md(report: &Value) -> Result<String> {
             secs(number(f, "max_s")?),
         );
     }
+    Ok(())
+}
+
+/// Each target, its basis, and whether it was met.
+fn targets_table(out: &mut String, report: &Value) -> Result<()> {
     out.push_str("\n| target (medians) | value | limit | met |\n|---|---|---|---|\n");
     for t in field(report, "targets")?
         .as_array()
@@ -260,7 +275,11 @@ pub fn benchmarks_md(report: &Value) -> Result<String> {
             }
         );
     }
-    phases_table(&mut out, report);
+    Ok(())
+}
+
+/// The cold runs' steps side by side, when the bench took them.
+fn cold_table(out: &mut String, report: &Value) {
     if let Some(cold) = report.get("cold").filter(|c| !c.is_null()) {
         out.push_str(
             "\nCold `cargo xtask test` from fresh clones, side by side (seconds; the steps\n\
@@ -309,6 +328,10 @@ pub fn benchmarks_md(report: &Value) -> Result<String> {
             .collect();
         let _ = writeln!(out, "| whole process | {} |", totals.join(" | "));
     }
+}
+
+/// The notes the bench recorded, if any.
+fn notes_list(out: &mut String, report: &Value) {
     let notes = report.get("notes").and_then(Value::as_array);
     if let Some(notes) = notes.filter(|n| !n.is_empty()) {
         out.push_str("\nNotes the bench recorded:\n\n");
@@ -316,7 +339,6 @@ pub fn benchmarks_md(report: &Value) -> Result<String> {
             let _ = writeln!(out, "- {}", note.as_str().unwrap_or_default());
         }
     }
-    Ok(out)
 }
 
 #[cfg(test)]
