@@ -525,44 +525,10 @@ fn run_one(
 ) -> Outcome {
     let started = Instant::now();
     let transcript = Transcript::new();
-    // One log per scenario and route: the routes' runs must not share a
-    // file (--log-dir).
-    let log_name = format!("{}.{}", scenario.name, route.name());
-    let opts = config.launch_options(&log_name, scenario.extra_args, transcript.clone());
-    // Launched here, not by the runner, because QEMU's PDEATHSIG follows
-    // the launching thread.
-    let mut machine = match Machine::launch(&config.qemu, &opts) {
+    let machine = match start(config, scenario, (route, index), tx, started, &transcript) {
         Ok(machine) => machine,
-        Err(err) => {
-            let cause = one_line(&format!("QEMU did not start: {err:#}"));
-            return early_failure(scenario, cause, started, &transcript).on(route);
-        }
+        Err(outcome) => return *outcome,
     };
-    let caps = match probe::check(&mut machine) {
-        Ok(caps) => caps,
-        Err(err) => {
-            let cause = one_line(&format!("asking QEMU what it has: {err:#}"));
-            return early_failure(scenario, cause, started, &transcript).on(route);
-        }
-    };
-    let needs_route = !config.routes.is_empty();
-    let refusal = caps
-        .refusal(&config.qemu, &config.routes)
-        .filter(|_| needs_route);
-    let has_route = caps.has(route) || !needs_route;
-    let _ = tx.send(Message::Started {
-        index,
-        killer: machine.killer(),
-        dir: machine.dir().to_path_buf(),
-        caps,
-    });
-    if let Some(refusal) = refusal {
-        // Nothing to run: the caller reports every scenario with this.
-        return early_failure(scenario, refusal, started, &transcript).on(route);
-    }
-    if !has_route {
-        return absent(scenario.name, route);
-    }
 
     let deadline = started + scenario.timeout(&config.settings);
     let mut ctx = Ctx::new(
@@ -583,24 +549,7 @@ fn run_one(
         Ok(Err(err)) => problems.push(format!("{err:#}")),
         Err(panic) => problems.push(format!("panicked: {}", panic_message(&panic))),
     }
-    let shutdown = ctx.machine.shutdown();
-    transcript.note("harness", phases::REAPED);
-    match shutdown {
-        Ok(shutdown) if shutdown.clean() => {}
-        Ok(shutdown) => problems.push(format!("QEMU ended with {shutdown}")),
-        Err(err) => problems.push(format!("{err:#}")),
-    }
-    let stderr = ctx
-        .machine
-        .stderr()
-        .unwrap_or_else(|err| format!("({err:#})"));
-    let report = sanitizer::find_report(&stderr);
-    if let Some(report) = &report {
-        problems.push(format!(
-            "sanitizer report in QEMU's stderr: {}",
-            report.headline
-        ));
-    }
+    let (stderr, report) = shut_down(&mut ctx, &transcript, &mut problems);
 
     let failure = (!problems.is_empty()).then(|| Failure {
         cause: clean(&one_line(&problems.join("; "))),
@@ -625,6 +574,92 @@ fn run_one(
     // outcome, this QEMU and its directory are gone.
     drop(ctx);
     outcome
+}
+
+/// Launches the scenario's QEMU and asks it what it has, telling the
+/// runner; the machine, or the outcome of a scenario that cannot run
+/// (boxed: an outcome is large).
+fn start(
+    config: &RunConfig,
+    scenario: &'static Scenario,
+    (route, index): (Route, usize),
+    tx: &mpsc::Sender<Message>,
+    started: Instant,
+    transcript: &Transcript,
+) -> Result<Machine, Box<Outcome>> {
+    // One log per scenario and route: the routes' runs must not share a
+    // file (--log-dir).
+    let log_name = format!("{}.{}", scenario.name, route.name());
+    let opts = config.launch_options(&log_name, scenario.extra_args, transcript.clone());
+    // Launched here, not by the runner, because QEMU's PDEATHSIG follows
+    // the launching thread.
+    let mut machine = match Machine::launch(&config.qemu, &opts) {
+        Ok(machine) => machine,
+        Err(err) => {
+            let cause = one_line(&format!("QEMU did not start: {err:#}"));
+            return Err(Box::new(
+                early_failure(scenario, cause, started, transcript).on(route),
+            ));
+        }
+    };
+    let caps = match probe::check(&mut machine) {
+        Ok(caps) => caps,
+        Err(err) => {
+            let cause = one_line(&format!("asking QEMU what it has: {err:#}"));
+            return Err(Box::new(
+                early_failure(scenario, cause, started, transcript).on(route),
+            ));
+        }
+    };
+    let needs_route = !config.routes.is_empty();
+    let refusal = caps
+        .refusal(&config.qemu, &config.routes)
+        .filter(|_| needs_route);
+    let has_route = caps.has(route) || !needs_route;
+    let _ = tx.send(Message::Started {
+        index,
+        killer: machine.killer(),
+        dir: machine.dir().to_path_buf(),
+        caps,
+    });
+    if let Some(refusal) = refusal {
+        // Nothing to run: the caller reports every scenario with this.
+        return Err(Box::new(
+            early_failure(scenario, refusal, started, transcript).on(route),
+        ));
+    }
+    if !has_route {
+        return Err(Box::new(absent(scenario.name, route)));
+    }
+    Ok(machine)
+}
+
+/// Shuts the scenario's QEMU down, adding to `problems` an unclean end
+/// and a sanitizer's report; QEMU's stderr and that report.
+fn shut_down(
+    ctx: &mut Ctx,
+    transcript: &Transcript,
+    problems: &mut Vec<String>,
+) -> (String, Option<sanitizer::Report>) {
+    let shutdown = ctx.machine.shutdown();
+    transcript.note("harness", phases::REAPED);
+    match shutdown {
+        Ok(shutdown) if shutdown.clean() => {}
+        Ok(shutdown) => problems.push(format!("QEMU ended with {shutdown}")),
+        Err(err) => problems.push(format!("{err:#}")),
+    }
+    let stderr = ctx
+        .machine
+        .stderr()
+        .unwrap_or_else(|err| format!("({err:#})"));
+    let report = sanitizer::find_report(&stderr);
+    if let Some(report) = &report {
+        problems.push(format!(
+            "sanitizer report in QEMU's stderr: {}",
+            report.headline
+        ));
+    }
+    (stderr, report)
 }
 
 /// A scenario that failed before it ran, with what its QEMU said so far.
