@@ -179,22 +179,7 @@ fn step(args: impl Iterator<Item = std::ffi::OsString>) -> Result<u8> {
         opts: &opts,
     };
     let mut timing = Timing::default();
-    let finding = match test_commit(&step, &mut timing) {
-        _ if interrupt::interrupted() => Finding::Interrupted,
-        Ok(f) => f,
-        Err(err) => Finding::Harness(format!("{err:#}")),
-    };
-    // The next checkout needs a clean tree; say so now rather than let git
-    // fail on it.
-    let finding = match interrupt::cleanup(|| vcs::status(&sh, &step.tree)) {
-        Ok(dirty) if dirty.is_empty() => finding,
-        Ok(dirty) => Finding::Harness(format!(
-            "the step left changes in {}: {}",
-            step.tree.display(),
-            dirty.join(", ")
-        )),
-        Err(err) => Finding::Harness(format!("{err:#}")),
-    };
+    let finding = test_leaving_clean(&step, &mut timing);
     let junit = keep_junit(&step.dir, &log_dir.join(format!("step-{short}.xml")))?;
     let code = finding.exit_code(opts.flags.unsupported);
     // Read before this step's record is added: is it the first to find
@@ -217,13 +202,40 @@ fn step(args: impl Iterator<Item = std::ffi::OsString>) -> Result<u8> {
         junit,
     }
     .append(&log_dir)?;
-    let detail = finding.detail();
     if first_unsupported && code == 125 {
         eprintln!(
             "{}",
             no_monitor_add_hint(short, opts.flags.series.is_some())
         );
     }
+    say_verdict(short, &finding, code, &timing, overhead);
+    Ok(code)
+}
+
+/// The commit's finding, or a harness failure when the step left the
+/// tree dirty: the next checkout needs it clean.
+fn test_leaving_clean(step: &Step, timing: &mut Timing) -> Finding {
+    let finding = match test_commit(step, timing) {
+        _ if interrupt::interrupted() => Finding::Interrupted,
+        Ok(f) => f,
+        Err(err) => Finding::Harness(format!("{err:#}")),
+    };
+    // The next checkout needs a clean tree; say so now rather than let git
+    // fail on it.
+    match interrupt::cleanup(|| vcs::status(step.sh, &step.tree)) {
+        Ok(dirty) if dirty.is_empty() => finding,
+        Ok(dirty) => Finding::Harness(format!(
+            "the step left changes in {}: {}",
+            step.tree.display(),
+            dirty.join(", ")
+        )),
+        Err(err) => Finding::Harness(format!("{err:#}")),
+    }
+}
+
+/// The step's verdict and times; a harness failure says the bisect stops.
+fn say_verdict(short: &str, finding: &Finding, code: u8, timing: &Timing, overhead: Duration) {
+    let detail = finding.detail();
     if matches!(finding, Finding::Harness(_)) {
         eprintln!("error: {detail}\nerror: not the commit's fault: aborting the bisect");
     } else if !detail.is_empty() {
@@ -237,7 +249,6 @@ fn step(args: impl Iterator<Item = std::ffi::OsString>) -> Result<u8> {
         timing.test.as_secs_f64(),
         overhead.as_secs_f64()
     );
-    Ok(code)
 }
 
 /// Said on the first step whose QEMU has no monitor-add, when such steps
