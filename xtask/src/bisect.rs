@@ -160,7 +160,15 @@ fn run(sh: &Shell, request: &Request) -> Result<()> {
 
     reset?;
     interrupt::check()?;
-    let status = status?;
+    conclude(result, &steps, status?)
+}
+
+/// What the bisect concluded: a first bad commit, or why there is none.
+fn conclude(
+    result: BisectResult,
+    steps: &[report::Record],
+    status: std::process::ExitStatus,
+) -> Result<()> {
     let unsupported = "no monitor-add";
     if !matches!(result, BisectResult::Found(_))
         && !steps.is_empty()
