@@ -380,6 +380,27 @@ fn report_all(
     Ok(failed == 0)
 }
 
+/// One line for a mutant's outcome (and one for its explore run): the
+/// `done`th of `total`.
+fn print_progress(done: usize, total: usize, outcome: &MutantOutcome) {
+    eprintln!(
+        "    [{done}/{total}] {:<36} {:<11} build {:>5.1}s  suite {:>5.1}s  {}",
+        outcome.mutant.name,
+        outcome.verdict.label(),
+        outcome.build_secs,
+        outcome.suite_secs,
+        report::detail(&outcome.verdict)
+    );
+    if let Some(run) = &outcome.explore {
+        eprintln!(
+            "          explore {:<11} {:>5.1}s  {}",
+            run.verdict.label(),
+            run.secs,
+            run.verdict.detail()
+        );
+    }
+}
+
 /// A worktree of the series' commit, owned by this command.
 struct Scratch {
     tree: Tree,
@@ -551,44 +572,9 @@ impl Runner<'_> {
                 let Some(mutant) = queue.lock().expect("no worker panics").pop_front() else {
                     return Ok(());
                 };
-                let outcome = match self.build(&sh, &worker.scratch, mutant, &worker.opts)? {
-                    Prepared::Ended(outcome) => outcome,
-                    Prepared::Built(outcome, binary) => {
-                        let mut outcome = self.test(outcome, &binary, limit)?;
-                        outcome.explore = match outcome.mutant.program {
-                            Program::System => {
-                                self.explore(&outcome.mutant.name, &binary, explore_limit)?
-                            }
-                            // Explore drives qemu-system's VM run state.
-                            Program::StorageDaemon => self.explore.map(|_| explore::Run {
-                                verdict: explore::Verdict::Skipped(
-                                    "built as qemu-storage-daemon; explore drives qemu-system"
-                                        .to_owned(),
-                                ),
-                                secs: 0.0,
-                            }),
-                        };
-                        outcome
-                    }
-                };
+                let outcome = self.one(&sh, worker, mutant, (limit, explore_limit))?;
                 let mut outcomes = outcomes.lock().expect("no worker panics");
-                eprintln!(
-                    "    [{}/{total}] {:<36} {:<11} build {:>5.1}s  suite {:>5.1}s  {}",
-                    outcomes.len() + 1,
-                    outcome.mutant.name,
-                    outcome.verdict.label(),
-                    outcome.build_secs,
-                    outcome.suite_secs,
-                    report::detail(&outcome.verdict)
-                );
-                if let Some(run) = &outcome.explore {
-                    eprintln!(
-                        "          explore {:<11} {:>5.1}s  {}",
-                        run.verdict.label(),
-                        run.secs,
-                        run.verdict.detail()
-                    );
-                }
+                print_progress(outcomes.len() + 1, total, &outcome);
                 outcomes.push(outcome);
             }
         };
@@ -614,6 +600,33 @@ impl Runner<'_> {
             Ok(())
         })?;
         Ok(outcomes.into_inner().expect("no worker panics"))
+    }
+
+    /// Builds `mutant` in the worker's scratch tree, then runs the suite
+    /// and explore on it: its outcome.
+    fn one(
+        &self,
+        sh: &Shell,
+        worker: &Worker,
+        mutant: Mutant,
+        (limit, explore_limit): (Duration, Option<Duration>),
+    ) -> Result<MutantOutcome> {
+        let (outcome, binary) = match self.build(sh, &worker.scratch, mutant, &worker.opts)? {
+            Prepared::Ended(outcome) => return Ok(outcome),
+            Prepared::Built(outcome, binary) => (outcome, binary),
+        };
+        let mut outcome = self.test(outcome, &binary, limit)?;
+        outcome.explore = match outcome.mutant.program {
+            Program::System => self.explore(&outcome.mutant.name, &binary, explore_limit)?,
+            // Explore drives qemu-system's VM run state.
+            Program::StorageDaemon => self.explore.map(|_| explore::Run {
+                verdict: explore::Verdict::Skipped(
+                    "built as qemu-storage-daemon; explore drives qemu-system".to_owned(),
+                ),
+                secs: 0.0,
+            }),
+        };
+        Ok(outcome)
     }
 
     /// Applies `mutant` and builds it; the scratch tree is restored
