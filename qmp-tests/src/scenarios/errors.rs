@@ -82,17 +82,21 @@ pub fn errors(ctx: &mut Ctx) -> Result<()> {
     for (what, request, names) in cases {
         let err = ctx.main_refused_naming(request, names).context(what)?;
         ctx.note(format!("{what}: {err}"));
-        let after = hotplug::query_monitors(ctx)?;
-        ensure!(
-            after == before,
-            "{what} changed query-monitors from {} to {}",
-            Value::Array(before),
-            Value::Array(after)
-        );
+        unchanged(ctx, &before, what)?;
     }
+    other_routes_removal_refused(ctx, &existing, &before)?;
 
-    // The other route's removal refuses this route's monitor.
-    let (what, request, names) = match route {
+    // The refused attempts must not have claimed the free chardev.
+    ctx.add_monitor(json!({ "id": free.id, "chardev": free.chardev }))
+        .context("monitor-add on the chardev the refused attempts used")?;
+    hotplug::remove(ctx, &free)?;
+    hotplug::remove(ctx, &existing)
+}
+
+/// The other route's removal refuses this route's monitor, or is not in
+/// this QEMU; either way query-monitors is as `before`.
+fn other_routes_removal_refused(ctx: &mut Ctx, existing: &DynMon, before: &[Value]) -> Result<()> {
+    let (what, request, names) = match ctx.route() {
         Route::Commands => (
             "object-del of a monitor-add monitor's id (no such object)",
             ("object-del", json!({ "id": existing.id })),
@@ -121,17 +125,17 @@ pub fn errors(ctx: &mut Ctx) -> Result<()> {
         Ok(ret) => bail!("{what} succeeded (returned {ret}), but must be refused"),
         Err(err) => return Err(err).context(what),
     }
+    unchanged(ctx, before, what)
+}
+
+/// query-monitors lists what it listed `before` the refused `what`.
+fn unchanged(ctx: &mut Ctx, before: &[Value], what: &str) -> Result<()> {
     let after = hotplug::query_monitors(ctx)?;
     ensure!(
         after == before,
         "{what} changed query-monitors from {} to {}",
-        Value::Array(before),
+        Value::Array(before.to_vec()),
         Value::Array(after)
     );
-
-    // The refused attempts must not have claimed the free chardev.
-    ctx.add_monitor(json!({ "id": free.id, "chardev": free.chardev }))
-        .context("monitor-add on the chardev the refused attempts used")?;
-    hotplug::remove(ctx, &free)?;
-    hotplug::remove(ctx, &existing)
+    Ok(())
 }
