@@ -5,7 +5,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
 use crate::{
-    qmp::QmpError,
+    qmp::{Qmp, QmpError},
     scenarios::{
         hotplug::{self, DynMon},
         lifecycle::full_cycle,
@@ -34,44 +34,7 @@ pub fn remove_pipelined(ctx: &mut Ctx) -> Result<()> {
     client
         .negotiate_with(&["oob"], ctx.wait())
         .with_context(|| format!("qmp_capabilities enabling oob on {}", mon.id))?;
-    let requests: Vec<(bool, &str, Value)> = (0..PIPELINED)
-        .map(|i| (false, if i % 2 == 0 { "stop" } else { "cont" }, Value::Null))
-        .collect();
-    let ids = client
-        .send_batch(&requests, ctx.wait())
-        .with_context(|| format!("pipelining stop and cont on {}", mon.id))?;
-    client
-        .read_reply("stop", &ids[0], ctx.wait())
-        .with_context(|| format!("the first pipelined stop on {}", mon.id))?;
-    // Nothing else emits events in this QEMU (-machine none), and the
-    // main monitor has not been read since negotiation: every STOP and
-    // RESUME before the reply to monitor-remove is one request executed.
-    // The main monitor keeps the dispatcher busy (query-qmp-schema takes
-    // milliseconds) while the client's requests fill the monitor's queue;
-    // the removal, sent in the same write, comes next.
-    let (command, args) = ctx.remove_request(json!({ "id": mon.id }));
-    let wait = ctx.wait();
-    let main = ctx.machine.qmp();
-    let main_ids = main
-        .send_batch(
-            &[
-                (false, "query-qmp-schema", Value::Null),
-                (false, command, args),
-            ],
-            wait,
-        )
-        .context("query-qmp-schema and the removal on the main monitor")?;
-    main.read_reply("query-qmp-schema", &main_ids[0], wait)
-        .context("query-qmp-schema on the main monitor")?;
-    main.read_reply(command, &main_ids[1], wait)
-        .with_context(|| format!("{command} of {} on the main monitor", mon.id))?;
-    let executed = ctx
-        .machine
-        .qmp()
-        .take_events()
-        .iter()
-        .filter(|ev| ev["event"] == "STOP" || ev["event"] == "RESUME")
-        .count();
+    let executed = pipeline_then_remove(ctx, &mon, &mut client)?;
     let rest = client.read_until_eof(ctx.wait()).with_context(|| {
         format!(
             "{}'s client after monitor-remove with requests queued",
@@ -104,8 +67,61 @@ pub fn remove_pipelined(ctx: &mut Ctx) -> Result<()> {
          overtake queued and unread requests (nothing shows they are dropped)",
         mon.id
     );
+    none_ran_after(ctx, &mon, executed)?;
+    ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
+    full_cycle(ctx, &mon).context("the same ids and path right after the removal")
+}
+
+/// Pipelines the stop/cont requests on `client`; once the first is
+/// answered, the main monitor removes the monitor. How many of them were
+/// executed before the removal, counted by their events.
+fn pipeline_then_remove(ctx: &mut Ctx, mon: &DynMon, client: &mut Qmp) -> Result<usize> {
+    let requests: Vec<(bool, &str, Value)> = (0..PIPELINED)
+        .map(|i| (false, if i % 2 == 0 { "stop" } else { "cont" }, Value::Null))
+        .collect();
+    let ids = client
+        .send_batch(&requests, ctx.wait())
+        .with_context(|| format!("pipelining stop and cont on {}", mon.id))?;
+    client
+        .read_reply("stop", &ids[0], ctx.wait())
+        .with_context(|| format!("the first pipelined stop on {}", mon.id))?;
+    // Nothing else emits events in this QEMU (-machine none), and the
+    // main monitor has not been read since negotiation: every STOP and
+    // RESUME before the reply to monitor-remove is one request executed.
+    // The main monitor keeps the dispatcher busy (query-qmp-schema takes
+    // milliseconds) while the client's requests fill the monitor's queue;
+    // the removal, sent in the same write, comes next.
+    let (command, args) = ctx.remove_request(json!({ "id": mon.id }));
+    let wait = ctx.wait();
+    let main = ctx.machine.qmp();
+    let main_ids = main
+        .send_batch(
+            &[
+                (false, "query-qmp-schema", Value::Null),
+                (false, command, args),
+            ],
+            wait,
+        )
+        .context("query-qmp-schema and the removal on the main monitor")?;
+    main.read_reply("query-qmp-schema", &main_ids[0], wait)
+        .context("query-qmp-schema on the main monitor")?;
+    main.read_reply(command, &main_ids[1], wait)
+        .with_context(|| format!("{command} of {} on the main monitor", mon.id))?;
+    Ok(ctx
+        .machine
+        .qmp()
+        .take_events()
+        .iter()
+        .filter(|ev| ev["event"] == "STOP" || ev["event"] == "RESUME")
+        .count())
+}
+
+/// The monitor is gone from query-monitors, and none of the requests the
+/// removal dropped runs after it: no event in a quiet window, and the run
+/// state is what `executed` of them make. The VM is left running.
+fn none_ran_after(ctx: &mut Ctx, mon: &DynMon, executed: usize) -> Result<()> {
     // None may run after the removal: watch the main monitor for events.
-    check_gone(ctx, &mon)?;
+    check_gone(ctx, mon)?;
     let late = ctx
         .machine
         .qmp()
@@ -132,8 +148,7 @@ pub fn remove_pipelined(ctx: &mut Ctx) -> Result<()> {
     if expected == "paused" {
         ctx.main("cont", Value::Null)?;
     }
-    ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
-    full_cycle(ctx, &mon).context("the same ids and path right after the removal")
+    Ok(())
 }
 
 /// The monitor is absent from query-monitors and the main monitor works.
