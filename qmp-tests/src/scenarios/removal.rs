@@ -226,19 +226,7 @@ fn silence_after(
     client
         .negotiate_with(&["oob"], ctx.wait())
         .with_context(|| format!("qmp_capabilities enabling oob on {}", mon.id))?;
-    // migrate-pause is allowed out-of-band and answers (with an error)
-    // when no migration runs: any reply means it was executed.
-    let id = client.send_oob("migrate-pause", Value::Null, ctx.wait())?;
-    match client.read_reply("migrate-pause", &id, ctx.wait()) {
-        Ok(_) | Err(QmpError::Qmp { .. }) => {}
-        Err(err) => {
-            return Err(err).context(format!(
-                "positive control: exec-oob migrate-pause on {} before its removal",
-                mon.id
-            ))
-        }
-    }
-    hotplug::control_stop_cont(ctx, &mut client)?;
+    positive_control(ctx, &mut client, &mon)?;
 
     let (command, args) = removal(ctx, &mon.id);
     // A schema reply first keeps the dispatcher busy while the removal
@@ -252,32 +240,7 @@ fn silence_after(
         (true, "migrate-pause", Value::Null),
     ];
     let ids = client.send_batch(&batch, ctx.wait())?;
-    // Everything up to the removal's reply but the schema; anything else
-    // is a request of that write answered (or its event) before the
-    // removal finished.
-    let mut early = Vec::new();
-    let mut schema = false;
-    let deadline = ctx.wait();
-    loop {
-        match client.read_any(deadline) {
-            Ok(message) if message["id"] == ids[0].as_str() && !schema => schema = true,
-            Ok(message) if message["id"] == ids[1].as_str() => {
-                // HMP answers with its output: text there is an error.
-                let ok = match message.get("return") {
-                    Some(Value::String(text)) => text.trim().is_empty(),
-                    other => other.is_some(),
-                };
-                ensure!(ok, "{command} of {} on itself failed: {message}", mon.id);
-                break;
-            }
-            Ok(message) => early.push(message),
-            Err(QmpError::Eof) => bail!(
-                "the connection of {} dropped before the reply to {command} of itself arrived",
-                mon.id
-            ),
-            Err(err) => return Err(err).context(format!("{command} of itself on {}", mon.id)),
-        }
-    }
+    let (schema, early) = read_to_removal_reply(ctx, &mut client, &mon, command, &ids)?;
     ensure!(
         schema,
         "the query-qmp-schema written before the self-removal of {} was not answered before it",
@@ -311,4 +274,59 @@ fn silence_after(
         Value::Array(late)
     );
     Ok(())
+}
+
+/// The positive control: before its removal the monitor executes an
+/// out-of-band command and stop and cont.
+fn positive_control(ctx: &mut Ctx, client: &mut Qmp, mon: &DynMon) -> Result<()> {
+    // migrate-pause is allowed out-of-band and answers (with an error)
+    // when no migration runs: any reply means it was executed.
+    let id = client.send_oob("migrate-pause", Value::Null, ctx.wait())?;
+    match client.read_reply("migrate-pause", &id, ctx.wait()) {
+        Ok(_) | Err(QmpError::Qmp { .. }) => {}
+        Err(err) => {
+            return Err(err).context(format!(
+                "positive control: exec-oob migrate-pause on {} before its removal",
+                mon.id
+            ))
+        }
+    }
+    hotplug::control_stop_cont(ctx, client)
+}
+
+/// Reads up to the reply to the removal (`ids[1]`): whether the schema
+/// written before it (`ids[0]`) was answered, and what else arrived.
+fn read_to_removal_reply(
+    ctx: &Ctx,
+    client: &mut Qmp,
+    mon: &DynMon,
+    command: &str,
+    ids: &[String],
+) -> Result<(bool, Vec<Value>)> {
+    // Everything up to the removal's reply but the schema; anything else
+    // is a request of that write answered (or its event) before the
+    // removal finished.
+    let mut early = Vec::new();
+    let mut schema = false;
+    let deadline = ctx.wait();
+    loop {
+        match client.read_any(deadline) {
+            Ok(message) if message["id"] == ids[0].as_str() && !schema => schema = true,
+            Ok(message) if message["id"] == ids[1].as_str() => {
+                // HMP answers with its output: text there is an error.
+                let ok = match message.get("return") {
+                    Some(Value::String(text)) => text.trim().is_empty(),
+                    other => other.is_some(),
+                };
+                ensure!(ok, "{command} of {} on itself failed: {message}", mon.id);
+                return Ok((schema, early));
+            }
+            Ok(message) => early.push(message),
+            Err(QmpError::Eof) => bail!(
+                "the connection of {} dropped before the reply to {command} of itself arrived",
+                mon.id
+            ),
+            Err(err) => return Err(err).context(format!("{command} of itself on {}", mon.id)),
+        }
+    }
 }
