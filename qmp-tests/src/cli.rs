@@ -242,6 +242,11 @@ pub struct ExploreArgs {
     /// time spent shrinking each failure, at most
     #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = positive::<u64>)]
     pub shrink_time: u64,
+    /// runs more of a sequence that passed through a race (an orphan's end
+    /// with a client waiting for the new monitor, a new monitor removed while
+    /// an orphan drains), up to N, until one fails; 0: none
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub race_reruns: u32,
     /// the chardevs' kinds, comma-separated, of unix, tcp and pty (default:
     /// unix,tcp); --sockets is the old spelling
     #[arg(long, alias = "sockets", value_name = "KINDS", value_delimiter = ',', value_parser = chardev)]
@@ -326,6 +331,7 @@ impl ExploreArgs {
             max_ops: self.max_ops,
             reruns: self.reruns,
             shrink_time: Duration::from_secs(self.shrink_time),
+            race_reruns: self.race_reruns,
             max_failures: self.max_failures,
             chardevs: match self.chardevs.is_empty() {
                 true => vec![Kind::Unix, Kind::Tcp],
@@ -350,6 +356,7 @@ impl ExploreArgs {
         out.text("max-ops", self.max_ops);
         out.text("reruns", self.reruns);
         out.text("shrink-time", self.shrink_time);
+        out.text("race-reruns", self.race_reruns);
         for kind in &self.chardevs {
             out.text("chardevs", kind_name(*kind));
         }

@@ -119,6 +119,7 @@ fn write_summary(path: &std::path::Path, summary: &Summary) -> Result<()> {
         "operations": summary.ops,
         "secs": summary.elapsed.as_secs_f64(),
         "first_failure": summary.first_failure,
+        "race_reruns": { "sequences": summary.race_reruns.0, "runs": summary.race_reruns.1 },
         "failures": summary.failures,
         "found": found,
     });

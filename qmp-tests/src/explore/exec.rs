@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 use super::{
     conn::{Addr, Conn, Read},
     model::{
-        Answer, ClientState, Finish, Kind, Model, Op, Owed, RemoveCmd, Step, CHARDEVS, CLIENTS,
+        Answer, ClientState, Finish, Kind, Model, Op, Owed, RemoveCmd, Request, Step, CHARDEVS,
+        CLIENTS,
     },
     ops::{chardev_id, client_name, monitor_id, ALL_AT_ONCE},
 };
@@ -322,6 +323,25 @@ pub fn situations(model: &Model, op: &Op) -> Vec<&'static str> {
             .as_ref()
             .is_some_and(|c| c.kind == Kind::Pty && (c.conn.is_some() || c.orphan.is_some()))
     };
+    // The orphan's end accepts the waiting client for a frontend that may
+    // run in another thread: the race the spec's "whichever thread that
+    // monitor runs in" is about.
+    // With a large reply unread, the orphan's end comes from the main
+    // loop after the new frontend moved the chardev.
+    let orphan_ends_with_waiter = |client: usize| {
+        let c = &model.clients[client];
+        let waiting = matches!(c.state, ClientState::Orphan { .. })
+            && model.chardevs[c.chardev].as_ref().is_some_and(|ch| {
+                ch.kind.has_connections() && ch.frontend.is_some() && !ch.backlog.is_empty()
+            });
+        match (waiting, c.large_unread) {
+            (false, _) => None,
+            (true, false) => Some("orphan ends with a client waiting for the new frontend"),
+            (true, true) => {
+                Some("orphan ends a large reply behind, a client waiting for the new frontend")
+            }
+        }
+    };
     match op {
         Op::MonitorAdd { chardev, .. }
             if pty_held(*chardev)
@@ -375,9 +395,15 @@ pub fn situations(model: &Model, op: &Op) -> Vec<&'static str> {
             }
         }
         Op::RemoveSelf {
-            then, cmd, client, ..
+            before,
+            then,
+            cmd,
+            client,
         } => {
             out.push("self-removal");
+            if !before.is_empty() {
+                out.push("self-removal behind pipelined requests");
+            }
             if pty(model.clients[*client].chardev) {
                 out.push("pty: self-removal");
             }
@@ -401,6 +427,7 @@ pub fn situations(model: &Model, op: &Op) -> Vec<&'static str> {
         }
         Op::Close { client } => {
             let c = &model.clients[*client];
+            out.extend(orphan_ends_with_waiter(*client));
             if matches!(c.state, ClientState::Orphan { .. }) {
                 let kind = model.chardevs[c.chardev].as_ref().map(|ch| ch.kind);
                 out.push(match kind {
@@ -419,7 +446,12 @@ pub fn situations(model: &Model, op: &Op) -> Vec<&'static str> {
             out.push("requests after self-removal");
         }
         Op::Negotiate { oob: true, .. } => out.push("oob negotiated"),
-        Op::Read { chunk, .. } if *chunk != ALL_AT_ONCE => out.push("slow reader"),
+        Op::Read { client, chunk } => {
+            out.extend(orphan_ends_with_waiter(*client));
+            if *chunk != ALL_AT_ONCE {
+                out.push("slow reader");
+            }
+        }
         _ => {}
     }
     out
@@ -666,14 +698,21 @@ impl Exec {
                     .replies
                     .push_back((id, check_for(*cmd, ok), false));
             }
-            Op::RemoveSelf { client, cmd, then } => {
+            Op::RemoveSelf {
+                client,
+                before,
+                cmd,
+                then,
+            } => {
                 let own = own_monitor.expect("the model removes live monitors");
                 let (command, args) = remove_request(*cmd, own);
-                let mut requests = vec![(false, command, args)];
-                requests.extend(then.iter().map(|r| (r.wire().0, r.wire().1, Value::Null)));
+                let wire = |r: &Request| (r.wire().0, r.wire().1, Value::Null);
+                let mut requests: Vec<_> = before.iter().map(wire).collect();
+                requests.push((false, command, args));
+                requests.extend(then.iter().map(wire));
                 let ids = self.send(*client, &requests)?;
                 for (i, id) in ids.into_iter().enumerate() {
-                    let hmp = i == 0 && *cmd == RemoveCmd::Hmp;
+                    let hmp = i == before.len() && *cmd == RemoveCmd::Hmp;
                     sent.push((id, requests[i].0, hmp));
                 }
             }

@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 
+use super::ops::Mix;
 use crate::route::Route;
 
 /// Chardev slots (`c0`...): few, so operations meet on the same one.
@@ -116,6 +117,10 @@ pub struct Client {
     /// QEMU owes it output it has not read (the output may still be in
     /// QEMU's buffer: what decides when an orphan's connection ends).
     pub unread: bool,
+    /// That output has a query-qmp-schema reply: more than a socket's
+    /// buffers hold, so part of it stays in QEMU until the client reads.
+    /// Timing only, for the situations a report names; no rule uses it.
+    pub large_unread: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -166,6 +171,9 @@ pub struct Model {
     pub finish: Finish,
     /// Run QEMU on one CPU.
     pub pinned: bool,
+    /// Which kinds of operation the sequence is drawn from: generation
+    /// only, no rule reads it.
+    pub mix: Mix,
 }
 
 /// One operation. Slots are indices; see [`super::ops`] for how they are
@@ -195,10 +203,11 @@ pub enum Op {
         monitor: usize,
         cmd: RemoveCmd,
     },
-    /// A client removes its own monitor and sends `then` in the same
-    /// write, reading nothing.
+    /// A client sends `before`, the removal of its own monitor and `then`
+    /// in one write, reading nothing.
     RemoveSelf {
         client: usize,
+        before: Vec<Request>,
         cmd: RemoveCmd,
         then: Vec<Request>,
     },
@@ -291,6 +300,7 @@ impl Model {
             chardev: 0,
             oob: false,
             unread: false,
+            large_unread: false,
         };
         Model {
             chardevs: Default::default(),
@@ -299,6 +309,7 @@ impl Model {
             running: true,
             finish,
             pinned,
+            mix: Mix::ALL,
         }
     }
 
@@ -318,14 +329,23 @@ impl Model {
                 matches!(self.live_monitor_of(*client), Some(own) if own != *monitor)
                     && self.leaves_holder_clean(*monitor)
             }
-            Op::RemoveSelf { client, cmd, then } => {
+            Op::RemoveSelf {
+                client,
+                before,
+                cmd,
+                then,
+            } => {
                 let Some(monitor) = self.live_monitor_of(*client) else {
                     return false;
                 };
                 let route = self.monitors[monitor].as_ref().expect("live").route;
                 // After a refused removal the requests run: no stop there,
                 // as in Send.
-                (self.clients[*client].oob || !then.contains(&Request::Oob))
+                // What goes before runs as a Send would: no stop, and no
+                // exec-oob, which could overtake the removal.
+                !before.contains(&Request::Stop)
+                    && !before.contains(&Request::Oob)
+                    && (self.clients[*client].oob || !then.contains(&Request::Oob))
                     && (cmd.removes(route) || !then.contains(&Request::Stop))
                     // A pty keeps its input for the next frontend: what
                     // follows the removal would be that monitor's.
@@ -412,9 +432,12 @@ impl Model {
                     self.remove_from_elsewhere(*monitor, &mut step);
                 }
             }
-            Op::RemoveSelf { client, cmd, then } => {
-                self.remove_self(*client, *cmd, then, &mut step)
-            }
+            Op::RemoveSelf {
+                client,
+                before,
+                cmd,
+                then,
+            } => self.remove_self(*client, before, *cmd, then, &mut step),
             Op::StopCont => {
                 step.succeeds = Some(true);
                 self.toggle_run_state(&mut step);
@@ -662,26 +685,36 @@ impl Model {
     /// is written on it ... and nothing the client sends is executed,
     /// not even out-of-band commands", which covers "requests already
     /// queued behind the removal".
-    fn remove_self(&mut self, client: usize, cmd: RemoveCmd, then: &[Request], step: &mut Step) {
+    fn remove_self(
+        &mut self,
+        client: usize,
+        before: &[Request],
+        cmd: RemoveCmd,
+        then: &[Request],
+        step: &mut Step,
+    ) {
         let monitor = self.live_monitor_of(client).expect("allows() checked");
         let route = self.monitors[monitor].as_ref().expect("live").route;
+        // Requests queued ahead of the removal run and are answered first.
+        self.answer(client, before, 0, step);
+        let removal = before.len();
         if !cmd.removes(route) {
             // A refusal changes nothing: what follows runs as usual.
             step.owed.push((
                 client,
                 Owed::Reply {
-                    request: 0,
+                    request: removal,
                     answer: Answer::Error,
                 },
             ));
             self.clients[client].unread = true;
-            self.answer(client, then, 1, step);
+            self.answer(client, then, removal + 1, step);
             return;
         }
         step.owed.push((
             client,
             Owed::Reply {
-                request: 0,
+                request: removal,
                 answer: Answer::Return,
             },
         ));
@@ -720,6 +753,7 @@ impl Model {
             chardev,
             oob: false,
             unread: false,
+            large_unread: false,
         };
         let ch = self.chardevs[chardev].as_mut().expect("allows() checked");
         ch.held |= ch.kind == Kind::Pty;
@@ -770,6 +804,7 @@ impl Model {
                     answer,
                 },
             ));
+            self.clients[client].large_unread |= *request == Request::Schema;
             if *request == Request::Stop && self.running {
                 self.toggle_run_state(step);
             }
@@ -802,6 +837,7 @@ impl Model {
     fn settle(&mut self, client: usize, step: &mut Step) {
         step.settle.push(client);
         self.clients[client].unread = false;
+        self.clients[client].large_unread = false;
     }
 
     /// "The connection ends when the client closes it"; "The self-removed
@@ -811,6 +847,7 @@ impl Model {
         let chardev = self.clients[client].chardev;
         let state = std::mem::replace(&mut self.clients[client].state, ClientState::Free);
         self.clients[client].unread = false;
+        self.clients[client].large_unread = false;
         if matches!(state, ClientState::Free | ClientState::Ended) {
             return;
         }

@@ -43,12 +43,17 @@ impl ReferenceStateMachine for Explore {
                 1 => Just(Finish::Sigterm),
             ],
             any::<bool>(),
+            Mix::strategy(),
         )
-            .prop_map(|(finish, pinned)| Model::new(finish, pinned))
+            .prop_map(|(finish, pinned, mix)| Model {
+                mix,
+                ..Model::new(finish, pinned)
+            })
             .boxed()
     }
 
     fn transitions(state: &Model) -> BoxedStrategy<Op> {
+        let mix = state.mix;
         // Main-monitor commands on any slot (refusals), and more often on
         // the slots where they succeed, so that sequences get somewhere.
         let free_chardevs: Vec<usize> = (0..CHARDEVS)
@@ -70,14 +75,14 @@ impl ReferenceStateMachine for Explore {
         let mut options: Vec<(u32, BoxedStrategy<Op>)> = vec![
             (1, chardev_add(0..CHARDEVS)),
             (
-                1,
+                mix.weight(Mix::CHARDEV_REMOVE, 1),
                 (0..CHARDEVS)
                     .prop_map(|chardev| Op::ChardevRemove { chardev })
                     .boxed(),
             ),
             (1, monitor_add(0..MONITORS, 0..CHARDEVS)),
-            (1, remove(state, 0..MONITORS)),
-            (1, Just(Op::StopCont).boxed()),
+            (mix.weight(Mix::REMOVE, 1), remove(state, 0..MONITORS)),
+            (mix.weight(Mix::STOP_CONT, 1), Just(Op::StopCont).boxed()),
         ];
         if !free_chardevs.is_empty() {
             options.push((2, chardev_add(select(free_chardevs))));
@@ -85,13 +90,16 @@ impl ReferenceStateMachine for Explore {
         if !idle_chardevs.is_empty() {
             let op =
                 select(idle_chardevs.clone()).prop_map(|chardev| Op::ChardevRemove { chardev });
-            options.push((1, op.boxed()));
+            options.push((mix.weight(Mix::CHARDEV_REMOVE, 1), op.boxed()));
             if !free_monitors.is_empty() {
                 options.push((4, monitor_add(select(free_monitors), select(idle_chardevs))));
             }
         }
         if !live_monitors.is_empty() {
-            options.push((2, remove(state, select(live_monitors))));
+            options.push((
+                mix.weight(Mix::REMOVE, 2),
+                remove(state, select(live_monitors)),
+            ));
         }
         let with = |pred: &dyn Fn(usize, &super::model::Client) -> bool| -> Vec<usize> {
             (0..CLIENTS)
@@ -122,7 +130,7 @@ impl ReferenceStateMachine for Explore {
             options.push((4, op.boxed()));
         }
         if !live.is_empty() {
-            options.push((2, remove_self(state, &live)));
+            options.push((mix.weight(Mix::REMOVE_SELF, 2), remove_self(state, &live)));
             let op = (select(live.clone()), 0..MONITORS, remove_cmd()).prop_map(
                 |(client, monitor, cmd)| Op::RemoveFrom {
                     client,
@@ -130,9 +138,9 @@ impl ReferenceStateMachine for Explore {
                     cmd,
                 },
             );
-            options.push((1, op.boxed()));
+            options.push((mix.weight(Mix::REMOVE_FROM, 1), op.boxed()));
             let op = select(live).prop_map(|client| Op::StopContFrom { client });
-            options.push((1, op.boxed()));
+            options.push((mix.weight(Mix::STOP_CONT, 1), op.boxed()));
         }
         if !senders.is_empty() {
             let oob: Vec<bool> = state.clients.iter().map(|c| c.oob).collect();
@@ -142,10 +150,10 @@ impl ReferenceStateMachine for Explore {
                 .map(|c| matches!(c.state, ClientState::Orphan { .. }))
                 .collect();
             let op = select(senders).prop_flat_map(move |client| {
-                requests(oob[client], orphan[client])
+                requests(mix, oob[client], orphan[client])
                     .prop_map(move |requests| Op::Send { client, requests })
             });
-            options.push((3, op.boxed()));
+            options.push((mix.weight(Mix::SEND, 3), op.boxed()));
         }
         if !connected.is_empty() {
             let op = (
@@ -153,10 +161,11 @@ impl ReferenceStateMachine for Explore {
                 select(vec![ALL_AT_ONCE, SLOW_CHUNK]),
             )
                 .prop_map(|(client, chunk)| Op::Read { client, chunk });
-            options.push((3, op.boxed()));
+            options.push((mix.weight(Mix::READ, 3), op.boxed()));
             let op = select(connected).prop_map(|client| Op::Close { client });
-            options.push((2, op.boxed()));
+            options.push((mix.weight(Mix::CLOSE, 2), op.boxed()));
         }
+        options.retain(|(weight, _)| *weight > 0);
         Union::new_weighted(options).boxed()
     }
 
@@ -167,6 +176,58 @@ impl ReferenceStateMachine for Explore {
 
     fn preconditions(state: &Model, op: &Op) -> bool {
         state.allows(op)
+    }
+}
+
+/// Which kinds of operation and request a sequence leaves out: swarm
+/// testing (Groce et al., ISSTA 2012). With every kind in every
+/// sequence, the states that need several steps of a few kinds in a row
+/// (a self-removed client with a schema reply unread, a new monitor on
+/// its chardev, a client waiting behind it, then the orphan read to its
+/// end) come rarely; a sequence without, say, chardev-remove and
+/// stop/cont gets there far more often. Chardev-add, monitor add,
+/// connect and negotiate are in every sequence: without them nothing
+/// else happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mix {
+    left_out: u16,
+}
+
+impl Mix {
+    pub const ALL: Mix = Mix { left_out: 0 };
+    pub const CHARDEV_REMOVE: u16 = 1 << 0;
+    pub const REMOVE: u16 = 1 << 1;
+    pub const REMOVE_FROM: u16 = 1 << 2;
+    pub const REMOVE_SELF: u16 = 1 << 3;
+    pub const STOP_CONT: u16 = 1 << 4;
+    pub const SEND: u16 = 1 << 5;
+    pub const READ: u16 = 1 << 6;
+    pub const CLOSE: u16 = 1 << 7;
+    pub const STATUS: u16 = 1 << 8;
+    pub const SCHEMA: u16 = 1 << 9;
+    pub const STOP: u16 = 1 << 10;
+    pub const OOB: u16 = 1 << 11;
+    /// How many kinds a sequence may leave out: the bits above.
+    const KINDS: u32 = 12;
+
+    /// A quarter of the sequences have every kind; the others leave each
+    /// out with even odds.
+    fn strategy() -> BoxedStrategy<Mix> {
+        let all = (1u16 << Mix::KINDS) - 1;
+        prop_oneof![
+            1 => Just(Mix::ALL),
+            3 => any::<u16>().prop_map(move |bits| Mix { left_out: bits & all }),
+        ]
+        .boxed()
+    }
+
+    /// `weight`, or 0 for a kind this sequence leaves out.
+    fn weight(self, kind: u16, weight: u32) -> u32 {
+        if self.left_out & kind == 0 {
+            weight
+        } else {
+            0
+        }
     }
 }
 
@@ -281,16 +342,24 @@ fn remove_self(state: &Model, live: &[usize]) -> BoxedStrategy<Op> {
         })
         .collect();
     let oob: Vec<bool> = state.clients.iter().map(|c| c.oob).collect();
+    let mix = state.mix;
     select(live.to_vec())
         .prop_flat_map(move |client| {
+            let before = prop_oneof![
+                2 => Just(Vec::new()),
+                1 => requests(mix, false, false),
+            ];
             let then = prop_oneof![
                 2 => Just(Vec::new()),
-                1 => requests(oob[client], true),
+                1 => requests(mix, oob[client], true),
             ];
-            (fitting_cmd(routes[client]), then).prop_map(move |(cmd, then)| Op::RemoveSelf {
-                client,
-                cmd,
-                then,
+            (before, fitting_cmd(routes[client]), then).prop_map(move |(before, cmd, then)| {
+                Op::RemoveSelf {
+                    client,
+                    before,
+                    cmd,
+                    then,
+                }
             })
         })
         .boxed()
@@ -298,18 +367,19 @@ fn remove_self(state: &Model, live: &[usize]) -> BoxedStrategy<Op> {
 
 /// One to four requests; `stop` where `allow_stop` (the model refuses it
 /// where it would run), `exec-oob` where `oob`.
-fn requests(oob: bool, allow_stop: bool) -> BoxedStrategy<Vec<Request>> {
+fn requests(mix: Mix, oob: bool, allow_stop: bool) -> BoxedStrategy<Vec<Request>> {
     let mut kinds = vec![
         (4, Just(Request::Version).boxed()),
-        (2, Just(Request::Status).boxed()),
-        (2, Just(Request::Schema).boxed()),
+        (mix.weight(Mix::STATUS, 2), Just(Request::Status).boxed()),
+        (mix.weight(Mix::SCHEMA, 2), Just(Request::Schema).boxed()),
     ];
     if allow_stop {
-        kinds.push((1, Just(Request::Stop).boxed()));
+        kinds.push((mix.weight(Mix::STOP, 1), Just(Request::Stop).boxed()));
     }
     if oob {
-        kinds.push((1, Just(Request::Oob).boxed()));
+        kinds.push((mix.weight(Mix::OOB, 1), Just(Request::Oob).boxed()));
     }
+    kinds.retain(|(weight, _)| *weight > 0);
     proptest::collection::vec(Union::new_weighted(kinds), 1..=4).boxed()
 }
 
@@ -403,15 +473,25 @@ impl fmt::Display for Op {
                     monitor_id(*monitor)
                 )
             }
-            Op::RemoveSelf { client, cmd, then } if then.is_empty() => {
-                write!(f, "{}: {cmd} of its own monitor, read nothing", c(client))
+            Op::RemoveSelf {
+                client,
+                before,
+                cmd,
+                then,
+            } => {
+                write!(f, "{}: ", c(client))?;
+                if !before.is_empty() {
+                    write!(f, "{}, then ", request_list(before))?;
+                }
+                write!(f, "{cmd} of its own monitor")?;
+                if !then.is_empty() {
+                    write!(f, ", then {}", request_list(then))?;
+                }
+                if !before.is_empty() || !then.is_empty() {
+                    write!(f, " in the same write")?;
+                }
+                write!(f, ", read nothing")
             }
-            Op::RemoveSelf { client, cmd, then } => write!(
-                f,
-                "{}: {cmd} of its own monitor, then {} in the same write, read nothing",
-                c(client),
-                request_list(then)
-            ),
             Op::StopCont => write!(f, "main: stop or cont (whichever changes the run state)"),
             Op::StopContFrom { client } => {
                 write!(

@@ -129,6 +129,7 @@ fn a_self_removed_client_is_answered_and_then_owed_nothing() {
     let mut m = model_with_negotiated_client(Route::Commands);
     let step = m.apply(&Op::RemoveSelf {
         client: 0,
+        before: vec![],
         cmd: RemoveCmd::MonitorRemove,
         then: vec![Request::Version, Request::Stop],
     });
@@ -154,6 +155,7 @@ fn a_new_frontend_ends_the_orphan_after_its_output_and_greets_the_next_client() 
     });
     m.apply(&Op::RemoveSelf {
         client: 0,
+        before: vec![],
         cmd: RemoveCmd::MonitorRemove,
         then: vec![],
     });
@@ -196,6 +198,7 @@ fn the_orphans_own_close_lets_the_waiting_client_in() {
     let mut m = model_with_negotiated_client(Route::Qom);
     m.apply(&Op::RemoveSelf {
         client: 0,
+        before: vec![],
         cmd: RemoveCmd::ObjectDel,
         then: vec![],
     });
@@ -217,6 +220,7 @@ fn an_orphan_with_nothing_unread_ends_at_a_new_frontend() {
     let mut m = model_with_negotiated_client(Route::Commands);
     m.apply(&Op::RemoveSelf {
         client: 0,
+        before: vec![],
         cmd: RemoveCmd::MonitorRemove,
         then: vec![],
     });
@@ -316,6 +320,7 @@ fn after_a_self_removal_on_a_pty_the_next_monitor_greets_the_holder() {
     let mut m = model_with_pty_holder();
     let with_more = Op::RemoveSelf {
         client: 0,
+        before: vec![],
         cmd: RemoveCmd::MonitorRemove,
         then: vec![Request::Version],
     };
@@ -325,6 +330,7 @@ fn after_a_self_removal_on_a_pty_the_next_monitor_greets_the_holder() {
     );
     m.apply(&Op::RemoveSelf {
         client: 0,
+        before: vec![],
         cmd: RemoveCmd::MonitorRemove,
         then: vec![],
     });
