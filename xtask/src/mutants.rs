@@ -10,6 +10,7 @@
 //! was interrupted, even by kill -9, leaves nothing that the next one
 //! keeps.
 
+mod binaries;
 mod catalogue;
 mod explore;
 mod history;
@@ -17,6 +18,7 @@ mod report;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -75,6 +77,8 @@ pub struct MutantOutcome {
     pub verdict: Verdict,
     pub build_secs: f64,
     pub suite_secs: f64,
+    /// The binary was an earlier run's build of the same mutant.
+    pub cached: bool,
     /// With `--explore`: how explore ended on the mutant.
     pub explore: Option<explore::Run>,
 }
@@ -212,6 +216,7 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
     let python = run.venv(&scratch_path)?;
     let built = run.build(&scratch_path, &python, &opts)?;
     let qmp_tests = qmp_tests.finish()?;
+    let kept = binaries::Kept::new(&scratch.commit, &scratch_path, &built.python, &opts)?;
 
     let out_dir = out_dir(plan.shard);
     let _ = std::fs::remove_dir_all(&out_dir);
@@ -222,6 +227,7 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
         out_dir: &out_dir,
         qmp_python: qmp_python.as_deref(),
         history: &history,
+        kept: &kept,
         all_failures: plan.all_failures,
         explore: plan.explore,
     };
@@ -253,7 +259,14 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
         explored.map(|secs| secs * 5 + Duration::from_secs(explore::SHRINK_SECS * 2 + 120));
 
     announce(plan, &history, mutants.len(), workers.len());
+    let mutants_start = Instant::now();
     let outcomes = runner.all(&workers, mutants, limit, explore_limit)?;
+    let dropped = kept.prune(&catalogue::load(&catalogue::dir())?)?;
+    eprintln!(
+        "==> mutants done in {:.1}s; {}",
+        mutants_start.elapsed().as_secs_f64(),
+        kept.summary(dropped)
+    );
     report_all(outcomes, baseline, plan, &out_dir, history)
 }
 
@@ -321,7 +334,7 @@ fn prepare_worker(
     opts: &BuildOptions,
     worker: usize,
 ) -> Result<Worker> {
-    let sh = Shell::new()?;
+    let (sh, start) = (Shell::new()?, Instant::now());
     let scratch = Scratch::prepare(&sh, series, worker)?;
     let opts = BuildOptions {
         build_root: Some(scratch_root(worker)),
@@ -329,6 +342,11 @@ fn prepare_worker(
     };
     build::build(&sh, &scratch.tree.path, python, &opts)
         .with_context(|| format!("building the scratch tree {}", scratch.tree.path.display()))?;
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "==> worker {}'s scratch tree made and built in {secs:.1}s",
+        worker + 1
+    );
     Ok(Worker { scratch, opts })
 }
 
@@ -383,11 +401,14 @@ fn report_all(
 /// One line for a mutant's outcome (and one for its explore run): the
 /// `done`th of `total`.
 fn print_progress(done: usize, total: usize, outcome: &MutantOutcome) {
+    let build = match outcome.cached {
+        true => "cached".to_owned(),
+        false => format!("{:.1}s", outcome.build_secs),
+    };
     eprintln!(
-        "    [{done}/{total}] {:<36} {:<11} build {:>5.1}s  suite {:>5.1}s  {}",
+        "    [{done}/{total}] {:<36} {:<11} build {build:>6}  suite {:>5.1}s  {}",
         outcome.mutant.name,
         outcome.verdict.label(),
-        outcome.build_secs,
         outcome.suite_secs,
         report::detail(&outcome.verdict)
     );
@@ -538,6 +559,7 @@ struct Runner<'a> {
     out_dir: &'a Path,
     qmp_python: Option<&'a Path>,
     history: &'a history::History,
+    kept: &'a binaries::Kept,
     all_failures: bool,
     explore: Option<usize>,
 }
@@ -642,9 +664,18 @@ impl Runner<'_> {
             verdict: Verdict::Missed,
             build_secs: 0.0,
             suite_secs: 0.0,
+            cached: false,
             explore: None,
             mutant,
         };
+        // The same diff on the same commit and configuration: the binary
+        // an earlier run built, the suite still run on it below.
+        let key = self.kept.key(&outcome.mutant)?;
+        if let Some(binary) = self.kept.cache.get(&key) {
+            outcome.cached = true;
+            self.kept.reused.fetch_add(1, Ordering::Relaxed);
+            return Ok(Prepared::Built(outcome, binary));
+        }
         let path = &scratch.tree.path;
         let diff = &outcome.mutant.path;
         let check = interrupt::output(
@@ -683,8 +714,10 @@ impl Runner<'_> {
                 return Ok(Prepared::Ended(outcome));
             }
         };
+        let binary = self.kept.cache.put(&key, &built.binary)?;
+        self.kept.built.fetch_add(1, Ordering::Relaxed);
         outcome.build_secs = start.elapsed().as_secs_f64();
-        Ok(Prepared::Built(outcome, built.binary))
+        Ok(Prepared::Built(outcome, binary))
     }
 
     /// Runs the suite on a mutant's `binary`.

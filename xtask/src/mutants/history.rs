@@ -247,6 +247,7 @@ mod tests {
             mutant: mutant(name, "monitor/qmp.c"),
             verdict,
             build_secs: 0.0,
+            cached: false,
             suite_secs: 0.0,
             explore: None,
         };

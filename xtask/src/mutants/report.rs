@@ -143,6 +143,7 @@ pub fn json(
                 "detail": detail(&o.verdict),
                 "caught_by": caught_by,
                 "build_secs": o.build_secs,
+                "binary_cached": o.cached,
                 "suite_secs": o.suite_secs,
                 "explore": o.explore.as_ref().map(explore_json),
             })
@@ -251,6 +252,7 @@ mod tests {
             },
             verdict,
             build_secs: 1.0,
+            cached: false,
             suite_secs: 2.0,
             explore: None,
         }
