@@ -19,7 +19,7 @@ use std::{
 use crate::{
     deadline::remaining,
     janitor::Janitor,
-    machine::{Killer, LaunchOptions, Machine},
+    machine::{Killer, LaunchOptions, Machine, StoppedBy},
     outcome::{Failure, Outcome},
     phases,
     probe::{self, Capabilities},
@@ -284,11 +284,12 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
             }
             let started = Instant::now();
             let (config, tx) = (self.config.clone(), self.tx.clone());
+            let fail_fast = self.fail_fast;
             let spawned = thread::Builder::new()
                 .name(scenario.name.to_string())
                 .spawn(move || {
                     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-                        run_one(&config, scenario, route, index, &tx)
+                        run_one(&config, scenario, route, index, &tx, fail_fast)
                     }))
                     .unwrap_or_else(|panic| {
                         let cause = format!("the harness panicked: {}", panic_message(&panic));
@@ -515,13 +516,16 @@ fn absent(name: &str, route: Route) -> Outcome {
     Outcome::skipped(name, &format!("this QEMU has {}", route.lacking())).on(route)
 }
 
-/// The scenario thread: launch, run, shut down, inspect.
+/// The scenario thread: launch, run, shut down, inspect. With
+/// `fail_fast`, a scenario that failed ends the run: its QEMU is killed
+/// like the other running scenarios' rather than shut down.
 fn run_one(
     config: &RunConfig,
     scenario: &'static Scenario,
     route: Route,
     index: usize,
     tx: &mpsc::Sender<Message>,
+    fail_fast: bool,
 ) -> Outcome {
     let started = Instant::now();
     let transcript = Transcript::new();
@@ -549,7 +553,10 @@ fn run_one(
         Ok(Err(err)) => problems.push(format!("{err:#}")),
         Err(panic) => problems.push(format!("panicked: {}", panic_message(&panic))),
     }
-    let (stderr, report) = shut_down(&mut ctx, &transcript, &mut problems);
+    // The verdict is known: a QEMU that hangs on quit (the bug some
+    // scenarios catch) would otherwise cost quit's and SIGTERM's windows.
+    let killed = fail_fast && !problems.is_empty();
+    let (stderr, report) = shut_down(&mut ctx, &transcript, &mut problems, killed);
 
     let failure = (!problems.is_empty()).then(|| Failure {
         cause: clean(&one_line(&problems.join("; "))),
@@ -634,17 +641,26 @@ fn start(
     Ok(machine)
 }
 
-/// Shuts the scenario's QEMU down, adding to `problems` an unclean end
-/// and a sanitizer's report; QEMU's stderr and that report.
+/// Shuts the scenario's QEMU down, or with `kill` kills it at once,
+/// adding to `problems` an unclean end (the kill itself is none) and a
+/// sanitizer's report; QEMU's stderr and that report.
 fn shut_down(
     ctx: &mut Ctx,
     transcript: &Transcript,
     problems: &mut Vec<String>,
+    kill: bool,
 ) -> (String, Option<sanitizer::Report>) {
-    let shutdown = ctx.machine.shutdown();
+    let shutdown = match kill {
+        true => {
+            transcript.note("harness", "killing QEMU: --fail-fast stops at this failure");
+            ctx.machine.kill()
+        }
+        false => ctx.machine.shutdown(),
+    };
     transcript.note("harness", phases::REAPED);
     match shutdown {
         Ok(shutdown) if shutdown.clean() => {}
+        Ok(shutdown) if kill && shutdown.stopped_by == StoppedBy::Sigkill => {}
         Ok(shutdown) => problems.push(format!("QEMU ended with {shutdown}")),
         Err(err) => problems.push(format!("{err:#}")),
     }

@@ -9,12 +9,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use qmp_tests::{
     janitor::Janitor,
     runner::{self, RunConfig},
     scenarios::{Ctx, Scenario, Settings},
 };
+use rustix::process::{kill_process, Pid, Signal};
 
 use common::{qemu, BIN, STOCK};
 
@@ -43,10 +44,22 @@ fn panics(_: &mut Ctx) -> Result<()> {
     panic!("scenario bug");
 }
 
+/// Fails with its QEMU stopped (SIGSTOP): quit gets no reply and
+/// SIGTERM does nothing, as with a QEMU that hangs on exit.
+fn freezes_then_fails(ctx: &mut Ctx) -> Result<()> {
+    let pid = ctx.machine.pid();
+    // QEMU is our child and not reaped yet, so the pid is still its.
+    let qemu = i32::try_from(pid).ok().and_then(Pid::from_raw);
+    let qemu = qemu.with_context(|| format!("QEMU's pid {pid} is no process id"))?;
+    kill_process(qemu, Signal::STOP).context("sending QEMU SIGSTOP")?;
+    anyhow::bail!("the scenario's own failure")
+}
+
 static PASSES: Scenario = Scenario::new("test_passes", passes);
 static OVERRUNS: Scenario = Scenario::new("test_overruns", overruns);
 static STUCK: Scenario = Scenario::new("test_stuck", stuck);
 static PANICS: Scenario = Scenario::new("test_panics", panics);
+static FREEZES: Scenario = Scenario::new("test_freezes", freezes_then_fails);
 
 fn config() -> RunConfig {
     RunConfig {
@@ -139,5 +152,29 @@ fn fail_fast_stops_at_the_first_failure_and_skips_the_rest() {
             outcomes[i].name
         );
     }
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+}
+
+#[test]
+#[ignore = "needs QEMU: set QMP_TESTS_QEMU and run with --include-ignored"]
+fn fail_fast_kills_the_failed_scenarios_qemu_without_waiting_for_quit() {
+    let plan = runner::Plan {
+        first: Vec::new(),
+        fail_fast: true,
+    };
+    let start = Instant::now();
+    let outcomes = runner::run_planned(&config(), &plan, &[&FREEZES], |_| {});
+    let elapsed = start.elapsed();
+    let failure = outcomes[0].failure.as_ref().expect("test_freezes fails");
+    // Its own cause alone: the kill is not a second failure.
+    assert_eq!(failure.cause, "the scenario's own failure");
+    assert!(
+        failure
+            .transcript
+            .contains("--fail-fast stops at this failure"),
+        "{}",
+        failure.transcript
+    );
+    // A shutdown would wait out quit's 20 s and SIGTERM's 10 s.
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
 }

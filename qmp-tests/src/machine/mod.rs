@@ -276,10 +276,28 @@ impl Machine {
 
     /// Stops QEMU without asking: SIGTERM, then SIGKILL.
     pub fn terminate(&mut self) -> Result<Shutdown> {
-        for (signal, wait, stopped_by) in [
+        self.signal_until_exit(&[
             (Signal::TERM, SIGTERM_WAIT, StoppedBy::Sigterm),
             (Signal::KILL, SIGKILL_WAIT, StoppedBy::Sigkill),
-        ] {
+        ])
+    }
+
+    /// Stops QEMU at once with SIGKILL, for a run whose verdict is already
+    /// known: a QEMU that hangs on quit or SIGTERM costs no windows. One
+    /// that had exited by itself keeps its own exit (a crash stays one).
+    pub fn kill(&mut self) -> Result<Shutdown> {
+        if let Some(exit) = self.wait_exit(Instant::now())? {
+            return Ok(Shutdown {
+                exit,
+                stopped_by: StoppedBy::Itself,
+            });
+        }
+        self.signal_until_exit(&[(Signal::KILL, SIGKILL_WAIT, StoppedBy::Sigkill)])
+    }
+
+    /// Each signal in turn, each given its wait, until QEMU exits.
+    fn signal_until_exit(&mut self, signals: &[(Signal, Duration, StoppedBy)]) -> Result<Shutdown> {
+        for &(signal, wait, stopped_by) in signals {
             if self.process.exit.is_none() {
                 self.process
                     .pidfd
