@@ -86,6 +86,12 @@ fn clone_pinned(name: &str) -> PathBuf {
         "the fetched pinned QEMU tree (a git repository whose `base` tag is the release)",
     );
     let tree = target_dir().join("bisect-tests").join(name).join("qemu");
+    // A clone left by an earlier run is reset rather than made again: the
+    // files that end up the same keep their times, so the bisect's first
+    // build recompiles what changed, not every object of QEMU.
+    if tree.join(".git").exists() && reset(&tree) {
+        return tree;
+    }
     if tree.exists() {
         std::fs::remove_dir_all(&tree).unwrap();
     }
@@ -105,6 +111,24 @@ fn clone_pinned(name: &str) -> PathBuf {
     tree
 }
 
+/// Back to `base`, clean, with no bisect or `git am` left from a run that
+/// was cut short; false if git could not, and the clone is made anew.
+fn reset(tree: &Path) -> bool {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(tree)
+            .args(args)
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    // Either may have nothing to undo, and fail for that alone.
+    git(&["bisect", "reset", "--quiet"]);
+    git(&["am", "--abort"]);
+    git(&["checkout", "--quiet", "--force", "--detach", "base"])
+        && git(&["clean", "--quiet", "-fdx"])
+}
+
 /// A clone of the pinned tree with the whole history to bisect.
 struct History {
     tree: PathBuf,
@@ -121,7 +145,7 @@ impl History {
             "a directory of the project's QEMU series as format-patch files",
         );
         let tree = clone_pinned(name);
-        git(&tree, &["checkout", "--quiet", "-b", BRANCH, "base"]);
+        git(&tree, &["checkout", "--quiet", "-B", BRANCH, "base"]);
         am(&tree, &patches(&series));
         let good = git(&tree, &["rev-parse", "HEAD"]);
         let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bisect");
@@ -277,7 +301,7 @@ fn a_history_without_monitor_add_says_so_and_names_series() {
     // monitor-add, as in upstream QEMU, so every step is skipped.
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tree = clone_pinned("upstream");
-    git(&tree, &["checkout", "--quiet", "-b", BRANCH, "base"]);
+    git(&tree, &["checkout", "--quiet", "-B", BRANCH, "base"]);
     for n in 1..=3 {
         std::fs::write(tree.join("NOTES"), format!("note {n}\n")).unwrap();
         git(&tree, &["add", "NOTES"]);
