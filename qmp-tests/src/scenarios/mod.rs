@@ -276,6 +276,10 @@ static ALL: &[Scenario] = &[
     ),
     Scenario::new("test_orphan_close_tcp", orphan::tcp_close),
     Scenario::new("test_orphan_eof_after_late_input", orphan::late_input_eof),
+    Scenario::new(
+        "test_self_removed_eof_at_chardev_remove",
+        orphan::eof_at_chardev_remove,
+    ),
     Scenario {
         extra_args: refusals::PRECONFIG_ARGS,
         ..Scenario::new("test_preconfig", refusals::preconfig)

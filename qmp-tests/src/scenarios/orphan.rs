@@ -1,7 +1,8 @@
 //! A self-removed monitor's connection (the orphan) and the chardev's next
 //! client: the orphan ends by its own close on every socket kind, and a
 //! client that waited behind it is greeted by the new monitor, whichever
-//! thread that monitor runs in.
+//! thread that monitor runs in; at chardev-remove the client sees an
+//! orderly end of file.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -17,6 +18,7 @@ use crate::{
     qmp::Qmp,
     scenarios::{
         hotplug::{self, DynMon},
+        usage::usage,
         Ctx,
     },
 };
@@ -33,6 +35,32 @@ fn chardev_filename(ctx: &mut Ctx, chardev: &str) -> Result<String> {
         .and_then(|c| c["filename"].as_str())
         .map(str::to_string)
         .with_context(|| format!("query-chardev does not list {chardev}: {list}"))
+}
+
+/// Adds `chardev`, a TCP server socket on a free port of 127.0.0.1 that
+/// doesn't wait for a client, and returns its address.
+fn add_tcp_chardev(ctx: &mut Ctx, chardev: &str) -> Result<Addr> {
+    let addr = json!({ "type": "inet", "data": { "host": "127.0.0.1", "port": "0" } });
+    let backend =
+        json!({ "type": "socket", "data": { "addr": addr, "server": true, "wait": false } });
+    ctx.main("chardev-add", json!({ "id": chardev, "backend": backend }))?;
+    let filename = chardev_filename(ctx, chardev)?;
+    let port = tcp_port(&filename)
+        .with_context(|| format!("no port in query-chardev's filename {filename}"))?;
+    Ok(Addr::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, port))))
+}
+
+/// `mon`'s id on a new TCP chardev (see [`add_tcp_chardev`]), and that
+/// chardev's address.
+fn on_tcp_chardev(ctx: &mut Ctx, mon: DynMon) -> Result<(DynMon, Addr)> {
+    let chardev = "hp-tcp";
+    let tcp = add_tcp_chardev(ctx, chardev)?;
+    let mon = DynMon {
+        id: mon.id,
+        chardev: chardev.into(),
+        path: Default::default(),
+    };
+    Ok((mon, tcp))
 }
 
 /// A self-removes with four schema replies unread; a new monitor is added
@@ -101,17 +129,10 @@ fn one_round(ctx: &mut Ctx, old: &DynMon) -> Result<()> {
 /// raised no hang-up and the socket stayed in CLOSE_WAIT.)
 pub fn tcp_close(ctx: &mut Ctx) -> Result<()> {
     let chardev = "hp-tcp";
-    let addr = json!({ "type": "inet", "data": { "host": "127.0.0.1", "port": "0" } });
-    let backend =
-        json!({ "type": "socket", "data": { "addr": addr, "server": true, "wait": false } });
-    ctx.main("chardev-add", json!({ "id": chardev, "backend": backend }))?;
+    let addr = add_tcp_chardev(ctx, chardev)?;
     ctx.add_monitor(json!({ "id": "hp-mon", "chardev": chardev }))?;
-    let filename = chardev_filename(ctx, chardev)?;
-    let port = tcp_port(&filename)
-        .with_context(|| format!("no port in query-chardev's filename {filename}"))?;
-    let addr = Addr::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
     let mut client = Conn::connect(&addr, "tcp", ctx.transcript().clone(), ctx.wait())
-        .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
+        .with_context(|| format!("connecting to {chardev}'s TCP socket"))?;
     let (command, args) = ctx.remove_request(json!({ "id": "hp-mon" }));
     let requests = [
         (false, "qmp_capabilities", Value::Null),
@@ -179,26 +200,15 @@ pub fn late_input_eof(ctx: &mut Ctx) -> Result<()> {
     late_input_eof_on(ctx, &mon, &unix, "unix")?;
     ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
 
-    let chardev = "hp-tcp";
-    let addr = json!({ "type": "inet", "data": { "host": "127.0.0.1", "port": "0" } });
-    let backend =
-        json!({ "type": "socket", "data": { "addr": addr, "server": true, "wait": false } });
-    ctx.main("chardev-add", json!({ "id": chardev, "backend": backend }))?;
-    let filename = chardev_filename(ctx, chardev)?;
-    let port = tcp_port(&filename)
-        .with_context(|| format!("no port in query-chardev's filename {filename}"))?;
-    let tcp = Addr::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
-    let mon = DynMon {
-        id: mon.id,
-        chardev: chardev.into(),
-        path: Default::default(),
-    };
+    let (mon, tcp) = on_tcp_chardev(ctx, mon)?;
     late_input_eof_on(ctx, &mon, &tcp, "tcp")?;
-    ctx.main("chardev-remove", json!({ "id": chardev }))?;
+    ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
     Ok(())
 }
 
-fn late_input_eof_on(ctx: &mut Ctx, mon: &DynMon, addr: &Addr, kind: &str) -> Result<()> {
+/// Connects a client to `addr` before `mon` is added on its chardev, then
+/// adds it; the client reads its greeting and negotiates.
+fn connect_then_add(ctx: &mut Ctx, mon: &DynMon, addr: &Addr, kind: &str) -> Result<Conn> {
     let mut client = Conn::connect(addr, kind, ctx.transcript().clone(), ctx.wait())
         .with_context(|| format!("connecting to {}'s {kind} socket", mon.chardev))?;
     hotplug::add_monitor(ctx, mon)?;
@@ -213,6 +223,11 @@ fn late_input_eof_on(ctx: &mut Ctx, mon: &DynMon, addr: &Addr, kind: &str) -> Re
         reply.get("return").is_some(),
         "qmp_capabilities on the {kind} client: {reply}"
     );
+    Ok(client)
+}
+
+fn late_input_eof_on(ctx: &mut Ctx, mon: &DynMon, addr: &Addr, kind: &str) -> Result<()> {
+    let mut client = connect_then_add(ctx, mon, addr, kind)?;
     client.send(&[(false, "query-qmp-schema", Value::Null)], ctx.wait())?;
     let (command, args) = ctx.remove_request(json!({ "id": mon.id }));
     client.send(&[(false, command, args)], ctx.wait())?;
@@ -253,6 +268,88 @@ fn late_input_eof_on(ctx: &mut Ctx, mon: &DynMon, addr: &Addr, kind: &str) -> Re
     client.close();
     ctx.remove_monitor(json!({ "id": mon.id }))?;
     Ok(())
+}
+
+/// On a unix and on a TCP socket chardev: a client negotiates, then sends
+/// `query-version`, `query-qmp-schema` and the removal of its own monitor
+/// in one write and reads nothing; once the monitor is gone it sends
+/// `query-version` twice, in two writes, still reading nothing; then the
+/// main monitor removes the chardev. "The connection ends ... at
+/// chardev-remove, which the client then sees as end-of-file": the client
+/// reads whatever output reached it (pending output may be lost), then an
+/// orderly end of file, not a reset; once it closed, QEMU holds no more
+/// file descriptors than before the chardev was added. (On series v5 the
+/// chardev's removal closed its connection at once, after discarding the
+/// input that had arrived; the second `query-version`, which the client's
+/// TCP stack held back until the first was acknowledged, arrived at a
+/// closed socket, and the kernel reset the connection.)
+pub fn eof_at_chardev_remove(ctx: &mut Ctx) -> Result<()> {
+    let mon = DynMon::new(ctx, "")?;
+    let before = usage(ctx.machine.pid())?.fds;
+    hotplug::add_chardev(ctx, &mon.chardev, &mon.path)?;
+    let unix = Addr::Unix(mon.path.clone());
+    eof_at_chardev_remove_on(ctx, &mon, &unix, "unix", before)?;
+
+    let (mon, tcp) = on_tcp_chardev(ctx, mon)?;
+    eof_at_chardev_remove_on(ctx, &mon, &tcp, "tcp", before)
+}
+
+fn eof_at_chardev_remove_on(
+    ctx: &mut Ctx,
+    mon: &DynMon,
+    addr: &Addr,
+    kind: &str,
+    fds_before: i64,
+) -> Result<()> {
+    let mut client = connect_then_add(ctx, mon, addr, kind)?;
+    let (command, args) = ctx.remove_request(json!({ "id": mon.id }));
+    let batch = [
+        (false, "query-version", Value::Null),
+        (false, "query-qmp-schema", Value::Null),
+        (false, command, args),
+    ];
+    client.send(&batch, ctx.wait())?;
+    hotplug::wait_unlisted(ctx, mon)?;
+    for _ in 0..2 {
+        client.send(&[(false, "query-version", Value::Null)], ctx.wait())?;
+    }
+    ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
+
+    // Whatever output got through, then an orderly end of file.
+    let mut lines = 0;
+    loop {
+        match client.read(ctx.wait(), usize::MAX)? {
+            Read::Line(_) => lines += 1,
+            Read::Eof { reset: false, .. } => break,
+            Read::Eof { reset: true, .. } => bail!(
+                "at chardev-remove the self-removed {kind} client, which sent requests after its \
+                 self-removal, saw a connection reset after {lines} complete lines of output, not \
+                 an orderly end of file"
+            ),
+            Read::Nothing => bail!(
+                "the self-removed {kind} client saw no end of file after {lines} complete lines of \
+                 output, though its chardev was removed"
+            ),
+        }
+    }
+    client.close();
+
+    // The connection, done with, must not outlive the client's close.
+    let deadline = ctx.wait();
+    loop {
+        let fds = usage(ctx.machine.pid())?.fds;
+        if fds <= fds_before {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{:.1}s after the {kind} client closed its connection to the removed chardev, QEMU \
+             holds {fds} file descriptors, {fds_before} before the chardev was added",
+            ctx.wait_limit().as_secs_f64()
+        );
+        // Paces the look and lets QEMU's main loop run.
+        ctx.main("query-monitors", Value::Null)?;
+    }
 }
 
 /// One message the client is owed, within the wait limit.
