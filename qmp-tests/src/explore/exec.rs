@@ -1139,9 +1139,23 @@ impl Exec {
                 self.op(&Op::ChardevRemove { chardev })?;
             }
         }
+        // A client that read its end of file still holds its socket, and
+        // QEMU may hold its end until that client's close (an orderly
+        // close waits for the peer's): close them all, as a client does
+        // after its end of file, and give QEMU's main loop the turns it
+        // needs to see the closes, up to the wait limit.
+        self.conns = Default::default();
         let pid = self.machine.pid();
-        let now = usage(pid).map_err(|e| format!("{e:#}"))?;
         let asan = has_asan(pid);
+        let deadline = self.deadline();
+        let now = loop {
+            let now = usage(pid).map_err(|e| format!("{e:#}"))?;
+            if now.fds - fds <= FD_TOLERANCE || Instant::now() >= deadline {
+                break now;
+            }
+            self.main("query-status", Value::Null)
+                .map_err(|e| format!("query-status: {e}"))?;
+        };
         if now.fds - fds > FD_TOLERANCE || (!asan && now.rss_kib - rss > RSS_BOUND_KIB) {
             return Err(format!(
                 "after removing everything QEMU holds {} fds (at the start {fds}, bound +{FD_TOLERANCE}) and {} KiB \
