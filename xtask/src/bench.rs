@@ -40,6 +40,9 @@ const MESON_RATIO: f64 = 10.0;
 const COLD_LIMIT: f64 = 240.0;
 /// ... and at most this share of the earlier commit's, side by side.
 const COLD_RATIO: f64 = 0.5;
+/// ... and at most this many times its own build step: what the xtask
+/// adds around the compile.
+const COLD_OVER_BUILD: f64 = 1.15;
 /// The whole mutant catalogue, first kill and warm, at most.
 const MUTANTS_LIMIT: f64 = 60.0;
 /// Touched, not changed, to time the pipeline's rebuild.
@@ -350,7 +353,7 @@ impl Bench {
                 .into(),
             format!(
                 "floor and query-qmp-schema times come from this xtask's {build} build of the \
-                 qmp-tests client and serde_json; the suite binary is a release build."
+                 qmp-tests client and serde_json, the same build the suite binary links."
             ),
             "query-qmp-schema: raw is execute_raw, parsed is execute; each timed request follows \
              an untimed query-version, so that QEMU is done with the previous reply."
@@ -382,6 +385,17 @@ impl Bench {
         let name = "cold cargo xtask test, fresh clone, empty ccache";
         let basis = "host packages, crates and pip downloads present".to_owned();
         self.target(name, (head.total, COLD_LIMIT), "s", basis);
+        let build = |run: &cold::Run| {
+            run.step("build")
+                .with_context(|| format!("the run of {} printed no build step", run.label))
+        };
+        let (head_build, base_build) = (build(head)?, build(base)?);
+        let basis = format!("{} / its build step {}", secs(head.total), secs(head_build));
+        let name = "cold cargo xtask test over its own build step";
+        self.target(name, (head.total / head_build, COLD_OVER_BUILD), "x", basis);
+        let basis = format!("{} / {}, side by side", secs(head_build), secs(base_build));
+        let name = "its build step against the earlier commit's";
+        self.target(name, (head_build / base_build, 1.0), "x", basis);
         for (name, run) in [
             ("cold cargo xtask test against the earlier commit's", head),
             (

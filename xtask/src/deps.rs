@@ -197,16 +197,21 @@ fn meson_versions(tree: &Path) -> Result<(String, Option<String>)> {
     Ok((accepted, field("installed")))
 }
 
-/// A private virtual environment with the meson (and pycotap) that the
-/// tree's configure wants; Debian 12's meson is too old for current QEMU.
-/// Returns the venv's python, which configure gets as --python.
-pub fn ensure_python(sh: &Shell, tree: &Path) -> Result<(PathBuf, String)> {
+/// The pip requirement for the meson a tree's configure wants: the
+/// version it was tested with, else its minimum.
+pub fn meson_spec(tree: &Path) -> Result<String> {
     let (accepted, installed) = meson_versions(tree)?;
-    let spec = match &installed {
+    Ok(match installed {
         Some(v) => format!("meson=={v}"),
         None => format!("meson{accepted}"),
-    };
-    match venv(sh, &[&spec, "pycotap"])? {
+    })
+}
+
+/// A private virtual environment with `spec`'s meson (and pycotap) for
+/// configure; Debian 12's meson is too old for current QEMU. Returns the
+/// venv's python, which configure gets as --python.
+pub fn ensure_meson(sh: &Shell, spec: &str) -> Result<(PathBuf, String)> {
+    match venv(sh, &[spec, "pycotap"])? {
         Venv::Ready {
             python,
             dir,
@@ -225,6 +230,11 @@ pub fn ensure_python(sh: &Shell, tree: &Path) -> Result<(PathBuf, String)> {
             dir.display()
         ),
     }
+}
+
+/// [`ensure_meson`] for the meson `tree` asks for.
+pub fn ensure_python(sh: &Shell, tree: &Path) -> Result<(PathBuf, String)> {
+    ensure_meson(sh, &meson_spec(tree)?)
 }
 
 /// A venv of the xtask's own.
@@ -248,8 +258,9 @@ pub fn venv(sh: &Shell, packages: &[&str]) -> Result<Venv> {
     let dir = paths::venv_cache().join(format!("pyenv-{}", paths::key(&[spec.as_bytes()])));
     let python = dir.join("bin/python3");
     let ready = dir.join(".xtask-ready");
-    // Every cache shares the venvs: two runs must not make one at once.
-    let _lock = crate::lock::venvs()?;
+    // Every cache shares the venvs: two runs must not make one at once,
+    // while one run may make two side by side.
+    let _lock = crate::lock::venv(&spec)?;
     if ready.exists() {
         return Ok(Venv::Ready {
             python,

@@ -69,7 +69,7 @@ pub fn commands_md(xtask: &str, qmp_tests_help: &str) -> String {
          test` passes some of them itself).\n\n\
          {xtask}\n## qmp-tests\n\n\
          `cargo run --release -p qmp-tests -- --help`, or\n\
-         `target/release/qmp-tests --help` once `cargo xtask test` has built it.\n\n\
+         `target/debug/qmp-tests --help` once `cargo xtask test` has built it.\n\n\
          ```\n{qmp_tests_help}```\n"
     )
 }

@@ -7,8 +7,8 @@
 //! cache; nothing below the commands takes the lock again.
 //! A command the xtask runs as a child (`bench` times `cargo xtask test`)
 //! inherits it through the environment instead of waiting for its own
-//! parent. The python venvs, shared by every cache, have a lock of their
-//! own, held only while one is made.
+//! parent. Each python venv, shared by every cache, has a lock of its own,
+//! held only while it is made.
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -45,12 +45,21 @@ pub fn cache() -> Result<Lock> {
     Ok(lock)
 }
 
-/// The lock on the shared python venvs, for the time one is made.
-pub fn venvs() -> Result<Lock> {
+/// The lock on the shared python venv of `spec` (pip requirements), for
+/// the time it is made. Named for the spec, readably: two specs that read
+/// the same here only take turns.
+pub fn venv(spec: &str) -> Result<Lock> {
     let dir = paths::venv_cache();
+    let name: String = spec
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '=' | '-' => c,
+            _ => '_',
+        })
+        .collect();
     take(
-        &dir.join("venv.lock"),
-        &format!("is making a python venv in {}", dir.display()),
+        &dir.join(format!("venv-{name}.lock")),
+        &format!("is making a python venv for {spec} in {}", dir.display()),
     )
 }
 

@@ -195,9 +195,11 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
     let history = history::History::load(&history_reports())?;
     // The pinned release with the project's series, copied into a
     // scratch tree that the build then builds; the baseline last.
-    let (mut run, series) = pipeline::prepare(sh, 9, &SourceArgs::pinned(false))?;
+    let mut run = pipeline::Run::new(sh, 9);
     let qmp_tests = run.qmp_tests(true)?;
+    run.host()?;
     let qmp_python = run.qmp_package()?;
+    let (series, venv) = run.prepared_with_venv(&SourceArgs::pinned(false))?;
     let scratch = run.own("scratch tree", || {
         let scratch = Scratch::prepare(sh, &series.tree, 0)?;
         let summary = format!(
@@ -213,9 +215,10 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
         build_root: Some(scratch_root(0)),
         ..BuildOptions::default()
     };
-    let python = run.venv(&scratch_path)?;
+    let python = run.meson(venv, &scratch_path)?;
     let built = run.build(&scratch_path, &python, &opts)?;
     let qmp_tests = qmp_tests.finish()?;
+    let qmp_python = qmp_python.finish()?;
     let kept = binaries::Kept::new(&scratch.commit, &scratch_path, &built.python, &opts)?;
 
     let out_dir = out_dir(plan.shard);

@@ -2,7 +2,6 @@
 //! suite binary, wiring, venv, build and suite.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
@@ -11,7 +10,7 @@ use xshell::{cmd, Shell};
 use crate::build::{self, BuildOptions, Built};
 use crate::meson::{self, WireGuard, Wired};
 use crate::source::{self, FetchOptions, Pin, Tree};
-use crate::steps::{Begun, Steps};
+use crate::steps::{Beside, Steps};
 use crate::suite::{self, Outcome};
 use crate::{deps, paths, series, vcs};
 use qmp_tests::cli::{Routes, SuiteCli};
@@ -81,11 +80,7 @@ pub struct Prepared {
 /// on one core, leaves the other free).
 pub enum QmpTests {
     Built(PathBuf),
-    Building {
-        begun: Begun,
-        /// The binary, and how long its build took.
-        thread: std::thread::JoinHandle<(Result<PathBuf>, Duration)>,
-    },
+    Building(Beside<PathBuf>),
 }
 
 impl QmpTests {
@@ -93,25 +88,25 @@ impl QmpTests {
     pub fn path(&self) -> PathBuf {
         match self {
             QmpTests::Built(bin) => bin.clone(),
-            QmpTests::Building { .. } => suite::binary_path(),
+            QmpTests::Building(_) => suite::binary_path(),
         }
     }
 
     /// The binary, once its build has finished; the step's line ends then.
     pub fn finish(self) -> Result<PathBuf> {
-        let (begun, thread) = match self {
-            QmpTests::Built(bin) => return Ok(bin),
-            QmpTests::Building { begun, thread } => (begun, thread),
-        };
-        let (built, took) = thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("the thread building qmp-tests panicked"))?;
-        let result = built.map(|bin| {
-            let summary = format!("{} (built beside the QEMU build)", bin.display());
-            (bin, summary)
-        });
-        begun.end(result, took)
+        match self {
+            QmpTests::Built(bin) => Ok(bin),
+            QmpTests::Building(step) => step.finish(),
+        }
     }
+}
+
+/// The meson venv, made beside the series for the meson the tree asked
+/// for before it; [`Run::meson`] checks that the series did not change
+/// that.
+pub struct MesonVenv {
+    spec: String,
+    step: Beside<PathBuf>,
 }
 
 /// The steps the commands share, each a function that takes what it needs
@@ -172,27 +167,50 @@ impl<'a> Run<'a> {
         series_step(&mut self.steps, self.sh, src, tree)
     }
 
-    /// The standalone qemu.qmp package for the second real client.
-    pub fn qmp_package(&mut self) -> Result<Option<PathBuf>> {
-        let sh = self.sh;
-        self.own("qemu.qmp package", || crate::qmp_package::ensure(sh))
+    /// The source, then the series with the meson venv made beside it.
+    pub fn prepared_with_venv(&mut self, src: &SourceArgs) -> Result<(Prepared, MesonVenv)> {
+        let tree = self.source(src)?;
+        let spec = deps::meson_spec(&tree.path)?;
+        let venv = MesonVenv {
+            step: self.steps.beside("python venv (meson)", {
+                let spec = spec.clone();
+                move |sh| deps::ensure_meson(sh, &spec)
+            })?,
+            spec,
+        };
+        let prepared = self.series(src, &tree)?;
+        Ok((prepared, venv))
+    }
+
+    /// The venv's Python, for the meson `tree` asks for: a series that
+    /// changed the version gets a venv of that version too.
+    pub fn meson(&mut self, venv: MesonVenv, tree: &Path) -> Result<PathBuf> {
+        let python = venv.step.finish()?;
+        let spec = deps::meson_spec(tree)?;
+        if spec == venv.spec {
+            return Ok(python);
+        }
+        eprintln!("    the series asks for {spec} instead of {}", venv.spec);
+        Ok(deps::ensure_meson(self.sh, &spec)?.0)
+    }
+
+    /// The standalone qemu.qmp package for the second real client, made
+    /// beside the steps after it: only the suite needs it.
+    pub fn qmp_package(&mut self) -> Result<Beside<Option<PathBuf>>> {
+        self.steps
+            .beside("qemu.qmp package", crate::qmp_package::ensure)
     }
 
     /// The suite binary; `beside` a QEMU build, built on a thread of its
     /// own (unless one was built elsewhere).
     pub fn qmp_tests(&mut self, beside: bool) -> Result<QmpTests> {
         if beside && suite::prebuilt().is_none() {
-            let begun = self
-                .steps
-                .begin("qmp-tests binary", " (building beside the steps after it)")?;
-            let thread = std::thread::spawn(|| {
-                let start = std::time::Instant::now();
-                let built = Shell::new()
-                    .map_err(anyhow::Error::from)
-                    .and_then(|sh| suite::build_binary(&sh, true));
-                (built, start.elapsed())
-            });
-            return Ok(QmpTests::Building { begun, thread });
+            let step = self.steps.beside("qmp-tests binary", |sh| {
+                let bin = suite::build_binary(sh, true)?;
+                let summary = format!("{} (built beside the QEMU build)", bin.display());
+                Ok((bin, summary))
+            })?;
+            return Ok(QmpTests::Building(step));
         }
         let sh = self.sh;
         let bin = self.own("qmp-tests binary", || {
@@ -300,23 +318,26 @@ pub struct Ready {
     pub built: Built,
 }
 
-/// Host, source, series, the suite binary (beside the build), with
-/// `package` the qemu.qmp package, venv, build.
+/// The suite binary (beside the build), host, with `package` the
+/// qemu.qmp package (beside), source, series and venv (beside), build.
 pub fn ready(sh: &Shell, src: &SourceArgs, opts: &BuildOptions, package: bool) -> Result<Ready> {
-    let (mut run, prepared) = prepare(sh, 6 + usize::from(package), src)?;
+    let mut run = Run::new(sh, 6 + usize::from(package));
     let qmp_tests = run.qmp_tests(true)?;
-    let qmp_python = match package {
-        true => run.qmp_package()?,
-        false => None,
-    };
-    let python = run.venv(&prepared.tree.path)?;
+    run.host()?;
+    let qmp_package = package.then(|| run.qmp_package()).transpose()?;
+    let (prepared, venv) = run.prepared_with_venv(src)?;
+    let python = run.meson(venv, &prepared.tree.path)?;
     let built = run.build(&prepared.tree.path, &python, opts)?;
     Ok(Ready {
         prepared,
         qmp_tests: qmp_tests.finish()?,
-        qmp_python,
+        qmp_python: finish_package(qmp_package)?,
         built,
     })
+}
+
+fn finish_package(step: Option<Beside<Option<PathBuf>>>) -> Result<Option<PathBuf>> {
+    Ok(step.map(Beside::finish).transpose()?.flatten())
 }
 
 /// What `cargo xtask test` runs: the whole pipeline, then the suite.
@@ -358,12 +379,12 @@ fn extras(program: Program) -> Extras {
 pub fn test(sh: &Shell, plan: &Test) -> Result<Tested> {
     let extras = extras(plan.build.program);
     let count = 7 + usize::from(extras.wire) + usize::from(extras.package);
-    let (mut run, prepared) = prepare(sh, count, &plan.source)?;
+    // Whatever does not need the tree starts first, beside the rest.
+    let mut run = Run::new(sh, count);
     let qmp_tests = run.qmp_tests(true)?;
-    let qmp_python = match extras.package {
-        true => run.qmp_package()?,
-        false => None,
-    };
+    run.host()?;
+    let qmp_package = extras.package.then(|| run.qmp_package()).transpose()?;
+    let (prepared, venv) = run.prepared_with_venv(&plan.source)?;
     let tree = &prepared.tree;
     // Read before wiring, which the report must not count as a change of
     // the tree's.
@@ -372,9 +393,10 @@ pub fn test(sh: &Shell, plan: &Test) -> Result<Tested> {
         true => run.wire(tree, &qmp_tests.path())?,
         false => None,
     };
-    let python = run.venv(&tree.path)?;
+    let python = run.meson(venv, &tree.path)?;
     let built = run.build(&tree.path, &python, &plan.build)?;
     let qmp_tests = qmp_tests.finish()?;
+    let qmp_python = finish_package(qmp_package)?;
     let outcome = run.suite(SuiteRun {
         prepared: &prepared,
         commit,

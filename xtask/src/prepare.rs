@@ -26,8 +26,10 @@ impl Build {
         let source = self.source.source_args()?;
         let build = self.program.options(&self.build, Targets::of(&source))?;
         let _lock = lock::cache()?;
-        let (mut run, prepared) = pipeline::prepare(sh, 5, &source)?;
-        let python = run.venv(&prepared.tree.path)?;
+        let mut run = Run::new(sh, 5);
+        run.host()?;
+        let (prepared, venv) = run.prepared_with_venv(&source)?;
+        let python = run.meson(venv, &prepared.tree.path)?;
         let built = run.build(&prepared.tree.path, &python, &build)?;
         println!("{}", built.binary.display());
         Ok(Done::Ok)

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use xshell::Shell;
 
 use crate::interrupt;
 
@@ -15,6 +16,13 @@ pub struct Steps {
 pub struct Begun {
     label: String,
     start: Instant,
+}
+
+/// A step running on a thread of its own while the steps after it run:
+/// its line ends when [`Beside::finish`] joins it.
+pub struct Beside<T> {
+    begun: Begun,
+    thread: std::thread::JoinHandle<(Result<(T, String)>, Duration)>,
 }
 
 impl Steps {
@@ -31,9 +39,27 @@ impl Steps {
         begun.end(result, elapsed)
     }
 
+    /// Starts a step on a thread of its own, with a shell of its own
+    /// (a `Shell` stays on the thread that made it).
+    pub fn beside<T: Send + 'static>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&Shell) -> Result<(T, String)> + Send + 'static,
+    ) -> Result<Beside<T>> {
+        let begun = self.begin(name, " (beside the steps after it)")?;
+        let thread = std::thread::spawn(move || {
+            let start = Instant::now();
+            let result = Shell::new()
+                .map_err(anyhow::Error::from)
+                .and_then(|sh| f(&sh));
+            (result, start.elapsed())
+        });
+        Ok(Beside { begun, thread })
+    }
+
     /// Announces a step that finishes later, perhaps after others have
     /// run beside it; `note` says so on its first line.
-    pub fn begin(&mut self, name: &str, note: &str) -> Result<Begun> {
+    fn begin(&mut self, name: &str, note: &str) -> Result<Begun> {
         interrupt::check()?;
         self.done += 1;
         let label = format!("[{}/{}] {name}", self.done, self.total);
@@ -42,6 +68,17 @@ impl Steps {
             label,
             start: Instant::now(),
         })
+    }
+}
+
+impl<T> Beside<T> {
+    /// Waits for the step and ends its line.
+    pub fn finish(self) -> Result<T> {
+        let Beside { begun, thread } = self;
+        let (result, took) = thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread of step {:?} panicked", begun.label))?;
+        begun.end(result, took)
     }
 }
 

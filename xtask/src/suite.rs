@@ -30,11 +30,10 @@ pub fn prebuilt() -> Option<PathBuf> {
 
 /// Where [`binary`] puts the suite binary.
 pub fn binary_path() -> PathBuf {
-    prebuilt().unwrap_or_else(|| paths::target_dir().join("release/qmp-tests"))
+    prebuilt().unwrap_or_else(|| paths::target_dir().join("debug/qmp-tests"))
 }
 
-/// Builds the suite binary (release: the large-reply parsing is timed by
-/// the benchmark) and returns its path.
+/// Builds the suite binary and returns its path.
 pub fn binary(sh: &Shell) -> Result<PathBuf> {
     build_binary(sh, false)
 }
@@ -48,9 +47,14 @@ pub fn build_binary(sh: &Shell, captured: bool) -> Result<PathBuf> {
     let cargo = paths::cargo();
     let root = paths::project_root();
     let _cd = sh.push_dir(&root);
+    // The profile and the package set of `cargo xtask` itself, so that
+    // cargo resolves the same features: the library and every dependency
+    // are the ones the xtask's own build just compiled, and only main.rs
+    // is left to compile (Cargo.toml says which crates the dev profile
+    // optimises).
     let build = cmd!(
         sh,
-        "{cargo} build --quiet --release --package qmp-tests --bin qmp-tests"
+        "{cargo} build --quiet --package xtask --package qmp-tests --bin qmp-tests"
     )
     .quiet();
     if captured {

@@ -56,7 +56,6 @@ fn gitlab_cache(out: &mut String, dir: &str) {
       - .ccache/
       - {dir}target/qemu/downloads/
       - {dir}target/debug/
-      - {dir}target/release/
 "
     );
 }
@@ -211,7 +210,6 @@ fn github_leg_steps(out: &mut String, dir: &str, args: &str) {
             .ccache
             {downloads}
             {debug}
-            {release}
           # A new key each run, restoring the newest older one: ccache finds
           # its entries by content, so an older cache is always of use.
           key: monitor-hotplug-${{{{ matrix.leg }}}}-${{{{ github.sha }}}}
@@ -230,7 +228,6 @@ fn github_leg_steps(out: &mut String, dir: &str, args: &str) {
 ",
         downloads = at("target/qemu/downloads"),
         debug = at("target/debug"),
-        release = at("target/release"),
         workdir = if dir.is_empty() { "." } else { dir },
         report = at("target/qmp-tests/${{ matrix.leg }}/"),
     );

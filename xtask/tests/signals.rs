@@ -256,14 +256,18 @@ fn a_second_run_waits_while_another_makes_the_shared_venvs() {
     }
     .join("qemu");
     std::fs::create_dir_all(&venvs).unwrap();
-    let lock = File::create(venvs.join("venv.lock")).unwrap();
+    // The stand-in tree asks for meson 1.9.0.
+    let lock = File::create(venvs.join("venv-meson==1.9.0_pycotap.lock")).unwrap();
     lock.lock().unwrap();
     // Without the venv lock the run made its venv and never waited.
     let (mut child, _, waiting, _) = run_until_waiting(&fx, &["build", "--qemu-src"]);
     child.kill().unwrap();
     child.wait().unwrap();
     drop(lock);
-    assert!(waiting.contains("is making a python venv in"), "{waiting}");
+    assert!(
+        waiting.contains("is making a python venv for meson==1.9.0 pycotap in"),
+        "{waiting}"
+    );
 }
 
 #[test]

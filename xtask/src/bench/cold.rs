@@ -33,6 +33,13 @@ pub struct Step {
     s: f64,
 }
 
+impl Run {
+    /// The seconds of the step named `name`.
+    pub fn step(&self, name: &str) -> Option<f64> {
+        self.steps.iter().find(|s| s.step == name).map(|s| s.s)
+    }
+}
+
 /// The three runs: the earlier commit, HEAD, HEAD with a warm ccache.
 #[derive(Serialize)]
 pub struct Cold {
