@@ -32,32 +32,57 @@ fn route(name: &str) -> Result<Routes> {
     Routes::from_str(name, false).map_err(|err| anyhow::anyhow!("route {name}: {err}"))
 }
 
-/// `cargo xtask ci`'s input, checked before any work.
-pub struct Options {
-    pub skip_sanitizer: bool,
-    /// `--leg NAME`: only that leg of the CI matrix.
-    pub leg: Option<Leg>,
-    /// `--qemu-src` and `--series` of a leg: what it tests instead of
-    /// the pinned release with the project's series.
-    pub leg_source: LegSource,
-    pub list_legs: bool,
-    pub write_templates: bool,
-    pub check_templates: bool,
-}
-
-impl Options {
-    /// Whether the run touches the cache, and so runs under its lock.
-    pub fn uses_cache(&self) -> bool {
-        !self.list_legs && !self.write_templates && !self.check_templates
-    }
-}
-
 impl flags::Ci {
     pub fn run(self, sh: &Shell) -> Result<Done> {
-        let opts = parse(self)?;
-        let _lock = opts.uses_cache().then(lock::cache).transpose()?;
-        run(sh, &opts)?;
+        let (leg, leg_source) = self.leg_and_source()?;
+        if self.list_legs {
+            legs::all().iter().for_each(|leg| println!("{}", leg.name));
+        } else if self.write_templates {
+            write_templates()?;
+        } else if self.check_templates {
+            check_templates(sh)?;
+        } else {
+            let _lock = lock::cache()?;
+            match &leg {
+                Some(leg) => run_leg(sh, leg, &leg_source)?,
+                None => run_all(sh, self.skip_sanitizer)?,
+            }
+        }
         Ok(Done::Ok)
+    }
+
+    /// `--leg NAME` and what it tests instead of the pinned release with
+    /// the project's series, checked before any work.
+    fn leg_and_source(&self) -> Result<(Option<Leg>, LegSource)> {
+        let leg = match &self.leg {
+            Some(name) => Some(legs::find(name).with_context(|| {
+                let names: Vec<String> = legs::all().into_iter().map(|l| l.name).collect();
+                format!(
+                    "no CI leg `{name}`; `cargo xtask ci --list-legs` lists them: {}",
+                    names.join(", ")
+                )
+            })?),
+            None => None,
+        };
+        let tree = self.qemu_src.as_deref().map(crate::source::locate);
+        let source = LegSource {
+            tree: tree.transpose()?,
+            series: self.series.clone(),
+        };
+        if source.tree.is_some() || source.series.is_some() {
+            match &leg {
+                None => bail!("--qemu-src and --series go with --leg NAME: the tree and series one leg tests"),
+                Some(leg) if !leg.series => bail!(
+                    "leg {}: checks that the suite refuses the stock release; it takes no --qemu-src or --series",
+                    leg.name
+                ),
+                Some(_) => {}
+            }
+        }
+        if let Some(path) = &source.series {
+            series::patch_files(path)?;
+        }
+        Ok((leg, source))
     }
 }
 
@@ -328,66 +353,6 @@ fn xtask_test(
     test::run(sh, &plan)
 }
 
-fn parse(flags: flags::Ci) -> Result<Options> {
-    let leg = match flags.leg {
-        Some(name) => Some(legs::find(&name).with_context(|| {
-            let names: Vec<String> = legs::all().into_iter().map(|l| l.name).collect();
-            format!(
-                "no CI leg `{name}`; `cargo xtask ci --list-legs` lists them: {}",
-                names.join(", ")
-            )
-        })?),
-        None => None,
-    };
-    let leg_source = LegSource {
-        tree: flags
-            .qemu_src
-            .map(|p| crate::source::locate(&p))
-            .transpose()?,
-        series: flags.series,
-    };
-    if leg_source.tree.is_some() || leg_source.series.is_some() {
-        match &leg {
-            None => bail!("--qemu-src and --series go with --leg NAME: the tree and series one leg tests"),
-            Some(leg) if !leg.series => bail!(
-                "leg {}: checks that the suite refuses the stock release; it takes no --qemu-src or --series",
-                leg.name
-            ),
-            Some(_) => {}
-        }
-    }
-    if let Some(path) = &leg_source.series {
-        series::patch_files(path)?;
-    }
-    Ok(Options {
-        skip_sanitizer: flags.skip_sanitizer,
-        leg,
-        leg_source,
-        list_legs: flags.list_legs,
-        write_templates: flags.write_templates,
-        check_templates: flags.check_templates,
-    })
-}
-
-fn run(sh: &Shell, opts: &Options) -> Result<()> {
-    if opts.list_legs {
-        for leg in legs::all() {
-            println!("{}", leg.name);
-        }
-        return Ok(());
-    }
-    if opts.write_templates {
-        return write_templates();
-    }
-    if opts.check_templates {
-        return check_templates(sh);
-    }
-    match &opts.leg {
-        Some(leg) => run_leg(sh, leg, &opts.leg_source),
-        None => run_all(sh, opts.skip_sanitizer),
-    }
-}
-
 /// Every stage, in the order that lets the slow ones overlap: the checks
 /// without QEMU, the pipelines, then the stages on what they built.
 fn run_all(sh: &Shell, skip_sanitizer: bool) -> Result<()> {
@@ -489,7 +454,11 @@ fn stock_pipeline(sh: &Shell) -> Result<test::Run> {
             run.outcome
         );
     }
-    expect_in_report(&junit, "has no monitor-add")?;
+    let text =
+        std::fs::read_to_string(&junit).with_context(|| format!("reading {}", junit.display()))?;
+    if !text.contains("has no monitor-add") {
+        bail!("{} does not mention `has no monitor-add`", junit.display());
+    }
     Ok(run)
 }
 
@@ -530,15 +499,6 @@ fn explore_stage(sh: &Shell, qemu: &Path) -> Result<()> {
     )
     .spawn_run()
     .context("explore found a failing sequence or could not run")
-}
-
-fn expect_in_report(junit: &Path, needle: &str) -> Result<()> {
-    let text =
-        std::fs::read_to_string(junit).with_context(|| format!("reading {}", junit.display()))?;
-    if !text.contains(needle) {
-        bail!("{} does not mention `{needle}`", junit.display());
-    }
-    Ok(())
 }
 
 /// Wires the pinned tree for good, runs the test the way a QEMU developer
