@@ -83,14 +83,6 @@ pub struct MutantOutcome {
     pub explore: Option<explore::Run>,
 }
 
-/// `cargo xtask mutants`'s input, checked: the mutants, how to run
-/// them, and whether only to list them.
-pub struct Options {
-    pub mutants: Vec<Mutant>,
-    pub plan: Plan,
-    pub list: bool,
-}
-
 /// How a run goes, beside which mutants it runs.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
@@ -111,33 +103,24 @@ impl flags::Mutants {
         if let Some(shard) = self.shard {
             mutants = shard.take(mutants);
         }
-        let opts = Options {
-            mutants,
-            plan: Plan {
-                all_failures: self.all_failures,
-                shard: self.shard,
-                junit: None,
-                explore: self.explore,
-            },
-            list: self.list,
+        if self.list {
+            for x in &mutants {
+                println!("{:<36} {:<28} {}", x.name, x.file, x.fault);
+            }
+            return Ok(Done::Ok);
+        }
+        let plan = Plan {
+            all_failures: self.all_failures,
+            shard: self.shard,
+            junit: None,
+            explore: self.explore,
         };
-        let _lock = (!opts.list).then(lock::cache).transpose()?;
-        Ok(match run(sh, opts)? {
+        let _lock = lock::cache()?;
+        Ok(match execute(sh, mutants, &plan)? {
             true => Done::Ok,
             false => Done::Survivors,
         })
     }
-}
-
-/// True when every mutant was caught.
-fn run(sh: &Shell, opts: Options) -> Result<bool> {
-    if opts.list {
-        for x in &opts.mutants {
-            println!("{:<36} {:<28} {}", x.name, x.file, x.fault);
-        }
-        return Ok(true);
-    }
-    execute(sh, opts.mutants, &opts.plan)
 }
 
 /// Where a run's reports go: `target/mutants`, a shard's in it.
