@@ -43,34 +43,24 @@ impl Options {
     }
 }
 
-/// `--NAME=PATH` with the path's bytes as they are: a tree whose path is
-/// not UTF-8 must reach the steps unchanged.
-fn path_arg(name: &str, path: &Path) -> OsString {
-    let mut arg = OsString::from(format!("--{name}="));
-    arg.push(path);
-    arg
-}
-
-/// What `git bisect run` passes to each step.
+/// What `git bisect run` passes to each step; paths that are not UTF-8
+/// reach the steps unchanged.
 fn step_args(tree: &Path, qmp_tests: &Path, log_dir: &Path, opts: &Options) -> Vec<OsString> {
-    let mut args = vec![
-        OsString::from("bisect-step"),
-        path_arg("qemu-src", tree),
-        path_arg("qmp-tests", qmp_tests),
-        path_arg("log-dir", log_dir),
-    ];
+    let mut args = vec![OsString::from("bisect-step")];
+    for (name, path) in [
+        ("qemu-src", tree),
+        ("qmp-tests", qmp_tests),
+        ("log-dir", log_dir),
+    ] {
+        flags::push_path(&mut args, name, Some(path));
+    }
     args.extend(opts.flags.to_args());
     args
 }
 
 /// `cargo xtask bisect`'s input, checked against the tree before
-/// anything moves.
-pub struct Request {
-    tree: PathBuf,
-    good: String,
-    bad: String,
-    opts: Options,
-}
+/// anything moves: the tree, the good and bad commits, the steps' options.
+type Request = (PathBuf, String, String, Options);
 
 impl flags::Bisect {
     pub fn run(self, sh: &Shell) -> Result<Done> {
@@ -99,21 +89,10 @@ fn check(sh: &Shell, flags: flags::Bisect) -> Result<Request> {
     if let Some(path) = &opts.flags.series {
         series::patch_files(path)?;
     }
-    Ok(Request {
-        tree,
-        good,
-        bad,
-        opts,
-    })
+    Ok((tree, good, bad, opts))
 }
 
-fn run(sh: &Shell, request: &Request) -> Result<()> {
-    let Request {
-        tree,
-        good,
-        bad,
-        opts,
-    } = request;
+fn run(sh: &Shell, (tree, good, bad, opts): &Request) -> Result<()> {
     restore_killed(sh, tree)?;
     check_tree(sh, tree)?;
     deps::ensure_host(sh)?;

@@ -106,14 +106,14 @@ impl SourceFlags {
     /// The same flags as arguments, `--NAME=VALUE`.
     pub fn to_args(&self) -> Vec<OsString> {
         let mut out = Vec::new();
-        push_path(&mut out, "qemu-src", &self.qemu_src);
+        push_path(&mut out, "qemu-src", self.qemu_src.as_deref());
         if let Some(from) = self.from {
             out.push(format!("--from={from}").into());
         }
         if let Some(sha) = &self.sha256 {
             out.push(format!("--sha256={sha}").into());
         }
-        push_path(&mut out, "series", &self.series);
+        push_path(&mut out, "series", self.series.as_deref());
         if self.no_series {
             out.push("--no-series".into());
         }
@@ -121,7 +121,8 @@ impl SourceFlags {
     }
 }
 
-fn push_path(out: &mut Vec<OsString>, name: &str, path: &Option<PathBuf>) {
+/// `--NAME=PATH` with the path's bytes as they are.
+pub fn push_path(out: &mut Vec<OsString>, name: &str, path: Option<&Path>) {
     if let Some(path) = path {
         let mut arg = OsString::from(format!("--{name}="));
         arg.push(path);
@@ -352,7 +353,7 @@ impl StepFlags {
         let mut out = self.suite.to_args();
         let unsupported = self.unsupported.to_possible_value().expect("none skipped");
         out.push(format!("--unsupported={}", unsupported.get_name()).into());
-        push_path(&mut out, "series", &self.series);
+        push_path(&mut out, "series", self.series.as_deref());
         out.extend(self.build.to_args());
         out
     }
