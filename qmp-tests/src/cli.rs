@@ -423,7 +423,7 @@ fn scenario(name: &str) -> Result<String, String> {
 
 /// A whole number from 1 up: 0 jobs, seconds or cycles would only fail
 /// (or hang) once the run starts.
-fn positive<T: std::str::FromStr + PartialOrd + Default>(text: &str) -> Result<T, String> {
+pub fn positive<T: std::str::FromStr + PartialOrd + Default>(text: &str) -> Result<T, String> {
     match text.parse::<T>() {
         Ok(n) if n > T::default() => Ok(n),
         _ => Err("wants a positive whole number".to_owned()),
@@ -438,7 +438,8 @@ fn seconds(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| "wants a positive number of seconds".to_owned())
 }
 
-fn program(text: &str) -> Result<Program, String> {
+/// `--program`: system or storage-daemon.
+pub fn program(text: &str) -> Result<Program, String> {
     Program::parse(text).ok_or_else(|| "takes system or storage-daemon".to_owned())
 }
 

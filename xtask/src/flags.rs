@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use qmp_tests::cli::{ExploreArgs, SuiteArgs};
+use qmp_tests::cli::{positive, program, ExploreArgs, SuiteArgs};
 use qmp_tests::program::Program;
 
 use crate::build::BuildOptions;
@@ -209,10 +209,6 @@ pub struct ProgramFlag {
     /// suite skips what needs qemu-system, saying why)
     #[arg(long, value_name = "PROGRAM", default_value = "system", value_parser = program)]
     pub program: Program,
-}
-
-fn program(text: &str) -> Result<Program, String> {
-    Program::parse(text).ok_or_else(|| "takes system or storage-daemon".to_owned())
 }
 
 impl ProgramFlag {
@@ -460,7 +456,7 @@ pub struct Ci {
 )]
 pub struct Bench {
     /// runs of each figure (the pipeline gets at most 3)
-    #[arg(long, value_name = "N", default_value_t = 10, value_parser = positive)]
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = positive::<usize>)]
     pub runs: usize,
     /// also time cargo xtask mutants over the whole catalogue (minutes)
     #[arg(long)]
@@ -473,13 +469,6 @@ pub struct Bench {
     pub source: SourceFlags,
     #[command(flatten)]
     pub build: BuildFlags,
-}
-
-fn positive(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err("give a whole number from 1 up".to_owned()),
-    }
 }
 
 /// plant each catalogued fault in the series; show which scenarios catch it
@@ -515,7 +504,7 @@ pub struct Mutants {
     /// also run qmp-tests explore on each mutant (and the baseline): seed
     /// 0's first N sequences, stopping at the first failure; its verdict is
     /// an extra column
-    #[arg(long, value_name = "N", value_parser = positive)]
+    #[arg(long, value_name = "N", value_parser = positive::<usize>)]
     pub explore: Option<usize>,
     /// print the catalogue (or the shard's part) and exit
     #[arg(long)]
@@ -643,7 +632,7 @@ mod tests {
                 "cannot be used with",
             ),
             (&["ci", "--series", "s"], "--leg"),
-            (&["bench", "--runs", "0"], "from 1 up"),
+            (&["bench", "--runs", "0"], "a positive whole number"),
             (
                 &["test", "--sanitize", "thread"],
                 "possible values: address, undefined",
