@@ -13,9 +13,7 @@ use crate::{
 };
 
 pub fn after_negotiation(ctx: &mut Ctx) -> Result<()> {
-    let mon = DynMon::new(ctx, "")?;
-    hotplug::add(ctx, &mon)?;
-    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    let (mon, mut client) = hotplug::add_negotiated(ctx, "")?;
     for name in hotplug::broadcast(ctx, 0)? {
         expect_event(ctx, &mut client, name)?;
     }

@@ -78,6 +78,15 @@ pub fn connect(ctx: &Ctx, mon: &DynMon) -> Result<Qmp> {
     Ok(client)
 }
 
+/// A new monitor (`suffix` on the scenario's id) added, with a client
+/// connected and negotiated.
+pub fn add_negotiated(ctx: &mut Ctx, suffix: &str) -> Result<(DynMon, Qmp)> {
+    let mon = DynMon::new(ctx, suffix)?;
+    add(ctx, &mon)?;
+    let client = connect_negotiated(ctx, &mon)?;
+    Ok((mon, client))
+}
+
 /// Connects to `mon` and negotiates capabilities.
 pub fn connect_negotiated(ctx: &Ctx, mon: &DynMon) -> Result<Qmp> {
     let mut client = connect(ctx, mon)?;

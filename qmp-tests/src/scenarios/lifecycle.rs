@@ -58,9 +58,7 @@ fn remove_self(ctx: &Ctx, client: &mut Qmp, mon: &DynMon) -> Result<()> {
 /// positive control); the client closes it itself, as QEMU's own Python
 /// client does.
 pub fn self_removal(ctx: &mut Ctx) -> Result<()> {
-    let mon = DynMon::new(ctx, "")?;
-    hotplug::add(ctx, &mon)?;
-    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    let (mon, mut client) = hotplug::add_negotiated(ctx, "")?;
     hotplug::control_stop_cont(ctx, &mut client)?;
     remove_self(ctx, &mut client, &mon)?;
     hotplug::check_removed_inert(ctx, &mut client, &mon, false)?;
@@ -73,9 +71,7 @@ pub fn self_removal(ctx: &mut Ctx) -> Result<()> {
 /// `chardev-remove`, and nothing at all reaches the client before that end
 /// of file, neither a reply to what it sent after the removal nor an event.
 pub fn self_removal_chardev_remove(ctx: &mut Ctx) -> Result<()> {
-    let mon = DynMon::new(ctx, "")?;
-    hotplug::add(ctx, &mon)?;
-    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    let (mon, mut client) = hotplug::add_negotiated(ctx, "")?;
     hotplug::control_stop_cont(ctx, &mut client)?;
     remove_self(ctx, &mut client, &mon)?;
     // Events broadcast now must not reach the removed monitor; the main
@@ -104,9 +100,7 @@ pub fn self_removal_chardev_remove(ctx: &mut Ctx) -> Result<()> {
 }
 
 pub fn remove_connected(ctx: &mut Ctx) -> Result<()> {
-    let mon = DynMon::new(ctx, "")?;
-    hotplug::add(ctx, &mon)?;
-    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    let (mon, mut client) = hotplug::add_negotiated(ctx, "")?;
     ctx.remove_monitor(json!({ "id": mon.id }))?;
     client
         .wait_eof(ctx.wait())
@@ -129,9 +123,7 @@ pub fn remove_connected(ctx: &mut Ctx) -> Result<()> {
 }
 
 pub fn reconnect(ctx: &mut Ctx) -> Result<()> {
-    let mon = DynMon::new(ctx, "")?;
-    hotplug::add(ctx, &mon)?;
-    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    let (mon, mut client) = hotplug::add_negotiated(ctx, "")?;
     hotplug::execute(ctx, &mut client, "query-version", Value::Null)?;
     client.close();
 
@@ -190,9 +182,7 @@ pub fn quit_with_monitors(ctx: &mut Ctx) -> Result<()> {
 /// self-removal like `object-del`: the reply arrives complete, then the
 /// connection stays open and inert until chardev-remove.
 pub fn self_removal_hmp(ctx: &mut Ctx) -> Result<()> {
-    let mon = DynMon::new(ctx, "")?;
-    hotplug::add(ctx, &mon)?;
-    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    let (mon, mut client) = hotplug::add_negotiated(ctx, "")?;
     hotplug::control_stop_cont(ctx, &mut client)?;
     let line = format!("object_del {}", mon.id);
     let output = hotplug::execute(

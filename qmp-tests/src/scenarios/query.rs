@@ -51,9 +51,7 @@ pub fn query_monitors(ctx: &mut Ctx) -> Result<()> {
 }
 
 pub fn large_response(ctx: &mut Ctx) -> Result<()> {
-    let mon = DynMon::new(ctx, "")?;
-    hotplug::add(ctx, &mon)?;
-    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    let (mon, mut client) = hotplug::add_negotiated(ctx, "")?;
     let raw = client
         .execute_raw("query-qmp-schema", Value::Null, ctx.wait())
         .context("query-qmp-schema on the dynamic monitor")?;

@@ -167,9 +167,7 @@ fn check_gone(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
 /// monitor, and by itself) releases ids and path at once: chardev-add and
 /// monitor-add with the same ones work before the old client has gone.
 pub fn reuse_while_connected(ctx: &mut Ctx) -> Result<()> {
-    let mon = DynMon::new(ctx, "")?;
-    hotplug::add(ctx, &mon)?;
-    let mut removed_by_main = hotplug::connect_negotiated(ctx, &mon)?;
+    let (mon, mut removed_by_main) = hotplug::add_negotiated(ctx, "")?;
     hotplug::remove(ctx, &mon)?;
     hotplug::add(ctx, &mon)
         .context("re-adding with the same ids and path, old client connected")?;

@@ -177,9 +177,7 @@ pub fn stalled_client_sigterm(ctx: &mut Ctx) -> Result<()> {
 /// with the removal, gets every reply complete, the removal's last; then
 /// the connection stays open and silent until chardev-remove ends it.
 pub fn slow_reader_drains(ctx: &mut Ctx) -> Result<()> {
-    let mon = DynMon::new(ctx, "")?;
-    hotplug::add(ctx, &mon)?;
-    let mut client = hotplug::connect_negotiated(ctx, &mon)?;
+    let (mon, mut client) = hotplug::add_negotiated(ctx, "")?;
     let mut ids = Vec::new();
     for _ in 0..SCHEMAS {
         ids.push(
