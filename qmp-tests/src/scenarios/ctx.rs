@@ -135,22 +135,18 @@ impl Ctx {
         }
     }
 
-    /// Like [`Ctx::main_refused`], for a `(command, arguments)` request.
-    pub fn main_refused_request(&mut self, request: (&str, Value)) -> Result<QmpError> {
-        self.main_refused(request.0, request.1)
-    }
-
-    /// Like [`Ctx::main_refused_request`], and the refusal must be a
-    /// GenericError (what QEMU uses for all of these; the other classes
-    /// are for the few cases QMP clients tell apart, e.g. CommandNotFound)
-    /// whose text names each of `names` (the offending id or chardev).
+    /// Like [`Ctx::main_refused`], for a `(command, arguments)` request,
+    /// and the refusal must be a GenericError (what QEMU uses for all of
+    /// these; the other classes are for the few cases QMP clients tell
+    /// apart, e.g. CommandNotFound) whose text names each of `names` (the
+    /// offending id or chardev).
     pub fn main_refused_naming(
         &mut self,
         request: (&str, Value),
         names: &[&str],
     ) -> Result<QmpError> {
         let what = describe(request.0, &request.1);
-        let err = self.main_refused_request(request)?;
+        let err = self.main_refused(request.0, request.1)?;
         check_refusal(&err, names).with_context(|| format!("{what} on the main monitor"))?;
         Ok(err)
     }
