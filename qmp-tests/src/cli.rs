@@ -156,19 +156,19 @@ impl SuiteCli {
     /// that starts with `-` stays a value and a path keeps its bytes.
     pub fn to_args(&self) -> Vec<OsString> {
         let mut out = Argv::default();
-        out.path("qemu", &self.qemu);
+        out.path("qemu", self.qemu.as_ref());
         if self.program != Program::System {
             out.text("program", self.program.name());
         }
-        out.path("junit", &self.junit);
+        out.path("junit", self.junit.as_ref());
         self.suite.push_args(&mut out);
         for route in &self.require_routes {
             out.text("require-route", route.name());
         }
-        out.path("log-dir", &self.log_dir);
-        out.path("qemu-src", &self.qemu_src);
-        out.path("python", &self.python);
-        out.path("qmp-python", &self.qmp_python);
+        out.path("log-dir", self.log_dir.as_ref());
+        out.path("qemu-src", self.qemu_src.as_ref());
+        out.path("python", self.python.as_ref());
+        out.path("qmp-python", self.qmp_python.as_ref());
         for (key, value) in &self.properties {
             out.text("property", format!("{key}={value}"));
         }
@@ -364,38 +364,39 @@ impl ExploreArgs {
         if let Some(wait) = self.wait {
             out.text("wait", wait.as_secs_f64());
         }
-        out.path("out", &self.out);
-        out.path("junit", &self.junit);
-        out.path("summary", &self.summary);
+        out.path("out", self.out.as_ref());
+        out.path("junit", self.junit.as_ref());
+        out.path("summary", self.summary.as_ref());
         out.opt("leg", &self.leg);
         out.0
     }
 }
 
-/// Arguments being written, each `--NAME=VALUE`.
+/// Arguments being written, each `--NAME=VALUE`; a path's bytes are kept
+/// as they are, as a path need not be UTF-8.
 #[derive(Default)]
-struct Argv(Vec<OsString>);
+pub struct Argv(pub Vec<OsString>);
 
 impl Argv {
-    fn text(&mut self, name: &str, value: impl std::fmt::Display) {
+    pub fn text(&mut self, name: &str, value: impl std::fmt::Display) {
         self.0.push(format!("--{name}={value}").into());
     }
 
-    fn opt(&mut self, name: &str, value: &Option<impl std::fmt::Display>) {
+    pub fn opt(&mut self, name: &str, value: &Option<impl std::fmt::Display>) {
         if let Some(value) = value {
             self.text(name, value);
         }
     }
 
-    fn path(&mut self, name: &str, path: &Option<PathBuf>) {
+    pub fn path(&mut self, name: &str, path: Option<impl AsRef<std::ffi::OsStr>>) {
         if let Some(path) = path {
             let mut arg = OsString::from(format!("--{name}="));
-            arg.push(path);
+            arg.push(path.as_ref());
             self.0.push(arg);
         }
     }
 
-    fn switch(&mut self, name: &str, on: bool) {
+    pub fn switch(&mut self, name: &str, on: bool) {
         if on {
             self.0.push(format!("--{name}").into());
         }

@@ -46,16 +46,12 @@ impl Options {
 /// What `git bisect run` passes to each step; paths that are not UTF-8
 /// reach the steps unchanged.
 fn step_args(tree: &Path, qmp_tests: &Path, log_dir: &Path, opts: &Options) -> Vec<OsString> {
-    let mut args = vec![OsString::from("bisect-step")];
-    for (name, path) in [
-        ("qemu-src", tree),
-        ("qmp-tests", qmp_tests),
-        ("log-dir", log_dir),
-    ] {
-        flags::push_path(&mut args, name, Some(path));
-    }
-    args.extend(opts.flags.to_args());
-    args
+    let mut args = qmp_tests::cli::Argv(vec![OsString::from("bisect-step")]);
+    args.path("qemu-src", Some(tree));
+    args.path("qmp-tests", Some(qmp_tests));
+    args.path("log-dir", Some(log_dir));
+    args.0.extend(opts.flags.to_args());
+    args.0
 }
 
 /// `cargo xtask bisect`'s input, checked against the tree before

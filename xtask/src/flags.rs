@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use qmp_tests::cli::{positive, program, ExploreArgs, SuiteArgs};
+use qmp_tests::cli::{positive, program, Argv, ExploreArgs, SuiteArgs};
 use qmp_tests::program::Program;
 
 use crate::build::BuildOptions;
@@ -105,28 +105,13 @@ impl SourceFlags {
 
     /// The same flags as arguments, `--NAME=VALUE`.
     pub fn to_args(&self) -> Vec<OsString> {
-        let mut out = Vec::new();
-        push_path(&mut out, "qemu-src", self.qemu_src.as_deref());
-        if let Some(from) = self.from {
-            out.push(format!("--from={from}").into());
-        }
-        if let Some(sha) = &self.sha256 {
-            out.push(format!("--sha256={sha}").into());
-        }
-        push_path(&mut out, "series", self.series.as_deref());
-        if self.no_series {
-            out.push("--no-series".into());
-        }
-        out
-    }
-}
-
-/// `--NAME=PATH` with the path's bytes as they are.
-pub fn push_path(out: &mut Vec<OsString>, name: &str, path: Option<&Path>) {
-    if let Some(path) = path {
-        let mut arg = OsString::from(format!("--{name}="));
-        arg.push(path);
-        out.push(arg);
+        let mut out = Argv::default();
+        out.path("qemu-src", self.qemu_src.as_ref());
+        out.opt("from", &self.from);
+        out.opt("sha256", &self.sha256);
+        out.path("series", self.series.as_ref());
+        out.switch("no-series", self.no_series);
+        out.0
     }
 }
 
@@ -185,18 +170,18 @@ impl BuildFlags {
     /// The same flags as arguments, `--NAME=VALUE`: a configure argument
     /// that starts with `--` stays a value.
     pub fn to_args(&self) -> Vec<OsString> {
-        let mut out: Vec<OsString> = Vec::new();
-        if let Some(target) = &self.target {
-            out.push(format!("--target={target}").into());
-        }
+        let mut out = Argv::default();
+        out.opt("target", &self.target);
         for arg in &self.configure_args {
-            out.push(format!("--configure-arg={arg}").into());
+            out.text("configure-arg", arg);
         }
         for s in &self.sanitize {
-            let name = s.to_possible_value().expect("none skipped");
-            out.push(format!("--sanitize={}", name.get_name()).into());
+            out.text(
+                "sanitize",
+                s.to_possible_value().expect("none skipped").get_name(),
+            );
         }
-        out
+        out.0
     }
 }
 
@@ -346,12 +331,12 @@ pub struct StepFlags {
 impl StepFlags {
     /// The same flags as arguments of `bisect-step`.
     pub fn to_args(&self) -> Vec<OsString> {
-        let mut out = self.suite.to_args();
+        let mut out = Argv(self.suite.to_args());
         let unsupported = self.unsupported.to_possible_value().expect("none skipped");
-        out.push(format!("--unsupported={}", unsupported.get_name()).into());
-        push_path(&mut out, "series", self.series.as_deref());
-        out.extend(self.build.to_args());
-        out
+        out.text("unsupported", unsupported.get_name());
+        out.path("series", self.series.as_ref());
+        out.0.extend(self.build.to_args());
+        out.0
     }
 }
 
