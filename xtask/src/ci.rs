@@ -34,7 +34,7 @@ fn route(name: &str) -> Result<Routes> {
 
 impl flags::Ci {
     pub fn run(self, sh: &Shell) -> Result<Done> {
-        let (leg, leg_source) = self.leg_and_source()?;
+        let leg = self.leg()?;
         if self.list_legs {
             legs::all().iter().for_each(|leg| println!("{}", leg.name));
         } else if self.write_templates {
@@ -43,65 +43,44 @@ impl flags::Ci {
             check_templates(sh)?;
         } else {
             let _lock = lock::cache()?;
-            match &leg {
-                Some(leg) => run_leg(sh, leg, &leg_source)?,
+            match leg {
+                Some((leg, source)) => run_leg(sh, &leg, source)?,
                 None => run_all(sh, self.skip_sanitizer)?,
             }
         }
         Ok(Done::Ok)
     }
 
-    /// `--leg NAME` and what it tests instead of the pinned release with
-    /// the project's series, checked before any work.
-    fn leg_and_source(&self) -> Result<(Option<Leg>, LegSource)> {
-        let leg = match &self.leg {
-            Some(name) => Some(legs::find(name).with_context(|| {
-                let names: Vec<String> = legs::all().into_iter().map(|l| l.name).collect();
-                format!(
-                    "no CI leg `{name}`; `cargo xtask ci --list-legs` lists them: {}",
-                    names.join(", ")
-                )
-            })?),
-            None => None,
+    /// `--leg NAME` and the source it tests, checked before any work: the
+    /// pinned release with the project's series (none on the stock leg),
+    /// or the tree of --qemu-src, and the series of --series (the parser
+    /// takes neither without --leg).
+    fn leg(&self) -> Result<Option<(Leg, SourceArgs)>> {
+        let Some(name) = &self.leg else {
+            return Ok(None);
         };
-        let tree = self.qemu_src.as_deref().map(crate::source::locate);
-        let source = LegSource {
-            tree: tree.transpose()?,
-            series: self.series.clone(),
-        };
-        if source.tree.is_some() || source.series.is_some() {
-            match &leg {
-                None => bail!("--qemu-src and --series go with --leg NAME: the tree and series one leg tests"),
-                Some(leg) if !leg.series => bail!(
-                    "leg {}: checks that the suite refuses the stock release; it takes no --qemu-src or --series",
-                    leg.name
-                ),
-                Some(_) => {}
-            }
+        let leg = legs::find(name).with_context(|| {
+            let names: Vec<String> = legs::all().into_iter().map(|l| l.name).collect();
+            format!(
+                "no CI leg `{name}`; `cargo xtask ci --list-legs` lists them: {}",
+                names.join(", ")
+            )
+        })?;
+        if !leg.series && (self.qemu_src.is_some() || self.series.is_some()) {
+            bail!(
+                "leg {}: checks that the suite refuses the stock release; it takes no --qemu-src or --series",
+                leg.name
+            );
         }
-        if let Some(path) = &source.series {
-            series::patch_files(path)?;
-        }
-        Ok((leg, source))
-    }
-}
-
-/// The tree and series a leg tests; by default the pinned release with
-/// the project's series (none on the stock leg).
-#[derive(Default)]
-pub struct LegSource {
-    pub tree: Option<crate::source::Tree>,
-    pub series: Option<PathBuf>,
-}
-
-impl LegSource {
-    fn source_args(&self, leg: &Leg) -> SourceArgs {
-        let mut args = match &self.tree {
-            Some(tree) => SourceArgs::located(tree.clone()),
+        let mut source = match &self.qemu_src {
+            Some(path) => SourceArgs::located(crate::source::locate(path)?),
             None => SourceArgs::pinned(!leg.series),
         };
-        args.series = self.series.clone();
-        args
+        if let Some(path) = &self.series {
+            series::patch_files(path)?;
+        }
+        source.series = self.series.clone();
+        Ok(Some((leg, source)))
     }
 }
 
@@ -109,7 +88,7 @@ impl LegSource {
 /// The stock leg's suite report goes to `suite/` below the leg's
 /// directory, and the leg's own report says whether the refusal was the
 /// expected one (stock.rs).
-fn run_leg(sh: &Shell, leg: &Leg, source: &LegSource) -> Result<()> {
+fn run_leg(sh: &Shell, leg: &Leg, source: SourceArgs) -> Result<()> {
     let leg_junit = paths::project_root().join(legs::junit_path(&leg.name));
     let junit = if leg.series {
         leg_junit.clone()
@@ -117,7 +96,7 @@ fn run_leg(sh: &Shell, leg: &Leg, source: &LegSource) -> Result<()> {
         leg_junit.with_file_name("suite").join("junit.xml")
     };
     if let Some(secs) = leg.explore {
-        if !crate::explore::run_leg(sh, source.source_args(leg), secs, leg_junit)? {
+        if !crate::explore::run_leg(sh, source, secs, leg_junit)? {
             bail!("leg {}: explore found a failing sequence (above)", leg.name);
         }
         return Ok(());
@@ -137,7 +116,7 @@ fn run_leg(sh: &Shell, leg: &Leg, source: &LegSource) -> Result<()> {
         return Ok(());
     }
     let plan = pipeline::Test {
-        source: source.source_args(leg),
+        source,
         build: BuildOptions {
             target: leg.target.to_owned(),
             sanitize: if leg.sanitizers {
