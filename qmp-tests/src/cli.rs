@@ -186,9 +186,8 @@ impl SuiteArgs {
             out.text("scenario", name);
         }
         out.opt("jobs", &self.jobs);
-        if let Some(route) = self.route {
-            let value = route.to_possible_value().expect("no value is skipped");
-            out.text("route", value.get_name());
+        if let Some(route) = &self.route {
+            out.text("route", spelled(route));
         }
         out.opt("timeout", &self.timeout);
         if let Some(wait) = self.wait {
@@ -401,6 +400,12 @@ impl Argv {
             self.0.push(format!("--{name}").into());
         }
     }
+}
+
+/// A value as its flag spells it.
+pub fn spelled(value: &impl ValueEnum) -> String {
+    let value = value.to_possible_value().expect("no value is skipped");
+    value.get_name().to_owned()
 }
 
 fn kind_name(kind: explore::model::Kind) -> &'static str {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use qmp_tests::cli::{positive, program, Argv, ExploreArgs, SuiteArgs};
+use qmp_tests::cli::{positive, program, spelled, Argv, ExploreArgs, SuiteArgs};
 use qmp_tests::program::Program;
 
 use crate::build::BuildOptions;
@@ -140,16 +140,7 @@ impl BuildFlags {
     /// The build's options, refusing a target configure would refuse only
     /// after the fetch and the build's preparations.
     pub fn options(&self, targets: Targets) -> Result<BuildOptions> {
-        let mut sanitize: Vec<String> = self
-            .sanitize
-            .iter()
-            .map(|s| {
-                s.to_possible_value()
-                    .expect("none skipped")
-                    .get_name()
-                    .to_owned()
-            })
-            .collect();
+        let mut sanitize: Vec<String> = self.sanitize.iter().map(spelled).collect();
         sanitize.sort();
         sanitize.dedup();
         let opts = BuildOptions {
@@ -176,10 +167,7 @@ impl BuildFlags {
             out.text("configure-arg", arg);
         }
         for s in &self.sanitize {
-            out.text(
-                "sanitize",
-                s.to_possible_value().expect("none skipped").get_name(),
-            );
+            out.text("sanitize", spelled(s));
         }
         out.0
     }
@@ -332,8 +320,7 @@ impl StepFlags {
     /// The same flags as arguments of `bisect-step`.
     pub fn to_args(&self) -> Vec<OsString> {
         let mut out = Argv(self.suite.to_args());
-        let unsupported = self.unsupported.to_possible_value().expect("none skipped");
-        out.text("unsupported", unsupported.get_name());
+        out.text("unsupported", spelled(&self.unsupported));
         out.path("series", self.series.as_ref());
         out.0.extend(self.build.to_args());
         out.0
