@@ -24,13 +24,7 @@ use crate::pipeline::{self, SourceArgs};
 use crate::suite::Outcome;
 use crate::{deps, flags, interrupt, lock, meson, mutants, paths, series, stock, suite, templates};
 use crate::{test, Done};
-use clap::ValueEnum as _;
-use qmp_tests::cli::{Routes, SuiteArgs, SuiteCli};
-
-/// A leg's route as `--route` takes it.
-fn route(name: &str) -> Result<Routes> {
-    Routes::from_str(name, false).map_err(|err| anyhow::anyhow!("route {name}: {err}"))
-}
+use qmp_tests::cli::{SuiteArgs, SuiteCli};
 
 impl flags::Ci {
     pub fn run(self, sh: &Shell) -> Result<Done> {
@@ -130,7 +124,7 @@ fn run_leg(sh: &Shell, leg: &Leg, source: SourceArgs) -> Result<()> {
         suite: SuiteCli {
             junit: Some(junit.clone()),
             suite: SuiteArgs {
-                route: leg.route.map(route).transpose()?,
+                route: leg.route,
                 ..SuiteArgs::default()
             },
             leg: Some(leg.name.clone()),

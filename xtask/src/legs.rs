@@ -3,6 +3,7 @@
 //! from this list (templates.rs, `cargo xtask ci --write-templates`), and
 //! a test fails when they differ, so the two cannot drift apart.
 
+use qmp_tests::cli::{spelled, Routes};
 use qmp_tests::program::Program;
 
 use crate::shard::Shard;
@@ -15,7 +16,7 @@ pub struct Leg {
     /// Built with `--sanitize address,undefined`.
     pub sanitizers: bool,
     /// The route the suite runs, and must find; `None` for the stock leg.
-    pub route: Option<&'static str>,
+    pub route: Option<Routes>,
     /// The pinned release with the project's series; without it, every
     /// scenario must fail with the no-monitor-add message.
     pub series: bool,
@@ -30,7 +31,7 @@ pub struct Leg {
 }
 
 const TARGETS: [&str; 2] = ["x86_64", "aarch64"];
-const ROUTES: [&str; 2] = ["commands", "qom"];
+const ROUTES: [Routes; 2] = [Routes::Commands, Routes::Qom];
 /// The mutants run as this many legs.
 const MUTANT_SHARDS: usize = 3;
 
@@ -43,7 +44,7 @@ pub fn all() -> Vec<Leg> {
             for route in ROUTES {
                 let build = if sanitizers { "asan" } else { "release" };
                 legs.push(Leg {
-                    name: format!("{target}-{build}-{route}"),
+                    name: format!("{target}-{build}-{}", spelled(&route)),
                     target,
                     sanitizers,
                     route: Some(route),
@@ -61,7 +62,7 @@ pub fn all() -> Vec<Leg> {
         name: "qsd".to_owned(),
         target: "x86_64",
         sanitizers: false,
-        route: Some("commands"),
+        route: Some(Routes::Commands),
         series: true,
         mutants: None,
         explore: None,
