@@ -94,14 +94,7 @@ fn series_key(files: &[PathBuf], base: &str) -> Result<String> {
 /// Checks out `base` in a tree the xtask owns (no series).
 pub fn checkout_base(sh: &Shell, tree: &Tree) -> Result<()> {
     let dir = &tree.path;
-    let base_commit = format!("{}^{{commit}}", vcs::BASE);
-    let current = cmd!(sh, "git -C {dir} rev-parse HEAD")
-        .quiet()
-        .spawn_read()?;
-    let base = cmd!(sh, "git -C {dir} rev-parse {base_commit}")
-        .quiet()
-        .spawn_read()?;
-    if current != base {
+    if vcs::head(sh, dir)? != vcs::base(sh, dir)? {
         let base = vcs::BASE;
         cmd!(sh, "git -C {dir} checkout --quiet --detach {base}")
             .quiet()
@@ -119,11 +112,7 @@ pub fn checkout_base(sh: &Shell, tree: &Tree) -> Result<()> {
 pub fn apply(sh: &Shell, tree: &Tree, series: &Path) -> Result<(Tree, String, usize)> {
     let files = patch_files(series)?;
     let dir = &tree.path;
-    let base_commit = format!("{}^{{commit}}", vcs::BASE);
-    let base = cmd!(sh, "git -C {dir} rev-parse {base_commit}")
-        .quiet()
-        .spawn_read()
-        .with_context(|| format!("finding the base commit of {}", dir.display()))?;
+    let base = vcs::base(sh, dir)?;
     let branch = format!("series-{}", series_key(&files, &base)?);
     let name = dir.file_name().unwrap_or_default().to_string_lossy();
     let wt = dir.with_file_name(format!("{name}-{branch}"));

@@ -67,6 +67,15 @@ pub fn head(sh: &Shell, dir: &Path) -> Result<String> {
         .with_context(|| format!("reading HEAD of {}", dir.display()))
 }
 
+/// The release commit the [`BASE`] tag names.
+pub fn base(sh: &Shell, dir: &Path) -> Result<String> {
+    let rev = format!("{BASE}^{{commit}}");
+    cmd!(sh, "git -C {dir} rev-parse {rev}")
+        .quiet()
+        .spawn_read()
+        .with_context(|| format!("finding the base commit of {}", dir.display()))
+}
+
 /// `git status --porcelain` lines, untracked files included.
 pub fn status(sh: &Shell, dir: &Path) -> Result<Vec<String>> {
     let out = cmd!(sh, "git -C {dir} status --porcelain --untracked-files=all")
