@@ -51,12 +51,7 @@ pub fn run(args: SuiteCli) -> Result<u8> {
             ("qemu_version".to_string(), caps.full_version()),
         ];
         properties.extend(args.properties.iter().cloned());
-        let info = SuiteInfo {
-            timestamp,
-            hostname: hostname(),
-            properties,
-            leg: args.leg.clone(),
-        };
+        let info = SuiteInfo { timestamp, hostname: hostname(), properties, leg: args.leg.clone() };
         junit::write(path, &info, &outcomes)?;
     }
     Ok(code)
@@ -110,10 +105,7 @@ fn run_gated(
         caps: None,
         held: Vec::new(),
     };
-    let plan = runner::Plan {
-        first: args.suite.first.clone(),
-        fail_fast: args.suite.fail_fast,
-    };
+    let plan = runner::Plan { first: args.suite.first.clone(), fail_fast: args.suite.fail_fast };
     let outcomes = runner::run_planned(config, &plan, selected, |progress| gate.progress(progress));
     let (outcomes, code) = match gate.caps.clone() {
         // Not one QEMU came up far enough to be asked: the binary is the
@@ -155,11 +147,8 @@ fn run_gated(
                     .into_iter()
                     .map(|outcome| account(outcome, &caps, &args.require_routes))
                     .collect();
-                let code = if outcomes.iter().any(Outcome::failed) {
-                    EXIT_FAILED
-                } else {
-                    EXIT_PASSED
-                };
+                let code =
+                    if outcomes.iter().any(Outcome::failed) { EXIT_FAILED } else { EXIT_PASSED };
                 (outcomes, code)
             }
         },
@@ -185,12 +174,7 @@ struct Gate<'a> {
 impl Gate<'_> {
     fn progress(&mut self, progress: Progress<'_>) {
         match progress {
-            Progress::Started {
-                name,
-                pid,
-                dir,
-                caps,
-            } => {
+            Progress::Started { name, pid, dir, caps } => {
                 if self.caps.is_none() {
                     self.open(caps);
                 }
@@ -211,12 +195,8 @@ impl Gate<'_> {
             version if version.is_empty() => String::new(),
             version => format!("{version} "),
         };
-        let present: Vec<Route> = self
-            .routes
-            .iter()
-            .copied()
-            .filter(|&route| caps.has(route))
-            .collect();
+        let present: Vec<Route> =
+            self.routes.iter().copied().filter(|&route| caps.has(route)).collect();
         let routes: Vec<&str> = present.iter().map(|route| route.name()).collect();
         let absent: Vec<String> = self
             .routes
@@ -232,10 +212,7 @@ impl Gate<'_> {
             })
             .collect();
         let (total, line) = if self.refused() {
-            (
-                self.scenarios.len(),
-                format!("QEMU {version}({})", self.qemu.display()),
-            )
+            (self.scenarios.len(), format!("QEMU {version}({})", self.qemu.display()))
         } else {
             // Some scenarios are for one route only; those of an absent
             // route are reported too, skipped or failed.
@@ -243,10 +220,7 @@ impl Gate<'_> {
                 .routes
                 .iter()
                 .map(|route| {
-                    self.scenarios
-                        .iter()
-                        .filter(|scenario| scenario.routes.contains(route))
-                        .count()
+                    self.scenarios.iter().filter(|scenario| scenario.routes.contains(route)).count()
                 })
                 .sum();
             (
@@ -273,8 +247,7 @@ impl Gate<'_> {
     /// skipped with the reason, or failed if the route is required.
     fn finished(&mut self, outcome: Outcome) {
         let caps = self.caps.clone().unwrap_or_else(Capabilities::unknown);
-        self.reporter
-            .finished(&account(outcome, &caps, self.required));
+        self.reporter.finished(&account(outcome, &caps, self.required));
     }
 
     /// Whether outcomes are reported as they come: not when the QEMU has
@@ -284,9 +257,7 @@ impl Gate<'_> {
     }
 
     fn refused(&self) -> bool {
-        self.caps
-            .as_ref()
-            .is_some_and(|caps| caps.refusal(self.qemu, self.routes).is_some())
+        self.caps.as_ref().is_some_and(|caps| caps.refusal(self.qemu, self.routes).is_some())
     }
 }
 
@@ -301,14 +272,7 @@ fn account(outcome: Outcome, caps: &Capabilities, required: &[Route]) -> Outcome
         outcome.route.lacking(),
         outcome.route
     );
-    Outcome {
-        skipped: None,
-        failure: Some(Failure {
-            cause,
-            ..Failure::default()
-        }),
-        ..outcome
-    }
+    Outcome { skipped: None, failure: Some(Failure { cause, ..Failure::default() }), ..outcome }
 }
 
 /// The client runs in the scenario's own directory, so relative paths are
@@ -321,10 +285,7 @@ fn python_client(args: &SuiteCli) -> Result<Option<PythonClient>> {
         Some(python) => interpreter(python)?,
         None => "python3".into(),
     };
-    Ok(Some(PythonClient {
-        interpreter,
-        qemu_src: qmp_tests::absolute(src)?,
-    }))
+    Ok(Some(PythonClient { interpreter, qemu_src: qmp_tests::absolute(src)? }))
 }
 
 /// A Python given by path is made absolute; a bare name is left to `PATH`.
@@ -345,8 +306,5 @@ fn select(names: &[String]) -> Vec<&'static Scenario> {
 }
 
 fn hostname() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
 }

@@ -316,11 +316,7 @@ impl ExploreArgs {
     pub fn options(&self, qemu: PathBuf) -> explore::Options {
         use explore::model::Kind;
         explore::Options {
-            target: explore::Target {
-                qemu,
-                wait: self.wait,
-                janitor: None,
-            },
+            target: explore::Target { qemu, wait: self.wait, janitor: None },
             time: Duration::from_secs(self.time),
             jobs: self
                 .jobs
@@ -421,10 +417,7 @@ fn scenario(name: &str) -> Result<String, String> {
         return Ok(name.to_owned());
     }
     let known: Vec<&str> = scenarios::all().iter().map(|s| s.name).collect();
-    Err(format!(
-        "unknown scenario {name:?}; pick one of: {}",
-        known.join(" ")
-    ))
+    Err(format!("unknown scenario {name:?}; pick one of: {}", known.join(" ")))
 }
 
 /// A whole number from 1 up: 0 jobs, seconds or cycles would only fail
@@ -467,10 +460,8 @@ fn property(pair: &str) -> Result<(String, String), String> {
 }
 
 fn leg(name: &str) -> Result<String, String> {
-    let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    let ok =
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     match ok {
         true => Ok(name.to_owned()),
         false => Err("a leg name is letters, digits, '-', '_' and '.'".to_owned()),

@@ -16,18 +16,13 @@ use rustix::{
 /// A zero duration counts as passed: `set_read_timeout(Some(ZERO))` is an
 /// error, and a wait of nothing is no wait.
 pub fn remaining(deadline: Instant) -> Option<Duration> {
-    deadline
-        .checked_duration_since(Instant::now())
-        .filter(|left| !left.is_zero())
+    deadline.checked_duration_since(Instant::now()).filter(|left| !left.is_zero())
 }
 
 /// Whether a socket operation failed because its timeout (set from a
 /// deadline) ran out; Linux reports that as EAGAIN.
 pub(crate) fn timed_out(err: &std::io::Error) -> bool {
-    matches!(
-        err.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
+    matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
 }
 
 /// Waits until `fd` is readable (for a pidfd: its process has exited) or
@@ -44,10 +39,7 @@ pub fn wait_ready(fd: impl AsFd, events: PollFlags, deadline: Instant) -> std::i
     loop {
         // A passed deadline still polls once, so a ready fd is seen.
         let left = remaining(deadline).unwrap_or_default();
-        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
-            tv_sec: i64::MAX,
-            tv_nsec: 0,
-        });
+        let timeout = Timespec::try_from(left).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 });
         match poll(&mut fds, Some(&timeout)) {
             Ok(0) if left.is_zero() => return Ok(false),
             Ok(0) | Err(Errno::INTR) => {}

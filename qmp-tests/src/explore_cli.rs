@@ -14,22 +14,10 @@ use qmp_tests::{
 /// Runs; the exit status.
 pub fn main(cli: ExploreCli) -> Result<u8> {
     let opts = cli.explore.options(cli.qemu);
-    let ExploreArgs {
-        out,
-        junit: junit_path,
-        leg,
-        summary: summary_path,
-        ..
-    } = cli.explore;
+    let ExploreArgs { out, junit: junit_path, leg, summary: summary_path, .. } = cli.explore;
     let exe = std::env::current_exe().context("finding our own executable for the janitor")?;
     let janitor = Arc::new(Janitor::spawn(&exe)?);
-    let opts = Options {
-        target: Target {
-            janitor: Some(janitor),
-            ..opts.target
-        },
-        ..opts
-    };
+    let opts = Options { target: Target { janitor: Some(janitor), ..opts.target }, ..opts };
     let what = match opts.replay {
         Some(seed) => format!("replaying sequence {seed:016x}"),
         None => format!("{}s with {} jobs", opts.time.as_secs(), opts.jobs),
@@ -86,10 +74,8 @@ fn write_found(dir: &std::path::Path, summary: &Summary, found: &Found) -> Resul
     );
     let mut file = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a file in {}", dir.display()))?;
-    file.write_all(text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.persist(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    file.persist(&path).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
@@ -132,11 +118,7 @@ fn write_summary(path: &std::path::Path, summary: &Summary) -> Result<()> {
 fn write_junit(path: &std::path::Path, leg: Option<String>, summary: &Summary) -> Result<()> {
     let notes: Vec<String> = summary.render().lines().map(str::to_string).collect();
     let duration = summary.elapsed;
-    let passed = Outcome {
-        duration,
-        notes,
-        ..Outcome::new("explore")
-    };
+    let passed = Outcome { duration, notes, ..Outcome::new("explore") };
     // One testcase per kind of failure, named for it: GitLab drops
     // testcases whose names repeat.
     let outcomes: Vec<Outcome> = if summary.found.is_empty() {

@@ -46,11 +46,7 @@ impl Janitor {
     /// Starts `program __janitor`; `program` is normally the current exe.
     pub fn spawn(program: &Path) -> Result<Janitor> {
         let mut command = Command::new(program);
-        command
-            .arg(SUBCOMMAND)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        command.arg(SUBCOMMAND).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
         // Its own process group keeps terminal signals for the runner's
         // group away; the janitor also catches them itself
         // ([`ignore_terminal_signals`]) for a signal sent to its pid on
@@ -60,10 +56,7 @@ impl Janitor {
             .spawn()
             .with_context(|| format!("starting the janitor process {}", program.display()))?;
         let stdin = child.stdin.take();
-        Ok(Janitor {
-            child,
-            stdin: Mutex::new(stdin),
-        })
+        Ok(Janitor { child, stdin: Mutex::new(stdin) })
     }
 
     pub fn pid(&self) -> u32 {

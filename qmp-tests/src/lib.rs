@@ -51,9 +51,6 @@ pub use qmp::{Qmp, QmpError, Transcript};
 pub fn absolute(path: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     use anyhow::Context;
     std::path::absolute(path).with_context(|| {
-        format!(
-            "making {} absolute against the current directory",
-            path.display()
-        )
+        format!("making {} absolute against the current directory", path.display())
     })
 }

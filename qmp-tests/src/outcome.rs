@@ -53,19 +53,13 @@ impl Outcome {
     /// A scenario that did not run, for `reason`.
     pub fn skipped(name: &str, reason: &str) -> Outcome {
         let skipped = Some(reason.to_string());
-        Outcome {
-            skipped,
-            ..Outcome::new(name)
-        }
+        Outcome { skipped, ..Outcome::new(name) }
     }
 
     /// A scenario that failed before it ran, for `failure`.
     pub fn failing(name: &str, failure: Failure) -> Outcome {
         let failure = Some(failure);
-        Outcome {
-            failure,
-            ..Outcome::new(name)
-        }
+        Outcome { failure, ..Outcome::new(name) }
     }
 
     /// The same outcome, for `route`.
@@ -101,18 +95,11 @@ impl Failure {
             let _ = writeln!(out, "sanitizer report:\n{}\n", report.trim_end());
         }
         if !self.transcript.is_empty() {
-            let _ = writeln!(
-                out,
-                "QMP transcript (ms since start):\n{}",
-                self.transcript.trim_end()
-            );
+            let _ =
+                writeln!(out, "QMP transcript (ms since start):\n{}", self.transcript.trim_end());
         }
         if !self.stderr_tail.trim().is_empty() {
-            let _ = writeln!(
-                out,
-                "\nQEMU stderr (last lines):\n{}",
-                self.stderr_tail.trim_end()
-            );
+            let _ = writeln!(out, "\nQEMU stderr (last lines):\n{}", self.stderr_tail.trim_end());
         }
         if let Some(log) = &self.log {
             let _ = writeln!(out, "\nQEMU log: {}", log.display());

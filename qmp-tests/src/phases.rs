@@ -37,10 +37,7 @@ pub fn phases(transcript: &Transcript) -> Vec<(&'static str, Duration)> {
     for (at, who, direction, text) in transcript.entries() {
         let phase = match direction {
             Direction::Sent => {
-                pending
-                    .entry(who.clone())
-                    .or_default()
-                    .push_back(phase_of(command_of(&text)));
+                pending.entry(who.clone()).or_default().push_back(phase_of(command_of(&text)));
                 "harness"
             }
             Direction::Received if text.starts_with("{\"QMP\"") => {
@@ -50,24 +47,19 @@ pub fn phases(transcript: &Transcript) -> Vec<(&'static str, Duration)> {
                     "connect"
                 }
             }
-            Direction::Received if text.contains("\"event\"") => pending
-                .get(&who)
-                .and_then(|queue| queue.front().copied())
-                .unwrap_or("command"),
-            Direction::Received => pending
-                .get_mut(&who)
-                .and_then(VecDeque::pop_front)
-                .unwrap_or("command"),
+            Direction::Received if text.contains("\"event\"") => {
+                pending.get(&who).and_then(|queue| queue.front().copied()).unwrap_or("command")
+            }
+            Direction::Received => {
+                pending.get_mut(&who).and_then(VecDeque::pop_front).unwrap_or("command")
+            }
             Direction::Note if text == REAPED => "quit and reap",
             Direction::Note => "harness",
         };
         *totals.entry(phase).or_default() += at.saturating_sub(previous);
         previous = at;
     }
-    PHASES
-        .iter()
-        .map(|&phase| (phase, totals.get(phase).copied().unwrap_or_default()))
-        .collect()
+    PHASES.iter().map(|&phase| (phase, totals.get(phase).copied().unwrap_or_default())).collect()
 }
 
 /// The command of a request as the client serialised it.
@@ -103,17 +95,9 @@ mod tests {
     fn every_stretch_goes_to_what_ended_it() {
         let t = Transcript::new();
         t.record("main", Direction::Received, br#"{"QMP": {}}"#);
-        t.record(
-            "main",
-            Direction::Sent,
-            br#"{"execute":"monitor-add","id":"main-3"}"#,
-        );
+        t.record("main", Direction::Sent, br#"{"execute":"monitor-add","id":"main-3"}"#);
         t.record("main", Direction::Received, br#"{"event": "X"}"#);
-        t.record(
-            "main",
-            Direction::Received,
-            br#"{"return": {}, "id": "main-3"}"#,
-        );
+        t.record("main", Direction::Received, br#"{"return": {}, "id": "main-3"}"#);
         t.note("hp", "connect /x");
         t.record("hp", Direction::Received, br#"{"QMP": {}}"#);
         t.note("harness", REAPED);

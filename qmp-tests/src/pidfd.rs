@@ -52,18 +52,13 @@ mod tests {
 
     #[test]
     fn waits_for_exit_and_times_out_while_alive() {
-        let mut child = Command::new("cat")
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = Command::new("cat").stdin(std::process::Stdio::piped()).spawn().unwrap();
         let pidfd = PidFd::open(child.id()).unwrap();
         let start = Instant::now();
         assert!(!pidfd.wait_exit(start + Duration::from_millis(100)).unwrap());
         assert!(start.elapsed() >= Duration::from_millis(100));
         pidfd.signal(Signal::KILL).unwrap();
-        assert!(pidfd
-            .wait_exit(Instant::now() + Duration::from_secs(10))
-            .unwrap());
+        assert!(pidfd.wait_exit(Instant::now() + Duration::from_secs(10)).unwrap());
         child.wait().unwrap();
         // Reaped: signalling is now a no-op, not an error or a stray kill.
         pidfd.signal(Signal::KILL).unwrap();

@@ -29,11 +29,7 @@ pub struct Capabilities {
 impl Capabilities {
     /// For a run in which no QEMU was asked (every scenario skipped).
     pub fn unknown() -> Capabilities {
-        Capabilities {
-            version: String::new(),
-            package: String::new(),
-            routes: Route::ALL.to_vec(),
-        }
+        Capabilities { version: String::new(), package: String::new(), routes: Route::ALL.to_vec() }
     }
 
     /// The version with the package string, if there is one.
@@ -78,18 +74,13 @@ pub fn probe(qemu: &Path, opts: &LaunchOptions) -> Result<Capabilities> {
 /// Asks a running QEMU's main monitor; the version comes from its greeting.
 pub fn check(machine: &mut Machine) -> Result<Capabilities> {
     let version = machine.qmp().greeting()["QMP"]["version"].clone();
-    let commands = machine
-        .cmd("query-commands", Value::Null)
-        .context("query-commands")?;
+    let commands = machine.cmd("query-commands", Value::Null).context("query-commands")?;
     let names: Vec<&str> = commands
         .as_array()
         .map(|list| list.iter().filter_map(|c| c["name"].as_str()).collect())
         .unwrap_or_default();
     let mut routes = Vec::new();
-    if REQUIRED_COMMANDS
-        .iter()
-        .all(|required| names.contains(required))
-    {
+    if REQUIRED_COMMANDS.iter().all(|required| names.contains(required)) {
         routes.push(Route::Commands);
     }
     // Removal by object-del needs nothing new; listing needs query-monitors.
@@ -97,9 +88,8 @@ pub fn check(machine: &mut Machine) -> Result<Capabilities> {
         let types = machine
             .cmd("qom-list-types", json!({ "implements": "user-creatable" }))
             .context("qom-list-types")?;
-        let listed = types
-            .as_array()
-            .is_some_and(|list| list.iter().any(|t| t["name"] == QOM_TYPE));
+        let listed =
+            types.as_array().is_some_and(|list| list.iter().any(|t| t["name"] == QOM_TYPE));
         if listed {
             routes.push(Route::Qom);
         }
@@ -108,12 +98,7 @@ pub fn check(machine: &mut Machine) -> Result<Capabilities> {
     let qemu_version = &version["qemu"];
     let number = |key: &str| qemu_version[key].as_u64().unwrap_or_default();
     Ok(Capabilities {
-        version: format!(
-            "{}.{}.{}",
-            number("major"),
-            number("minor"),
-            number("micro")
-        ),
+        version: format!("{}.{}.{}", number("major"), number("minor"), number("micro")),
         package: version["package"].as_str().unwrap_or_default().to_string(),
         routes,
     })

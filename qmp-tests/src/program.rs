@@ -49,12 +49,9 @@ impl Program {
                 "-mon".into(),
                 "chardev=main,mode=control".into(),
             ],
-            Program::StorageDaemon => vec![
-                "--chardev".into(),
-                chardev,
-                "--monitor".into(),
-                "chardev=main".into(),
-            ],
+            Program::StorageDaemon => {
+                vec!["--chardev".into(), chardev, "--monitor".into(), "chardev=main".into()]
+            }
         };
         args.into_iter().map(OsString::from).collect()
     }
@@ -86,12 +83,7 @@ mod tests {
         let args = Program::StorageDaemon.main_monitor_args(7);
         assert_eq!(
             args,
-            [
-                "--chardev",
-                "socket,id=main,fd=7,server=on,wait=on",
-                "--monitor",
-                "chardev=main"
-            ]
+            ["--chardev", "socket,id=main,fd=7,server=on,wait=on", "--monitor", "chardev=main"]
         );
         assert_eq!(Program::StorageDaemon.spell("-mon"), "--monitor");
         assert_eq!(Program::System.spell("-mon"), "-mon");

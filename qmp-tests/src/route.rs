@@ -89,21 +89,12 @@ mod tests {
     #[test]
     fn requests_per_route() {
         let args = json!({ "id": "m", "chardev": "c" });
-        assert_eq!(
-            Route::Commands.add_request(args.clone()),
-            ("monitor-add", args.clone())
-        );
+        assert_eq!(Route::Commands.add_request(args.clone()), ("monitor-add", args.clone()));
         assert_eq!(
             Route::Qom.add_request(args),
-            (
-                "object-add",
-                json!({ "qom-type": "monitor-qmp", "id": "m", "chardev": "c" })
-            )
+            ("object-add", json!({ "qom-type": "monitor-qmp", "id": "m", "chardev": "c" }))
         );
-        assert_eq!(
-            Route::Qom.remove_request(json!({ "id": "m" })).0,
-            "object-del"
-        );
+        assert_eq!(Route::Qom.remove_request(json!({ "id": "m" })).0, "object-del");
         assert_eq!(Route::parse("qom"), Some(Route::Qom));
         assert_eq!(Route::parse("all"), None);
     }

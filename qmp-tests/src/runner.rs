@@ -93,16 +93,8 @@ pub enum Progress<'a> {
 }
 
 enum Message {
-    Started {
-        index: usize,
-        killer: Killer,
-        dir: PathBuf,
-        caps: Capabilities,
-    },
-    Finished {
-        index: usize,
-        outcome: Outcome,
-    },
+    Started { index: usize, killer: Killer, dir: PathBuf, caps: Capabilities },
+    Finished { index: usize, outcome: Outcome },
 }
 
 struct Running {
@@ -156,10 +148,7 @@ impl Pick {
             },
             None => (text, None),
         };
-        Ok(Pick {
-            scenario: scenario.to_owned(),
-            route,
-        })
+        Ok(Pick { scenario: scenario.to_owned(), route })
     }
 
     fn matches(&self, job: &Job) -> bool {
@@ -191,11 +180,7 @@ pub fn run_planned(
     progress: impl FnMut(Progress<'_>),
 ) -> Vec<Outcome> {
     let (tx, rx) = mpsc::channel();
-    let routes = if config.routes.is_empty() {
-        &[Route::Commands][..]
-    } else {
-        &config.routes[..]
-    };
+    let routes = if config.routes.is_empty() { &[Route::Commands][..] } else { &config.routes[..] };
     // With no routes asked for, every scenario runs once, whatever it is for.
     let any_route = config.routes.is_empty();
     let jobs: Vec<Job> = routes
@@ -231,11 +216,7 @@ pub fn run_planned(
             }
         }
     }
-    supervisor
-        .outcomes
-        .into_iter()
-        .map(|outcome| outcome.expect("every scenario ends"))
-        .collect()
+    supervisor.outcomes.into_iter().map(|outcome| outcome.expect("every scenario ends")).collect()
 }
 
 /// One scenario through one route.
@@ -285,18 +266,16 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
             let started = Instant::now();
             let (config, tx) = (self.config.clone(), self.tx.clone());
             let fail_fast = self.fail_fast;
-            let spawned = thread::Builder::new()
-                .name(scenario.name.to_string())
-                .spawn(move || {
-                    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-                        run_one(&config, scenario, route, index, &tx, fail_fast)
-                    }))
-                    .unwrap_or_else(|panic| {
-                        let cause = format!("the harness panicked: {}", panic_message(&panic));
-                        harness_failure(scenario.name, cause).on(route)
-                    });
-                    let _ = tx.send(Message::Finished { index, outcome });
+            let spawned = thread::Builder::new().name(scenario.name.to_string()).spawn(move || {
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                    run_one(&config, scenario, route, index, &tx, fail_fast)
+                }))
+                .unwrap_or_else(|panic| {
+                    let cause = format!("the harness panicked: {}", panic_message(&panic));
+                    harness_failure(scenario.name, cause).on(route)
                 });
+                let _ = tx.send(Message::Finished { index, outcome });
+            });
             if let Err(err) = spawned {
                 let cause = format!("could not start a thread: {err}");
                 self.finish(index, harness_failure(scenario.name, cause).on(route));
@@ -322,12 +301,7 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
 
     fn handle(&mut self, message: Message) {
         match message {
-            Message::Started {
-                index,
-                killer,
-                dir,
-                caps,
-            } => {
+            Message::Started { index, killer, dir, caps } => {
                 let Some(entry) = self.running.get_mut(&index) else {
                     return;
                 };
@@ -339,12 +313,7 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
                 if self.caps.is_none() {
                     self.settle_queue(&caps);
                 }
-                (self.progress)(Progress::Started {
-                    name,
-                    pid,
-                    dir: &dir,
-                    caps: &caps,
-                });
+                (self.progress)(Progress::Started { name, pid, dir: &dir, caps: &caps });
             }
             Message::Finished { index, mut outcome } => {
                 // A report from a thread we already gave up on is dropped.
@@ -482,33 +451,19 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
 
 fn timeout_cause(entry: &Running) -> String {
     let allowed = entry.deadline.duration_since(entry.started);
-    format!(
-        "timeout: {} did not finish within {}s",
-        entry.name,
-        allowed.as_secs()
-    )
+    format!("timeout: {} did not finish within {}s", entry.name, allowed.as_secs())
 }
 
 /// Every scenario failing for one reason found before any ran.
 pub fn fail_all(scenarios: &[&'static Scenario], cause: &str, transcript: &str) -> Vec<Outcome> {
     let (cause, transcript) = (cause.to_string(), transcript.to_string());
-    let failure = Failure {
-        cause,
-        transcript,
-        ..Failure::default()
-    };
+    let failure = Failure { cause, transcript, ..Failure::default() };
     let fail = |scenario: &&Scenario| Outcome::failing(scenario.name, failure.clone());
     scenarios.iter().map(fail).collect()
 }
 
 fn harness_failure(name: &str, cause: String) -> Outcome {
-    Outcome::failing(
-        name,
-        Failure {
-            cause,
-            ..Failure::default()
-        },
-    )
+    Outcome::failing(name, Failure { cause, ..Failure::default() })
 }
 
 /// A route this QEMU does not have: not run.
@@ -535,13 +490,7 @@ fn run_one(
     };
 
     let deadline = started + scenario.timeout(&config.settings);
-    let mut ctx = Ctx::new(
-        machine,
-        deadline,
-        config.settings.clone(),
-        transcript.clone(),
-        route,
-    );
+    let mut ctx = Ctx::new(machine, deadline, config.settings.clone(), transcript.clone(), route);
     let result = panic::catch_unwind(AssertUnwindSafe(|| scenario.run(&mut ctx)));
     let mut problems = Vec::new();
     match result {
@@ -563,10 +512,7 @@ fn run_one(
         transcript: transcript.tail(TRANSCRIPT_ENTRIES),
         stderr_tail: clean(tail_lines(&stderr, STDERR_LINES)),
         sanitizer: report.map(|r| clean(&r.excerpt)),
-        log: config
-            .log_dir
-            .as_ref()
-            .map(|_| ctx.machine.log_path().to_path_buf()),
+        log: config.log_dir.as_ref().map(|_| ctx.machine.log_path().to_path_buf()),
     });
     let outcome = Outcome {
         name: scenario.name.to_string(),
@@ -604,24 +550,18 @@ fn start(
         Ok(machine) => machine,
         Err(err) => {
             let cause = one_line(&format!("QEMU did not start: {err:#}"));
-            return Err(Box::new(
-                early_failure(scenario, cause, started, transcript).on(route),
-            ));
+            return Err(Box::new(early_failure(scenario, cause, started, transcript).on(route)));
         }
     };
     let caps = match probe::check(&mut machine) {
         Ok(caps) => caps,
         Err(err) => {
             let cause = one_line(&format!("asking QEMU what it has: {err:#}"));
-            return Err(Box::new(
-                early_failure(scenario, cause, started, transcript).on(route),
-            ));
+            return Err(Box::new(early_failure(scenario, cause, started, transcript).on(route)));
         }
     };
     let needs_route = !config.routes.is_empty();
-    let refusal = caps
-        .refusal(&config.qemu, &config.routes)
-        .filter(|_| needs_route);
+    let refusal = caps.refusal(&config.qemu, &config.routes).filter(|_| needs_route);
     let has_route = caps.has(route) || !needs_route;
     let _ = tx.send(Message::Started {
         index,
@@ -631,9 +571,7 @@ fn start(
     });
     if let Some(refusal) = refusal {
         // Nothing to run: the caller reports every scenario with this.
-        return Err(Box::new(
-            early_failure(scenario, refusal, started, transcript).on(route),
-        ));
+        return Err(Box::new(early_failure(scenario, refusal, started, transcript).on(route)));
     }
     if !has_route {
         return Err(Box::new(absent(scenario.name, route)));
@@ -664,16 +602,10 @@ fn shut_down(
         Ok(shutdown) => problems.push(format!("QEMU ended with {shutdown}")),
         Err(err) => problems.push(format!("{err:#}")),
     }
-    let stderr = ctx
-        .machine
-        .stderr()
-        .unwrap_or_else(|err| format!("({err:#})"));
+    let stderr = ctx.machine.stderr().unwrap_or_else(|err| format!("({err:#})"));
     let report = sanitizer::find_report(&stderr);
     if let Some(report) = &report {
-        problems.push(format!(
-            "sanitizer report in QEMU's stderr: {}",
-            report.headline
-        ));
+        problems.push(format!("sanitizer report in QEMU's stderr: {}", report.headline));
     }
     (stderr, report)
 }
@@ -695,12 +627,8 @@ fn early_failure(
 
 /// Whether a wait for a reply or an event ran out of time.
 fn timed_out(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<QmpError>(),
-            Some(QmpError::Timeout { .. })
-        )
-    })
+    err.chain()
+        .any(|cause| matches!(cause.downcast_ref::<QmpError>(), Some(QmpError::Timeout { .. })))
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -770,14 +698,9 @@ mod tests {
     fn a_pick_names_a_scenario_and_maybe_a_route() {
         assert_eq!(
             Pick::parse("test_greeting/qom"),
-            Ok(Pick {
-                scenario: "test_greeting".into(),
-                route: Some(Route::Qom)
-            })
+            Ok(Pick { scenario: "test_greeting".into(), route: Some(Route::Qom) })
         );
         assert_eq!(Pick::parse("test_greeting").unwrap().route, None);
-        assert!(Pick::parse("test_greeting/both")
-            .unwrap_err()
-            .contains("commands or qom"));
+        assert!(Pick::parse("test_greeting/both").unwrap_err().contains("commands or qom"));
     }
 }

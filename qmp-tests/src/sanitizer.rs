@@ -24,14 +24,8 @@ pub struct Report {
 /// The first sanitizer report in `stderr`, if any.
 pub fn find_report(stderr: &str) -> Option<Report> {
     let lines: Vec<&str> = stderr.lines().collect();
-    let start = lines
-        .iter()
-        .position(|line| MARKERS.iter().any(|marker| line.contains(marker)))?;
-    let excerpt = lines[start..]
-        .iter()
-        .take(EXCERPT_LINES)
-        .copied()
-        .collect::<Vec<_>>();
+    let start = lines.iter().position(|line| MARKERS.iter().any(|marker| line.contains(marker)))?;
+    let excerpt = lines[start..].iter().take(EXCERPT_LINES).copied().collect::<Vec<_>>();
     Some(Report {
         headline: strip_pid_prefix(lines[start]).trim().to_string(),
         excerpt: excerpt.join("\n"),
@@ -59,29 +53,17 @@ mod tests {
         let asan =
             "noise\n==1234==ERROR: AddressSanitizer: heap-use-after-free on address 0x1\n#0 foo\n";
         let report = find_report(asan).unwrap();
-        assert_eq!(
-            report.headline,
-            "ERROR: AddressSanitizer: heap-use-after-free on address 0x1"
-        );
+        assert_eq!(report.headline, "ERROR: AddressSanitizer: heap-use-after-free on address 0x1");
         assert!(report.excerpt.contains("#0 foo"));
 
         let ubsan = "../monitor/qmp.c:12:5: runtime error: member access within null pointer\n";
-        assert!(find_report(ubsan)
-            .unwrap()
-            .headline
-            .contains("runtime error"));
+        assert!(find_report(ubsan).unwrap().headline.contains("runtime error"));
 
         let lsan = "==9==ERROR: LeakSanitizer: detected memory leaks\n";
-        assert!(find_report(lsan)
-            .unwrap()
-            .headline
-            .starts_with("ERROR: LeakSanitizer"));
+        assert!(find_report(lsan).unwrap().headline.starts_with("ERROR: LeakSanitizer"));
 
         let lsan_failed = "==9==LeakSanitizer has encountered a fatal error.\n";
-        assert!(find_report(lsan_failed)
-            .unwrap()
-            .headline
-            .contains("fatal error"));
+        assert!(find_report(lsan_failed).unwrap().headline.contains("fatal error"));
 
         assert!(find_report("qemu-system-x86_64: terminating on signal 15\n").is_none());
     }

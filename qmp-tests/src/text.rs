@@ -39,10 +39,7 @@ pub fn clean(text: &str) -> String {
 /// The last `n` lines of `text`.
 pub fn tail_lines(text: &str, n: usize) -> &str {
     let trimmed = text.trim_end_matches('\n');
-    let start = trimmed
-        .rmatch_indices('\n')
-        .nth(n.saturating_sub(1))
-        .map_or(0, |(at, _)| at + 1);
+    let start = trimmed.rmatch_indices('\n').nth(n.saturating_sub(1)).map_or(0, |(at, _)| at + 1);
     if n == 0 {
         return "";
     }
@@ -64,12 +61,8 @@ pub fn one_line(text: &str) -> String {
 pub fn table_first_column<'a>(markdown: &'a str, header: &str) -> Option<Vec<&'a str>> {
     let table = &markdown[markdown.find(header)?..];
     let table = &table[..table.find("\n\n").unwrap_or(table.len())];
-    let mut cells: Vec<&str> = table
-        .lines()
-        .skip(2)
-        .filter_map(|row| row.split('|').nth(1))
-        .map(str::trim)
-        .collect();
+    let mut cells: Vec<&str> =
+        table.lines().skip(2).filter_map(|row| row.split('|').nth(1)).map(str::trim).collect();
     cells.sort();
     Some(cells)
 }
@@ -98,9 +91,6 @@ mod tests {
 
     #[test]
     fn one_line_joins_lines() {
-        assert_eq!(
-            one_line("first\r\n  second \n\nthird"),
-            "first | second | third"
-        );
+        assert_eq!(one_line("first\r\n  second \n\nthird"), "first | second | third");
     }
 }

@@ -25,11 +25,7 @@ fn list_prints_every_scenario() {
 #[test]
 fn usage_errors_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
-    for args in [
-        &[][..],
-        &["--qemu", "/q", "--scenario", "test_nope"],
-        &["--bogus"],
-    ] {
+    for args in [&[][..], &["--qemu", "/q", "--scenario", "test_nope"], &["--bogus"]] {
         let run = run_binary(args, tmp.path(), LIMIT);
         assert_eq!(run.status.code(), Some(2), "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains("qmp-tests:"), "{}", run.stderr);
@@ -42,32 +38,17 @@ fn help_documents_the_exit_codes() {
     let run = run_binary(&["--help"], tmp.path(), LIMIT);
     assert!(run.status.success());
     for code in ["0 ", "1 ", "2 ", "3 "] {
-        assert!(
-            run.stdout.contains(&format!("    {code}")),
-            "exit code {code} undocumented"
-        );
+        assert!(run.stdout.contains(&format!("    {code}")), "exit code {code} undocumented");
     }
 }
 
 #[test]
 fn a_missing_qemu_exits_2_with_a_clear_message() {
     let tmp = tempfile::tempdir().unwrap();
-    let run = run_binary(
-        &["--qemu", "/nonexistent/qemu-system-x86_64"],
-        tmp.path(),
-        LIMIT,
-    );
+    let run = run_binary(&["--qemu", "/nonexistent/qemu-system-x86_64"], tmp.path(), LIMIT);
     assert_eq!(run.status.code(), Some(2));
-    assert!(
-        run.stderr.contains("/nonexistent/qemu-system-x86_64"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        leftovers(tmp.path()).is_empty(),
-        "{:?}",
-        leftovers(tmp.path())
-    );
+    assert!(run.stderr.contains("/nonexistent/qemu-system-x86_64"), "{}", run.stderr);
+    assert!(leftovers(tmp.path()).is_empty(), "{:?}", leftovers(tmp.path()));
 }
 
 #[test]
@@ -75,16 +56,8 @@ fn a_program_that_is_not_qemu_exits_2() {
     let tmp = tempfile::tempdir().unwrap();
     let run = run_binary(&["--qemu", "/bin/true"], tmp.path(), LIMIT);
     assert_eq!(run.status.code(), Some(2));
-    assert!(
-        run.stderr.contains("did not start as QEMU"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        leftovers(tmp.path()).is_empty(),
-        "{:?}",
-        leftovers(tmp.path())
-    );
+    assert!(run.stderr.contains("did not start as QEMU"), "{}", run.stderr);
+    assert!(leftovers(tmp.path()).is_empty(), "{:?}", leftovers(tmp.path()));
 }
 
 #[test]
@@ -96,11 +69,7 @@ fn a_tmpdir_too_long_for_sockets_exits_2_naming_the_fix() {
     let run = run_binary(&["--qemu", "/bin/true"], &long, LIMIT);
     assert_eq!(run.status.code(), Some(2));
     assert!(run.stderr.contains("107-byte limit"), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("set TMPDIR to a shorter directory"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("set TMPDIR to a shorter directory"), "{}", run.stderr);
     assert!(leftovers(&long).is_empty(), "{:?}", leftovers(&long));
 }
 
@@ -120,38 +89,17 @@ fn stock_qemu_fails_every_scenario_at_once_and_exits_3() {
         "commit=0123abc",
     ];
     let run = run_binary(&args, tmp.path(), LIMIT);
-    assert_eq!(
-        run.status.code(),
-        Some(3),
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
+    assert_eq!(run.status.code(), Some(3), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     // The probe answers in well under a second; a slow run means some
     // scenario waited for a timeout instead.
-    assert!(
-        run.elapsed < Duration::from_secs(20),
-        "took {:?}",
-        run.elapsed
-    );
+    assert!(run.elapsed < Duration::from_secs(20), "took {:?}", run.elapsed);
     let total = scenarios::all().len();
-    assert_eq!(
-        run.stdout.lines().last(),
-        Some(format!("0 passed, {total} failed").as_str())
-    );
+    assert_eq!(run.stdout.lines().last(), Some(format!("0 passed, {total} failed").as_str()));
     for scenario in scenarios::all() {
         let line = format!("test {} ... FAILED", scenario.name);
-        assert!(
-            run.stdout.contains(&line),
-            "no line {line:?} in\n{}",
-            run.stdout
-        );
+        assert!(run.stdout.contains(&line), "no line {line:?} in\n{}", run.stdout);
     }
-    assert!(
-        leftovers(tmp.path()).is_empty(),
-        "{:?}",
-        leftovers(tmp.path())
-    );
+    assert!(leftovers(tmp.path()).is_empty(), "{:?}", leftovers(tmp.path()));
 
     let xml = std::fs::read(&report).unwrap();
     let suites = junit_parser::from_reader(xml.as_slice()).unwrap();
@@ -164,10 +112,8 @@ fn stock_qemu_fails_every_scenario_at_once_and_exits_3() {
         let TestStatus::Failure(failure) = &case.status else {
             panic!("{} did not fail", case.original_name);
         };
-        let expected_end = format!(
-            ", {}) has no monitor-add and no monitor-qmp object type",
-            qemu.display()
-        );
+        let expected_end =
+            format!(", {}) has no monitor-add and no monitor-qmp object type", qemu.display());
         assert!(
             failure.message.starts_with("this QEMU (") && failure.message.ends_with(&expected_end),
             "{}",
@@ -204,16 +150,8 @@ fn tap_output_for_stock_qemu() {
         .collect();
     assert_eq!(results.len(), 2);
     // Listed in suite order: test_errors comes before test_many.
-    assert!(
-        results[0].starts_with("not ok 1 - test_errors: this QEMU ("),
-        "{}",
-        results[0]
-    );
-    assert!(
-        results[1].starts_with("not ok 2 - test_many: "),
-        "{}",
-        results[1]
-    );
+    assert!(results[0].starts_with("not ok 1 - test_errors: this QEMU ("), "{}", results[0]);
+    assert!(results[1].starts_with("not ok 2 - test_many: "), "{}", results[1]);
     assert!(lines.iter().all(|line| line.starts_with("ok ")
         || line.starts_with("not ok ")
         || line.starts_with('#')

@@ -40,32 +40,17 @@ fn every_scenario_passes() {
     let runs: Vec<_> = routes
         .iter()
         .flat_map(|route| {
-            scenarios::all()
-                .iter()
-                .filter(move |scenario| scenario.routes.contains(route))
+            scenarios::all().iter().filter(move |scenario| scenario.routes.contains(route))
         })
         .collect();
-    let skipped = runs
-        .iter()
-        .filter(|scenario| scenario.skip_reason(&settings).is_some())
-        .count();
+    let skipped = runs.iter().filter(|scenario| scenario.skip_reason(&settings).is_some()).count();
     let passed = runs.len() - skipped;
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
+    assert_eq!(run.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     assert_eq!(
         run.stdout.lines().last(),
         Some(format!("{passed} passed, 0 failed, {skipped} skipped").as_str())
     );
-    assert!(
-        leftovers(tmp.path()).is_empty(),
-        "{:?}",
-        leftovers(tmp.path())
-    );
+    assert!(leftovers(tmp.path()).is_empty(), "{:?}", leftovers(tmp.path()));
 }
 
 /// QMP_TESTS_ROUTES, comma-separated route names; both routes if unset.
@@ -97,9 +82,8 @@ fn wait_for_start(lines: &mpsc::Receiver<String>, deadline: Instant) -> Started 
     let mut janitor = None;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .expect("the runner printed no `start test_soak` line in time");
+        let line =
+            lines.recv_timeout(left).expect("the runner printed no `start test_soak` line in time");
         if line.starts_with("janitor ") {
             janitor = field(&line, "pid=").map(|pid| pid.parse().unwrap());
         }
@@ -144,11 +128,7 @@ fn interrupt_and_check(stop: impl FnOnce(&mut std::process::Child), expected_sig
         }
     });
     let started = wait_for_start(&lines, Instant::now() + Duration::from_secs(60));
-    assert!(
-        started.dir.starts_with(tmp.path()),
-        "{}",
-        started.dir.display()
-    );
+    assert!(started.dir.starts_with(tmp.path()), "{}", started.dir.display());
     assert!(started.dir.exists());
     // Opened before the kill, so they name these processes and no later
     // ones with the same pids.
@@ -164,26 +144,14 @@ fn interrupt_and_check(stop: impl FnOnce(&mut std::process::Child), expected_sig
     );
 
     let deadline = Instant::now() + Duration::from_secs(30);
-    assert!(
-        qemu_pidfd.wait_exit(deadline).unwrap(),
-        "QEMU {} survived the runner",
-        started.qemu
-    );
+    assert!(qemu_pidfd.wait_exit(deadline).unwrap(), "QEMU {} survived the runner", started.qemu);
     assert!(
         janitor_pidfd.wait_exit(deadline).unwrap(),
         "the janitor {} did not finish",
         started.janitor
     );
-    assert!(
-        !started.dir.exists(),
-        "{} left behind",
-        started.dir.display()
-    );
-    assert!(
-        leftovers(tmp.path()).is_empty(),
-        "{:?}",
-        leftovers(tmp.path())
-    );
+    assert!(!started.dir.exists(), "{} left behind", started.dir.display());
+    assert!(leftovers(tmp.path()).is_empty(), "{:?}", leftovers(tmp.path()));
 }
 
 #[test]

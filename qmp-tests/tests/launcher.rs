@@ -22,26 +22,13 @@ fn launch() -> Machine {
 fn greeting_version_and_a_large_schema() {
     let mut machine = launch();
     let greeting = machine.qmp().greeting().clone();
-    assert!(
-        greeting["QMP"]["version"]["qemu"]["major"].is_u64(),
-        "{greeting}"
-    );
-    assert!(
-        machine.qmp().offers("oob"),
-        "a socket monitor offers oob: {greeting}"
-    );
+    assert!(greeting["QMP"]["version"]["qemu"]["major"].is_u64(), "{greeting}");
+    assert!(machine.qmp().offers("oob"), "a socket monitor offers oob: {greeting}");
     let version = machine.cmd("query-version", Value::Null).unwrap();
     assert_eq!(version["qemu"], greeting["QMP"]["version"]["qemu"]);
 
-    let raw = machine
-        .qmp()
-        .execute_raw("query-qmp-schema", Value::Null, soon())
-        .unwrap();
-    assert!(
-        raw.len() > 100_000,
-        "schema reply is only {} bytes",
-        raw.len()
-    );
+    let raw = machine.qmp().execute_raw("query-qmp-schema", Value::Null, soon()).unwrap();
+    assert!(raw.len() > 100_000, "schema reply is only {} bytes", raw.len());
     let parsed = machine.cmd("query-qmp-schema", Value::Null).unwrap();
     let reply: Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(reply["return"], parsed);
@@ -66,10 +53,7 @@ fn a_socket_nobody_serves_times_out_instead_of_hanging() {
     let stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
     let deadline = Instant::now() + std::time::Duration::from_millis(300);
     let err = Qmp::from_stream(stream, "extra", Default::default(), deadline).err();
-    assert!(
-        matches!(err, Some(qmp_tests::QmpError::Timeout { .. })),
-        "{err:?}"
-    );
+    assert!(matches!(err, Some(qmp_tests::QmpError::Timeout { .. })), "{err:?}");
     assert!(machine.shutdown().unwrap().clean());
 }
 

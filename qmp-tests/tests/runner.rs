@@ -65,10 +65,7 @@ fn config() -> RunConfig {
     RunConfig {
         qemu: qemu(STOCK),
         jobs: 4,
-        settings: Settings {
-            timeout: Duration::from_secs(1),
-            ..Settings::default()
-        },
+        settings: Settings { timeout: Duration::from_secs(1), ..Settings::default() },
         log_dir: None,
         // The scenarios here use the main monitor only.
         routes: Vec::new(),
@@ -90,30 +87,16 @@ fn failures_overruns_and_hangs_are_reported_not_waited_for() {
     drop(gate);
 
     let names: Vec<&str> = outcomes.iter().map(|o| o.name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["test_passes", "test_overruns", "test_stuck", "test_panics"]
-    );
+    assert_eq!(names, ["test_passes", "test_overruns", "test_stuck", "test_panics"]);
     let cause = |i: usize| outcomes[i].failure.as_ref().map(|f| f.cause.clone());
 
     assert!(outcomes[0].passed(), "{:?}", cause(0));
     assert_eq!(outcomes[0].notes, ["checked status"]);
     let overrun = cause(1).unwrap();
-    assert!(
-        overrun.contains("timed out awaiting event NEVER on main"),
-        "{overrun}"
-    );
-    assert!(outcomes[1]
-        .failure
-        .as_ref()
-        .unwrap()
-        .transcript
-        .contains("main ->"));
+    assert!(overrun.contains("timed out awaiting event NEVER on main"), "{overrun}");
+    assert!(outcomes[1].failure.as_ref().unwrap().transcript.contains("main ->"));
     let stuck = cause(2).unwrap();
-    assert!(
-        stuck.starts_with("timeout: test_stuck did not finish within 3s"),
-        "{stuck}"
-    );
+    assert!(stuck.starts_with("timeout: test_stuck did not finish within 3s"), "{stuck}");
     let panicked = cause(3).unwrap();
     assert!(panicked.contains("panicked: scenario bug"), "{panicked}");
     // Deadline 1 s, grace 2 s, then 2 s more after the kill.
@@ -137,11 +120,8 @@ fn fail_fast_stops_at_the_first_failure_and_skips_the_rest() {
     let outcomes = runner::run_planned(&config, &plan, &[&PASSES, &OVERRUNS, &PANICS], |_| {});
     let elapsed = start.elapsed();
 
-    let failed: Vec<&str> = outcomes
-        .iter()
-        .filter(|o| o.failed())
-        .map(|o| o.name.as_str())
-        .collect();
+    let failed: Vec<&str> =
+        outcomes.iter().filter(|o| o.failed()).map(|o| o.name.as_str()).collect();
     assert_eq!(failed, ["test_panics"]);
     // test_overruns was running (stopped), test_passes still waiting.
     for i in [0, 1] {
@@ -158,10 +138,7 @@ fn fail_fast_stops_at_the_first_failure_and_skips_the_rest() {
 #[test]
 #[ignore = "needs QEMU: set QMP_TESTS_QEMU and run with --include-ignored"]
 fn fail_fast_kills_the_failed_scenarios_qemu_without_waiting_for_quit() {
-    let plan = runner::Plan {
-        first: Vec::new(),
-        fail_fast: true,
-    };
+    let plan = runner::Plan { first: Vec::new(), fail_fast: true };
     let start = Instant::now();
     let outcomes = runner::run_planned(&config(), &plan, &[&FREEZES], |_| {});
     let elapsed = start.elapsed();
@@ -169,9 +146,7 @@ fn fail_fast_kills_the_failed_scenarios_qemu_without_waiting_for_quit() {
     // Its own cause alone: the kill is not a second failure.
     assert_eq!(failure.cause, "the scenario's own failure");
     assert!(
-        failure
-            .transcript
-            .contains("--fail-fast stops at this failure"),
+        failure.transcript.contains("--fail-fast stops at this failure"),
         "{}",
         failure.transcript
     );

@@ -36,10 +36,7 @@ impl PrivateApt {
                 .with_context(|| format!("creating {}", root.join(dir).display()))?;
         }
         let keyring = mirror.keyring.as_deref().unwrap_or(DEFAULT_KEYRING);
-        let line = format!(
-            "deb-src [signed-by={keyring}] {} {suite} main\n",
-            mirror.uri
-        );
+        let line = format!("deb-src [signed-by={keyring}] {} {suite} main\n", mirror.uri);
         write_if_changed(&root.join("sources.list"), &line)?;
         write_if_changed(&root.join("status"), "")?;
         Ok(PrivateApt { root })
@@ -49,10 +46,7 @@ impl PrivateApt {
         let r = &self.root;
         let mut opts = vec![
             format!("Dir::Etc::SourceList={}", r.join("sources.list").display()),
-            format!(
-                "Dir::Etc::SourceParts={}",
-                r.join("sources.list.d").display()
-            ),
+            format!("Dir::Etc::SourceParts={}", r.join("sources.list.d").display()),
             format!("Dir::State::Lists={}", r.join("lists").display()),
             format!("Dir::Cache={}", r.join("cache").display()),
             format!("Dir::State::status={}", r.join("status").display()),
@@ -61,9 +55,7 @@ impl PrivateApt {
         if rustix::process::geteuid().is_root() {
             opts.push("APT::Sandbox::User=root".to_owned());
         }
-        opts.into_iter()
-            .flat_map(|o| ["-o".to_owned(), o])
-            .collect()
+        opts.into_iter().flat_map(|o| ["-o".to_owned(), o]).collect()
     }
 
     /// Downloads `spec` (`package=version`) into `dest`, verified by apt
@@ -113,13 +105,7 @@ fn system_mirror() -> Result<Mirror> {
     }
     texts
         .iter()
-        .find_map(|(deb822, text)| {
-            if *deb822 {
-                parse_deb822(text)
-            } else {
-                parse_one_line(text)
-            }
-        })
+        .find_map(|(deb822, text)| if *deb822 { parse_deb822(text) } else { parse_one_line(text) })
         .context(
             "found no Debian archive in /etc/apt/sources.list or /etc/apt/sources.list.d; \
              the Debian source needs one (or use --from git|tarball, or --qemu-src)",
@@ -149,19 +135,11 @@ pub fn parse_deb822(text: &str) -> Option<Mirror> {
             continue;
         }
         let suites: Vec<&str> = field("Suites").unwrap_or("").split_whitespace().collect();
-        let components: Vec<&str> = field("Components")
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
+        let components: Vec<&str> = field("Components").unwrap_or("").split_whitespace().collect();
         let uri = uris.split_whitespace().next()?;
         if is_archive(uri, &suites, &components) {
-            let keyring = field("Signed-By")
-                .filter(|k| k.starts_with('/'))
-                .map(str::to_owned);
-            return Some(Mirror {
-                uri: uri.to_owned(),
-                keyring,
-            });
+            let keyring = field("Signed-By").filter(|k| k.starts_with('/')).map(str::to_owned);
+            return Some(Mirror { uri: uri.to_owned(), keyring });
         }
     }
     None
@@ -189,10 +167,7 @@ pub fn parse_one_line(text: &str) -> Option<Mirror> {
         };
         let components: Vec<&str> = words.collect();
         if is_archive(uri, &[suite], &components) {
-            return Some(Mirror {
-                uri: uri.to_owned(),
-                keyring,
-            });
+            return Some(Mirror { uri: uri.to_owned(), keyring });
         }
     }
     None
@@ -231,14 +206,8 @@ mod tests {
                     deb [arch=amd64 signed-by=/k.gpg] http://b.example/debian x main\n";
         assert_eq!(
             parse_one_line(text),
-            Some(Mirror {
-                uri: "http://b.example/debian".into(),
-                keyring: Some("/k.gpg".into())
-            })
+            Some(Mirror { uri: "http://b.example/debian".into(), keyring: Some("/k.gpg".into()) })
         );
-        assert_eq!(
-            parse_one_line("deb http://b.example/debian x contrib\n"),
-            None
-        );
+        assert_eq!(parse_one_line("deb http://b.example/debian x contrib\n"), None);
     }
 }

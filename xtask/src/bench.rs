@@ -100,34 +100,18 @@ fn run(sh: &Shell, opts: &Options) -> Result<()> {
         clients.extend(["--qmp-python".into(), python.clone().into()]);
     }
     let suite = |args: &[&str]| {
-        let args = args
-            .iter()
-            .map(OsString::from)
-            .chain(clients.iter().cloned());
+        let args = args.iter().map(OsString::from).chain(clients.iter().cloned());
         process::suite(sh, (&qmp_tests, qemu), &args.collect::<Vec<_>>(), runs)
     };
     let (default_jobs, seeds, phases) = b.suite(&suite)?;
     let wired = (tree.path.as_path(), qemu, qmp_tests.as_path());
     let meson = process::meson(sh, wired, &opts.build.target, &SEEDS, runs)?;
-    b.add(
-        "seeds.meson",
-        "  the same four through meson test (wired)",
-        meson,
-    );
+    b.add("seeds.meson", "  the same four through meson test (wired)", meson);
     b.seed_targets(&schema, seeds, meson);
     b.pipeline(sh, opts, &tree.path.join(TOUCHED), default_jobs)?;
     let (parsed, raw) = (schema.dynamic.parsed.median, schema.dynamic.raw.median);
-    let basis = format!(
-        "parsed {} / raw {} on a dynamic monitor",
-        secs(parsed),
-        secs(raw)
-    );
-    b.target(
-        "query-qmp-schema parsed by our client, over raw",
-        (parsed / raw, 1.1),
-        "x",
-        basis,
-    );
+    let basis = format!("parsed {} / raw {} on a dynamic monitor", secs(parsed), secs(raw));
+    b.target("query-qmp-schema parsed by our client, over raw", (parsed / raw, 1.1), "x", basis);
     b.notes(runs, &phases);
     if opts.mutants {
         b.mutants(sh)?;
@@ -135,17 +119,8 @@ fn run(sh: &Shell, opts: &Options) -> Result<()> {
     let cold = opts.cold.as_ref().map(|rev| b.cold(sh, rev)).transpose()?;
     let (date, schema_bytes) = (crate::files::iso(SystemTime::now()), schema.bytes);
     let (figures, targets, notes, seed_phases_s) = (b.figures, b.targets, b.notes, phases);
-    let report = Report {
-        date,
-        machine,
-        runs,
-        figures,
-        schema_bytes,
-        targets,
-        notes,
-        seed_phases_s,
-        cold,
-    };
+    let report =
+        Report { date, machine, runs, figures, schema_bytes, targets, notes, seed_phases_s, cold };
     let (table, latest, dated) = report.write(&paths::target_dir().join("bench"))?;
     println!("{table}");
     eprintln!("wrote {} and {}", latest.display(), dated.display());
@@ -164,12 +139,7 @@ struct Bench {
 impl Bench {
     fn new(floor: Stats) -> Bench {
         let (figures, targets, notes) = (Vec::new(), Vec::new(), Vec::new());
-        let mut bench = Bench {
-            floor,
-            figures,
-            targets,
-            notes,
-        };
+        let mut bench = Bench { floor, figures, targets, notes };
         bench.add("floor", "floor: bare QEMU start, negotiate, quit", floor);
         bench
     }
@@ -178,20 +148,12 @@ impl Bench {
     /// hold no QEMU of their own: they are not set against the floor.
     fn add(&mut self, key: &str, label: &str, stats: Stats) {
         let (median, min, max) = (secs(stats.median), secs(stats.min), secs(stats.max));
-        eprintln!(
-            "    {label}: {median} (min {min}, max {max}, {} runs)",
-            stats.runs
-        );
+        eprintln!("    {label}: {median} (min {min}, max {max}, {} runs)", stats.runs);
         let own = ["cargo xtask", "  its overhead", "query-qmp-schema"];
         let against_floor = !own.iter().any(|prefix| label.starts_with(prefix));
         let floor_ratio = against_floor.then(|| stats.median / self.floor.median);
         let (key, label) = (key.to_owned(), label.to_owned());
-        self.figures.push(Figure {
-            key,
-            label,
-            stats,
-            floor_ratio,
-        });
+        self.figures.push(Figure { key, label, stats, floor_ratio });
     }
 
     /// A target met when `value` is at most `limit`.
@@ -203,35 +165,18 @@ impl Bench {
         basis: String,
     ) {
         let (name, pass) = (name.to_owned(), value <= limit);
-        self.targets.push(Target {
-            name,
-            value,
-            limit,
-            unit,
-            basis,
-            pass,
-        });
+        self.targets.push(Target { name, value, limit, unit, basis, pass });
     }
 
     fn schema(&mut self, qemu: &Path, runs: usize) -> Result<figures::Schema> {
         let schema = figures::schema(qemu, runs)?;
         let (dynamic, main) = (&schema.dynamic, &schema.main);
         for (key, monitor, way, stats) in [
-            (
-                "dynamic.parsed",
-                "dynamic monitor",
-                "parsed",
-                dynamic.parsed,
-            ),
+            ("dynamic.parsed", "dynamic monitor", "parsed", dynamic.parsed),
             ("dynamic.raw", "dynamic monitor", "raw", dynamic.raw),
             ("main.parsed", "main monitor", "parsed", main.parsed),
             ("main.raw", "main monitor", "raw", main.raw),
-            (
-                "dynamic.first_raw",
-                "fresh QEMU's first reply",
-                "raw",
-                schema.first,
-            ),
+            ("dynamic.first_raw", "fresh QEMU's first reply", "raw", schema.first),
         ] {
             self.add(
                 &format!("schema.{key}"),
@@ -250,9 +195,7 @@ impl Bench {
     ) -> Result<(Stats, Stats, Vec<PhaseRow>)> {
         let (one_job, runs) = suite(&["--jobs", "1"])?;
         let commands = qmp_tests::route::Route::Commands;
-        let all = qmp_tests::scenarios::all()
-            .iter()
-            .filter(|s| s.routes.contains(&commands));
+        let all = qmp_tests::scenarios::all().iter().filter(|s| s.routes.contains(&commands));
         for name in all.map(|s| s.name) {
             let times: Vec<f64> = runs.iter().filter_map(|c| Some(c.get(name)?.0)).collect();
             if let Some(stats) = Stats::of(&times) {
@@ -293,25 +236,12 @@ impl Bench {
         let warm = process::pipeline(sh, args, runs, || Ok(()))?;
         self.add("pipeline.warm", "cargo xtask test, nothing changed", warm);
         let overhead = warm.minus(suite.median);
-        self.add(
-            "pipeline.warm_overhead",
-            "  its overhead beyond the suite",
-            overhead,
-        );
+        self.add("pipeline.warm_overhead", "  its overhead beyond the suite", overhead);
         let rebuild = process::pipeline(sh, args, runs, || process::touch(touched))?;
-        self.add(
-            "pipeline.rebuild",
-            "cargo xtask test after touching monitor/qmp.c",
-            rebuild,
-        );
+        self.add("pipeline.rebuild", "cargo xtask test after touching monitor/qmp.c", rebuild);
         let (w, s) = (secs(warm.median), secs(suite.median));
         let basis = format!("cargo xtask test {w} less the suite alone {s}");
-        self.target(
-            "warm cargo xtask test overhead",
-            (overhead.median, 3.0),
-            "s",
-            basis,
-        );
+        self.target("warm cargo xtask test overhead", (overhead.median, 3.0), "s", basis);
         let name = "rebuild after touching monitor/qmp.c, plus suite (a bisect step's work)";
         let basis = "the whole cargo xtask test process".to_owned();
         self.target(name, (rebuild.median, 60.0), "s", basis);
@@ -328,11 +258,7 @@ impl Bench {
         }
         let quiet = secs(qmp_tests::scenarios::QUIET_WINDOW.as_secs_f64());
         let floor = secs(self.floor.median);
-        let build = if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        };
+        let build = if cfg!(debug_assertions) { "debug" } else { "release" };
         self.notes.extend([
             // A wait no QEMU can shorten, which the seeds' bound predates.
             format!(
@@ -373,11 +299,7 @@ impl Bench {
     fn cold(&mut self, sh: &Shell, rev: &str) -> Result<serde_json::Value> {
         let cold = cold::measure(sh, rev)?;
         let [base, head, warm] = [&cold.baseline, &cold.head, &cold.warm_ccache];
-        let keys = [
-            "pipeline.cold.baseline",
-            "pipeline.cold",
-            "pipeline.cold.warm_ccache",
-        ];
+        let keys = ["pipeline.cold.baseline", "pipeline.cold", "pipeline.cold.warm_ccache"];
         for (key, run) in keys.into_iter().zip([base, head, warm]) {
             let stats = Stats::of(&[run.total]).context("one run")?;
             self.add(key, &format!("cargo xtask test, {}", run.label), stats);
@@ -398,10 +320,7 @@ impl Bench {
         self.target(name, (head_build / base_build, 1.0), "x", basis);
         for (name, run) in [
             ("cold cargo xtask test against the earlier commit's", head),
-            (
-                "the same from a second clone, ccache warm, against it",
-                warm,
-            ),
+            ("the same from a second clone, ccache warm, against it", warm),
         ] {
             let (this, base_s) = (secs(run.total), secs(base.total));
             let basis = format!("{this} / {base_s}, side by side in this run");
@@ -416,17 +335,11 @@ fn phase_row(seed: &str, runs: &[Cases]) -> PhaseRow {
     let median = |samples: Vec<f64>| Stats::of(&samples).map_or(0.0, |s| s.median);
     let cases: Vec<_> = runs.iter().filter_map(|cases| cases.get(seed)).collect();
     let phases = qmp_tests::phases::PHASES.iter().map(|&phase| {
-        let times = cases
-            .iter()
-            .flat_map(|(_, p)| p.iter().filter(|(n, _)| n == phase));
+        let times = cases.iter().flat_map(|(_, p)| p.iter().filter(|(n, _)| n == phase));
         (phase.to_owned(), median(times.map(|(_, t)| *t).collect()))
     });
     let total = median(cases.iter().map(|(time, _)| *time).collect());
-    PhaseRow {
-        scenario: seed.to_owned(),
-        phases: phases.collect(),
-        total,
-    }
+    PhaseRow { scenario: seed.to_owned(), phases: phases.collect(), total }
 }
 
 /// The phase that costs most over all `rows`, with its share of the sum.
@@ -437,9 +350,5 @@ fn heaviest(rows: &[PhaseRow]) -> Option<(String, f64, f64)> {
     }
     let all: f64 = sums.values().sum();
     let (phase, time) = sums.into_iter().max_by(|a, b| a.1.total_cmp(&b.1))?;
-    Some((
-        phase.to_owned(),
-        time,
-        if all > 0.0 { time / all } else { 0.0 },
-    ))
+    Some((phase.to_owned(), time, if all > 0.0 { time / all } else { 0.0 }))
 }

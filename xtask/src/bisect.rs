@@ -96,11 +96,7 @@ fn run(sh: &Shell, (tree, good, bad, opts): &Request) -> Result<()> {
     deps::ensure_python(sh, tree)?;
     let qmp_tests = suite::binary(sh)?;
     let log_dir = new_log_dir()?;
-    eprintln!(
-        "==> bisecting {} (log: {})",
-        tree.display(),
-        log_dir.display()
-    );
+    eprintln!("==> bisecting {} (log: {})", tree.display(), log_dir.display());
 
     let session = Session::start(sh, tree, good, bad)?;
     let status = run_steps(tree, &qmp_tests, &log_dir, opts);
@@ -110,10 +106,7 @@ fn run(sh: &Shell, (tree, good, bad, opts): &Request) -> Result<()> {
     // What git concluded is in the log's comment lines, which are meant for
     // people and stable across git versions.
     let git_log = interrupt::cleanup(|| {
-        cmd!(sh, "git -C {tree} bisect log")
-            .quiet()
-            .spawn_read()
-            .unwrap_or_default()
+        cmd!(sh, "git -C {tree} bisect log").quiet().spawn_read().unwrap_or_default()
     });
     let result = parse_result(&git_log);
     // The report is written even when the reset fails: it says what the
@@ -193,10 +186,7 @@ fn restore_killed(sh: &Shell, tree: &Path) -> Result<()> {
     if !marker.exists() {
         return Ok(());
     }
-    eprintln!(
-        "==> a killed cargo xtask bisect left {} mid-bisect; restoring it",
-        tree.display()
-    );
+    eprintln!("==> a killed cargo xtask bisect left {} mid-bisect; restoring it", tree.display());
     interrupt::cleanup(|| -> Result<()> {
         meson::unwire(tree)?;
         if git_path(sh, tree, "rebase-apply")?.exists() {
@@ -244,11 +234,7 @@ fn new_log_dir() -> Result<PathBuf> {
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
     let stamp = crate::files::compact(SystemTime::now());
     for n in 1.. {
-        let name = if n == 1 {
-            stamp.clone()
-        } else {
-            format!("{stamp}-{n}")
-        };
+        let name = if n == 1 { stamp.clone() } else { format!("{stamp}-{n}") };
         let dir = parent.join(name);
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
@@ -278,10 +264,7 @@ impl Session {
         };
         // The guard exists before git starts, so a start that fails half
         // way is undone too.
-        let session = Session {
-            tree: Some(tree.to_path_buf()),
-            origin,
-        };
+        let session = Session { tree: Some(tree.to_path_buf()), origin };
         let marker = git_path(sh, tree, MARKER)?;
         std::fs::write(&marker, "")
             .with_context(|| format!("marking the bisect in {}", marker.display()))?;
@@ -341,10 +324,7 @@ impl Drop for Session {
 fn reset(tree: &Path) -> Result<()> {
     let sh = Shell::new()?;
     interrupt::cleanup(|| {
-        cmd!(sh, "git -C {tree} bisect reset")
-            .quiet()
-            .ignore_stdout()
-            .spawn_run()
+        cmd!(sh, "git -C {tree} bisect reset").quiet().ignore_stdout().spawn_run()
     })
     .with_context(|| format!("running git bisect reset in {}", tree.display()))?;
     let marker = git_path(&sh, tree, MARKER)?;
@@ -385,8 +365,7 @@ fn run_steps(
 fn step_lock(log_dir: &Path) -> Result<File> {
     let path = log_dir.join("step.lock");
     let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-    file.lock()
-        .with_context(|| format!("locking {}", path.display()))?;
+    file.lock().with_context(|| format!("locking {}", path.display()))?;
     Ok(file)
 }
 
@@ -399,14 +378,10 @@ enum BisectResult {
 
 fn parse_result(log: &str) -> BisectResult {
     let hash = |rest: &str| {
-        rest.strip_prefix('[')
-            .and_then(|r| r.split_once(']'))
-            .map(|(h, _)| h.to_owned())
+        rest.strip_prefix('[').and_then(|r| r.split_once(']')).map(|(h, _)| h.to_owned())
     };
-    if let Some(commit) = log
-        .lines()
-        .find_map(|l| l.strip_prefix("# first bad commit: "))
-        .and_then(hash)
+    if let Some(commit) =
+        log.lines().find_map(|l| l.strip_prefix("# first bad commit: ")).and_then(hash)
     {
         return BisectResult::Found(commit);
     }
@@ -432,10 +407,7 @@ fn describe_commit(sh: &Shell, tree: &Path, commit: &str) -> Result<String> {
 
 /// The first non-blank line, trimmed: a cause that fits in a table cell.
 fn first_line(text: &str) -> &str {
-    text.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
+    text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
 }
 
 #[cfg(test)]
@@ -472,9 +444,7 @@ mod tests {
             "--unsupported=bad",
             "--series=/s",
         ]);
-        let Ok(crate::flags::Xtask {
-            command: crate::flags::Command::Bisect(bisect),
-        }) = flags
+        let Ok(crate::flags::Xtask { command: crate::flags::Command::Bisect(bisect) }) = flags
         else {
             panic!("bisect's flags do not parse")
         };

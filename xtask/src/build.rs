@@ -123,9 +123,7 @@ pub fn check_options(opts: &BuildOptions, tree: Option<&Path>) -> Result<()> {
 }
 
 pub fn check_sanitize(opts: &BuildOptions) -> Result<()> {
-    opts.sanitize
-        .iter()
-        .try_for_each(|s| sanitizer_flag(s).map(drop))
+    opts.sanitize.iter().try_for_each(|s| sanitizer_flag(s).map(drop))
 }
 
 /// configure's flag for a sanitizer given to --sanitize.
@@ -184,10 +182,7 @@ pub fn configure_args(tree: &Path, opts: &BuildOptions) -> Result<Vec<String>> {
             "--enable-tools".to_owned(),
         ],
     };
-    args.extend([
-        "--without-default-features".to_owned(),
-        "--disable-docs".to_owned(),
-    ]);
+    args.extend(["--without-default-features".to_owned(), "--disable-docs".to_owned()]);
     // A sanitizer's report needs file and line.
     if opts.sanitize.is_empty() {
         args.push("--disable-debug-info".to_owned());
@@ -261,11 +256,7 @@ pub fn build(
         bail!("ninja finished but {} does not exist", binary.display());
     }
     summary.push(format!("in {}", dir.display()));
-    let built = Built {
-        binary,
-        configure,
-        python: python.to_path_buf(),
-    };
+    let built = Built { binary, configure, python: python.to_path_buf() };
     Ok((built, summary.join(", ")))
 }
 
@@ -281,11 +272,8 @@ fn run_configure(sh: &Shell, dir: &Path, configure: &[String]) -> Result<()> {
     let mut command: std::process::Command = cmd!(sh, "{program} {args...}").into();
     ccache::environment(&mut command);
     let out = interrupt::output(command, "configure")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     std::fs::write(&log, &text).with_context(|| format!("writing {}", log.display()))?;
     if !out.status.success() {
         crate::interrupt::check()?;
@@ -345,9 +333,7 @@ fn run_ninja(sh: &Shell, dir: &Path, target: &str) -> Result<usize> {
     let status = ninja.child.wait().context("waiting for ninja")?;
     if !status.success() {
         crate::interrupt::check()?;
-        let failed = output
-            .find("FAILED: ")
-            .map_or(output.as_str(), |i| &output[i..]);
+        let failed = output.find("FAILED: ").map_or(output.as_str(), |i| &output[i..]);
         bail!(
             "building {target} failed:\n{}\n  full log: {}",
             tail_lines(failed, 30),
@@ -381,15 +367,9 @@ mod tests {
         check_target("x86_64", dir.path()).unwrap();
         let err = check_target("aarch64", dir.path()).unwrap_err().to_string();
         assert!(err.ends_with("pick one of: x86_64"), "{err}");
-        let opts = BuildOptions {
-            target: "nonsense".into(),
-            ..BuildOptions::default()
-        };
+        let opts = BuildOptions { target: "nonsense".into(), ..BuildOptions::default() };
         let err = check_options(&opts, None).unwrap_err().to_string();
-        assert!(
-            err.contains("the pinned release (the xtask's copy"),
-            "{err}"
-        );
+        assert!(err.contains("the pinned release (the xtask's copy"), "{err}");
     }
 
     #[test]
@@ -402,24 +382,12 @@ mod tests {
         let args = configure_args(tree.path(), &opts).unwrap();
         assert!(args.contains(&"--without-default-features".to_owned()));
         // The user's own come last, so configure takes them over ours.
-        let ours = args
-            .iter()
-            .position(|a| a == "--disable-debug-info")
-            .unwrap();
-        let theirs = args
-            .iter()
-            .position(|a| a == "--enable-debug-info")
-            .unwrap();
+        let ours = args.iter().position(|a| a == "--disable-debug-info").unwrap();
+        let theirs = args.iter().position(|a| a == "--enable-debug-info").unwrap();
         assert!(ours < theirs, "{args:?}");
-        let asan = BuildOptions {
-            sanitize: vec!["address".into()],
-            ..BuildOptions::default()
-        };
+        let asan = BuildOptions { sanitize: vec!["address".into()], ..BuildOptions::default() };
         let args = configure_args(tree.path(), &asan).unwrap();
-        assert!(
-            !args.contains(&"--disable-debug-info".to_owned()),
-            "{args:?}"
-        );
+        assert!(!args.contains(&"--disable-debug-info".to_owned()), "{args:?}");
         assert!(args.contains(&"--enable-asan".to_owned()));
     }
 
@@ -427,19 +395,12 @@ mod tests {
     fn the_storage_daemon_has_a_configure_and_build_dir_of_its_own() {
         let tree = tempfile::tempdir().unwrap();
         let system = BuildOptions::default();
-        let qsd = BuildOptions {
-            program: Program::StorageDaemon,
-            ..BuildOptions::default()
-        };
+        let qsd = BuildOptions { program: Program::StorageDaemon, ..BuildOptions::default() };
         let system_args = configure_args(tree.path(), &system).unwrap();
         let qsd_args = configure_args(tree.path(), &qsd).unwrap();
         assert!(system_args.contains(&"--target-list=x86_64-softmmu".to_owned()));
         assert!(!system_args.iter().any(|a| a.contains("tools")));
-        for arg in [
-            "--disable-system",
-            "--enable-tools",
-            "--without-default-features",
-        ] {
+        for arg in ["--disable-system", "--enable-tools", "--without-default-features"] {
             assert!(qsd_args.contains(&arg.to_owned()), "{qsd_args:?}");
         }
         let dir = build_dir(tree.path(), &qsd, &qsd_args);

@@ -17,9 +17,8 @@ use crate::paths;
 /// Whether builds go through ccache: the host has it and the user did not
 /// name a compiler of their own.
 pub fn wanted(configure_args: &[String]) -> bool {
-    let names_compiler = configure_args
-        .iter()
-        .any(|a| a.starts_with("--cc=") || a.starts_with("--cxx="));
+    let names_compiler =
+        configure_args.iter().any(|a| a.starts_with("--cc=") || a.starts_with("--cxx="));
     !names_compiler && which::which("ccache").is_ok()
 }
 
@@ -51,11 +50,7 @@ pub struct Counters {
 impl Counters {
     /// None where ccache cannot say (not installed, an old version).
     pub fn read(sh: &Shell) -> Option<Counters> {
-        let text = cmd!(sh, "ccache --print-stats")
-            .quiet()
-            .ignore_stderr()
-            .spawn_read()
-            .ok()?;
+        let text = cmd!(sh, "ccache --print-stats").quiet().ignore_stderr().spawn_read().ok()?;
         Some(Counters::parse(&text))
     }
 
@@ -98,13 +93,7 @@ mod tests {
         let after = Counters::parse(
             "cache_miss\t12\ndirect_cache_hit\t9\npreprocessed_cache_hit\t2\nstats_updated_timestamp\t1\n",
         );
-        assert_eq!(
-            before,
-            Counters {
-                hits: 3,
-                misses: 10
-            }
-        );
+        assert_eq!(before, Counters { hits: 3, misses: 10 });
         assert_eq!(before.summary(after), "ccache: 8 of 10 compiles hit (80%)");
         assert_eq!(after.summary(after), "ccache: no compiles");
     }

@@ -123,10 +123,7 @@ fn run_leg(sh: &Shell, leg: &Leg, source: SourceArgs) -> Result<()> {
         },
         suite: SuiteCli {
             junit: Some(junit.clone()),
-            suite: SuiteArgs {
-                route: leg.route,
-                ..SuiteArgs::default()
-            },
+            suite: SuiteArgs { route: leg.route, ..SuiteArgs::default() },
             leg: Some(leg.name.clone()),
             ..SuiteCli::default()
         },
@@ -174,10 +171,9 @@ fn check_templates(sh: &Shell) -> Result<()> {
     const SPEC: &str = "check-jsonschema==0.39.0";
     let bin = match deps::venv(sh, &[SPEC])? {
         deps::Venv::Ready { dir, .. } => dir.join("bin/check-jsonschema"),
-        deps::Venv::PipFailed { dir, why } => bail!(
-            "installing {SPEC} into {} with pip failed ({why})",
-            dir.display()
-        ),
+        deps::Venv::PipFailed { dir, why } => {
+            bail!("installing {SPEC} into {} with pip failed ({why})", dir.display())
+        }
     };
     let _cd = sh.push_dir(paths::project_root());
     for (file, _, schema) in templates::all() {
@@ -196,10 +192,7 @@ struct Stages {
 impl Stages {
     /// Each stage's time, and the count of stages passed.
     fn summary(&self, started: Instant) {
-        eprintln!(
-            "\n==== ci summary (wall time {:.1}s)",
-            started.elapsed().as_secs_f64()
-        );
+        eprintln!("\n==== ci summary (wall time {:.1}s)", started.elapsed().as_secs_f64());
         for (name, secs, beside) in &self.done {
             let beside = if *beside { "  (beside the others)" } else { "" };
             eprintln!("  {secs:>7.1}s  {name}{beside}");
@@ -232,21 +225,14 @@ impl Stages {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let err = out
-            .try_clone()
-            .with_context(|| format!("opening {} twice", log.display()))?;
+        let err = out.try_clone().with_context(|| format!("opening {} twice", log.display()))?;
         command.stdin(Stdio::null()).stdout(out).stderr(err);
         eprintln!(
             "\n==== ci: {name}: started, beside the next stages (output in {})",
             log.display()
         );
         let running = interrupt::spawn(&mut command, name)?;
-        Ok(Beside {
-            name,
-            running,
-            log,
-            started: SystemTime::now(),
-        })
+        Ok(Beside { name, running, log, started: SystemTime::now() })
     }
 
     /// Waits for a stage started with [`Stages::start_beside`].
@@ -261,20 +247,13 @@ impl Stages {
         let log = &beside.log;
         // Its own time, not the time until it was joined: until the last
         // line it wrote.
-        let ended = std::fs::metadata(log)
-            .and_then(|m| m.modified())
-            .unwrap_or_else(|_| SystemTime::now());
-        let secs = ended
-            .duration_since(beside.started)
-            .unwrap_or_default()
-            .as_secs_f64();
+        let ended =
+            std::fs::metadata(log).and_then(|m| m.modified()).unwrap_or_else(|_| SystemTime::now());
+        let secs = ended.duration_since(beside.started).unwrap_or_default().as_secs_f64();
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if !status.success() {
             eprintln!("{}", tail_lines(&text, 60));
-            bail!(
-                "ci stage `{name}` failed ({status}); its whole output is in {}",
-                log.display()
-            );
+            bail!("ci stage `{name}` failed ({status}); its whole output is in {}", log.display());
         }
         eprintln!("{}", tail_lines(&text, 3));
         eprintln!(
@@ -318,10 +297,7 @@ fn xtask_test(
             sanitize: sanitize.iter().map(|s| s.to_string()).collect(),
             ..BuildOptions::default()
         },
-        suite: SuiteCli {
-            junit,
-            ..SuiteCli::default()
-        },
+        suite: SuiteCli { junit, ..SuiteCli::default() },
     };
     test::run(sh, &plan)
 }
@@ -337,9 +313,7 @@ fn run_all(sh: &Shell, skip_sanitizer: bool) -> Result<()> {
 
     static_checks(&mut stages, sh, &cargo)?;
 
-    let stock = stages.run("pipeline, pinned release without the series", || {
-        stock_pipeline(sh)
-    })?;
+    let stock = stages.run("pipeline, pinned release without the series", || stock_pipeline(sh))?;
     let hotplug = stages.run("pipeline, pinned release with the series", || {
         series_pipeline(sh, &[], "the project's series")
     })?;
@@ -371,18 +345,15 @@ fn run_all(sh: &Shell, skip_sanitizer: bool) -> Result<()> {
             .env("XTASK_TEST_SERIES", &series)
             .spawn_run()
     })?;
-    stages.run("meson test through the wiring", || {
-        meson_test(sh, &hotplug.tree, &hotplug.binary)
+    stages
+        .run("meson test through the wiring", || meson_test(sh, &hotplug.tree, &hotplug.binary))?;
+    stages.run("explore: the first 500 sequences of seed 0 against the series", || {
+        explore_stage(sh, &hotplug.binary)
     })?;
-    stages.run(
-        "explore: the first 500 sequences of seed 0 against the series",
-        || explore_stage(sh, &hotplug.binary),
-    )?;
     if !skip_sanitizer {
-        stages.run(
-            "sanitizer build (address,undefined) with the series",
-            || series_pipeline(sh, &["address", "undefined"], "the sanitizer build").map(drop),
-        )?;
+        stages.run("sanitizer build (address,undefined) with the series", || {
+            series_pipeline(sh, &["address", "undefined"], "the sanitizer build").map(drop)
+        })?;
     }
     stages.join(qsd)?;
     stages.join(mutants)?;
@@ -393,25 +364,15 @@ fn run_all(sh: &Shell, skip_sanitizer: bool) -> Result<()> {
 /// What needs no QEMU: formatting, clippy, the CI templates, the host's
 /// packages and the unit tests.
 fn static_checks(stages: &mut Stages, sh: &Shell, cargo: &std::ffi::OsStr) -> Result<()> {
-    stages.run("cargo fmt --check", || {
-        cmd!(sh, "{cargo} fmt --all -- --check").spawn_run()
-    })?;
+    stages.run("cargo fmt --check", || cmd!(sh, "{cargo} fmt --all -- --check").spawn_run())?;
     stages.run("clippy", || {
-        cmd!(
-            sh,
-            "{cargo} clippy --quiet --workspace --all-targets -- -D warnings"
-        )
-        .spawn_run()
+        cmd!(sh, "{cargo} clippy --quiet --workspace --all-targets -- -D warnings").spawn_run()
     })?;
-    stages.run("CI templates against the vendors' schemas", || {
-        check_templates(sh)
-    })?;
+    stages.run("CI templates against the vendors' schemas", || check_templates(sh))?;
     // The signal and kill -9 tests build a stand-in tree with real ninja
     // among the unit tests: the build dependencies come first.
     stages.run("host dependencies", || deps::ensure_host(sh).map(drop))?;
-    stages.run("unit tests", || {
-        cmd!(sh, "{cargo} test --quiet --workspace").spawn_run()
-    })?;
+    stages.run("unit tests", || cmd!(sh, "{cargo} test --quiet --workspace").spawn_run())?;
     Ok(())
 }
 
@@ -422,10 +383,7 @@ fn stock_pipeline(sh: &Shell) -> Result<test::Run> {
     let junit = dir.join("junit.xml");
     let run = xtask_test(sh, true, &[], Some(junit.clone()))?;
     if run.outcome != Outcome::Unsupported {
-        bail!(
-            "stock QEMU should lack monitor-add, but the suite reported {:?}",
-            run.outcome
-        );
+        bail!("stock QEMU should lack monitor-add, but the suite reported {:?}", run.outcome);
     }
     let text =
         std::fs::read_to_string(&junit).with_context(|| format!("reading {}", junit.display()))?;
@@ -517,14 +475,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("false.log");
         let mut stages = stages();
-        let beside = stages
-            .start_beside("false", log.clone(), std::process::Command::new("false"))
-            .unwrap();
+        let beside =
+            stages.start_beside("false", log.clone(), std::process::Command::new("false")).unwrap();
         let err = format!("{:#}", stages.join(beside).unwrap_err());
-        assert!(
-            err.contains("`false` failed") && err.contains("false.log"),
-            "{err}"
-        );
+        assert!(err.contains("`false` failed") && err.contains("false.log"), "{err}");
         assert!(stages.done.is_empty());
     }
 
@@ -533,9 +487,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut sleep = std::process::Command::new("sleep");
         sleep.arg("60");
-        let beside = stages()
-            .start_beside("sleep", dir.path().join("sleep.log"), sleep)
-            .unwrap();
+        let beside = stages().start_beside("sleep", dir.path().join("sleep.log"), sleep).unwrap();
         let pid = beside.running.child.id() as i32;
         let start = Instant::now();
         drop(beside);

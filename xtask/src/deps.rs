@@ -26,73 +26,25 @@ enum Check {
 }
 
 const NEEDS: &[Need] = &[
-    Need {
-        what: "git",
-        package: "git",
-        check: Check::Program("git"),
-    },
-    Need {
-        what: "ninja",
-        package: "ninja-build",
-        check: Check::Program("ninja"),
-    },
-    Need {
-        what: "flex",
-        package: "flex",
-        check: Check::Program("flex"),
-    },
-    Need {
-        what: "bison",
-        package: "bison",
-        check: Check::Program("bison"),
-    },
-    Need {
-        what: "pkg-config",
-        package: "pkg-config",
-        check: Check::Program("pkg-config"),
-    },
-    Need {
-        what: "dpkg-source",
-        package: "dpkg-dev",
-        check: Check::Program("dpkg-source"),
-    },
-    Need {
-        what: "xz",
-        package: "xz-utils",
-        check: Check::Program("xz"),
-    },
-    Need {
-        what: "python3",
-        package: "python3",
-        check: Check::Program("python3"),
-    },
+    Need { what: "git", package: "git", check: Check::Program("git") },
+    Need { what: "ninja", package: "ninja-build", check: Check::Program("ninja") },
+    Need { what: "flex", package: "flex", check: Check::Program("flex") },
+    Need { what: "bison", package: "bison", check: Check::Program("bison") },
+    Need { what: "pkg-config", package: "pkg-config", check: Check::Program("pkg-config") },
+    Need { what: "dpkg-source", package: "dpkg-dev", check: Check::Program("dpkg-source") },
+    Need { what: "xz", package: "xz-utils", check: Check::Program("xz") },
+    Need { what: "python3", package: "python3", check: Check::Program("python3") },
     Need {
         what: "python3 venv",
         package: "python3-venv",
         check: Check::PythonModules("import venv, ensurepip"),
     },
-    Need {
-        what: "glib-2.0",
-        package: "libglib2.0-dev",
-        check: Check::PkgConfig("glib-2.0"),
-    },
-    Need {
-        what: "pixman-1",
-        package: "libpixman-1-dev",
-        check: Check::PkgConfig("pixman-1"),
-    },
-    Need {
-        what: "libfdt",
-        package: "libfdt-dev",
-        check: Check::Header("libfdt.h"),
-    },
+    Need { what: "glib-2.0", package: "libglib2.0-dev", check: Check::PkgConfig("glib-2.0") },
+    Need { what: "pixman-1", package: "libpixman-1-dev", check: Check::PkgConfig("pixman-1") },
+    Need { what: "libfdt", package: "libfdt-dev", check: Check::Header("libfdt.h") },
     // Not required, but it turns every rebuild after the first into cache
     // hits; installed when we can, never demanded.
-    Need {
-        what: "ccache",
-        package: "ccache",
-        check: Check::Program("ccache"),
-    },
+    Need { what: "ccache", package: "ccache", check: Check::Program("ccache") },
 ];
 
 const OPTIONAL: &[&str] = &["ccache"];
@@ -129,11 +81,8 @@ pub fn ensure_host(sh: &Shell) -> Result<String> {
         return Ok("all present".to_owned());
     }
     let packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
-    let required: Vec<&str> = missing
-        .iter()
-        .filter(|n| !OPTIONAL.contains(&n.what))
-        .map(|n| n.what)
-        .collect();
+    let required: Vec<&str> =
+        missing.iter().filter(|n| !OPTIONAL.contains(&n.what)).map(|n| n.what).collect();
     if !is_root() || which::which("apt-get").is_err() {
         if required.is_empty() {
             return Ok("all required present (ccache missing: builds will not be cached)".into());
@@ -152,13 +101,10 @@ pub fn ensure_host(sh: &Shell) -> Result<String> {
         .context("running apt-get update to install build dependencies")?;
     let to_install = &packages;
     // dpkg talks even under -qq: its output is shown only on failure.
-    let out = cmd!(
-        sh,
-        "apt-get install -y -qq --no-install-recommends {to_install...}"
-    )
-    .env("DEBIAN_FRONTEND", "noninteractive")
-    .quiet()
-    .spawn_output()?;
+    let out = cmd!(sh, "apt-get install -y -qq --no-install-recommends {to_install...}")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .quiet()
+        .spawn_output()?;
     if !out.status.success() {
         bail!(
             "installing {} with apt-get failed:\n{}{}",
@@ -188,9 +134,8 @@ fn meson_versions(tree: &Path) -> Result<(String, Option<String>)> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let table: toml::Table = text
-        .parse()
-        .with_context(|| format!("parsing {} as TOML", path.display()))?;
+    let table: toml::Table =
+        text.parse().with_context(|| format!("parsing {} as TOML", path.display()))?;
     let meson = table.values().filter_map(|group| group.get("meson")).next();
     let field = |name: &str| meson?.get(name)?.as_str().map(str::to_owned);
     let accepted = field("accepted").unwrap_or_else(|| ">=1.5.0".to_owned());
@@ -212,11 +157,7 @@ pub fn meson_spec(tree: &Path) -> Result<String> {
 /// venv's python, which configure gets as --python.
 pub fn ensure_meson(sh: &Shell, spec: &str) -> Result<(PathBuf, String)> {
     match venv(sh, &[spec, "pycotap"])? {
-        Venv::Ready {
-            python,
-            dir,
-            cached,
-        } => {
+        Venv::Ready { python, dir, cached } => {
             let summary = if cached {
                 format!("{spec} (cached venv)")
             } else {
@@ -262,11 +203,7 @@ pub fn venv(sh: &Shell, packages: &[&str]) -> Result<Venv> {
     // while one run may make two side by side.
     let _lock = crate::lock::venv(&spec)?;
     if ready.exists() {
-        return Ok(Venv::Ready {
-            python,
-            dir,
-            cached: true,
-        });
+        return Ok(Venv::Ready { python, dir, cached: true });
     }
     if dir.exists() {
         std::fs::remove_dir_all(&dir)
@@ -276,11 +213,8 @@ pub fn venv(sh: &Shell, packages: &[&str]) -> Result<Venv> {
         .quiet()
         .spawn_run()
         .with_context(|| format!("creating a python venv at {}", dir.display()))?;
-    let out = cmd!(
-        sh,
-        "{python} -m pip install --quiet --disable-pip-version-check {packages...}"
-    )
-    .spawn_output()?;
+    let out = cmd!(sh, "{python} -m pip install --quiet --disable-pip-version-check {packages...}")
+        .spawn_output()?;
     if !out.status.success() {
         crate::interrupt::check()?;
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -294,11 +228,7 @@ pub fn venv(sh: &Shell, packages: &[&str]) -> Result<Venv> {
         return Ok(Venv::PipFailed { dir, why });
     }
     std::fs::write(&ready, &spec).with_context(|| format!("writing {}", ready.display()))?;
-    Ok(Venv::Ready {
-        python,
-        dir,
-        cached: false,
-    })
+    Ok(Venv::Ready { python, dir, cached: false })
 }
 
 #[cfg(test)]
@@ -308,10 +238,7 @@ mod tests {
     #[test]
     fn the_meson_version_is_read_from_pythondeps_toml() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(
-            meson_versions(dir.path()).unwrap(),
-            (">=1.5.0".to_owned(), None)
-        );
+        assert_eq!(meson_versions(dir.path()).unwrap(), (">=1.5.0".to_owned(), None));
         // QEMU's own layout, and the same table written out over lines.
         for text in [
             "[meson]\n# the build\nmeson = { accepted = \">=1.5.0\", installed = \"1.9.0\", canary = \"meson\" }\n",

@@ -92,10 +92,7 @@ fn run(opts: &flags::Docs) -> Result<()> {
     if opts.check {
         let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
         if on_disk != text {
-            bail!(
-                "{} is not what the commands print; run `cargo xtask docs`",
-                path.display()
-            );
+            bail!("{} is not what the commands print; run `cargo xtask docs`", path.display());
         }
         println!("{COMMANDS_MD} is current");
     } else {
@@ -128,8 +125,7 @@ pub fn secs(s: f64) -> String {
 }
 
 fn field<'a>(v: &'a Value, name: &str) -> Result<&'a Value> {
-    v.get(name)
-        .with_context(|| format!("the bench report has no `{name}`"))
+    v.get(name).with_context(|| format!("the bench report has no `{name}`"))
 }
 
 fn text(v: &Value, name: &str) -> Result<String> {
@@ -179,9 +175,7 @@ fn phases_table(out: &mut String, report: &Value) {
         let cells: Vec<String> = PHASES
             .iter()
             .map(|p| {
-                row["phases"][p]
-                    .as_f64()
-                    .map_or("-".to_owned(), |v| format!("{:.1}", v * 1000.0))
+                row["phases"][p].as_f64().map_or("-".to_owned(), |v| format!("{:.1}", v * 1000.0))
             })
             .collect();
         let _ = writeln!(
@@ -226,13 +220,8 @@ pub fn benchmarks_md(report: &Value) -> Result<String> {
 
 /// Each figure with its spread and its ratio to the floor.
 fn figures_table(out: &mut String, report: &Value) -> Result<()> {
-    for f in field(report, "figures")?
-        .as_array()
-        .context("`figures` is a list")?
-    {
-        let ratio = f["floor_ratio"]
-            .as_f64()
-            .map_or(String::new(), |r| format!("{r:.2}"));
+    for f in field(report, "figures")?.as_array().context("`figures` is a list")? {
+        let ratio = f["floor_ratio"].as_f64().map_or(String::new(), |r| format!("{r:.2}"));
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {ratio} |",
@@ -249,10 +238,7 @@ fn figures_table(out: &mut String, report: &Value) -> Result<()> {
 /// Each target, its basis, and whether it was met.
 fn targets_table(out: &mut String, report: &Value) -> Result<()> {
     out.push_str("\n| target (medians) | value | limit | met |\n|---|---|---|---|\n");
-    for t in field(report, "targets")?
-        .as_array()
-        .context("`targets` is a list")?
-    {
+    for t in field(report, "targets")?.as_array().context("`targets` is a list")? {
         let unit = text(t, "unit")?;
         let show = |v: f64| {
             if unit == "s" {
@@ -268,11 +254,7 @@ fn targets_table(out: &mut String, report: &Value) -> Result<()> {
             text(t, "basis")?,
             show(number(t, "value")?),
             show(number(t, "limit")?),
-            if t["pass"].as_bool() == Some(true) {
-                "yes"
-            } else {
-                "missed"
-            }
+            if t["pass"].as_bool() == Some(true) { "yes" } else { "missed" }
         );
     }
     Ok(())
@@ -320,11 +302,7 @@ fn cold_table(out: &mut String, report: &Value) {
         }
         let totals: Vec<String> = runs
             .iter()
-            .map(|r| {
-                r["total_s"]
-                    .as_f64()
-                    .map_or("-".into(), |v| format!("{v:.1}"))
-            })
+            .map(|r| r["total_s"].as_f64().map_or("-".into(), |v| format!("{v:.1}")))
             .collect();
         let _ = writeln!(out, "| whole process | {} |", totals.join(" | "));
     }
@@ -372,23 +350,11 @@ mod tests {
     fn the_benchmarks_page_carries_date_machine_and_command() {
         let md = benchmarks_md(&report()).unwrap();
         assert!(md.contains("- date: 2026-12-07T02:00:00Z"), "{md}");
-        assert!(
-            md.contains("- command: `cargo xtask bench --runs 5 --mutants`"),
-            "{md}"
-        );
+        assert!(md.contains("- command: `cargo xtask bench --runs 5 --mutants`"), "{md}");
         assert!(md.contains("2 cores, AMD EPYC 7B13, 23.5 GiB"), "{md}");
-        assert!(
-            md.contains("| floor | 5 | 2.8 ms | 2.6 ms | 3.1 ms | 1.00 |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("| cargo xtask mutants | 1 | 309.00 s |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("| warm overhead (median) | 370.0 ms | 3.00 s | yes |"),
-            "{md}"
-        );
+        assert!(md.contains("| floor | 5 | 2.8 ms | 2.6 ms | 3.1 ms | 1.00 |"), "{md}");
+        assert!(md.contains("| cargo xtask mutants | 1 | 309.00 s |"), "{md}");
+        assert!(md.contains("| warm overhead (median) | 370.0 ms | 3.00 s | yes |"), "{md}");
     }
 
     #[test]
@@ -404,13 +370,7 @@ mod tests {
         // Every figure page in docs/ says when, where and how it was made.
         let text = std::fs::read_to_string(paths::project_root().join(BENCHMARKS_MD)).unwrap();
         assert!(text.contains("\n- date: "), "{BENCHMARKS_MD} has no date");
-        assert!(
-            text.contains("\n- command: `cargo xtask bench"),
-            "{BENCHMARKS_MD} has no command"
-        );
-        assert!(
-            text.contains("\n- machine: "),
-            "{BENCHMARKS_MD} has no machine"
-        );
+        assert!(text.contains("\n- command: `cargo xtask bench"), "{BENCHMARKS_MD} has no command");
+        assert!(text.contains("\n- machine: "), "{BENCHMARKS_MD} has no machine");
     }
 }

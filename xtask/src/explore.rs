@@ -28,11 +28,7 @@ impl flags::Explore {
 /// The CI matrix's explore leg: `secs` long, a random seed (printed), the
 /// report at `junit`. Whether explore found nothing.
 pub fn run_leg(sh: &Shell, source: SourceArgs, secs: u64, junit: PathBuf) -> Result<bool> {
-    let args = ExploreArgs {
-        time: secs,
-        junit: Some(junit),
-        ..ExploreArgs::default()
-    };
+    let args = ExploreArgs { time: secs, junit: Some(junit), ..ExploreArgs::default() };
     run(sh, &source, &Default::default(), args)
 }
 
@@ -46,21 +42,16 @@ fn default_dir() -> PathBuf {
 fn run(sh: &Shell, src: &SourceArgs, build: &BuildOptions, mut args: ExploreArgs) -> Result<bool> {
     let ready = pipeline::ready(sh, src, build, false)?;
     let (qmp_tests, built) = (ready.qmp_tests, ready.built);
-    for (path, default) in [
-        (&mut args.junit, default_dir().join("junit.xml")),
-        (&mut args.out, default_dir()),
-    ] {
+    for (path, default) in
+        [(&mut args.junit, default_dir().join("junit.xml")), (&mut args.out, default_dir())]
+    {
         let given = path.take().unwrap_or(default);
         *path = Some(qmp_tests::absolute(&given)?);
     }
     std::fs::create_dir_all(default_dir())
         .with_context(|| format!("creating {}", default_dir().display()))?;
     let mut command = std::process::Command::new(&qmp_tests);
-    command
-        .arg("explore")
-        .arg("--qemu")
-        .arg(&built.binary)
-        .args(args.to_args());
+    command.arg("explore").arg("--qemu").arg(&built.binary).args(args.to_args());
     let status = interrupt::spawn(&mut command, "qmp-tests explore")?
         .child
         .wait()

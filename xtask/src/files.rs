@@ -9,9 +9,7 @@ use anyhow::{Context, Result};
 /// over `path`: a reader, or a failure half-way, sees the old content or
 /// the new, never part of one. An existing file keeps its permissions.
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let dir = path
-        .parent()
-        .context("a file to write has a parent directory")?;
+    let dir = path.parent().context("a file to write has a parent directory")?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     std::io::Write::write_all(&mut tmp, text.as_bytes())
@@ -19,8 +17,7 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
     if let Ok(meta) = std::fs::metadata(path) {
         tmp.as_file().set_permissions(meta.permissions())?;
     }
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

@@ -94,10 +94,7 @@ impl SourceFlags {
         }
         Ok(SourceArgs {
             located,
-            fetch: FetchOptions {
-                from: self.from,
-                sha256: self.sha256.clone(),
-            },
+            fetch: FetchOptions { from: self.from, sha256: self.sha256.clone() },
             series: self.series.clone(),
             no_series: self.no_series,
         })
@@ -193,10 +190,7 @@ impl ProgramFlag {
                 "--target picks qemu-system's target; qemu-storage-daemon has none, so leave it out"
             );
         }
-        Ok(BuildOptions {
-            program: self.program,
-            ..build.options(targets)?
-        })
+        Ok(BuildOptions { program: self.program, ..build.options(targets)? })
     }
 }
 
@@ -540,9 +534,7 @@ mod tests {
     /// its source and build flags, without its own.
     #[test]
     fn bench_forwards_its_source_and_build_flags_alone() {
-        let Ok(Xtask {
-            command: Command::Bench(bench),
-        }) = parse(&[
+        let Ok(Xtask { command: Command::Bench(bench) }) = parse(&[
             "bench",
             "--runs=3",
             "--mutants",
@@ -552,63 +544,44 @@ mod tests {
             "--configure-arg",
             "--enable-debug",
             "--sanitize=address,undefined",
-        ])
-        else {
+        ]) else {
             panic!("bench's flags do not parse")
         };
         let mut forwarded: Vec<OsString> = vec!["cargo xtask".into(), "build".into()];
         forwarded.extend(bench.source.to_args());
         forwarded.extend(bench.build.to_args());
-        let Ok(Xtask {
-            command: Command::Build(build),
-        }) = Xtask::try_parse_from(&forwarded)
-        else {
+        let Ok(Xtask { command: Command::Build(build) }) = Xtask::try_parse_from(&forwarded) else {
             panic!("{forwarded:?} does not parse")
         };
         assert!(build.source.no_series);
         assert_eq!(build.build.target.as_deref(), Some("aarch64"));
         assert_eq!(build.build.configure_args, ["--enable-debug"]);
-        assert_eq!(
-            build.build.sanitize,
-            [Sanitizer::Address, Sanitizer::Undefined]
-        );
+        assert_eq!(build.build.sanitize, [Sanitizer::Address, Sanitizer::Undefined]);
     }
 
     #[test]
     fn the_storage_daemon_takes_no_target() {
         let build = |argv: &[&str]| match parse(argv) {
-            Ok(Xtask {
-                command: Command::Build(build),
-            }) => build.program.options(&build.build, Targets::AtBuild),
+            Ok(Xtask { command: Command::Build(build) }) => {
+                build.program.options(&build.build, Targets::AtBuild)
+            }
             _ => panic!("{argv:?} does not parse"),
         };
         let opts = build(&["build", "--program", "storage-daemon"]).unwrap();
         assert_eq!(opts.program, Program::StorageDaemon);
         let err = build(&["build", "--program=storage-daemon", "--target=aarch64"]).unwrap_err();
-        assert!(
-            err.to_string().contains("qemu-storage-daemon has none"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("qemu-storage-daemon has none"), "{err}");
         assert_eq!(build(&["build"]).unwrap().target, "x86_64");
     }
 
     #[test]
     fn contradictions_are_refused_before_any_work() {
         for (argv, needle) in [
-            (
-                &["test", "--series", "s", "--no-series"][..],
-                "cannot be used with",
-            ),
-            (
-                &["fetch", "--qemu-src", "q", "--from", "git"],
-                "cannot be used with",
-            ),
+            (&["test", "--series", "s", "--no-series"][..], "cannot be used with"),
+            (&["fetch", "--qemu-src", "q", "--from", "git"], "cannot be used with"),
             (&["ci", "--series", "s"], "--leg"),
             (&["bench", "--runs", "0"], "a positive whole number"),
-            (
-                &["test", "--sanitize", "thread"],
-                "possible values: address, undefined",
-            ),
+            (&["test", "--sanitize", "thread"], "possible values: address, undefined"),
             (&["mutants", "--shard", "0/2"], "K-th of N"),
         ] {
             let err = parse(argv).err().map(|e| e.to_string()).unwrap_or_default();

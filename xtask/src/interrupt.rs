@@ -30,9 +30,7 @@ static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 static CHILDREN: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
 
 fn children() -> MutexGuard<'static, Vec<Pid>> {
-    CHILDREN
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    CHILDREN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Starts the thread that receives SIGINT, SIGTERM and SIGHUP. It reads
@@ -116,10 +114,7 @@ impl Forwarded {
                 return Ok(None);
             }
         }
-        let status = self
-            .child
-            .wait()
-            .with_context(|| format!("waiting for {what}"))?;
+        let status = self.child.wait().with_context(|| format!("waiting for {what}"))?;
         Ok(Some(status))
     }
 }
@@ -165,9 +160,7 @@ pub fn spawn(command: &mut Command, what: &str) -> Result<Forwarded> {
             Ok(())
         });
     }
-    let child = command
-        .spawn()
-        .with_context(|| format!("starting {what}"))?;
+    let child = command.spawn().with_context(|| format!("starting {what}"))?;
     let group = Pid::from_child(&child);
     let mut groups = children();
     groups.push(group);
@@ -208,13 +201,8 @@ pub fn output_with_input(
         _ => None,
     };
     // Registered until it has exited; both pipes drain at once.
-    let Forwarded {
-        child,
-        group: _group,
-    } = running;
-    let out = child
-        .wait_with_output()
-        .with_context(|| format!("waiting for {what}"))?;
+    let Forwarded { child, group: _group } = running;
+    let out = child.wait_with_output().with_context(|| format!("waiting for {what}"))?;
     if let Some(writer) = writer {
         // A child that exits without reading all its input closes the pipe
         // (EPIPE): its exit status says what happened, not the write.
@@ -226,10 +214,8 @@ pub fn output_with_input(
 /// Runs `command` to completion with the xtask's own stdout and stderr,
 /// signals forwarded; a non-zero exit is an error naming `what`.
 pub fn run(mut command: Command, what: &str) -> Result<()> {
-    let status = spawn(&mut command, what)?
-        .child
-        .wait()
-        .with_context(|| format!("waiting for {what}"))?;
+    let status =
+        spawn(&mut command, what)?.child.wait().with_context(|| format!("waiting for {what}"))?;
     if !status.success() {
         check()?;
         bail!("{what} failed ({status})");

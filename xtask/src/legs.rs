@@ -79,10 +79,7 @@ pub fn all() -> Vec<Leg> {
         program: Program::System,
     });
     for index in 1..=MUTANT_SHARDS {
-        let shard = Shard {
-            index,
-            count: MUTANT_SHARDS,
-        };
+        let shard = Shard { index, count: MUTANT_SHARDS };
         legs.push(Leg {
             name: format!("mutants-{}", shard.slug()),
             target: "x86_64",
@@ -124,10 +121,7 @@ mod tests {
     #[test]
     fn legs_are_the_matrix_and_unique() {
         let legs = all();
-        assert_eq!(
-            legs.len(),
-            TARGETS.len() * 2 * ROUTES.len() + 1 + 1 + MUTANT_SHARDS + 1
-        );
+        assert_eq!(legs.len(), TARGETS.len() * 2 * ROUTES.len() + 1 + 1 + MUTANT_SHARDS + 1);
         let mut names: Vec<&str> = legs.iter().map(|l| l.name.as_str()).collect();
         names.sort();
         names.dedup();

@@ -68,10 +68,7 @@ fn main() -> ExitCode {
     }
     // Run by git bisect, which reads the exit status itself (0 good, 1 bad,
     // 125 skip, 128 abort): it bypasses the mapping below.
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == "bisect-step")
-    {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "bisect-step") {
         return bisect::step_main(std::env::args_os().skip(1));
     }
     let command = match flags::Xtask::try_parse() {
@@ -82,10 +79,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
         }
     };
-    match Shell::new()
-        .map_err(anyhow::Error::from)
-        .and_then(|sh| run(&sh, command))
-    {
+    match Shell::new().map_err(anyhow::Error::from).and_then(|sh| run(&sh, command)) {
         Ok(Done::Ok) | Ok(Done::Suite(Outcome::Passed)) => ExitCode::SUCCESS,
         Ok(Done::Survivors) => {
             eprintln!("error: some mutants were not caught (see the list above)");
@@ -142,11 +136,7 @@ mod tests {
         let path = crate::paths::project_root().join(crate::docs::COMMANDS_MD);
         let text = std::fs::read_to_string(&path).expect("docs/commands.md");
         let part = crate::docs::xtask_part();
-        assert!(
-            text.contains(&part),
-            "{} is stale; run `cargo xtask docs`",
-            path.display()
-        );
+        assert!(text.contains(&part), "{} is stale; run `cargo xtask docs`", path.display());
     }
 
     #[test]

@@ -19,10 +19,8 @@ const LIST: &str = "tests_generic_system = [";
 
 /// The meson files that have held the list: 10.1 and later keep generic
 /// tests in their own directory, 9.2 and 10.0 in the top file.
-const CANDIDATES: [&str; 2] = [
-    "tests/functional/generic/meson.build",
-    "tests/functional/meson.build",
-];
+const CANDIDATES: [&str; 2] =
+    ["tests/functional/generic/meson.build", "tests/functional/meson.build"];
 
 #[derive(Debug, PartialEq)]
 pub enum Wired {
@@ -70,13 +68,8 @@ fn find_list(tree: &Path) -> Result<Option<PathBuf>> {
 /// the list's own entries. Returns None when it is already there.
 pub fn insert_entry(text: &str) -> Option<String> {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let start = lines
-        .iter()
-        .position(|l| l.trim_start().starts_with(LIST))?;
-    let end = start
-        + lines[start..]
-            .iter()
-            .position(|l| l.trim_start().starts_with(']'))?;
+    let start = lines.iter().position(|l| l.trim_start().starts_with(LIST))?;
+    let end = start + lines[start..].iter().position(|l| l.trim_start().starts_with(']'))?;
     let entries = &lines[start + 1..end];
     let name = |l: &str| l.trim().trim_end_matches(',').trim_matches('\'').to_owned();
     if entries.iter().any(|l| name(l) == ENTRY) {
@@ -102,9 +95,7 @@ pub fn insert_entry(text: &str) -> Option<String> {
 
 fn mtime_secs(path: &Path) -> Result<f64> {
     let m = std::fs::metadata(path)?.modified()?;
-    Ok(m.duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64())
+    Ok(m.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64())
 }
 
 fn set_mtime(path: &Path, secs: f64) -> Result<()> {
@@ -209,11 +200,7 @@ pub fn wire(tree: &Path, qmp_tests: &Path, keep_times: bool) -> Result<Wired> {
         });
     }
     // The record is written first: an interrupted wiring can always be undone.
-    let record = Record {
-        tree: tree.to_path_buf(),
-        keep_times,
-        files,
-    };
+    let record = Record { tree: tree.to_path_buf(), keep_times, files };
     record.store(&state)?;
     if let Some(wired) = &new_list {
         write_atomic(&list, wired)?;
@@ -302,9 +289,7 @@ pub struct WireGuard {
 
 impl WireGuard {
     pub fn new(tree: &Path) -> WireGuard {
-        WireGuard {
-            tree: Some(tree.to_path_buf()),
-        }
+        WireGuard { tree: Some(tree.to_path_buf()) }
     }
 
     pub fn finish(mut self) -> Result<()> {
@@ -335,9 +320,7 @@ pub fn test_wired<'a, T>(
     target: &str,
     run: impl FnOnce(&dyn Fn(&[&str]) -> xshell::Cmd<'a>) -> Result<T>,
 ) -> Result<T> {
-    let build_dir = qemu
-        .parent()
-        .context("the QEMU binary has a build directory")?;
+    let build_dir = qemu.parent().context("the QEMU binary has a build directory")?;
     let guard = match wire(tree, qmp_tests, false)? {
         Wired::Added(_) => Some(WireGuard::new(tree)),
         Wired::Already(_) => None,
@@ -366,15 +349,10 @@ pub fn unwire_trees(tree: Option<&Path>) -> Result<()> {
     // The trees `wire` and `test` pick without flags are the cache's own;
     // a tree of the user's is only ever named.
     let cache_src = paths::qemu_cache().join("src");
-    let records: Vec<_> = wire_record::all()?
-        .into_iter()
-        .filter(|(_, r)| r.tree.starts_with(&cache_src))
-        .collect();
+    let records: Vec<_> =
+        wire_record::all()?.into_iter().filter(|(_, r)| r.tree.starts_with(&cache_src)).collect();
     if records.is_empty() {
-        eprintln!(
-            "nothing is wired in the trees of {}: nothing to do",
-            cache_src.display()
-        );
+        eprintln!("nothing is wired in the trees of {}: nothing to do", cache_src.display());
         return Ok(());
     }
     let mut failed = Vec::new();
@@ -402,10 +380,7 @@ mod tests {
     #[test]
     fn inserts_in_sorted_order_with_the_list_indentation() {
         let out = insert_entry(LIST_10_2).unwrap();
-        assert!(
-            out.contains("  'info_usernet',\n  'monitor_hotplug',\n  'version',\n"),
-            "{out}"
-        );
+        assert!(out.contains("  'info_usernet',\n  'monitor_hotplug',\n  'version',\n"), "{out}");
         assert_eq!(insert_entry(&out), None, "wiring twice changes nothing");
         let tabbed = "tests_generic_system = [\n    'a',\n    'zz',\n]\n";
         assert_eq!(
@@ -434,22 +409,11 @@ mod tests {
         set_mtime(&list, 1_000_000_000.0).unwrap();
         // SAFETY: no other test of this binary reads the cache variable.
         unsafe { std::env::set_var("XTASK_QEMU_CACHE", dir.path().join("cache")) };
-        assert!(matches!(
-            wire(&tree, Path::new("/bin/false"), true).unwrap(),
-            Wired::Added(_)
-        ));
-        assert_eq!(
-            mtime_secs(&list).unwrap(),
-            1_000_000_000.0,
-            "ninja must not see the wiring"
-        );
+        assert!(matches!(wire(&tree, Path::new("/bin/false"), true).unwrap(), Wired::Added(_)));
+        assert_eq!(mtime_secs(&list).unwrap(), 1_000_000_000.0, "ninja must not see the wiring");
         assert!(unwire(&tree).unwrap());
         assert_eq!(std::fs::read_to_string(&list).unwrap(), LIST_10_2);
-        assert_eq!(
-            mtime_secs(&list).unwrap(),
-            1_000_000_000.0,
-            "nor the unwiring"
-        );
+        assert_eq!(mtime_secs(&list).unwrap(), 1_000_000_000.0, "nor the unwiring");
     }
 
     #[test]

@@ -185,19 +185,12 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
     let (series, venv) = run.prepared_with_venv(&SourceArgs::pinned(false))?;
     let scratch = run.own("scratch tree", || {
         let scratch = Scratch::prepare(sh, &series.tree, 0)?;
-        let summary = format!(
-            "{} at {}",
-            scratch.tree.path.display(),
-            &scratch.commit[..12]
-        );
+        let summary = format!("{} at {}", scratch.tree.path.display(), &scratch.commit[..12]);
         Ok((scratch, summary))
     })?;
     let scratch_path = scratch.tree.path.clone();
     let series = series.tree;
-    let opts = BuildOptions {
-        build_root: Some(scratch_root(0)),
-        ..BuildOptions::default()
-    };
+    let opts = BuildOptions { build_root: Some(scratch_root(0)), ..BuildOptions::default() };
     let python = run.meson(venv, &scratch_path)?;
     let built = run.build(&scratch_path, &python, &opts)?;
     let qmp_tests = qmp_tests.finish()?;
@@ -258,9 +251,7 @@ pub fn execute(sh: &Shell, mutants: Vec<Mutant>, plan: &Plan) -> Result<bool> {
 
 /// Says what the run is about to do: how many mutants, at once, how far.
 fn announce(plan: &Plan, history: &history::History, mutants: usize, workers: usize) {
-    let shard = plan
-        .shard
-        .map_or_else(String::new, |s| format!(" (shard {s})"));
+    let shard = plan.shard.map_or_else(String::new, |s| format!(" (shard {s})"));
     let how = if plan.all_failures {
         "each through the whole suite"
     } else if history.is_empty() {
@@ -276,13 +267,7 @@ fn announce(plan: &Plan, history: &history::History, mutants: usize, workers: us
 /// step's summary.
 fn run_baseline(runner: &Runner, binary: &Path) -> Result<((Duration, Option<Duration>), String)> {
     let start = Instant::now();
-    match runner.suite(
-        "baseline",
-        binary,
-        Program::System,
-        None,
-        SuiteArgs::default(),
-    )? {
+    match runner.suite("baseline", binary, Program::System, None, SuiteArgs::default())? {
         SuiteRun::Done(Outcome::Passed, _) => {}
         SuiteRun::Done(outcome, failing) => bail!(
             "the suite must pass on the unmutated series before mutants mean anything; \
@@ -322,17 +307,11 @@ fn prepare_worker(
 ) -> Result<Worker> {
     let (sh, start) = (Shell::new()?, Instant::now());
     let scratch = Scratch::prepare(&sh, series, worker)?;
-    let opts = BuildOptions {
-        build_root: Some(scratch_root(worker)),
-        ..opts.clone()
-    };
+    let opts = BuildOptions { build_root: Some(scratch_root(worker)), ..opts.clone() };
     build::build(&sh, &scratch.tree.path, python, &opts)
         .with_context(|| format!("building the scratch tree {}", scratch.tree.path.display()))?;
     let secs = start.elapsed().as_secs_f64();
-    eprintln!(
-        "==> worker {}'s scratch tree made and built in {secs:.1}s",
-        worker + 1
-    );
+    eprintln!("==> worker {}'s scratch tree made and built in {secs:.1}s", worker + 1);
     Ok(Worker { scratch, opts })
 }
 
@@ -346,14 +325,9 @@ fn report_all(
     mut history: history::History,
 ) -> Result<bool> {
     outcomes.sort_by(|a, b| a.mutant.name.cmp(&b.mutant.name));
-    let scenarios: Vec<String> = qmp_tests::scenarios::all()
-        .iter()
-        .map(|s| s.name.to_owned())
-        .collect();
-    print!(
-        "{}",
-        report::matrix(&outcomes, &scenarios, plan.all_failures)
-    );
+    let scenarios: Vec<String> =
+        qmp_tests::scenarios::all().iter().map(|s| s.name.to_owned()).collect();
+    print!("{}", report::matrix(&outcomes, &scenarios, plan.all_failures));
     let json = out_dir.join("mutants.json");
     crate::files::write_atomic(
         &json,
@@ -370,11 +344,7 @@ fn report_all(
         std::fs::copy(&junit, copy)
             .with_context(|| format!("copying {} to {}", junit.display(), copy.display()))?;
     }
-    eprintln!(
-        "Kill matrix: {}\nJUnit report: {}",
-        json.display(),
-        junit.display()
-    );
+    eprintln!("Kill matrix: {}\nJUnit report: {}", json.display(), junit.display());
     let failed = outcomes.iter().filter(|o| !o.verdict.is_success()).count();
     println!(
         "mutants: {} caught, {failed} not caught, of {}",
@@ -447,10 +417,7 @@ struct Worker {
 impl Scratch {
     fn prepare(sh: &Shell, series: &Tree, worker: usize) -> Result<Scratch> {
         let commit = vcs::head(sh, &series.path)?;
-        let name = series
-            .path
-            .file_name()
-            .context("the series tree has a name")?;
+        let name = series.path.file_name().context("the series tree has a name")?;
         let path = scratch_root(worker).join("src").join(name);
         let src = &series.path;
         if !path.join(".git").exists() {
@@ -461,26 +428,18 @@ impl Scratch {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("creating {}", parent.display()))?;
             }
-            cmd!(sh, "git -C {src} worktree prune")
+            cmd!(sh, "git -C {src} worktree prune").quiet().spawn_run()?;
+            cmd!(sh, "git -C {src} worktree add --quiet --detach --force {path} {commit}")
                 .quiet()
-                .spawn_run()?;
-            cmd!(
-                sh,
-                "git -C {src} worktree add --quiet --detach --force {path} {commit}"
-            )
-            .quiet()
-            .spawn_run()
-            .with_context(|| format!("creating the scratch worktree {}", path.display()))?;
+                .spawn_run()
+                .with_context(|| format!("creating the scratch worktree {}", path.display()))?;
         } else {
             // A checkout rewrites only the files that differ, so the
             // build directory stays incremental across series versions.
-            cmd!(
-                sh,
-                "git -C {path} checkout --quiet --force --detach {commit}"
-            )
-            .quiet()
-            .spawn_run()
-            .with_context(|| format!("checking out {commit} in {}", path.display()))?;
+            cmd!(sh, "git -C {path} checkout --quiet --force --detach {commit}")
+                .quiet()
+                .spawn_run()
+                .with_context(|| format!("checking out {commit} in {}", path.display()))?;
         }
         let scratch = Scratch {
             tree: Tree {
@@ -499,9 +458,7 @@ impl Scratch {
     fn restore(&self) -> Result<()> {
         let path = &self.tree.path;
         let mut git = std::process::Command::new("git");
-        git.arg("-C")
-            .arg(path)
-            .args(["reset", "--quiet", "--hard", &self.commit]);
+        git.arg("-C").arg(path).args(["reset", "--quiet", "--hard", &self.commit]);
         crate::interrupt::cleanup(|| crate::interrupt::run(git, "git reset --hard"))
             .with_context(|| format!("restoring {}", path.display()))
     }
@@ -601,9 +558,7 @@ impl Runner<'_> {
                 })
                 .collect();
             for handle in running {
-                handle
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+                handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
             }
             Ok(())
         })?;
@@ -681,10 +636,7 @@ impl Runner<'_> {
         let start = Instant::now();
         // A fault in the daemon's own code: the daemon is built (in a
         // build directory of its own beside the worker's qemu-system one).
-        let opts = BuildOptions {
-            program: outcome.mutant.program,
-            ..opts.clone()
-        };
+        let opts = BuildOptions { program: outcome.mutant.program, ..opts.clone() };
         let built = build::build(sh, path, &self.built.python, &opts);
         let built = match built {
             Ok((built, _)) => built,
@@ -692,10 +644,8 @@ impl Runner<'_> {
                 outcome.build_secs = start.elapsed().as_secs_f64();
                 interrupt::check()?;
                 let text = format!("{err:#}");
-                let first = text
-                    .lines()
-                    .find(|l| l.contains("error:"))
-                    .unwrap_or("the build failed");
+                let first =
+                    text.lines().find(|l| l.contains("error:")).unwrap_or("the build failed");
                 outcome.verdict = Verdict::Unviable(first.trim().to_owned());
                 return Ok(Prepared::Ended(outcome));
             }
@@ -782,11 +732,8 @@ impl Runner<'_> {
             return Ok(SuiteRun::Timeout(limit.unwrap_or_default()));
         };
         let outcome = suite::outcome(status)?;
-        let failing = if outcome == Outcome::Passed {
-            Vec::new()
-        } else {
-            report::failing(&junit)?
-        };
+        let failing =
+            if outcome == Outcome::Passed { Vec::new() } else { report::failing(&junit)? };
         Ok(SuiteRun::Done(outcome, failing))
     }
 }

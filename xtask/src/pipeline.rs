@@ -32,10 +32,7 @@ impl SourceArgs {
     pub fn pinned(no_series: bool) -> SourceArgs {
         SourceArgs {
             located: None,
-            fetch: FetchOptions {
-                from: None,
-                sha256: None,
-            },
+            fetch: FetchOptions { from: None, sha256: None },
             series: None,
             no_series,
         }
@@ -43,10 +40,7 @@ impl SourceArgs {
 
     /// A tree as it is.
     pub fn located(tree: Tree) -> SourceArgs {
-        SourceArgs {
-            located: Some(tree),
-            ..SourceArgs::pinned(false)
-        }
+        SourceArgs { located: Some(tree), ..SourceArgs::pinned(false) }
     }
 }
 
@@ -135,10 +129,7 @@ pub struct SuiteRun<'a> {
 impl<'a> Run<'a> {
     /// A run of `count` steps.
     pub fn new(sh: &'a Shell, count: usize) -> Run<'a> {
-        Run {
-            sh,
-            steps: Steps::new(count),
-        }
+        Run { sh, steps: Steps::new(count) }
     }
 
     /// Runs a step of the command's own, counted with the others.
@@ -197,8 +188,7 @@ impl<'a> Run<'a> {
     /// The standalone qemu.qmp package for the second real client, made
     /// beside the steps after it: only the suite needs it.
     pub fn qmp_package(&mut self) -> Result<Beside<Option<PathBuf>>> {
-        self.steps
-            .beside("qemu.qmp package", crate::qmp_package::ensure)
+        self.steps.beside("qemu.qmp package", crate::qmp_package::ensure)
     }
 
     /// The suite binary; `beside` a QEMU build, built on a thread of its
@@ -241,12 +231,7 @@ impl<'a> Run<'a> {
     /// Runs the suite, with the facts of the run qmp-tests cannot find
     /// itself in its report (it records the binary and its version).
     pub fn suite(&mut self, run: SuiteRun) -> Result<Outcome> {
-        let SuiteRun {
-            prepared,
-            built,
-            qmp_tests,
-            ..
-        } = run;
+        let SuiteRun { prepared, built, qmp_tests, .. } = run;
         let tree = &prepared.tree;
         let mut properties = vec![
             ("qemu_tree".to_owned(), tree.path.display().to_string()),
@@ -366,10 +351,7 @@ struct Extras {
 
 fn extras(program: Program) -> Extras {
     let system = program == Program::System;
-    Extras {
-        wire: system,
-        package: system,
-    }
+    Extras { wire: system, package: system }
 }
 
 /// Host, source, series, the suite binary (beside the build), the
@@ -409,11 +391,7 @@ pub fn test(sh: &Shell, plan: &Test) -> Result<Tested> {
     if let Some(guard) = guard {
         guard.finish()?;
     }
-    Ok(Tested {
-        outcome,
-        prepared,
-        built,
-    })
+    Ok(Tested { outcome, prepared, built })
 }
 
 /// The series on the tree: in a worktree of the fetched release, in a
@@ -457,11 +435,8 @@ fn apply_series(
     }
     let path = src.series.clone().unwrap_or_else(series::default_series);
     let (applied, branch, n) = series::apply(sh, tree, &path)?;
-    let summary = format!(
-        "{n} patches from {} on {branch} in {}",
-        path.display(),
-        applied.path.display()
-    );
+    let summary =
+        format!("{n} patches from {} on {branch} in {}", path.display(), applied.path.display());
     Ok((applied, Some(path), summary))
 }
 
@@ -470,15 +445,11 @@ fn apply_series(
 fn private_clone(sh: &Shell, tree: &Tree) -> Result<Tree> {
     let dir = &tree.path;
     if !vcs::is_repo(sh, dir) {
-        bail!(
-            "--series on a located tree needs a git repository; {} is not one",
-            dir.display()
-        );
+        bail!("--series on a located tree needs a git repository; {} is not one", dir.display());
     }
-    let clone = paths::qemu_cache().join("src").join(format!(
-        "clone-{}",
-        paths::key(&[dir.as_os_str().as_encoded_bytes()])
-    ));
+    let clone = paths::qemu_cache()
+        .join("src")
+        .join(format!("clone-{}", paths::key(&[dir.as_os_str().as_encoded_bytes()])));
     if !clone.join(".git").exists() {
         let _ = std::fs::remove_dir_all(&clone);
         cmd!(sh, "git clone --quiet --shared --no-checkout {dir} {clone}")
@@ -487,31 +458,18 @@ fn private_clone(sh: &Shell, tree: &Tree) -> Result<Tree> {
             .with_context(|| format!("cloning {} into {}", dir.display(), clone.display()))?;
     }
     let head = vcs::head(sh, dir)?;
-    cmd!(sh, "git -C {clone} fetch --quiet origin {head}")
-        .quiet()
-        .spawn_run()
-        .with_context(|| {
-            format!(
-                "fetching {head} of {} into {}",
-                dir.display(),
-                clone.display()
-            )
-        })?;
+    cmd!(sh, "git -C {clone} fetch --quiet origin {head}").quiet().spawn_run().with_context(
+        || format!("fetching {head} of {} into {}", dir.display(), clone.display()),
+    )?;
     let short = &head[..12.min(head.len())];
     // What the developer has is what is tested: HEAD, plus a commit of the
     // working tree's changes when there are any, with the series on top.
     let (base_commit, description) = if vcs::status(sh, dir)?.is_empty() {
-        (
-            head.clone(),
-            format!("clone of {} at {short}", dir.display()),
-        )
+        (head.clone(), format!("clone of {} at {short}", dir.display()))
     } else {
         (
             vcs::snapshot(sh, dir, &clone, &head)?,
-            format!(
-                "clone of {} at {short} with its uncommitted changes",
-                dir.display()
-            ),
+            format!("clone of {} at {short} with its uncommitted changes", dir.display()),
         )
     };
     let base = vcs::BASE;
@@ -520,11 +478,7 @@ fn private_clone(sh: &Shell, tree: &Tree) -> Result<Tree> {
         .ignore_stdout()
         .spawn_run()
         .with_context(|| format!("tagging {base_commit} as {base} in {}", clone.display()))?;
-    Ok(Tree {
-        path: clone,
-        located: false,
-        description,
-    })
+    Ok(Tree { path: clone, located: false, description })
 }
 
 /// Wires the tree; for a located tree the returned guard unwires it again.
@@ -539,10 +493,9 @@ fn wire_step(steps: &mut Steps, tree: &Tree, qmp_tests: &Path) -> Result<Option<
             _ => None,
         };
         let summary = match wired {
-            Wired::Added(p) => format!(
-                "monitor_hotplug added to {} until the run ends",
-                p.display()
-            ),
+            Wired::Added(p) => {
+                format!("monitor_hotplug added to {} until the run ends", p.display())
+            }
             Wired::Already(p) => format!("monitor_hotplug already in {}", p.display()),
             Wired::NoFunctionalTests => {
                 "this tree has no functional-test list (QEMU before 9.2): not wired".into()
@@ -558,15 +511,9 @@ mod tests {
 
     #[test]
     fn the_daemons_test_neither_wires_nor_installs_the_package() {
-        let both = Extras {
-            wire: true,
-            package: true,
-        };
+        let both = Extras { wire: true, package: true };
         assert_eq!(extras(Program::System), both);
-        let none = Extras {
-            wire: false,
-            package: false,
-        };
+        let none = Extras { wire: false, package: false };
         assert_eq!(extras(Program::StorageDaemon), none);
     }
 }

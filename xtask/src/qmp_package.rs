@@ -17,18 +17,13 @@ pub const SPEC: &str = "qemu.qmp==0.0.6";
 /// the reason, when pip could not install it.
 pub fn ensure(sh: &Shell) -> Result<(Option<PathBuf>, String)> {
     Ok(match deps::venv(sh, &[SPEC])? {
-        Venv::Ready {
-            python,
-            cached: true,
-            ..
-        } => (Some(python), format!("{SPEC} (cached venv)")),
+        Venv::Ready { python, cached: true, .. } => (Some(python), format!("{SPEC} (cached venv)")),
         Venv::Ready { python, dir, .. } => {
             let summary = format!("{SPEC} installed into {}", dir.display());
             (Some(python), summary)
         }
-        Venv::PipFailed { why, .. } => (
-            None,
-            format!("{SPEC} not installed ({why}): its scenario is skipped"),
-        ),
+        Venv::PipFailed { why, .. } => {
+            (None, format!("{SPEC} not installed ({why}): its scenario is skipped"))
+        }
     })
 }

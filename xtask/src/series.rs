@@ -141,20 +141,12 @@ pub fn apply(sh: &Shell, tree: &Tree, series: &Path) -> Result<(Tree, String, us
     // Leftovers of an interrupted apply: a directory git no longer knows,
     // or a branch without its worktree.
     let _ = std::fs::remove_dir_all(&wt);
-    cmd!(sh, "git -C {dir} worktree prune")
+    cmd!(sh, "git -C {dir} worktree prune").quiet().spawn_run()?;
+    let _ = cmd!(sh, "git -C {dir} branch --quiet -D {branch}").quiet().ignore_stderr().spawn_run();
+    cmd!(sh, "git -C {dir} worktree add --quiet -b {branch} {wt} {base}")
         .quiet()
-        .spawn_run()?;
-    let _ = cmd!(sh, "git -C {dir} branch --quiet -D {branch}")
-        .quiet()
-        .ignore_stderr()
-        .spawn_run();
-    cmd!(
-        sh,
-        "git -C {dir} worktree add --quiet -b {branch} {wt} {base}"
-    )
-    .quiet()
-    .spawn_run()
-    .with_context(|| format!("creating the worktree {} for the series", wt.display()))?;
+        .spawn_run()
+        .with_context(|| format!("creating the worktree {} for the series", wt.display()))?;
     let applied = am(sh, &wt, &files, series);
     if let Ok(Ok(())) = applied {
         return Ok((worktree, branch, files.len()));
@@ -162,12 +154,8 @@ pub fn apply(sh: &Shell, tree: &Tree, series: &Path) -> Result<(Tree, String, us
     // Leave nothing of the attempt behind before reporting, also after a
     // Ctrl-C.
     interrupt::cleanup(|| {
-        let _ = cmd!(sh, "git -C {dir} worktree remove --force {wt}")
-            .quiet()
-            .spawn_run();
-        let _ = cmd!(sh, "git -C {dir} branch --quiet -D {branch}")
-            .quiet()
-            .spawn_run();
+        let _ = cmd!(sh, "git -C {dir} worktree remove --force {wt}").quiet().spawn_run();
+        let _ = cmd!(sh, "git -C {dir} branch --quiet -D {branch}").quiet().spawn_run();
     });
     match applied {
         Ok(Err(why)) => bail!("{why}"),
@@ -196,24 +184,14 @@ pub fn am(
     if out.status.success() {
         return Ok(Ok(()));
     }
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     interrupt::cleanup(|| {
-        let _ = cmd!(sh, "git -C {dir} am --abort")
-            .quiet()
-            .ignore_stderr()
-            .spawn_run();
+        let _ = cmd!(sh, "git -C {dir} am --abort").quiet().ignore_stderr().spawn_run();
     });
     // git am stopped by a Ctrl-C is no fault of the series.
     interrupt::check().with_context(|| {
-        format!(
-            "applying the series {} in {}",
-            series.display(),
-            dir.display()
-        )
+        format!("applying the series {} in {}", series.display(), dir.display())
     })?;
     Ok(Err(am_failure(series, &log)))
 }
@@ -224,10 +202,7 @@ fn patch_ids(sh: &Shell, stream: Vec<u8>, what: &str) -> Result<Vec<String>> {
         .quiet()
         .spawn_read_with(stream)
         .with_context(|| format!("computing the patch ids of {what}"))?;
-    Ok(out
-        .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-        .collect())
+    Ok(out.lines().filter_map(|l| l.split_whitespace().next().map(str::to_owned)).collect())
 }
 
 fn patch_ids_of_files(sh: &Shell, files: &[PathBuf]) -> Result<Vec<String>> {
@@ -243,13 +218,10 @@ fn patch_ids_of_files(sh: &Shell, files: &[PathBuf]) -> Result<Vec<String>> {
 /// first: the same as the series' own when every patch was applied.
 fn applied_patch_ids(sh: &Shell, wt: &Path) -> Result<Vec<String>> {
     let range = format!("{}..HEAD", vcs::BASE);
-    let log = cmd!(
-        sh,
-        "git -C {wt} log --reverse --no-color --no-ext-diff -p {range}"
-    )
-    .quiet()
-    .spawn_output()
-    .with_context(|| format!("reading the commits of {}", wt.display()))?;
+    let log = cmd!(sh, "git -C {wt} log --reverse --no-color --no-ext-diff -p {range}")
+        .quiet()
+        .spawn_output()
+        .with_context(|| format!("reading the commits of {}", wt.display()))?;
     if !log.status.success() {
         bail!(
             "reading the commits of {} with git log failed ({}): {}",
@@ -263,15 +235,12 @@ fn applied_patch_ids(sh: &Shell, wt: &Path) -> Result<Vec<String>> {
 
 /// Names the patch and the file that did not apply, from git am's output.
 pub fn am_failure(series: &Path, log: &str) -> String {
-    let patch = log
-        .lines()
-        .find_map(|l| l.strip_prefix("Patch failed at "))
-        .unwrap_or("an unknown patch");
+    let patch =
+        log.lines().find_map(|l| l.strip_prefix("Patch failed at ")).unwrap_or("an unknown patch");
     // A three-way merge's conflict names the file better than the failed
     // hunk before it.
-    let conflict = log
-        .lines()
-        .find_map(|l| l.strip_prefix("CONFLICT (content): Merge conflict in "));
+    let conflict =
+        log.lines().find_map(|l| l.strip_prefix("CONFLICT (content): Merge conflict in "));
     let file = conflict
         .or_else(|| {
             log.lines().find_map(|l| {
@@ -309,10 +278,7 @@ mod tests {
         std::fs::write(&notes, "just some notes\n--- not a diff\n").unwrap();
         let err = format!("{:#}", patch_files(&notes).unwrap_err());
         assert!(err.contains("notes.patch is not a patch"), "{err}");
-        assert!(
-            err.contains("give a directory of `git format-patch`"),
-            "{err}"
-        );
+        assert!(err.contains("give a directory of `git format-patch`"), "{err}");
         let unified = dir.path().join("0001-x.patch");
         std::fs::write(&unified, "Subject: x\n\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n").unwrap();
         let err = patch_files(dir.path()).unwrap_err().to_string();

@@ -106,15 +106,10 @@ pub fn locate(path: &Path) -> Result<Tree> {
     let path = path
         .canonicalize()
         .with_context(|| format!("resolving the QEMU tree path {}", path.display()))?;
-    let missing: Vec<&str> = [
-        "VERSION",
-        "configure",
-        "meson.build",
-        "qapi/qapi-schema.json",
-    ]
-    .into_iter()
-    .filter(|f| !path.join(f).exists())
-    .collect();
+    let missing: Vec<&str> = ["VERSION", "configure", "meson.build", "qapi/qapi-schema.json"]
+        .into_iter()
+        .filter(|f| !path.join(f).exists())
+        .collect();
     if !missing.is_empty() {
         bail!(
             "{} is not a QEMU source tree (missing {}); give the top directory of a QEMU checkout",
@@ -123,11 +118,7 @@ pub fn locate(path: &Path) -> Result<Tree> {
         );
     }
     let description = format!("located tree {}", path.display());
-    Ok(Tree {
-        path,
-        located: true,
-        description,
-    })
+    Ok(Tree { path, located: true, description })
 }
 
 /// What the user asked of the fetch.
@@ -192,22 +183,12 @@ pub fn fetch(sh: &Shell, pin: &Pin, opts: &FetchOptions) -> Result<Tree> {
 }
 
 fn tree_dir(pin: &Pin, origin: Origin) -> PathBuf {
-    paths::qemu_cache()
-        .join("src")
-        .join(format!("qemu-{}-{origin}", pin.version()))
+    paths::qemu_cache().join("src").join(format!("qemu-{}-{origin}", pin.version()))
 }
 
 fn fetched(pin: &Pin, origin: Origin, path: PathBuf, how: &str) -> Tree {
-    let description = format!(
-        "QEMU {} from {origin} ({how}, {})",
-        pin.version(),
-        path.display()
-    );
-    Tree {
-        path,
-        located: false,
-        description,
-    }
+    let description = format!("QEMU {} from {origin} ({how}, {})", pin.version(), path.display());
+    Tree { path, located: false, description }
 }
 
 /// Staging directories of fetches whose process is gone.
@@ -264,9 +245,7 @@ fn fetch_debian(sh: &Shell, pin: &Pin, staging: &Path, unpacked: &Path) -> Resul
     // dpkg-source warns that it cannot check the maintainer's signature
     // (Debian's maintainer keyring is not installed): its output is shown
     // only when unpacking fails.
-    let out = cmd!(sh, "dpkg-source -x {dsc} {unpacked}")
-        .quiet()
-        .spawn_output()?;
+    let out = cmd!(sh, "dpkg-source -x {dsc} {unpacked}").quiet().spawn_output()?;
     if !out.status.success() {
         bail!(
             "unpacking {} with dpkg-source failed:\n{}",
@@ -282,11 +261,8 @@ fn fetch_debian(sh: &Shell, pin: &Pin, staging: &Path, unpacked: &Path) -> Resul
 fn fetch_git(sh: &Shell, pin: &Pin, unpacked: &Path) -> Result<()> {
     let url = pin.field(Origin::Git, "url")?;
     let tag = pin.field(Origin::Git, "tag")?;
-    let clone = cmd!(
-        sh,
-        "git clone --quiet --depth 1 --branch {tag} {url} {unpacked}"
-    )
-    .env("GIT_TERMINAL_PROMPT", "0");
+    let clone = cmd!(sh, "git clone --quiet --depth 1 --branch {tag} {url} {unpacked}")
+        .env("GIT_TERMINAL_PROMPT", "0");
     interrupt::run(clone.into(), "git clone").with_context(|| format!("cloning {url} at {tag}"))?;
     // The clone's own history is replaced by a single base commit, like the
     // other sources, so every fetched tree looks the same to the pipeline.
@@ -302,21 +278,14 @@ fn fetch_tarball(
     unpacked: &Path,
 ) -> Result<()> {
     let url = pin.field(Origin::Tarball, "url")?;
-    let Some(sha256) = opts
-        .sha256
-        .as_deref()
-        .or(pin.optional(Origin::Tarball, "sha256"))
-    else {
+    let Some(sha256) = opts.sha256.as_deref().or(pin.optional(Origin::Tarball, "sha256")) else {
         bail!("no sha256 to verify {url} against; pass --sha256 HEX");
     };
     let name = url.rsplit('/').next().unwrap_or("qemu.tar.xz");
     let cached = paths::qemu_cache().join("downloads").join(name);
     if !cached.exists() {
         let part = staging.join(name);
-        let curl = cmd!(
-            sh,
-            "curl --fail --silent --show-error --location --output {part} {url}"
-        );
+        let curl = cmd!(sh, "curl --fail --silent --show-error --location --output {part} {url}");
         interrupt::run(curl.into(), "curl").with_context(|| format!("downloading {url}"))?;
         verify_sha256(sh, &part, sha256)?;
         std::fs::create_dir_all(cached.parent().unwrap())?;
@@ -340,10 +309,7 @@ fn verify_sha256(sh: &Shell, file: &Path, expected: &str) -> Result<()> {
     let out = cmd!(sh, "sha256sum {file}").quiet().spawn_read()?;
     let actual = out.split_whitespace().next().unwrap_or("");
     if !actual.eq_ignore_ascii_case(expected) {
-        bail!(
-            "{} has sha256 {actual}, expected {expected}",
-            file.display()
-        );
+        bail!("{} has sha256 {actual}, expected {expected}", file.display());
     }
     Ok(())
 }

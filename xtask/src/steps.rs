@@ -49,9 +49,7 @@ impl Steps {
         let begun = self.begin(name, " (beside the steps after it)")?;
         let thread = std::thread::spawn(move || {
             let start = Instant::now();
-            let result = Shell::new()
-                .map_err(anyhow::Error::from)
-                .and_then(|sh| f(&sh));
+            let result = Shell::new().map_err(anyhow::Error::from).and_then(|sh| f(&sh));
             (result, start.elapsed())
         });
         Ok(Beside { begun, thread })
@@ -64,10 +62,7 @@ impl Steps {
         self.done += 1;
         let label = format!("[{}/{}] {name}", self.done, self.total);
         eprintln!("{label} ...{note}");
-        Ok(Begun {
-            label,
-            start: Instant::now(),
-        })
+        Ok(Begun { label, start: Instant::now() })
     }
 }
 
@@ -107,29 +102,22 @@ mod tests {
     fn a_step_beside_gives_its_value_or_its_error_when_joined() {
         let mut steps = Steps::new(3);
         let (tx, rx) = std::sync::mpsc::channel();
-        let waiting = steps
-            .beside("waits", move |_| Ok((rx.recv()?, "got it".to_owned())))
-            .unwrap();
+        let waiting =
+            steps.beside("waits", move |_| Ok((rx.recv()?, "got it".to_owned()))).unwrap();
         // The step after it runs while the first still waits.
         let after = steps.run("after", || Ok((7, String::new()))).unwrap();
         tx.send(after * 6).unwrap();
         assert_eq!(waiting.finish().unwrap(), 42);
-        let failing = steps
-            .beside("fails", |_| -> Result<((), String)> { anyhow::bail!("no") })
-            .unwrap();
+        let failing =
+            steps.beside("fails", |_| -> Result<((), String)> { anyhow::bail!("no") }).unwrap();
         assert_eq!(failing.finish().unwrap_err().to_string(), "no");
     }
 
     #[test]
     fn a_panic_beside_is_an_error_naming_the_step() {
         let mut steps = Steps::new(1);
-        let step = steps
-            .beside("boom", |_| -> Result<((), String)> { panic!("boom") })
-            .unwrap();
+        let step = steps.beside("boom", |_| -> Result<((), String)> { panic!("boom") }).unwrap();
         let err = step.finish().unwrap_err().to_string();
-        assert!(
-            err.contains("[1/1] boom") && err.contains("panicked"),
-            "{err}"
-        );
+        assert!(err.contains("[1/1] boom") && err.contains("panicked"), "{err}");
     }
 }

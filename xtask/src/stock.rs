@@ -85,10 +85,7 @@ pub fn leg_report(suite_junit: &Path, leg_junit: &Path, leg: &str) -> Result<()>
     } else {
         let message = one_line(&problems.join("; "));
         let mut case = TestCaseBuilder::failure(CHECK, Duration::ZERO, "failure", &clean(&message));
-        case.set_system_out(&clean(&format!(
-            "the suite's own report: {}",
-            suite_junit.display()
-        )));
+        case.set_system_out(&clean(&format!("the suite's own report: {}", suite_junit.display())));
         case
     };
     check.set_classname(&suite_name);
@@ -101,9 +98,7 @@ pub fn leg_report(suite_junit: &Path, leg_junit: &Path, leg: &str) -> Result<()>
     for case in &cases {
         let reason = format!(
             "stock QEMU, expected on this leg: {}",
-            case.failure
-                .as_deref()
-                .unwrap_or("the scenario did not fail")
+            case.failure.as_deref().unwrap_or("the scenario did not fail")
         );
         let mut skipped =
             TestCaseBuilder::skipped_with_cause(&case.name, "skipped", &clean(&one_line(&reason)));
@@ -112,9 +107,7 @@ pub fn leg_report(suite_junit: &Path, leg_junit: &Path, leg: &str) -> Result<()>
     }
     let report = ReportBuilder::new().add_testsuite(suite.build()).build();
     let mut xml = Vec::new();
-    report
-        .write_xml(&mut xml)
-        .context("rendering the stock leg's JUnit report")?;
+    report.write_xml(&mut xml).context("rendering the stock leg's JUnit report")?;
     let text = String::from_utf8(xml).context("the JUnit report is UTF-8")?;
     crate::files::write_atomic(leg_junit, &text)?;
     if !problems.is_empty() {
@@ -198,19 +191,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let suite = suite_report(dir.path(), "QEMU died: signal 11");
         let leg = dir.path().join("junit.xml");
-        let err = format!(
-            "{:#}",
-            leg_report(&suite, &leg, "x86_64-stock").unwrap_err()
-        );
-        assert!(
-            err.contains("test_errors failed for another reason: QEMU died"),
-            "{err}"
-        );
+        let err = format!("{:#}", leg_report(&suite, &leg, "x86_64-stock").unwrap_err());
+        assert!(err.contains("test_errors failed for another reason: QEMU died"), "{err}");
         let report = parsed(&leg);
-        assert_eq!(
-            report.suites[0].failures, 1,
-            "the check, and only the check, fails"
-        );
+        assert_eq!(report.suites[0].failures, 1, "the check, and only the check, fails");
         let check = &report.suites[0].cases[0];
         assert_eq!(check.original_name, CHECK);
         assert!(check.status.is_failure());
@@ -219,11 +203,7 @@ mod tests {
     #[test]
     fn an_empty_report_is_no_refusal() {
         assert_eq!(problems(&[]), ["the suite's report has no scenario"]);
-        let passed = [Case {
-            suite: "s".into(),
-            name: "test_x".into(),
-            failure: None,
-        }];
+        let passed = [Case { suite: "s".into(), name: "test_x".into(), failure: None }];
         assert_eq!(problems(&passed), ["test_x did not fail"]);
     }
 }

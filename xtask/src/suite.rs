@@ -23,9 +23,7 @@ pub enum Outcome {
 
 /// A suite binary built elsewhere (the project's own tests pass one in).
 pub fn prebuilt() -> Option<PathBuf> {
-    std::env::var_os("QMP_TESTS_BIN")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    std::env::var_os("QMP_TESTS_BIN").filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 /// Where [`binary`] puts the suite binary.
@@ -52,11 +50,9 @@ pub fn build_binary(sh: &Shell, captured: bool) -> Result<PathBuf> {
     // are the ones the xtask's own build just compiled, and only main.rs
     // is left to compile (Cargo.toml says which crates the dev profile
     // optimises).
-    let build = cmd!(
-        sh,
-        "{cargo} build --quiet --package xtask --package qmp-tests --bin qmp-tests"
-    )
-    .quiet();
+    let build =
+        cmd!(sh, "{cargo} build --quiet --package xtask --package qmp-tests --bin qmp-tests")
+            .quiet();
     if captured {
         let out = build.spawn_output()?;
         if !out.status.success() {
@@ -198,10 +194,8 @@ mod tests {
             let mut perm = std::fs::metadata(&bin).unwrap().permissions();
             std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
             std::fs::set_permissions(&bin, perm).unwrap();
-            let opts = SuiteCli {
-                junit: Some(dir.path().join("junit.xml")),
-                ..SuiteCli::default()
-            };
+            let opts =
+                SuiteCli { junit: Some(dir.path().join("junit.xml")), ..SuiteCli::default() };
             let got = run(&bin, Path::new("/q"), &opts, &[], true).unwrap();
             assert_eq!(got, outcome, "exit {code}");
         }

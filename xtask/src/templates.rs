@@ -18,10 +18,7 @@ pub const GITHUB: &str = ".github/workflows/monitor-hotplug.yml";
 /// Every template: its path, its text, and the vendor schema
 /// check-jsonschema checks it against.
 pub fn all() -> [(&'static str, String, &'static str); 2] {
-    [
-        (GITLAB, gitlab(), "vendor.gitlab-ci"),
-        (GITHUB, github(), "vendor.github-workflows"),
-    ]
+    [(GITLAB, gitlab(), "vendor.gitlab-ci"), (GITHUB, github(), "vendor.github-workflows")]
 }
 
 /// The legs a QEMU project's own tree runs: those with monitor-add. The
@@ -29,10 +26,7 @@ pub fn all() -> [(&'static str, String, &'static str); 2] {
 /// nor have the mutant shards, whose catalogue is planted in the project's
 /// series on the pinned release.
 fn tree_legs() -> Vec<Leg> {
-    legs::all()
-        .into_iter()
-        .filter(|l| l.series && l.mutants.is_none())
-        .collect()
+    legs::all().into_iter().filter(|l| l.series && l.mutants.is_none()).collect()
 }
 
 fn yaml_list(out: &mut String, indent: &str, legs: &[Leg]) {
@@ -360,12 +354,7 @@ fn github_report_job(out: &mut String) {
         run: |
           legs=\"",
     );
-    let names = |legs: Vec<Leg>| {
-        legs.into_iter()
-            .map(|l| l.name)
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let names = |legs: Vec<Leg>| legs.into_iter().map(|l| l.name).collect::<Vec<_>>().join(" ");
     out.push_str(&names(legs::all()));
     out.push_str("\"\n          if [ \"$QEMU_TREE\" = true ]; then legs=\"");
     out.push_str(&names(tree_legs()));
@@ -414,14 +403,9 @@ mod tests {
     fn the_gitlab_file_is_included_not_copied() {
         let text = gitlab();
         // Only hidden jobs at the top level: no stage, no job of its own.
-        let top: Vec<&str> = text
-            .lines()
-            .filter(|l| !l.starts_with([' ', '#']) && !l.is_empty())
-            .collect();
-        assert!(
-            top.iter().all(|l| l.starts_with('.')),
-            "top-level keys: {top:?}"
-        );
+        let top: Vec<&str> =
+            text.lines().filter(|l| !l.starts_with([' ', '#']) && !l.is_empty()).collect();
+        assert!(top.iter().all(|l| l.starts_with('.')), "top-level keys: {top:?}");
         assert!(!text.contains("\nstages:"));
         assert_eq!(text.matches("fallback_keys:").count(), 2);
         assert!(text.contains("--qemu-src \"$CI_PROJECT_DIR\""));

@@ -29,18 +29,13 @@ pub fn identity() -> impl Iterator<Item = (&'static str, &'static str)> {
 pub fn init_base(sh: &Shell, dir: &Path, message: &str) -> Result<()> {
     let _cd = sh.push_dir(dir);
     let run = || -> Result<()> {
-        cmd!(sh, "git init --quiet --initial-branch=master")
-            .quiet()
-            .spawn_run()?;
+        cmd!(sh, "git init --quiet --initial-branch=master").quiet().spawn_run()?;
         // -f: the release's own .gitignore must not hide released files.
         cmd!(sh, "git add --all --force").quiet().spawn_run()?;
-        cmd!(
-            sh,
-            "git -c commit.gpgsign=false commit --quiet --no-verify -m {message}"
-        )
-        .envs(identity())
-        .quiet()
-        .spawn_run()?;
+        cmd!(sh, "git -c commit.gpgsign=false commit --quiet --no-verify -m {message}")
+            .envs(identity())
+            .quiet()
+            .spawn_run()?;
         cmd!(sh, "git tag {BASE}").quiet().spawn_run()?;
         Ok(())
     };
@@ -90,16 +85,9 @@ pub fn describe(sh: &Shell, dir: &Path) -> Option<String> {
     if !is_repo(sh, dir) {
         return None;
     }
-    let commit = cmd!(sh, "git -C {dir} log -1 --format=%H%x20%s")
-        .quiet()
-        .spawn_read()
-        .ok()?;
+    let commit = cmd!(sh, "git -C {dir} log -1 --format=%H%x20%s").quiet().spawn_read().ok()?;
     let dirty = status(sh, dir).map(|s| !s.is_empty()).unwrap_or(false);
-    Some(if dirty {
-        format!("{commit} (with uncommitted changes)")
-    } else {
-        commit
-    })
+    Some(if dirty { format!("{commit} (with uncommitted changes)") } else { commit })
 }
 
 /// A commit in `clone` (a `--shared` clone of `dir` that has `head`) of
@@ -109,13 +97,10 @@ pub fn describe(sh: &Shell, dir: &Path) -> Option<String> {
 /// into the clone's object store. The commit has the xtask's fixed
 /// identity and date, so the same changes give the same commit.
 pub fn snapshot(sh: &Shell, dir: &Path, clone: &Path, head: &str) -> Result<String> {
-    let objects = cmd!(
-        sh,
-        "git -C {dir} rev-parse --path-format=absolute --git-path objects"
-    )
-    .quiet()
-    .spawn_read()
-    .with_context(|| format!("locating the object store of {}", dir.display()))?;
+    let objects = cmd!(sh, "git -C {dir} rev-parse --path-format=absolute --git-path objects")
+        .quiet()
+        .spawn_read()
+        .with_context(|| format!("locating the object store of {}", dir.display()))?;
     let index = clone.join(".git/xtask-snapshot-index");
     let _ = std::fs::remove_file(&index);
     let in_dir = |args: &[&str]| {
@@ -131,21 +116,14 @@ pub fn snapshot(sh: &Shell, dir: &Path, clone: &Path, head: &str) -> Result<Stri
         in_dir(&["write-tree"]).spawn_read()
     })()
     .with_context(|| {
-        format!(
-            "recording the uncommitted changes of {} in {}",
-            dir.display(),
-            clone.display()
-        )
+        format!("recording the uncommitted changes of {} in {}", dir.display(), clone.display())
     });
     let _ = std::fs::remove_file(&index);
     let tree = tree?;
     let message = format!("Uncommitted changes of {}", dir.display());
-    cmd!(
-        sh,
-        "git -C {clone} commit-tree {tree} -p {head} -m {message}"
-    )
-    .envs(identity())
-    .quiet()
-    .spawn_read()
-    .with_context(|| format!("committing the uncommitted changes of {}", dir.display()))
+    cmd!(sh, "git -C {clone} commit-tree {tree} -p {head} -m {message}")
+        .envs(identity())
+        .quiet()
+        .spawn_read()
+        .with_context(|| format!("committing the uncommitted changes of {}", dir.display()))
 }

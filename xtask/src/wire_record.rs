@@ -41,10 +41,9 @@ pub struct Record {
 
 /// Where the record of `tree`'s wiring lives.
 pub fn path_for(tree: &Path) -> PathBuf {
-    paths::qemu_cache().join("wire").join(format!(
-        "{}.json",
-        paths::key(&[tree.as_os_str().as_encoded_bytes()])
-    ))
+    paths::qemu_cache()
+        .join("wire")
+        .join(format!("{}.json", paths::key(&[tree.as_os_str().as_encoded_bytes()])))
 }
 
 impl Record {
@@ -94,9 +93,7 @@ pub fn all() -> Result<Vec<(PathBuf, Record)>> {
     };
     let mut out = Vec::new();
     for entry in entries {
-        let path = entry
-            .with_context(|| format!("listing {}", dir.display()))?
-            .path();
+        let path = entry.with_context(|| format!("listing {}", dir.display()))?.path();
         if path.extension().is_some_and(|e| e == "json") {
             if let Some(record) = Record::load(&path)? {
                 out.push((path, record));
@@ -127,10 +124,8 @@ mod tests {
         let round_trip = |r: &Record| Record::parse(&serde_json::to_string(r).unwrap()).unwrap();
         assert_eq!(round_trip(&record), record);
         use std::os::unix::ffi::OsStrExt;
-        let odd = Record {
-            tree: std::ffi::OsStr::from_bytes(b"/caf\xe9").into(),
-            ..record.clone()
-        };
+        let odd =
+            Record { tree: std::ffi::OsStr::from_bytes(b"/caf\xe9").into(), ..record.clone() };
         assert_eq!(round_trip(&odd), odd);
         let text = serde_json::to_string(&odd).unwrap();
         assert!(text.starts_with(r#"{"tree":[47,99,97,102,233],"#), "{text}");

@@ -17,11 +17,9 @@ fn a_configure_argument_may_look_like_a_flag() {
     let missing = fx.tree.join("nope");
     // Before: `2` was an unknown argument, `--help` printed the help.
     for value in ["--no-series", "--help"] {
-        let (code, err) = run(
-            xtask(&fx, &["test", "--configure-arg", value, "--jobs", "2"])
-                .arg("--qemu-src")
-                .arg(&missing),
-        );
+        let (code, err) = run(xtask(&fx, &["test", "--configure-arg", value, "--jobs", "2"])
+            .arg("--qemu-src")
+            .arg(&missing));
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("no such directory"), "{value}: {err}");
     }
@@ -32,10 +30,7 @@ fn a_path_flag_does_not_swallow_the_next_flag() {
     let fx = fixture(false);
     let (code, err) = run(&mut xtask(&fx, &["test", "--qemu-src", "--no-series"]));
     assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("a value is required for '--qemu-src <PATH>'"),
-        "{err}"
-    );
+    assert!(err.contains("a value is required for '--qemu-src <PATH>'"), "{err}");
 }
 
 #[test]
@@ -54,17 +49,11 @@ fn a_non_utf8_path_is_kept_as_it_is() {
     let fx = fixture(false);
     let odd = fx.tree.with_file_name(OsStr::from_bytes(b"qemu-caf\xe9"));
     std::fs::rename(&fx.tree, &odd).unwrap();
-    let out = xtask(&fx, &["unwire", "--qemu-src"])
-        .arg(&odd)
-        .output()
-        .unwrap();
+    let out = xtask(&fx, &["unwire", "--qemu-src"]).arg(&odd).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("nothing is wired in"), "{err}");
-    assert!(
-        err.contains("qemu-caf\u{fffd}"),
-        "the tree was found: {err}"
-    );
+    assert!(err.contains("qemu-caf\u{fffd}"), "the tree was found: {err}");
 }
 
 #[test]
@@ -102,9 +91,8 @@ fn an_unknown_target_is_refused_before_any_work() {
     assert!(!fx.cache.exists(), "nothing was made");
     // A located tree's own list.
     write(&fx.tree.join("configs/targets/x86_64-softmmu.mak"), "");
-    let (code, err) = run(xtask(&fx, &["build", "--target", "aarch64"])
-        .arg("--qemu-src")
-        .arg(&fx.tree));
+    let (code, err) =
+        run(xtask(&fx, &["build", "--target", "aarch64"]).arg("--qemu-src").arg(&fx.tree));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("pick one of: x86_64"), "{err}");
     assert!(!fx.cache.exists(), "no build directory: {err}");
@@ -113,14 +101,10 @@ fn an_unknown_target_is_refused_before_any_work() {
 #[test]
 fn a_missing_series_is_refused_before_any_work() {
     let fx = fixture(true);
-    let (code, err) = run(xtask(&fx, &["test", "--series", "/nonexistent"])
-        .arg("--qemu-src")
-        .arg(&fx.tree));
+    let (code, err) =
+        run(xtask(&fx, &["test", "--series", "/nonexistent"]).arg("--qemu-src").arg(&fx.tree));
     assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("series /nonexistent: no such file or directory"),
-        "{err}"
-    );
+    assert!(err.contains("series /nonexistent: no such file or directory"), "{err}");
     assert!(!err.contains("[1/"), "no step ran: {err}");
     assert!(!fx.cache.exists(), "no clone was made");
 }
@@ -129,28 +113,13 @@ fn a_missing_series_is_refused_before_any_work() {
 fn suite_values_the_suite_would_refuse_are_refused_before_any_work() {
     let fx = fixture(true);
     for (args, needle) in [
-        (
-            &["--jobs", "0"][..],
-            "invalid value '0' for '--jobs <N>': wants a positive whole number",
-        ),
-        (
-            &["--timeout", "0"][..],
-            "invalid value '0' for '--timeout <SECS>'",
-        ),
+        (&["--jobs", "0"][..], "invalid value '0' for '--jobs <N>': wants a positive whole number"),
+        (&["--timeout", "0"][..], "invalid value '0' for '--timeout <SECS>'"),
         (&["--soak=0"][..], "'--soak <N>'"),
-        (
-            &["--scenario", "test_nosuch"][..],
-            "unknown scenario \"test_nosuch\"; pick one of: ",
-        ),
-        (
-            &["--jobs", "two"][..],
-            "invalid value 'two' for '--jobs <N>'",
-        ),
+        (&["--scenario", "test_nosuch"][..], "unknown scenario \"test_nosuch\"; pick one of: "),
+        (&["--jobs", "two"][..], "invalid value 'two' for '--jobs <N>'"),
     ] {
-        let (code, err) = run(xtask(&fx, &["test"])
-            .args(args)
-            .arg("--qemu-src")
-            .arg(&fx.tree));
+        let (code, err) = run(xtask(&fx, &["test"]).args(args).arg("--qemu-src").arg(&fx.tree));
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("[1/"), "no step ran: {err}");
@@ -158,20 +127,10 @@ fn suite_values_the_suite_would_refuse_are_refused_before_any_work() {
     }
     let (_, err) = run(&mut xtask(&fx, &["test", "--scenario", "nope"]));
     assert!(err.contains("test_hotplug_cycle"), "lists the names: {err}");
-    let (code, err) = run(xtask(
-        &fx,
-        &[
-            "bisect",
-            "--good",
-            "HEAD",
-            "--bad",
-            "HEAD",
-            "--scenario",
-            "nope",
-        ],
-    )
-    .arg("--qemu-src")
-    .arg(&fx.tree));
+    let (code, err) =
+        run(xtask(&fx, &["bisect", "--good", "HEAD", "--bad", "HEAD", "--scenario", "nope"])
+            .arg("--qemu-src")
+            .arg(&fx.tree));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("unknown scenario \"nope\""), "{err}");
 }
@@ -198,10 +157,8 @@ fn a_file_that_is_not_a_patch_is_refused_as_a_series() {
     let fx = fixture(true);
     let notes = fx.cache.parent().unwrap().join("notes.txt");
     write(&notes, "Remember to send the series.\n");
-    let (code, err) = run(xtask(&fx, &["test", "--series"])
-        .arg(&notes)
-        .arg("--qemu-src")
-        .arg(&fx.tree));
+    let (code, err) =
+        run(xtask(&fx, &["test", "--series"]).arg(&notes).arg("--qemu-src").arg(&fx.tree));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("notes.txt is not a patch"), "{err}");
     assert!(!err.contains("[1/"), "no step ran: {err}");
@@ -217,11 +174,7 @@ fn the_tools_whose_output_is_read_run_in_the_c_locale() {
     let bin = here.join("bin");
     let seen = here.join("locales");
     let real = String::from_utf8(
-        Command::new("sh")
-            .args(["-c", "command -v git"])
-            .output()
-            .unwrap()
-            .stdout,
+        Command::new("sh").args(["-c", "command -v git"]).output().unwrap().stdout,
     )
     .unwrap();
     write(

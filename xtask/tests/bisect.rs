@@ -178,10 +178,7 @@ impl History {
         let tree = &self.tree;
         assert_eq!(git(tree, &["symbolic-ref", "--short", "HEAD"]), BRANCH);
         assert_eq!(git(tree, &["rev-parse", "HEAD"]), self.bad);
-        assert_eq!(
-            git(tree, &["status", "--porcelain", "--untracked-files=all"]),
-            ""
-        );
+        assert_eq!(git(tree, &["status", "--porcelain", "--untracked-files=all"]), "");
         assert_eq!(git(tree, &["for-each-ref", "refs/bisect"]), "");
         let start = git(tree, &["rev-parse", "--git-path", "BISECT_START"]);
         assert!(!tree.join(start).exists(), "a bisect is still in progress");
@@ -208,26 +205,18 @@ fn row<'a>(stdout: &'a str, commit: &str) -> &'a str {
 fn names_the_commit_that_breaks_self_removal() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let history = History::new("culprit");
-    let out = history
-        .bisect(&["--scenario", "test_self_removal"])
-        .output()
-        .unwrap();
+    let out = history.bisect(&["--scenario", "test_self_removal"]).output().unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "bisect failed:\n{stdout}\n{stderr}");
 
     let culprit = history.commit(CULPRIT);
     assert!(
-        stdout.contains(&format!(
-            "first bad commit {culprit}\n  subject: {CULPRIT}\n"
-        )),
+        stdout.contains(&format!("first bad commit {culprit}\n  subject: {CULPRIT}\n")),
         "the report names another commit:\n{stdout}"
     );
     let broken = row(&stdout, &history.commit(NO_BUILD));
     assert!(broken.contains("skip (does not build)"), "{broken}");
-    assert!(
-        broken.contains("error:"),
-        "no compiler error as cause: {broken}"
-    );
+    assert!(broken.contains("error:"), "no compiler error as cause: {broken}");
     let bad = row(&stdout, &culprit);
     assert!(bad.contains("bad (failed)"), "{bad}");
     assert!(bad.contains("test_self_removal"), "{bad}");
@@ -334,18 +323,10 @@ fn a_history_without_monitor_add_says_so_and_names_series() {
     // end line; the note came once.
     assert_eq!(stderr.matches("==> bisect step ").count(), 4, "{stderr}");
     assert_eq!(
-        stderr
-            .matches("has no monitor-add, so this step is skipped")
-            .count(),
+        stderr.matches("has no monitor-add, so this step is skipped").count(),
         1,
         "said once, on the first such step:\n{stderr}"
     );
-    assert!(
-        stderr.contains("`--series patches/monitor-hotplug`"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("error: every step's QEMU had no monitor-add"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("`--series patches/monitor-hotplug`"), "{stderr}");
+    assert!(stderr.contains("error: every step's QEMU had no monitor-add"), "{stderr}");
 }

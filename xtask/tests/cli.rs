@@ -19,25 +19,16 @@ fn nonexistent_qemu_src_is_refused_before_anything_runs() {
         run(xtask(&fx, &["test", "--qemu-src", missing.to_str().unwrap()]).arg("--no-series"));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no such directory"), "{err}");
-    assert!(
-        !err.contains("host dependencies"),
-        "checked before any step: {err}"
-    );
+    assert!(!err.contains("host dependencies"), "checked before any step: {err}");
 }
 
 #[test]
 fn a_directory_that_is_not_qemu_is_refused() {
     let fx = fixture(false);
     let not_qemu = fx.tree.join("qapi");
-    let (code, err) = run(&mut xtask(
-        &fx,
-        &["build", "--qemu-src", not_qemu.to_str().unwrap()],
-    ));
+    let (code, err) = run(&mut xtask(&fx, &["build", "--qemu-src", not_qemu.to_str().unwrap()]));
     assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("is not a QEMU source tree (missing VERSION"),
-        "{err}"
-    );
+    assert!(err.contains("is not a QEMU source tree (missing VERSION"), "{err}");
 }
 
 #[test]
@@ -46,10 +37,7 @@ fn qemu_src_from_the_environment() {
     let (code, err) = run(xtask(&fx, &["unwire"]).env("QEMU_SRC", &fx.tree));
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains(&format!(
-            "nothing is wired in {}",
-            fx.tree.canonicalize().unwrap().display()
-        )),
+        err.contains(&format!("nothing is wired in {}", fx.tree.canonicalize().unwrap().display())),
         "{err}"
     );
 }
@@ -60,37 +48,26 @@ fn meson_file_without_the_list_is_left_untouched() {
     let list = fx.tree.join("tests/functional/generic/meson.build");
     let text = "tests_generic_bsduser = [\n]\n";
     write(&list, text);
-    let (code, err) = run(&mut xtask(
-        &fx,
-        &["wire", "--qemu-src", fx.tree.to_str().unwrap()],
-    ));
+    let (code, err) = run(&mut xtask(&fx, &["wire", "--qemu-src", fx.tree.to_str().unwrap()]));
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains(&list.canonicalize().unwrap().display().to_string()),
         "names the file: {err}"
     );
     assert_eq!(std::fs::read_to_string(&list).unwrap(), text);
-    assert!(!fx
-        .tree
-        .join("tests/functional/generic/test_monitor_hotplug.py")
-        .exists());
+    assert!(!fx.tree.join("tests/functional/generic/test_monitor_hotplug.py").exists());
 }
 
 #[test]
 fn wiring_twice_changes_nothing_and_unwire_restores_bytes() {
     let fx = fixture(false);
     let list = fx.tree.join("tests/functional/generic/meson.build");
-    let test = fx
-        .tree
-        .join("tests/functional/generic/test_monitor_hotplug.py");
+    let test = fx.tree.join("tests/functional/generic/test_monitor_hotplug.py");
     let src = fx.tree.to_str().unwrap();
     let (code, err) = run(&mut xtask(&fx, &["wire", "--qemu-src", src]));
     assert_eq!(code, 0, "{err}");
     let wired = std::fs::read_to_string(&list).unwrap();
-    assert!(
-        wired.contains("  'info_usernet',\n  'monitor_hotplug',\n  'version',\n"),
-        "{wired}"
-    );
+    assert!(wired.contains("  'info_usernet',\n  'monitor_hotplug',\n  'version',\n"), "{wired}");
     let script = std::fs::read_to_string(&test).unwrap();
     assert!(script.contains("QEMU_TEST_QEMU_BINARY"), "{script}");
 
@@ -130,39 +107,21 @@ fn a_series_that_does_not_apply_names_patch_and_file_and_restores() {
     write(&series.join("0001-monitor-change.patch"), STALE);
     let before = status(&fx.tree);
     let head = git(&fx.tree, &["rev-parse", "HEAD"]);
-    let (code, err) = run(
-        xtask(&fx, &["fetch", "--qemu-src", fx.tree.to_str().unwrap()])
-            .arg("--series")
-            .arg(&series),
-    );
+    let (code, err) = run(xtask(&fx, &["fetch", "--qemu-src", fx.tree.to_str().unwrap()])
+        .arg("--series")
+        .arg(&series));
     assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("patch 0001 monitor: change fails on VERSION"),
-        "{err}"
-    );
+    assert!(err.contains("patch 0001 monitor: change fails on VERSION"), "{err}");
     assert!(err.contains("git am --abort"), "{err}");
     assert_eq!(status(&fx.tree), before);
     assert_eq!(git(&fx.tree, &["rev-parse", "HEAD"]), head);
     // The series went into a worktree of a private clone; both are gone
     // again, and the clone keeps no branch of the attempt.
-    let left: Vec<_> = std::fs::read_dir(fx.cache.join("src"))
-        .unwrap()
-        .flatten()
-        .collect();
+    let left: Vec<_> = std::fs::read_dir(fx.cache.join("src")).unwrap().flatten().collect();
     assert_eq!(left.len(), 1, "{left:?}");
     let clone = left[0].path();
-    assert!(clone
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .starts_with("clone-"));
-    assert_eq!(
-        git(&clone, &["worktree", "list", "--porcelain"])
-            .matches("worktree ")
-            .count(),
-        1
-    );
+    assert!(clone.file_name().unwrap().to_str().unwrap().starts_with("clone-"));
+    assert_eq!(git(&clone, &["worktree", "list", "--porcelain"]).matches("worktree ").count(), 1);
     assert_eq!(git(&clone, &["branch", "--list", "series-*"]), "");
 }
 
@@ -170,18 +129,11 @@ fn a_series_that_does_not_apply_names_patch_and_file_and_restores() {
 fn a_build_failure_is_reported_and_the_tree_left_clean() {
     let fx = fixture(true);
     let before = status(&fx.tree);
-    let (code, err) = run(
-        xtask(&fx, &["test", "--qemu-src", fx.tree.to_str().unwrap()]).env(
-            "FAKE_BUILD",
-            "echo 'fatal error: deliberate.h: No such file' >&2; exit 1",
-        ),
-    );
+    let (code, err) = run(xtask(&fx, &["test", "--qemu-src", fx.tree.to_str().unwrap()])
+        .env("FAKE_BUILD", "echo 'fatal error: deliberate.h: No such file' >&2; exit 1"));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("building qemu-system-x86_64 failed"), "{err}");
-    assert!(
-        err.contains("deliberate.h"),
-        "quotes the failing command: {err}"
-    );
+    assert!(err.contains("deliberate.h"), "quotes the failing command: {err}");
     assert!(err.contains("full log: "), "{err}");
     assert_eq!(status(&fx.tree), before, "{err}");
 }
@@ -197,12 +149,10 @@ fn a_located_tree_is_left_clean_after_a_run() {
     let fx = fixture(true);
     let before = status(&fx.tree);
     let junit = fx.cache.join("junit.xml");
-    let (code, err) = run(
-        xtask(&fx, &["test", "--qemu-src", fx.tree.to_str().unwrap()])
-            .arg("--junit")
-            .arg(&junit)
-            .env("FAKE_BUILD", format!("cp {qemu} qemu-system-x86_64")),
-    );
+    let (code, err) = run(xtask(&fx, &["test", "--qemu-src", fx.tree.to_str().unwrap()])
+        .arg("--junit")
+        .arg(&junit)
+        .env("FAKE_BUILD", format!("cp {qemu} qemu-system-x86_64")));
     assert_eq!(code, 1, "a stock QEMU fails every scenario: {err}");
     let report = std::fs::read_to_string(&junit).unwrap();
     assert!(report.contains("has no monitor-add"), "{report}");
@@ -218,47 +168,20 @@ fn an_interrupted_fetch_leaves_nothing_that_is_used_next_time() {
     let stale = fx.cache.join("src/.partial-4194303-abc/tree");
     write(&stale.join("VERSION"), "half\n");
 
-    let (code, err) = run(xtask(
-        &fx,
-        &[
-            "fetch",
-            "--from",
-            "tarball",
-            "--no-series",
-            "--sha256",
-            "00",
-        ],
-    )
-    .env("XTASK_QEMU_PIN", &pin));
+    let (code, err) =
+        run(xtask(&fx, &["fetch", "--from", "tarball", "--no-series", "--sha256", "00"])
+            .env("XTASK_QEMU_PIN", &pin));
     assert_eq!(code, 2, "a wrong checksum fails: {err}");
     assert!(err.contains("expected 00"), "{err}");
-    assert!(
-        !fx.cache.join("src/qemu-10.2.50-tarball").exists(),
-        "nothing half-fetched is kept"
-    );
+    assert!(!fx.cache.join("src/qemu-10.2.50-tarball").exists(), "nothing half-fetched is kept");
 
-    let (code, err) = run(xtask(
-        &fx,
-        &[
-            "fetch",
-            "--from",
-            "tarball",
-            "--no-series",
-            "--sha256",
-            &sha,
-        ],
-    )
-    .env("XTASK_QEMU_PIN", &pin));
+    let (code, err) =
+        run(xtask(&fx, &["fetch", "--from", "tarball", "--no-series", "--sha256", &sha])
+            .env("XTASK_QEMU_PIN", &pin));
     assert_eq!(code, 0, "{err}");
     let tree = fx.cache.join("src/qemu-10.2.50-tarball");
-    assert_eq!(
-        std::fs::read_to_string(tree.join("VERSION")).unwrap(),
-        "10.2.50\n"
-    );
-    assert!(
-        !fx.cache.join("src/.partial-4194303-abc").exists(),
-        "stale staging removed"
-    );
+    assert_eq!(std::fs::read_to_string(tree.join("VERSION")).unwrap(), "10.2.50\n");
+    assert!(!fx.cache.join("src/.partial-4194303-abc").exists(), "stale staging removed");
     assert_eq!(git(&tree, &["rev-list", "--count", "base"]).trim(), "1");
     assert_eq!(status(&tree), "");
 
@@ -284,14 +207,8 @@ fn all_sources_failing_lists_each() {
     write(&pin, &json.to_string());
     let (code, err) = run(xtask(&fx, &["fetch", "--no-series"]).env("XTASK_QEMU_PIN", &pin));
     assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("could not fetch QEMU 10.2.50 from any source"),
-        "{err}"
-    );
-    assert!(
-        err.contains("  debian: qemu-pin.json has no sources.debian.package"),
-        "{err}"
-    );
+    assert!(err.contains("could not fetch QEMU 10.2.50 from any source"), "{err}");
+    assert!(err.contains("  debian: qemu-pin.json has no sources.debian.package"), "{err}");
     assert!(err.contains("  git: cloning file://"), "{err}");
     assert!(err.contains("  tarball: no sha256 to verify"), "{err}");
 }
@@ -301,15 +218,7 @@ fn bisect_refuses_a_tree_that_is_not_a_git_repository() {
     let fx = fixture(false);
     let (code, err) = run(&mut xtask(
         &fx,
-        &[
-            "bisect",
-            "--qemu-src",
-            fx.tree.to_str().unwrap(),
-            "--good",
-            "a",
-            "--bad",
-            "b",
-        ],
+        &["bisect", "--qemu-src", fx.tree.to_str().unwrap(), "--good", "a", "--bad", "b"],
     ));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is not the top of a git repository"), "{err}");
@@ -324,27 +233,13 @@ fn bisect_refuses_a_dirty_tree_naming_the_files_and_touches_nothing() {
     let head = git(&fx.tree, &["rev-parse", "HEAD"]);
     let (code, err) = run(&mut xtask(
         &fx,
-        &[
-            "bisect",
-            "--qemu-src",
-            fx.tree.to_str().unwrap(),
-            "--good",
-            "HEAD",
-            "--bad",
-            "HEAD",
-        ],
+        &["bisect", "--qemu-src", fx.tree.to_str().unwrap(), "--good", "HEAD", "--bad", "HEAD"],
     ));
     assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("VERSION") && err.contains("new-file.c"),
-        "names the files: {err}"
-    );
+    assert!(err.contains("VERSION") && err.contains("new-file.c"), "names the files: {err}");
     assert_eq!(status(&fx.tree), before);
     assert_eq!(git(&fx.tree, &["rev-parse", "HEAD"]), head);
-    assert!(
-        !fx.tree.join(".git/BISECT_LOG").exists(),
-        "no bisect was started"
-    );
+    assert!(!fx.tree.join(".git/BISECT_LOG").exists(), "no bisect was started");
 }
 
 #[test]
@@ -444,16 +339,7 @@ const OTHER_PROGRAMS: &[(&str, &[&str])] = &[
             "--workspace",
         ],
     ),
-    (
-        "curl",
-        &[
-            "--fail",
-            "--location",
-            "--output",
-            "--show-error",
-            "--silent",
-        ],
-    ),
+    ("curl", &["--fail", "--location", "--output", "--show-error", "--silent"]),
     ("apt-get", &["--download-only", "--no-install-recommends"]),
     ("pip", &["--disable-pip-version-check"]),
     ("meson", &["--no-rebuild", "--print-errorlogs", "--tap"]),
@@ -556,11 +442,7 @@ fn every_flag_an_error_or_the_readme_names_exists() {
             }
         }
     }
-    known.extend(
-        OTHER_PROGRAMS
-            .iter()
-            .flat_map(|(_, flags)| flags.iter().map(|f| f.to_string())),
-    );
+    known.extend(OTHER_PROGRAMS.iter().flat_map(|(_, flags)| flags.iter().map(|f| f.to_string())));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = vec![root.join("../README.md")];
     for entry in std::fs::read_dir(root.join("../docs")).unwrap().flatten() {
@@ -589,10 +471,7 @@ fn every_flag_an_error_or_the_readme_names_exists() {
 #[test]
 fn flag_mentions_are_words_that_start_with_two_dashes() {
     let found = flag_mentions("run `cargo xtask test --no-wire`, a--b, --, --X, ---x\n--jobs=2");
-    assert_eq!(
-        found,
-        [(1, "--no-wire".to_owned()), (2, "--jobs".to_owned())]
-    );
+    assert_eq!(found, [(1, "--no-wire".to_owned()), (2, "--jobs".to_owned())]);
 }
 
 #[test]
@@ -607,23 +486,14 @@ fn every_child_is_started_through_the_one_spawn_path() {
     for file in files.iter().filter(|f| !f.ends_with("interrupt.rs")) {
         let text = std::fs::read_to_string(file).unwrap();
         for (n, line) in text.lines().enumerate() {
-            for call in [
-                ".run()",
-                ".read()",
-                ".output()",
-                ".status()",
-                ".spawn()",
-                ".read_stderr()",
-            ] {
+            for call in
+                [".run()", ".read()", ".output()", ".status()", ".spawn()", ".read_stderr()"]
+            {
                 if line.contains(call) {
                     found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
                 }
             }
         }
     }
-    assert!(
-        found.is_empty(),
-        "children started outside interrupt.rs:\n{}",
-        found.join("\n")
-    );
+    assert!(found.is_empty(), "children started outside interrupt.rs:\n{}", found.join("\n"));
 }

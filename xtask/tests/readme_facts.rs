@@ -39,10 +39,7 @@ fn the_series_version_and_patch_count_are_the_cover_letters() {
         .count();
     assert_eq!(patches, count, "the cover letter announces {count} patches");
     let stated = format!("({version}, {count} patches)");
-    assert!(
-        readme().contains(&stated),
-        "README's introduction should say {stated}"
-    );
+    assert!(readme().contains(&stated), "README's introduction should say {stated}");
     let series = doc("docs/series.md");
     assert!(
         series.contains(&format!("({version}, {count} patches)")),
@@ -56,11 +53,7 @@ fn doc(path: &str) -> String {
 }
 
 fn readme_lines() -> Vec<String> {
-    std::fs::read_to_string(root().join("README.md"))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    std::fs::read_to_string(root().join("README.md")).unwrap().lines().map(str::to_owned).collect()
 }
 
 #[test]
@@ -68,10 +61,7 @@ fn the_readme_is_short_and_starts_with_what_a_newcomer_needs() {
     let lines = readme_lines();
     assert!(lines.len() <= 250, "README has {} lines", lines.len());
     let long: Vec<&String> = lines.iter().filter(|l| l.chars().count() > 120).collect();
-    assert!(
-        long.is_empty(),
-        "README lines over 120 characters: {long:?}"
-    );
+    assert!(long.is_empty(), "README lines over 120 characters: {long:?}");
     let top = lines[..100.min(lines.len())].join("\n");
     for needed in [
         "cargo xtask test --qemu-src",
@@ -80,10 +70,7 @@ fn the_readme_is_short_and_starts_with_what_a_newcomer_needs() {
         "target/qmp-tests/junit.xml",
         "<failure",
     ] {
-        assert!(
-            top.contains(needed),
-            "README's first 100 lines should have `{needed}`"
-        );
+        assert!(top.contains(needed), "README's first 100 lines should have `{needed}`");
     }
 }
 

@@ -51,15 +51,9 @@ fn a_worktree_missing_patches_is_applied_again() {
     let (code, err, again) = fetch(&fx, &series);
     assert_eq!(code, 0, "{err}");
     assert_eq!(again, wt);
-    assert!(
-        err.contains("holds 1 commits where the series has 2 patches"),
-        "{err}"
-    );
+    assert!(err.contains("holds 1 commits where the series has 2 patches"), "{err}");
     assert_eq!(git(&wt, &["rev-list", "--count", "base..HEAD"]).trim(), "2");
-    assert_eq!(
-        std::fs::read_to_string(wt.join("NOTES")).unwrap(),
-        "a note\n"
-    );
+    assert_eq!(std::fs::read_to_string(wt.join("NOTES")).unwrap(), "a note\n");
 
     let (code, err, _) = fetch(&fx, &series);
     assert_eq!(code, 0, "{err}");
@@ -74,10 +68,7 @@ fn a_latin1_series_applies() {
     let (code, err, wt) = fetch(&fx, &series);
     assert_eq!(code, 0, "{err}");
     assert_eq!(std::fs::read(wt.join("CAFE")).unwrap(), b"caf\xe9\n");
-    assert_eq!(
-        git(&wt, &["log", "-1", "--format=%an: %s"]).trim(),
-        "Jos\u{e9}: caf\u{e9}: add"
-    );
+    assert_eq!(git(&wt, &["log", "-1", "--format=%an: %s"]).trim(), "Jos\u{e9}: caf\u{e9}: add");
 }
 
 #[test]
@@ -129,10 +120,7 @@ fn a_located_trees_uncommitted_changes_are_under_the_series() {
         std::fs::read_to_string(wt.join("meson.build")).unwrap(),
         "project('qemu')\n# edited\n"
     );
-    assert_eq!(
-        std::fs::read_to_string(wt.join("NEW.c")).unwrap(),
-        "int x;\n"
-    );
+    assert_eq!(std::fs::read_to_string(wt.join("NEW.c")).unwrap(), "int x;\n");
     assert_eq!(
         std::fs::read_to_string(wt.join("NOTES")).unwrap(),
         "a note\n",
@@ -140,11 +128,7 @@ fn a_located_trees_uncommitted_changes_are_under_the_series() {
     );
     assert!(err.contains("with its uncommitted changes"), "{err}");
     assert_eq!(status(&fx.tree), before, "the tree is as it was");
-    assert_eq!(
-        std::fs::read(fx.tree.join(".git/index")).unwrap(),
-        index,
-        "and so is its index"
-    );
+    assert_eq!(std::fs::read(fx.tree.join(".git/index")).unwrap(), index, "and so is its index");
 
     // The same changes again: the same base, the worktree reused.
     let (code, err, again) = fetch(&fx, &series);

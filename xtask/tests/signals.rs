@@ -45,30 +45,18 @@ fn a_run_killed_while_wired_is_restored_by_the_next() {
     let before = status(&fx.tree);
     let blocked = Blocked::start(&fx, "started");
     let builders = processes_mentioning(&fx.cache);
-    assert!(
-        !builders.is_empty(),
-        "no ninja building in {}",
-        fx.cache.display()
-    );
+    assert!(!builders.is_empty(), "no ninja building in {}", fx.cache.display());
     let seen = blocked.kill9();
-    assert!(
-        fx.tree.join(TEST_FILE).exists(),
-        "wired when killed: {seen}"
-    );
+    assert!(fx.tree.join(TEST_FILE).exists(), "wired when killed: {seen}");
     // The build does not outlive the xtask that ran it.
     for pid in builders {
-        assert!(
-            exits_within(pid, 10),
-            "process {pid} outlived the killed xtask: {seen}"
-        );
+        assert!(exits_within(pid, 10), "process {pid} outlived the killed xtask: {seen}");
     }
     // Another configure argument, another build directory: the killed
     // run's build.ninja still holds its blocking rule.
-    let (code, err) = run(
-        xtask(&fx, &["test", "--configure-arg=--second", "--qemu-src"])
-            .arg(&fx.tree)
-            .env("FAKE_BUILD", "exit 1"),
-    );
+    let (code, err) = run(xtask(&fx, &["test", "--configure-arg=--second", "--qemu-src"])
+        .arg(&fx.tree)
+        .env("FAKE_BUILD", "exit 1"));
     assert_eq!(code, 2, "the build fails: {err}");
     assert!(err.contains("a killed run left"), "{err}");
     assert!(err.contains("added to"), "wired afresh: {err}");
@@ -95,10 +83,7 @@ fn a_second_run_waits_for_the_first() {
     drop(lock);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(second.wait().unwrap().success(), "{rest:?}");
-    assert!(
-        rest.iter().any(|l| l.contains("nothing is wired")),
-        "ran after the wait: {rest:?}"
-    );
+    assert!(rest.iter().any(|l| l.contains("nothing is wired")), "ran after the wait: {rest:?}");
 }
 
 /// Reads stderr up to the line saying the xtask waits for the lock.
@@ -133,15 +118,7 @@ fn every_command_that_uses_the_cache_waits_for_its_lock() {
         &["wire", "--qemu-src", tree],
         &["unwire", "--qemu-src", tree],
         &["bench", "--qemu-src", tree],
-        &[
-            "bisect",
-            "--qemu-src",
-            tree,
-            "--good",
-            "HEAD",
-            "--bad",
-            "HEAD",
-        ],
+        &["bisect", "--qemu-src", tree, "--good", "HEAD", "--bad", "HEAD"],
         &["mutants"],
     ] {
         let mut child = xtask(&fx, args).stderr(Stdio::piped()).spawn().unwrap();
@@ -176,11 +153,7 @@ fn run_until_waiting(
     fx: &Fixture,
     args: &[&str],
 ) -> (std::process::Child, Vec<String>, String, Stderr) {
-    let mut child = xtask(fx, args)
-        .arg(&fx.tree)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = xtask(fx, args).arg(&fx.tree).stderr(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut before = Vec::new();
     for line in lines.by_ref().map_while(Result::ok) {
@@ -211,10 +184,7 @@ fn ctrl_c_while_waiting_for_the_lock_stops_the_run() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert_eq!(child.wait().unwrap().code(), Some(2), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
-    assert!(
-        !rest.iter().any(|l| l.contains("nothing is wired")),
-        "did no work: {rest:?}"
-    );
+    assert!(!rest.iter().any(|l| l.contains("nothing is wired")), "did no work: {rest:?}");
 }
 
 #[test]
@@ -224,13 +194,7 @@ fn signals_that_are_not_ours_do_not_end_the_wait_for_the_lock() {
     let (mut child, lines) = unwire_waiting(&fx);
     // Ctrl-Z and fg, a terminal resized, a child of someone else's: each
     // can end a blocking call with EINTR.
-    for signal in [
-        libc::SIGSTOP,
-        libc::SIGCONT,
-        libc::SIGWINCH,
-        libc::SIGCHLD,
-        libc::SIGURG,
-    ] {
+    for signal in [libc::SIGSTOP, libc::SIGCONT, libc::SIGWINCH, libc::SIGCHLD, libc::SIGURG] {
         send_signal(child.id() as i32, signal);
     }
     drop(lock);
@@ -247,9 +211,7 @@ fn a_second_run_waits_while_another_makes_the_shared_venvs() {
     let fx = fixture(false);
     // The venvs live in the target directory, shared by every cache (and
     // so by runs that do not share the cache's lock).
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let venvs = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => root.join(dir),
         None => root.join("target"),
@@ -264,10 +226,7 @@ fn a_second_run_waits_while_another_makes_the_shared_venvs() {
     child.kill().unwrap();
     child.wait().unwrap();
     drop(lock);
-    assert!(
-        waiting.contains("is making a python venv for meson==1.9.0 pycotap in"),
-        "{waiting}"
-    );
+    assert!(waiting.contains("is making a python venv for meson==1.9.0 pycotap in"), "{waiting}");
 }
 
 #[test]
@@ -286,10 +245,7 @@ fn ctrl_c_during_git_am_is_an_interruption_not_a_broken_series() {
     write_bytes(&here.join("series/0001-version-bump.patch"), BUMP);
     // git am runs the applypatch-msg hook: it blocks there, as a long
     // git am would, until the signal.
-    write(
-        &here.join("hooks/applypatch-msg"),
-        "#!/bin/sh\neval \"$FAKE_BUILD\"\n",
-    );
+    write(&here.join("hooks/applypatch-msg"), "#!/bin/sh\neval \"$FAKE_BUILD\"\n");
     let hook = here.join("hooks/applypatch-msg");
     let mut perm = std::fs::metadata(&hook).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
@@ -303,13 +259,7 @@ fn ctrl_c_during_git_am_is_an_interruption_not_a_broken_series() {
     let blocked = Blocked::start_env(
         &fx,
         "started",
-        &[
-            "fetch",
-            "--series",
-            series.to_str().unwrap(),
-            "--qemu-src",
-            fx.tree.to_str().unwrap(),
-        ],
+        &["fetch", "--series", series.to_str().unwrap(), "--qemu-src", fx.tree.to_str().unwrap()],
         &[("GIT_CONFIG_GLOBAL", config.as_path())],
     );
     let (code, seen) = blocked.signal(libc::SIGINT, true);
@@ -333,15 +283,7 @@ fn a_killed_bisect_takes_its_step_along_and_the_next_run_restores_the_tree() {
     let blocked = Blocked::start_args(
         &fx,
         "started",
-        &[
-            "bisect",
-            "--qemu-src",
-            tree,
-            "--good",
-            good.trim(),
-            "--bad",
-            "HEAD",
-        ],
+        &["bisect", "--qemu-src", tree, "--good", good.trim(), "--bad", "HEAD"],
     );
     // git bisect run, its shell, the step: all name the tree.
     let step = processes_mentioning(&fx.tree);
@@ -374,16 +316,9 @@ fn a_killed_bisect_takes_its_step_along_and_the_next_run_restores_the_tree() {
         ],
     )
     .env("FAKE_BUILD", "exit 1"));
-    assert!(
-        err.contains("a killed cargo xtask bisect left"),
-        "{seen}\n{err}"
-    );
+    assert!(err.contains("a killed cargo xtask bisect left"), "{seen}\n{err}");
     assert_eq!(code, 2, "{err}");
-    assert_eq!(
-        git(&fx.tree, &["symbolic-ref", "--short", "HEAD"]),
-        branch,
-        "{err}"
-    );
+    assert_eq!(git(&fx.tree, &["symbolic-ref", "--short", "HEAD"]), branch, "{err}");
     assert_eq!(status(&fx.tree), before, "{err}");
     assert!(!fx.tree.join(".git/BISECT_START").exists(), "{err}");
 }
@@ -405,19 +340,12 @@ fn a_venv_pip_cannot_make_aborts_the_bisect_rather_than_skip_the_commit() {
     std::fs::set_permissions(&python, perm).unwrap();
     let log = here.join("log");
     std::fs::create_dir_all(&log).unwrap();
-    let path = format!(
-        "{}:{}",
-        here.join("bin").display(),
-        std::env::var("PATH").unwrap()
-    );
+    let path = format!("{}:{}", here.join("bin").display(), std::env::var("PATH").unwrap());
     let (code, err) = run(xtask(&fx, &["bisect-step", "--qmp-tests=/bin/false"])
         .arg(format!("--qemu-src={}", fx.tree.display()))
         .arg(format!("--log-dir={}", log.display()))
         .env("PATH", path));
     assert_eq!(code, 128, "git aborts the bisect: {err}");
-    assert!(
-        err.contains("the machine's fault, not the commit's"),
-        "{err}"
-    );
+    assert!(err.contains("the machine's fault, not the commit's"), "{err}");
     assert!(err.contains("aborting the bisect"), "{err}");
 }

@@ -10,10 +10,8 @@ use common::*;
 const TEST_FILE: &str = "tests/functional/generic/test_monitor_hotplug.py";
 
 fn the_record(fx: &Fixture) -> PathBuf {
-    let records: Vec<_> = std::fs::read_dir(fx.cache.join("wire"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let records: Vec<_> =
+        std::fs::read_dir(fx.cache.join("wire")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(records.len(), 1, "{records:?}");
     records[0].clone()
 }
@@ -45,10 +43,7 @@ fn the_record_is_found_under_a_fixed_name() {
     // FNV-1a of the tree path: the same name whatever toolchain built the
     // xtask, so `unwire` after a Rust update still finds `wire`'s record.
     let fx = fixture(false);
-    assert_eq!(
-        run(xtask(&fx, &["wire"]).arg("--qemu-src").arg(&fx.tree)).0,
-        0
-    );
+    assert_eq!(run(xtask(&fx, &["wire"]).arg("--qemu-src").arg(&fx.tree)).0, 0);
     let canonical = fx.tree.canonicalize().unwrap();
     let name = the_record(&fx);
     assert_eq!(
@@ -87,10 +82,7 @@ fn unwire_without_flags_undoes_what_wire_without_a_tree_wired() {
 
     let (code, err) = run(&mut xtask(&fx, &["unwire"]));
     assert_eq!(code, 0, "{err}");
-    assert!(
-        err.contains(&format!("unwired {}", worktree.display())),
-        "{err}"
-    );
+    assert!(err.contains(&format!("unwired {}", worktree.display())), "{err}");
     assert!(!worktree.join(TEST_FILE).exists());
     assert_eq!(list(&worktree), LIST);
     assert_eq!(git(&worktree, &["status", "--porcelain"]), "");

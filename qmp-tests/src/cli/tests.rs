@@ -18,10 +18,9 @@ fn the_command_reference_has_the_help() {
             Err(err) => err.render().to_string(),
             Ok(_) => unreachable!("--help ends the parse"),
         };
-    for help in [
-        help(SuiteCli::command(), "qmp-tests"),
-        help(ExploreCli::command(), "qmp-tests explore"),
-    ] {
+    for help in
+        [help(SuiteCli::command(), "qmp-tests"), help(ExploreCli::command(), "qmp-tests explore")]
+    {
         assert!(
             doc.contains(&format!("```\n{help}```\n")),
             "docs/commands.md lacks a qmp-tests --help as printed; run `cargo xtask docs`"
@@ -55,17 +54,12 @@ fn options_with_separate_and_inline_values() {
     assert_eq!(args.suite.jobs, Some(3));
     assert_eq!(args.suite.timeout, Some(5));
     assert_eq!(args.suite.wait, Some(Duration::from_millis(500)));
-    assert_eq!(
-        args.properties,
-        [("commit".to_string(), "abc=def".to_string())]
-    );
+    assert_eq!(args.properties, [("commit".to_string(), "abc=def".to_string())]);
     assert!(args.tap);
     assert_eq!(args.program, Program::System);
     let args = parse(&["--qemu", "q", "--program=storage-daemon"]).unwrap();
     assert_eq!(args.program, Program::StorageDaemon);
-    assert!(parse(&["--qemu", "q", "--program", "qsd"])
-        .unwrap_err()
-        .contains("storage-daemon"));
+    assert!(parse(&["--qemu", "q", "--program", "qsd"]).unwrap_err().contains("storage-daemon"));
 }
 
 #[test]
@@ -73,23 +67,14 @@ fn mistakes_are_reported() {
     for (args, needle) in [
         (&[][..], "--qemu"),
         (&["--qemu", "/q", "--jobs", "0"], "positive whole number"),
-        (
-            &["--qemu", "/q", "--wait", "0"],
-            "positive number of seconds",
-        ),
+        (&["--qemu", "/q", "--wait", "0"], "positive number of seconds"),
         (&["--qemu", "/q", "--scenario", "test_nope"], "test_nope"),
         (&["--qemu", "/q", "--property", "=x"], "KEY=VALUE"),
         (&["--qemu", "/q", "--leg", "a b"], "a leg name is"),
         (&["--qemu", "/q", "--route", "both"], "commands, qom, all"),
         (&["--qemu", "/q", "--python", "p"], "--qemu-src"),
-        (
-            &["--qemu", "/q", "--qemu-src", "/nonexistent"],
-            "python/qemu/qmp",
-        ),
-        (
-            &["--qemu", "/q", "--jobs", "1", "--jobs", "2"],
-            "multiple times",
-        ),
+        (&["--qemu", "/q", "--qemu-src", "/nonexistent"], "python/qemu/qmp"),
+        (&["--qemu", "/q", "--jobs", "1", "--jobs", "2"], "multiple times"),
         (&["--qemu"], "a value is required"),
         (&["--bogus"], "--bogus"),
     ] {
@@ -129,23 +114,13 @@ fn first_lists_scenarios_and_routes_in_order() {
     ])
     .unwrap();
     assert!(args.suite.fail_fast);
-    let picks: Vec<(&str, Option<Route>)> = args
-        .suite
-        .first
-        .iter()
-        .map(|p| (p.scenario.as_str(), p.route))
-        .collect();
+    let picks: Vec<(&str, Option<Route>)> =
+        args.suite.first.iter().map(|p| (p.scenario.as_str(), p.route)).collect();
     assert_eq!(
         picks,
-        [
-            ("test_soak", Some(Route::Qom)),
-            ("test_greeting", None),
-            ("test_many", None)
-        ]
+        [("test_soak", Some(Route::Qom)), ("test_greeting", None), ("test_many", None)]
     );
-    assert!(parse(&["--qemu", "q", "--first", "test_nope"])
-        .unwrap_err()
-        .contains("test_nope"));
+    assert!(parse(&["--qemu", "q", "--first", "test_nope"]).unwrap_err().contains("test_nope"));
     assert!(parse(&["--qemu", "q", "--first", "test_soak/all"])
         .unwrap_err()
         .contains("commands or qom"));

@@ -60,11 +60,7 @@ pub fn build(info: &SuiteInfo, outcomes: &[Outcome]) -> Report {
         let name = suite_name(route, info.leg.as_deref());
         let mut suite = TestSuiteBuilder::new(&name)
             // Whole seconds: JUnit readers choke on nanoseconds.
-            .set_timestamp(
-                info.timestamp
-                    .replace_nanosecond(0)
-                    .unwrap_or(info.timestamp),
-            )
+            .set_timestamp(info.timestamp.replace_nanosecond(0).unwrap_or(info.timestamp))
             .set_system_out(&clean(&properties))
             .add_testcases(cases.into_iter().map(|o| testcase(o, &name)))
             .build();
@@ -92,9 +88,7 @@ fn testcase(outcome: &Outcome, classname: &str) -> TestCase {
     builder.set_classname(classname);
     // Where the time went, one `phase NAME: MS ms` line each, after the
     // notes: for whoever reads the report, `cargo xtask bench` included.
-    let lines: Vec<String> = (outcome.notes.iter().cloned())
-        .chain(phase_lines(outcome))
-        .collect();
+    let lines: Vec<String> = (outcome.notes.iter().cloned()).chain(phase_lines(outcome)).collect();
     if !lines.is_empty() {
         builder.set_system_out(&clean(&lines.join("\n")));
     }
@@ -111,19 +105,14 @@ pub fn phase_lines(outcome: &Outcome) -> impl Iterator<Item = String> + '_ {
 pub fn read_phases(system_out: &str) -> Vec<(String, f64)> {
     let phase = |line: &str| {
         let (name, ms) = line.strip_prefix("phase ")?.rsplit_once(": ")?;
-        Some((
-            name.to_owned(),
-            ms.strip_suffix(" ms")?.parse::<f64>().ok()? / 1000.0,
-        ))
+        Some((name.to_owned(), ms.strip_suffix(" ms")?.parse::<f64>().ok()? / 1000.0))
     };
     system_out.lines().filter_map(phase).collect()
 }
 
 pub fn to_xml(info: &SuiteInfo, outcomes: &[Outcome]) -> Result<Vec<u8>> {
     let mut xml = Vec::new();
-    build(info, outcomes)
-        .write_xml(&mut xml)
-        .context("rendering the JUnit report")?;
+    build(info, outcomes).write_xml(&mut xml).context("rendering the JUnit report")?;
     Ok(xml)
 }
 
@@ -137,10 +126,7 @@ pub fn write(path: &Path, info: &SuiteInfo, outcomes: &[Outcome]) -> Result<()> 
     };
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut file = tempfile::NamedTempFile::new_in(dir).with_context(|| {
-        format!(
-            "creating a temp file in {} for the JUnit report",
-            dir.display()
-        )
+        format!("creating a temp file in {} for the JUnit report", dir.display())
     })?;
     file.write_all(&xml)
         .and_then(|()| file.as_file().sync_all())

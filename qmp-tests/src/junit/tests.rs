@@ -78,41 +78,21 @@ fn report_round_trips_through_a_junit_parser() {
     assert_eq!(suite.hostname.as_deref(), Some("builder"));
     assert!(suite.timestamp.is_some());
     let system_out = suite.system_out.as_deref().unwrap_or_default();
-    assert!(
-        system_out.contains("qemu_binary: /opt/qemu"),
-        "{system_out}"
-    );
+    assert!(system_out.contains("qemu_binary: /opt/qemu"), "{system_out}");
     assert!(system_out.contains("commit: abc\\x07123"), "{system_out}");
 
-    let names: Vec<&str> = suite
-        .cases
-        .iter()
-        .map(|c| c.original_name.as_str())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "test_hotplug_cycle",
-            "test_self_removal",
-            "test_qemu_python_client"
-        ]
-    );
+    let names: Vec<&str> = suite.cases.iter().map(|c| c.original_name.as_str()).collect();
+    assert_eq!(names, ["test_hotplug_cycle", "test_self_removal", "test_qemu_python_client"]);
     let TestStatus::Skipped(skip) = &suite.cases[2].status else {
         panic!("third case should be skipped: {:?}", suite.cases[2].status);
     };
     assert_eq!(skip.message, "no tree | given");
-    assert!(suite
-        .cases
-        .iter()
-        .all(|c| c.classname.as_deref() == Some(SUITE)));
+    assert!(suite.cases.iter().all(|c| c.classname.as_deref() == Some(SUITE)));
     assert!(suite.cases[0].status.is_success());
     let out = suite.cases[0].system_out.as_deref().unwrap_or_default();
     assert_eq!(
         super::read_phases(out),
-        [
-            ("spawn to greeting".to_owned(), 0.01425),
-            ("harness".to_owned(), 0.0005)
-        ]
+        [("spawn to greeting".to_owned(), 0.01425), ("harness".to_owned(), 0.0005)]
     );
     assert!((suite.cases[1].time - 1.5).abs() < 1e-9);
 
@@ -123,26 +103,15 @@ fn report_round_trips_through_a_junit_parser() {
         failure.message,
         "monitor-remove on the main monitor: QMP error GenericError: nope | second line"
     );
-    assert!(
-        failure.text.contains("main -> {\"execute\":\"quit\"}"),
-        "{}",
-        failure.text
-    );
-    assert!(
-        failure.text.contains("error: bad\\x00byte ]] > end"),
-        "{}",
-        failure.text
-    );
+    assert!(failure.text.contains("main -> {\"execute\":\"quit\"}"), "{}", failure.text);
+    assert!(failure.text.contains("error: bad\\x00byte ]] > end"), "{}", failure.text);
 }
 
 #[test]
 fn each_route_has_its_own_suite_and_classname() {
     let mut outcomes = outcomes();
     let qom = Outcome::skipped("test_hotplug_cycle", "nothing").on(Route::Qom);
-    outcomes.push(Outcome {
-        skipped: None,
-        ..qom
-    });
+    outcomes.push(Outcome { skipped: None, ..qom });
     let info = SuiteInfo {
         timestamp: OffsetDateTime::now_utc(),
         hostname: "builder".into(),
@@ -157,10 +126,7 @@ fn each_route_has_its_own_suite_and_classname() {
     assert_eq!(qom.cases.len(), 1);
     // The same test name as in the commands suite: history is per suite.
     assert_eq!(qom.cases[0].original_name, "test_hotplug_cycle");
-    assert_eq!(
-        qom.cases[0].classname.as_deref(),
-        Some("monitor_hotplug_qom")
-    );
+    assert_eq!(qom.cases[0].classname.as_deref(), Some("monitor_hotplug_qom"));
 }
 
 #[test]
@@ -170,9 +136,7 @@ fn a_leg_names_the_suites_and_classnames_and_timestamps_are_whole_seconds() {
         ..Outcome::skipped("test_hotplug_cycle", "nothing").on(Route::Qom)
     }];
     let info = SuiteInfo {
-        timestamp: OffsetDateTime::now_utc()
-            .replace_nanosecond(123_456_789)
-            .unwrap(),
+        timestamp: OffsetDateTime::now_utc().replace_nanosecond(123_456_789).unwrap(),
         hostname: "builder".into(),
         properties: vec![],
         leg: Some("aarch64-asan-qom".into()),
@@ -180,17 +144,8 @@ fn a_leg_names_the_suites_and_classnames_and_timestamps_are_whole_seconds() {
     let xml = String::from_utf8(super::to_xml(&info, &outcomes).unwrap()).unwrap();
     let suites = junit_parser::from_reader(xml.as_bytes()).unwrap();
     let names: Vec<&str> = suites.suites.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "monitor_hotplug.aarch64-asan-qom",
-            "monitor_hotplug_qom.aarch64-asan-qom"
-        ]
-    );
+    assert_eq!(names, ["monitor_hotplug.aarch64-asan-qom", "monitor_hotplug_qom.aarch64-asan-qom"]);
     let case = &suites.suites[1].cases[0];
-    assert_eq!(
-        case.classname.as_deref(),
-        Some("monitor_hotplug_qom.aarch64-asan-qom")
-    );
+    assert_eq!(case.classname.as_deref(), Some("monitor_hotplug_qom.aarch64-asan-qom"));
     assert!(!xml.contains(".123456789"), "{xml}");
 }

@@ -143,15 +143,9 @@ impl Machine {
         let mut command = qemu_command(qemu, &listener, opts, dir.path());
         command
             .stdin(Stdio::null())
-            .stdout(
-                log_file
-                    .try_clone()
-                    .context("duplicating the log file handle")?,
-            )
+            .stdout(log_file.try_clone().context("duplicating the log file handle")?)
             .stderr(log_file);
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {}", qemu.display()))?;
+        let child = command.spawn().with_context(|| format!("starting {}", qemu.display()))?;
         let mut process = Process::new(child, opts.janitor.clone())?;
         // QEMU holds its own copy now; ours must go so that QEMU's death
         // closes the listener and fails our connection at once.
@@ -249,16 +243,10 @@ impl Machine {
     /// Stops QEMU: `quit`, then SIGTERM, then SIGKILL, each given a while.
     pub fn shutdown(&mut self) -> Result<Shutdown> {
         if let Some(exit) = self.process.exit {
-            return Ok(Shutdown {
-                exit,
-                stopped_by: StoppedBy::Itself,
-            });
+            return Ok(Shutdown { exit, stopped_by: StoppedBy::Itself });
         }
         if let Some(exit) = self.wait_exit(Instant::now())? {
-            return Ok(Shutdown {
-                exit,
-                stopped_by: StoppedBy::Itself,
-            });
+            return Ok(Shutdown { exit, stopped_by: StoppedBy::Itself });
         }
         let deadline = Instant::now() + QUIT_WAIT;
         // The reply to quit races with QEMU closing the socket, so end of
@@ -266,10 +254,7 @@ impl Machine {
         // signals below.
         let _ = self.qmp.execute("quit", Value::Null, deadline);
         if let Some(exit) = self.wait_exit(deadline)? {
-            return Ok(Shutdown {
-                exit,
-                stopped_by: StoppedBy::Quit,
-            });
+            return Ok(Shutdown { exit, stopped_by: StoppedBy::Quit });
         }
         self.terminate()
     }
@@ -287,10 +272,7 @@ impl Machine {
     /// that had exited by itself keeps its own exit (a crash stays one).
     pub fn kill(&mut self) -> Result<Shutdown> {
         if let Some(exit) = self.wait_exit(Instant::now())? {
-            return Ok(Shutdown {
-                exit,
-                stopped_by: StoppedBy::Itself,
-            });
+            return Ok(Shutdown { exit, stopped_by: StoppedBy::Itself });
         }
         self.signal_until_exit(&[(Signal::KILL, SIGKILL_WAIT, StoppedBy::Sigkill)])
     }
@@ -308,10 +290,7 @@ impl Machine {
                 return Ok(Shutdown { exit, stopped_by });
             }
         }
-        bail!(
-            "QEMU (pid {}) survived SIGKILL for {SIGKILL_WAIT:?}",
-            self.pid()
-        )
+        bail!("QEMU (pid {}) survived SIGKILL for {SIGKILL_WAIT:?}", self.pid())
     }
 }
 
@@ -372,11 +351,7 @@ fn expand_dir(arg: &OsString, dir: &Path) -> OsString {
 fn not_qemu(qemu: &Path, err: QmpError, process: &mut Process, log: &Path) -> anyhow::Error {
     // On end of file the process is exiting; give it a moment to be
     // reaped so the status can be reported. Otherwise it is hung.
-    let wait = if matches!(err, QmpError::Eof) {
-        Duration::from_secs(5)
-    } else {
-        Duration::ZERO
-    };
+    let wait = if matches!(err, QmpError::Eof) { Duration::from_secs(5) } else { Duration::ZERO };
     let status = match process.wait_exit(Instant::now() + wait) {
         Ok(Some(exit)) => format!("it ended with {exit}"),
         _ => "it was still running".to_string(),

@@ -43,12 +43,7 @@ impl Process {
         if let Some(janitor) = &janitor {
             janitor.register_pid(child.id());
         }
-        Ok(Process {
-            child,
-            pidfd: Arc::new(pidfd),
-            exit: None,
-            janitor,
-        })
+        Ok(Process { child, pidfd: Arc::new(pidfd), exit: None, janitor })
     }
 
     pub(super) fn killer(&self) -> Killer {

@@ -23,10 +23,7 @@ impl WorkDir {
         if let Some(janitor) = &janitor {
             janitor.register_dir(dir.path());
         }
-        Ok(WorkDir {
-            dir: Some(dir),
-            janitor,
-        })
+        Ok(WorkDir { dir: Some(dir), janitor })
     }
 
     pub(super) fn path(&self) -> &Path {

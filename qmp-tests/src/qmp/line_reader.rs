@@ -57,14 +57,7 @@ pub(crate) struct LineReader {
 
 impl LineReader {
     pub(crate) fn new() -> LineReader {
-        LineReader {
-            buf: Vec::new(),
-            start: 0,
-            end: 0,
-            scanned: 0,
-            eof: false,
-            reset: false,
-        }
+        LineReader { buf: Vec::new(), start: 0, end: 0, scanned: 0, eof: false, reset: false }
     }
 
     /// The next line without its '\n'.
@@ -97,9 +90,7 @@ impl LineReader {
                 return Err(QmpError::Eof);
             }
             let Some(left) = remaining(deadline) else {
-                return Err(QmpError::Timeout {
-                    awaiting: awaiting(),
-                });
+                return Err(QmpError::Timeout { awaiting: awaiting() });
             };
             stream.set_read_timeout(Some(left))?;
             self.make_room();
@@ -109,9 +100,7 @@ impl LineReader {
                 Ok(n) => self.end += n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) if timed_out(&err) => {
-                    return Err(QmpError::Timeout {
-                        awaiting: awaiting(),
-                    })
+                    return Err(QmpError::Timeout { awaiting: awaiting() })
                 }
                 // A reset after QEMU died is, for the caller, the same as
                 // a close: the peer is gone.
@@ -140,9 +129,7 @@ impl LineReader {
     }
 
     fn take_line(&mut self) -> Option<Vec<u8>> {
-        let newline = self.buf[self.scanned..self.end]
-            .iter()
-            .position(|&b| b == b'\n');
+        let newline = self.buf[self.scanned..self.end].iter().position(|&b| b == b'\n');
         let Some(offset) = newline else {
             self.scanned = self.end;
             return None;

@@ -93,9 +93,7 @@ impl Qmp {
         // greeting first is a protocol error, not something to queue.
         let (line, message) = qmp.read_message(deadline, &|| "the QMP greeting".into())?;
         if message.get("QMP").is_none() {
-            return Err(QmpError::BeforeGreeting {
-                line: transcript::abbreviate(&line),
-            });
+            return Err(QmpError::BeforeGreeting { line: transcript::abbreviate(&line) });
         }
         qmp.greeting = message;
         Ok(qmp)
@@ -133,11 +131,8 @@ impl Qmp {
         capabilities: &[&str],
         deadline: Instant,
     ) -> Result<(), QmpError> {
-        let args = if capabilities.is_empty() {
-            Value::Null
-        } else {
-            json!({ "enable": capabilities })
-        };
+        let args =
+            if capabilities.is_empty() { Value::Null } else { json!({ "enable": capabilities }) };
         self.execute("qmp_capabilities", args, deadline)?;
         Ok(())
     }
@@ -336,8 +331,7 @@ impl Qmp {
     pub fn read_any(&mut self, deadline: Instant) -> Result<Value, QmpError> {
         let who = self.name.clone();
         let awaiting = || format!("a message on {who}");
-        self.read_message(deadline, &awaiting)
-            .map(|(_, message)| message)
+        self.read_message(deadline, &awaiting).map(|(_, message)| message)
     }
 
     /// What the connection holds at this instant, without waiting: a
@@ -373,19 +367,13 @@ impl Qmp {
     /// connection before the window ended.
     pub fn observe(&mut self, window: Duration) -> Result<Observed, QmpError> {
         let end = Instant::now() + window;
-        self.transcript.note(
-            &self.name,
-            &format!("watching for {} ms", window.as_millis()),
-        );
-        let mut observed = Observed {
-            messages: self.events.drain(..).collect(),
-            ..Observed::default()
-        };
+        self.transcript.note(&self.name, &format!("watching for {} ms", window.as_millis()));
+        let mut observed =
+            Observed { messages: self.events.drain(..).collect(), ..Observed::default() };
         loop {
             match self.reader.read_line(&self.stream, end, &|| String::new()) {
                 Ok(line) => {
-                    self.transcript
-                        .record(&self.name, Direction::Received, &line);
+                    self.transcript.record(&self.name, Direction::Received, &line);
                     observed.messages.push(parse(&line).unwrap_or_else(|_| {
                         Value::String(String::from_utf8_lossy(&line).into_owned())
                     }));
@@ -403,8 +391,7 @@ impl Qmp {
             observed.partial = Some(transcript::abbreviate(self.reader.partial()));
         }
         if !observed.closed && observed.messages.is_empty() && observed.partial.is_none() {
-            self.transcript
-                .note(&self.name, "nothing arrived, connection open");
+            self.transcript.note(&self.name, "nothing arrived, connection open");
         }
         Ok(observed)
     }
@@ -475,9 +462,7 @@ impl Qmp {
     ) -> Result<Vec<u8>, QmpError> {
         let result = self.reader.read_line(&self.stream, deadline, awaiting);
         match &result {
-            Ok(line) => self
-                .transcript
-                .record(&self.name, Direction::Received, line),
+            Ok(line) => self.transcript.record(&self.name, Direction::Received, line),
             Err(QmpError::Eof) if self.reader.was_reset() => {
                 self.transcript.note(&self.name, "connection reset by QEMU");
             }
@@ -512,9 +497,7 @@ impl Qmp {
     }
 
     fn send_timeout(&self, command: &str) -> QmpError {
-        QmpError::Timeout {
-            awaiting: format!("room to send {command} on {}", self.name),
-        }
+        QmpError::Timeout { awaiting: format!("room to send {command} on {}", self.name) }
     }
 
     fn write_error(&self, err: io::Error, command: &str) -> QmpError {
@@ -574,10 +557,7 @@ pub enum Pending {
 /// of file: both make the socket readable.
 fn poll_now(stream: &UnixStream) -> Result<Pending, QmpError> {
     let mut fds = [PollFd::new(stream, PollFlags::IN | PollFlags::RDHUP)];
-    let now = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let now = Timespec { tv_sec: 0, tv_nsec: 0 };
     if poll(&mut fds, Some(&now)).map_err(|err| QmpError::Io(err.into()))? == 0 {
         return Ok(Pending::Nothing);
     }
@@ -635,7 +615,5 @@ fn reply_result(mut message: Value, line: &[u8]) -> Result<Value, QmpError> {
 }
 
 fn malformed(line: &[u8]) -> QmpError {
-    QmpError::Malformed {
-        line: transcript::abbreviate(line),
-    }
+    QmpError::Malformed { line: transcript::abbreviate(line) }
 }

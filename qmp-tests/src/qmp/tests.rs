@@ -59,20 +59,11 @@ fn serve(script: impl FnOnce(Peer) + Send + 'static) -> Server {
     let thread = thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
         // The peer is part of the test: it must not hang it either.
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let writer = stream.try_clone().unwrap();
-        script(Peer {
-            reader: BufReader::new(stream),
-            writer,
-        });
+        script(Peer { reader: BufReader::new(stream), writer });
     });
-    Server {
-        _dir: dir,
-        path,
-        thread,
-    }
+    Server { _dir: dir, path, thread }
 }
 
 fn soon() -> Instant {
@@ -100,10 +91,7 @@ fn greeting_without_oob() {
     let server = serve(|mut peer| {
         peer.send(GREETING_NO_OOB);
         let req = peer.request();
-        assert!(
-            req.get("arguments").is_none(),
-            "plain negotiation sends no arguments"
-        );
+        assert!(req.get("arguments").is_none(), "plain negotiation sends no arguments");
         peer.reply(&req, json!({}));
     });
     let mut qmp = Qmp::connect(&server.path, soon()).unwrap();
@@ -119,17 +107,12 @@ fn an_event_before_the_greeting_is_refused() {
         // second write could then fail.
         let event = r#"{"event": "RESUME", "timestamp": {"seconds": 1, "microseconds": 0}}"#;
         let mut writer = peer.writer;
-        writer
-            .write_all(format!("{event}\n{GREETING}\n").as_bytes())
-            .unwrap();
+        writer.write_all(format!("{event}\n{GREETING}\n").as_bytes()).unwrap();
     });
     match Qmp::connect(&server.path, soon()) {
         Err(err @ QmpError::BeforeGreeting { .. }) => {
             let text = err.to_string();
-            assert!(
-                text.contains("RESUME") && text.contains("greeting"),
-                "{text}"
-            );
+            assert!(text.contains("RESUME") && text.contains("greeting"), "{text}");
         }
         other => panic!("expected BeforeGreeting, got {:?}", other.err()),
     }
@@ -166,13 +149,8 @@ fn execute_with_fd_passes_the_fd_with_the_command() {
     });
     let mut qmp = Qmp::connect(&server.path, soon()).unwrap();
     let file = std::fs::File::open("/dev/null").unwrap();
-    qmp.execute_with_fd(
-        "getfd",
-        json!({ "fdname": "x" }),
-        std::os::fd::AsFd::as_fd(&file),
-        soon(),
-    )
-    .unwrap();
+    qmp.execute_with_fd("getfd", json!({ "fdname": "x" }), std::os::fd::AsFd::as_fd(&file), soon())
+        .unwrap();
     server.finish();
 }
 
@@ -210,9 +188,8 @@ fn events_around_a_reply_are_kept_in_order() {
     let mut qmp = Qmp::connect(&server.path, soon()).unwrap();
     let ret = qmp.execute("query-status", Value::Null, soon()).unwrap();
     assert_eq!(ret["status"], "running");
-    let names: Vec<Value> = (0..3)
-        .map(|_| qmp.next_event(soon()).unwrap()["event"].clone())
-        .collect();
+    let names: Vec<Value> =
+        (0..3).map(|_| qmp.next_event(soon()).unwrap()["event"].clone()).collect();
     assert_eq!(names, ["STOP", "RESUME", "SHUTDOWN"]);
     server.finish();
 }
@@ -243,8 +220,7 @@ fn a_reply_just_before_close_comes_first_then_eof() {
         peer.writer.shutdown(std::net::Shutdown::Both).unwrap();
     });
     let mut qmp = Qmp::connect(&server.path, soon()).unwrap();
-    qmp.execute("monitor-remove", json!({ "id": "self" }), soon())
-        .unwrap();
+    qmp.execute("monitor-remove", json!({ "id": "self" }), soon()).unwrap();
     assert!(matches!(qmp.read_any(soon()), Err(QmpError::Eof)));
     // Eof is sticky: it does not turn into a timeout on the next read.
     assert!(matches!(qmp.read_any(soon()), Err(QmpError::Eof)));
@@ -329,22 +305,14 @@ fn silence_times_out_at_the_deadline() {
     });
     let mut qmp = Qmp::connect(&server.path, soon()).unwrap();
     let start = Instant::now();
-    let err = qmp
-        .execute(
-            "query-status",
-            Value::Null,
-            start + Duration::from_millis(200),
-        )
-        .unwrap_err();
+    let err =
+        qmp.execute("query-status", Value::Null, start + Duration::from_millis(200)).unwrap_err();
     let waited = start.elapsed();
     match err {
         QmpError::Timeout { awaiting } => assert!(awaiting.contains("query-status"), "{awaiting}"),
         other => panic!("expected Timeout, got {other:?}"),
     }
-    assert!(
-        waited >= Duration::from_millis(200),
-        "gave up early: {waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(200), "gave up early: {waited:?}");
     assert!(waited < Duration::from_secs(2), "gave up late: {waited:?}");
     assert!(qmp.transcript().render().contains("timed out"));
     release.send(()).unwrap();
@@ -365,19 +333,12 @@ fn late_reply_to_an_abandoned_request_is_skipped() {
     let mut qmp = Qmp::connect(&server.path, soon()).unwrap();
     let first = qmp.send("query-a", Value::Null, soon()).unwrap();
     assert!(matches!(
-        qmp.read_reply(
-            "query-a",
-            &first,
-            Instant::now() + Duration::from_millis(50)
-        ),
+        qmp.read_reply("query-a", &first, Instant::now() + Duration::from_millis(50)),
         Err(QmpError::Timeout { .. })
     ));
     let ret = qmp.execute("query-b", Value::Null, soon()).unwrap();
     assert_eq!(ret, json!("second"));
-    assert!(qmp
-        .transcript()
-        .render()
-        .contains("ignoring a late reply to abandoned request qmp-1"));
+    assert!(qmp.transcript().render().contains("ignoring a late reply to abandoned request qmp-1"));
     server.finish();
 }
 
@@ -389,10 +350,7 @@ fn a_reply_with_a_foreign_id_is_still_malformed() {
         peer.send(r#"{"return": {}, "id": "someone-else-7"}"#);
     });
     let mut qmp = Qmp::connect(&server.path, soon()).unwrap();
-    assert!(matches!(
-        qmp.execute("query-a", Value::Null, soon()),
-        Err(QmpError::Malformed { .. })
-    ));
+    assert!(matches!(qmp.execute("query-a", Value::Null, soon()), Err(QmpError::Malformed { .. })));
     server.finish();
 }
 

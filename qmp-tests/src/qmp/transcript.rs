@@ -53,14 +53,8 @@ impl Default for Transcript {
 
 impl Transcript {
     pub fn new() -> Transcript {
-        let log = Log {
-            start: Instant::now(),
-            entries: VecDeque::new(),
-            dropped: 0,
-        };
-        Transcript {
-            log: Arc::new(Mutex::new(log)),
-        }
+        let log = Log { start: Instant::now(), entries: VecDeque::new(), dropped: 0 };
+        Transcript { log: Arc::new(Mutex::new(log)) }
     }
 
     pub fn record(&self, who: &str, direction: Direction, bytes: &[u8]) {
@@ -78,12 +72,7 @@ impl Transcript {
             log.entries.pop_front();
             log.dropped += 1;
         }
-        log.entries.push_back(Entry {
-            at,
-            who: who.to_string(),
-            direction,
-            text,
-        });
+        log.entries.push_back(Entry { at, who: who.to_string(), direction, text });
     }
 
     /// The last `max_entries` entries, one per line, times in ms since the
@@ -125,9 +114,7 @@ impl Transcript {
         // A panic while holding the lock leaves the log consistent (every
         // push is complete or absent), and the transcript matters most
         // exactly when something panicked.
-        self.log
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

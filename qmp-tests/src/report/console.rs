@@ -64,11 +64,9 @@ impl<W: Write> Reporter for Console<W> {
 
     fn finished(&mut self, outcome: &Outcome) {
         let _ = match (&outcome.skipped, outcome.failed()) {
-            (Some(reason), _) => writeln!(
-                self.out,
-                "test {} ... skipped: {reason}",
-                outcome.display_name()
-            ),
+            (Some(reason), _) => {
+                writeln!(self.out, "test {} ... skipped: {reason}", outcome.display_name())
+            }
             (None, failed) => writeln!(
                 self.out,
                 "test {} ... {} ({})",

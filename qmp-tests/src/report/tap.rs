@@ -13,11 +13,7 @@ pub struct Tap<W: Write> {
 
 impl<W: Write> Tap<W> {
     pub fn new(out: W, verbose: bool) -> Tap<W> {
-        Tap {
-            out,
-            verbose,
-            next: 1,
-        }
+        Tap { out, verbose, next: 1 }
     }
 
     fn diagnostic(&mut self, text: &str) {
@@ -45,11 +41,7 @@ impl<W: Write> Reporter for Tap<W> {
         self.next += 1;
         let _ = match (&outcome.failure, &outcome.skipped) {
             (None, Some(reason)) => {
-                writeln!(
-                    self.out,
-                    "ok {number} - {} # SKIP {reason}",
-                    outcome.display_name()
-                )
+                writeln!(self.out, "ok {number} - {} # SKIP {reason}", outcome.display_name())
             }
             (None, None) => writeln!(self.out, "ok {number} - {}", outcome.display_name()),
             // The cause goes in the description, not after a '#', where

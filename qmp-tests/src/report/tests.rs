@@ -55,23 +55,14 @@ fn console_lines_details_and_totals() {
     let mut out = Vec::new();
     render(&mut Console::new(&mut out, false), &outcomes());
     let text = String::from_utf8(out).unwrap();
-    assert!(
-        text.contains("test test_a ... ok (0.12s)\n    figures\n"),
-        "{text}"
-    );
+    assert!(text.contains("test test_a ... ok (0.12s)\n    figures\n"), "{text}");
     assert!(text.contains("test test_b ... FAILED (0.05s)\n"), "{text}");
-    assert!(
-        text.contains("---- test_b ----\ncause: same cause\nQMP transcript"),
-        "{text}"
-    );
+    assert!(text.contains("---- test_b ----\ncause: same cause\nQMP transcript"), "{text}");
     assert!(
         text.contains("---- test_c ----\ncause: same cause\n(details as for test_b)"),
         "{text}"
     );
-    assert!(
-        text.contains("test test_d ... skipped: no tree\n"),
-        "{text}"
-    );
+    assert!(text.contains("test test_d ... skipped: no tree\n"), "{text}");
     assert!(!text.contains("---- test_d"), "{text}");
     assert_eq!(text.lines().last(), Some("1 passed, 2 failed, 1 skipped"));
 }
@@ -102,16 +93,13 @@ fn tap_plan_results_and_diagnostics() {
 fn tap_failure_cause_is_no_directive() {
     let mut outcome = Outcome::skipped("test_e", "");
     outcome.skipped = None;
-    outcome.failure = Some(Failure {
-        cause: "skip # TODO not really".into(),
-        ..Failure::default()
-    });
+    outcome.failure =
+        Some(Failure { cause: "skip # TODO not really".into(), ..Failure::default() });
     let mut out = Vec::new();
     render(&mut Tap::new(&mut out, false), &[outcome]);
     let text = String::from_utf8(out).unwrap();
     assert!(
-        text.lines()
-            .any(|line| line == "not ok 1 - test_e: skip \\# TODO not really"),
+        text.lines().any(|line| line == "not ok 1 - test_e: skip \\# TODO not really"),
         "{text}"
     );
 }

@@ -56,9 +56,7 @@ fn check_no_oob(greeting: &Value, chardev: &str) -> Result<()> {
         "the greeting of {MON_ID} on {chardev} has no capabilities list: {greeting}"
     );
     ensure!(
-        !caps
-            .as_array()
-            .is_some_and(|c| c.iter().any(|x| x == "oob")),
+        !caps.as_array().is_some_and(|c| c.iter().any(|x| x == "oob")),
         "the greeting of {MON_ID} on {chardev} offers oob, but a monitor on a chardev \
          that creates sources of its own runs in the main loop: {greeting}"
     );
@@ -178,11 +176,8 @@ pub fn pty_new_monitor_after_self_removal(ctx: &mut Ctx) -> Result<()> {
         "{}\n{removal}",
         json!({ "execute": "query-qmp-schema", "id": "schema" })
     ))?;
-    let removed = DynMon {
-        id: MON_ID.to_owned(),
-        chardev: chardev.to_owned(),
-        path: Default::default(),
-    };
+    let removed =
+        DynMon { id: MON_ID.to_owned(), chardev: chardev.to_owned(), path: Default::default() };
     hotplug::wait_unlisted(ctx, &removed)?;
     add(ctx, chardev).context("a new monitor on the pty after a self-removal")?;
     for id in ["schema", "removal"] {
@@ -234,14 +229,10 @@ fn pty_with_holder(ctx: &mut Ctx) -> Result<(&'static str, PtyClient)> {
 /// Adds a pty chardev; its id and the path of its slave side.
 fn add_pty(ctx: &mut Ctx) -> Result<(&'static str, String)> {
     let chardev = "pty-chr";
-    let ret = ctx.main(
-        "chardev-add",
-        json!({ "id": chardev, "backend": { "type": "pty", "data": {} } }),
-    )?;
+    let ret = ctx
+        .main("chardev-add", json!({ "id": chardev, "backend": { "type": "pty", "data": {} } }))?;
     ctx.note(format!("pty chardev: {ret}"));
-    let path = ret["pty"]
-        .as_str()
-        .context("chardev-add pty returned no pty path")?;
+    let path = ret["pty"].as_str().context("chardev-add pty returned no pty path")?;
     Ok((chardev, path.to_owned()))
 }
 
@@ -249,10 +240,7 @@ fn read_greeting(ctx: &Ctx, client: &mut PtyClient, chardev: &str) -> Result<()>
     let line = client.read_line(soon(ctx))?;
     let greeting: Value = serde_json::from_str(&line)
         .with_context(|| format!("{MON_ID} on the pty did not greet with JSON: {line:?}"))?;
-    ensure!(
-        greeting["QMP"]["version"].is_object(),
-        "{MON_ID} on the pty did not greet: {line:?}"
-    );
+    ensure!(greeting["QMP"]["version"].is_object(), "{MON_ID} on the pty did not greet: {line:?}");
     check_no_oob(&greeting, chardev)
 }
 
@@ -276,16 +264,11 @@ impl PtyClient {
             .custom_flags(libc::O_NOCTTY)
             .open(path)
             .with_context(|| format!("opening the pty {path}"))?;
-        Ok(PtyClient {
-            file,
-            pending: Vec::new(),
-        })
+        Ok(PtyClient { file, pending: Vec::new() })
     }
 
     fn write_line(&mut self, line: &str) -> Result<()> {
-        self.file
-            .write_all(format!("{line}\n").as_bytes())
-            .context("writing to the pty")
+        self.file.write_all(format!("{line}\n").as_bytes()).context("writing to the pty")
     }
 
     fn read_line(&mut self, deadline: Instant) -> Result<String> {
@@ -309,10 +292,7 @@ impl PtyClient {
 
 /// Waits until `fd` is readable, failing at `deadline`.
 fn wait_readable(fd: impl AsFd, deadline: Instant) -> Result<()> {
-    ensure!(
-        crate::deadline::wait_readable(fd, deadline)?,
-        "nothing arrived in time"
-    );
+    ensure!(crate::deadline::wait_readable(fd, deadline)?, "nothing arrived in time");
     Ok(())
 }
 
@@ -329,9 +309,7 @@ fn talk(ctx: &Ctx, stream: UnixStream, name: &str) -> Result<()> {
     let mut client = Qmp::from_stream(stream, name, ctx.transcript().clone(), soon(ctx))
         .with_context(|| format!("the greeting of {MON_ID} on connection {name}"))?;
     check_no_oob(client.greeting(), "a reconnecting client socket")?;
-    client
-        .negotiate(ctx.wait())
-        .with_context(|| format!("qmp_capabilities on {name}"))?;
+    client.negotiate(ctx.wait()).with_context(|| format!("qmp_capabilities on {name}"))?;
     hotplug::execute(ctx, &mut client, "query-version", Value::Null)?;
     client.close();
     Ok(())
@@ -374,9 +352,7 @@ pub fn reconnecting_client(ctx: &mut Ctx) -> Result<()> {
     let mut client = Qmp::from_stream(third, "rc-third", ctx.transcript().clone(), soon(ctx))
         .with_context(|| format!("the greeting of {MON_ID} added again"))?;
     check_no_oob(client.greeting(), "a reconnecting client socket")?;
-    client
-        .negotiate(ctx.wait())
-        .context("qmp_capabilities on rc-third")?;
+    client.negotiate(ctx.wait()).context("qmp_capabilities on rc-third")?;
     ctx.remove_monitor(json!({ "id": MON_ID }))?;
     check_listed(ctx, chardev, false)?;
     ctx.main("chardev-remove", json!({ "id": chardev }))?;

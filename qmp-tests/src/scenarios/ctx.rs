@@ -38,15 +38,7 @@ impl Ctx {
         route: Route,
     ) -> Ctx {
         let wait_limit = super::wait_limit(&settings, machine.start_time());
-        Ctx {
-            machine,
-            route,
-            deadline,
-            wait_limit,
-            settings,
-            transcript,
-            notes: Vec::new(),
-        }
+        Ctx { machine, route, deadline, wait_limit, settings, transcript, notes: Vec::new() }
     }
 
     /// The deadline for one wait starting now: the per-wait limit, cut

@@ -54,18 +54,15 @@ fn duplicates_on_command_line(ctx: &mut Ctx) -> Result<()> {
     let program = ctx.settings.program;
     let dir = ctx.machine.dir().to_path_buf();
     let mut args: Vec<String> = match program {
-        Program::System => ["-machine", "none", "-nodefaults", "-display", "none"]
-            .map(str::to_owned)
-            .to_vec(),
+        Program::System => {
+            ["-machine", "none", "-nodefaults", "-display", "none"].map(str::to_owned).to_vec()
+        }
         Program::StorageDaemon => Vec::new(),
     };
     for name in ["dup-a", "dup-b"] {
         let path = ctx.machine.socket_path(&format!("{name}.sock"))?;
         args.push(program.spell("-chardev"));
-        args.push(format!(
-            "socket,id={name},path={},server=on,wait=off",
-            path.display()
-        ));
+        args.push(format!("socket,id={name},path={},server=on,wait=off", path.display()));
     }
     for name in ["dup-a", "dup-b"] {
         args.push(program.spell("-mon"));
@@ -96,10 +93,7 @@ fn duplicates_on_command_line(ctx: &mut Ctx) -> Result<()> {
             ctx.wait_limit().as_secs_f64()
         );
     }
-    let status = started
-        .0
-        .wait()
-        .with_context(|| format!("reaping {}", qemu.display()))?;
+    let status = started.0.wait().with_context(|| format!("reaping {}", qemu.display()))?;
     let text = fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
     for line in text.lines() {
         ctx.log("dup", line);

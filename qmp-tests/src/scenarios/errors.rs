@@ -16,12 +16,8 @@ use crate::{
 
 /// A second command-line monitor, with an id, so there is a
 /// command-line monitor that monitor-remove can name.
-pub const EXTRA_ARGS: &[&str] = &[
-    "-chardev",
-    "null,id=cl-chr",
-    "-mon",
-    "chardev=cl-chr,mode=control,id=cl-mon",
-];
+pub const EXTRA_ARGS: &[&str] =
+    &["-chardev", "null,id=cl-chr", "-mon", "chardev=cl-chr,mode=control,id=cl-mon"];
 
 pub fn errors(ctx: &mut Ctx) -> Result<()> {
     let existing = DynMon::new(ctx, "")?;
@@ -38,11 +34,7 @@ pub fn errors(ctx: &mut Ctx) -> Result<()> {
             add(&free.id, "no-such-chardev"),
             &["no-such-chardev"][..],
         ),
-        (
-            "monitor-add on the main monitor's chardev",
-            add(&free.id, "main"),
-            &["main"][..],
-        ),
+        ("monitor-add on the main monitor's chardev", add(&free.id, "main"), &["main"][..]),
         (
             "monitor-add on a command-line monitor's chardev",
             add(&free.id, "cl-chr"),
@@ -63,11 +55,7 @@ pub fn errors(ctx: &mut Ctx) -> Result<()> {
             add("cl-mon", &free.chardev),
             &["cl-mon"][..],
         ),
-        (
-            "monitor-add with an empty id",
-            add("", &free.chardev),
-            &[][..],
-        ),
+        ("monitor-add with an empty id", add("", &free.chardev), &[][..]),
         (
             "monitor-remove of a command-line monitor",
             route.remove_request(json!({ "id": "cl-mon" })),
@@ -109,11 +97,7 @@ fn other_routes_removal_refused(ctx: &mut Ctx, existing: &DynMon, before: &[Valu
         ),
     };
     let wait = ctx.wait();
-    match ctx
-        .machine
-        .qmp()
-        .execute(request.0, request.1.clone(), wait)
-    {
+    match ctx.machine.qmp().execute(request.0, request.1.clone(), wait) {
         // A QEMU with only the QOM route has no monitor-remove.
         Err(QmpError::Qmp { class, .. }) if class == "CommandNotFound" => {
             ctx.note(format!("{what}: no {} in this QEMU", request.0));

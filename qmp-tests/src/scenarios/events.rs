@@ -46,9 +46,7 @@ pub fn none_before_negotiation(ctx: &mut Ctx) -> Result<()> {
     // come before the replies to these two commands; held and flushed
     // later, they would come after: so the client watches a quiet window
     // too. The events after negotiation below are the positive control.
-    client
-        .negotiate(ctx.wait())
-        .context("qmp_capabilities on the dynamic monitor")?;
+    client.negotiate(ctx.wait()).context("qmp_capabilities on the dynamic monitor")?;
     let alive = ctx.alive_command();
     hotplug::execute(ctx, &mut client, alive, Value::Null)?;
     let early = client
@@ -84,10 +82,7 @@ pub fn many(ctx: &mut Ctx) -> Result<()> {
     }
     let list = hotplug::query_monitors(ctx)?;
     let dynamic = list.iter().filter(|mon| mon["dynamic"] == true).count();
-    ensure!(
-        dynamic == MANY,
-        "query-monitors lists {dynamic} dynamic monitors, not {MANY}"
-    );
+    ensure!(dynamic == MANY, "query-monitors lists {dynamic} dynamic monitors, not {MANY}");
     let names = hotplug::broadcast(ctx, 0)?;
     for client in &mut clients {
         for name in names {

@@ -28,14 +28,10 @@ pub fn check_answers(ctx: &Ctx, path: &Path, name: &str, version: &str) -> Resul
     let mut stream = UnixStream::connect(path)
         .with_context(|| format!("connecting to HMP monitor {name} at {}", path.display()))?;
     let deadline = ctx.wait();
-    let banner = read_until(
-        transcript,
-        &mut stream,
-        name,
-        deadline,
-        "its banner and prompt",
-        |text| text.ends_with(PROMPT),
-    )?;
+    let banner =
+        read_until(transcript, &mut stream, name, deadline, "its banner and prompt", |text| {
+            text.ends_with(PROMPT)
+        })?;
     let line = b"info version\n";
     transcript.record(name, Direction::Sent, line);
     stream
@@ -50,18 +46,11 @@ pub fn check_answers(ctx: &Ctx, path: &Path, name: &str, version: &str) -> Resul
         &format!("the output of info version ({version:?}) and a prompt"),
         |text| {
             // The echo of the command line comes first; the answer after.
-            let answer = text
-                .find("info version")
-                .map_or(text, |at| &text[at + 12..]);
-            answer
-                .find(version)
-                .is_some_and(|at| answer[at..].ends_with(PROMPT))
+            let answer = text.find("info version").map_or(text, |at| &text[at + 12..]);
+            answer.find(version).is_some_and(|at| answer[at..].ends_with(PROMPT))
         },
     )?;
-    ensure!(
-        !banner.is_empty() && !output.is_empty(),
-        "HMP monitor {name} sent nothing"
-    );
+    ensure!(!banner.is_empty() && !output.is_empty(), "HMP monitor {name} sent nothing");
     Ok(())
 }
 

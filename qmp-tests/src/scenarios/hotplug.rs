@@ -90,9 +90,7 @@ pub fn add_negotiated(ctx: &mut Ctx, suffix: &str) -> Result<(DynMon, Qmp)> {
 /// Connects to `mon` and negotiates capabilities.
 pub fn connect_negotiated(ctx: &Ctx, mon: &DynMon) -> Result<Qmp> {
     let mut client = connect(ctx, mon)?;
-    client
-        .negotiate(ctx.wait())
-        .with_context(|| format!("qmp_capabilities on {}", mon.id))?;
+    client.negotiate(ctx.wait()).with_context(|| format!("qmp_capabilities on {}", mon.id))?;
     Ok(client)
 }
 
@@ -117,10 +115,7 @@ pub fn query_monitors(ctx: &mut Ctx) -> Result<Vec<Value>> {
         anyhow::bail!("query-monitors returned no list: {list}");
     };
     // Every monitor has a chardev; "" would be a name for none.
-    if let Some(bad) = list
-        .iter()
-        .find(|mon| mon["chardev"].as_str().is_none_or(str::is_empty))
-    {
+    if let Some(bad) = list.iter().find(|mon| mon["chardev"].as_str().is_none_or(str::is_empty)) {
         anyhow::bail!("query-monitors lists a monitor without a chardev name: {bad}");
     }
     Ok(list)
@@ -135,11 +130,7 @@ pub fn expect_event(ctx: &Ctx, client: &mut Qmp, name: &str) -> Result<()> {
     let event = client
         .next_event(ctx.wait())
         .with_context(|| format!("waiting for {name} on {}", client.name()))?;
-    ensure!(
-        event["event"] == name,
-        "expected event {name} on {}, got {event}",
-        client.name()
-    );
+    ensure!(event["event"] == name, "expected event {name} on {}, got {event}", client.name());
     Ok(())
 }
 
@@ -167,11 +158,7 @@ pub fn expect_quiet(client: &mut Qmp, when: &str) -> Result<()> {
             client.name()
         );
     }
-    bail!(
-        "{} {when}, QEMU still wrote within {ms} ms: {}",
-        client.name(),
-        seen.describe()
-    )
+    bail!("{} {when}, QEMU still wrote within {ms} ms: {}", client.name(), seen.describe())
 }
 
 /// The event qemu-storage-daemon broadcasts when an NBD export is deleted.
@@ -186,18 +173,9 @@ const EXPORT_NODE: &str = "ev-node";
 /// block node and an NBD server on a unix socket in the machine's dir.
 pub fn export_setup(ctx: &mut Ctx) -> Result<()> {
     let path = ctx.machine.socket_path("nbd.sock")?;
-    let path = path
-        .to_str()
-        .context("socket path is not UTF-8")?
-        .to_owned();
-    ctx.main(
-        "blockdev-add",
-        json!({ "driver": "null-co", "node-name": EXPORT_NODE }),
-    )?;
-    ctx.main(
-        "nbd-server-start",
-        json!({ "addr": { "type": "unix", "data": { "path": path } } }),
-    )?;
+    let path = path.to_str().context("socket path is not UTF-8")?.to_owned();
+    ctx.main("blockdev-add", json!({ "driver": "null-co", "node-name": EXPORT_NODE }))?;
+    ctx.main("nbd-server-start", json!({ "addr": { "type": "unix", "data": { "path": path } } }))?;
     Ok(())
 }
 
@@ -205,10 +183,7 @@ pub fn export_setup(ctx: &mut Ctx) -> Result<()> {
 /// exactly one [`EXPORT_EVENT`], before the deletion's reply.
 pub fn export_cycle(id: &str) -> [(&'static str, Value); 2] {
     [
-        (
-            "block-export-add",
-            json!({ "type": "nbd", "id": id, "node-name": EXPORT_NODE }),
-        ),
+        ("block-export-add", json!({ "type": "nbd", "id": id, "node-name": EXPORT_NODE })),
         ("block-export-del", json!({ "id": id })),
     ]
 }
@@ -257,11 +232,8 @@ pub fn control_stop_cont(ctx: &mut Ctx, client: &mut Qmp) -> Result<()> {
             &[EXPORT_EVENT]
         }
     };
-    let names: Vec<Value> = client
-        .take_events()
-        .into_iter()
-        .map(|ev| ev["event"].clone())
-        .collect();
+    let names: Vec<Value> =
+        client.take_events().into_iter().map(|ev| ev["event"].clone()).collect();
     ensure!(
         names == expected.iter().map(|name| json!(name)).collect::<Vec<_>>(),
         "positive control: the requests on {} delivered {} there, not {}",
@@ -321,17 +293,10 @@ pub fn expect_running_no_stop(ctx: &mut Ctx, why: &str) -> Result<()> {
 /// connection before the removal (the positive control).
 pub fn check_removed_inert(ctx: &mut Ctx, client: &mut Qmp, mon: &DynMon, oob: bool) -> Result<()> {
     let mut requests = match ctx.settings.program {
-        Program::System => vec![
-            (false, "stop", Value::Null),
-            (false, "query-status", Value::Null),
-        ],
+        Program::System => vec![(false, "stop", Value::Null), (false, "query-status", Value::Null)],
         // A command with an effect the main monitor can see, and a query.
         Program::StorageDaemon => vec![
-            (
-                false,
-                "blockdev-add",
-                json!({ "driver": "null-co", "node-name": INERT_NODE }),
-            ),
+            (false, "blockdev-add", json!({ "driver": "null-co", "node-name": INERT_NODE })),
             (false, "query-version", Value::Null),
         ],
     };
@@ -349,19 +314,10 @@ pub fn check_removed_inert(ctx: &mut Ctx, client: &mut Qmp, mon: &DynMon, oob: b
     }
     let list = query_monitors(ctx)?;
     if let Some(entry) = find_monitor(&list, &mon.id) {
-        bail!(
-            "query-monitors still lists {} after it removed itself: {entry}",
-            mon.id
-        );
+        bail!("query-monitors still lists {} after it removed itself: {entry}", mon.id);
     }
-    expect_quiet(
-        client,
-        "after removing itself and being sent a command and a query",
-    )?;
-    expect_running_no_stop(
-        ctx,
-        &format!("after stop was sent on the removed {}", mon.id),
-    )
+    expect_quiet(client, "after removing itself and being sent a command and a query")?;
+    expect_running_no_stop(ctx, &format!("after stop was sent on the removed {}", mon.id))
 }
 
 /// `stop` then `cont` on the main monitor, and their STOP and RESUME seen
@@ -383,11 +339,7 @@ pub fn main_stop_cont_seen(ctx: &mut Ctx) -> Result<()> {
 
 /// A second monitor on `old`'s chardev, with its own id.
 pub fn successor(old: &DynMon) -> DynMon {
-    DynMon {
-        id: format!("{}-2", old.id),
-        chardev: old.chardev.clone(),
-        path: old.path.clone(),
-    }
+    DynMon { id: format!("{}-2", old.id), chardev: old.chardev.clone(), path: old.path.clone() }
 }
 
 /// Returns once query-monitors no longer lists `mon`, within one wait.

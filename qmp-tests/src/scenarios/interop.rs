@@ -41,11 +41,8 @@ impl Drop for Driver {
 }
 
 pub fn qemu_python_client(ctx: &mut Ctx) -> Result<()> {
-    let python = ctx
-        .settings
-        .python
-        .clone()
-        .context("test_qemu_python_client runs only with --qemu-src")?;
+    let python =
+        ctx.settings.python.clone().context("test_qemu_python_client runs only with --qemu-src")?;
     let mon = DynMon::new(ctx, "")?;
     hotplug::add(ctx, &mon)?;
 
@@ -85,10 +82,7 @@ pub fn qmp_asyncio_client(ctx: &mut Ctx) -> Result<()> {
 
     let request = |(command, args): (&str, Value)| json!({ "execute": command, "arguments": args });
     let path = |m: &DynMon| -> Result<String> {
-        Ok(m.path
-            .to_str()
-            .context("socket path is not UTF-8")?
-            .to_owned())
+        Ok(m.path.to_str().context("socket path is not UTF-8")?.to_owned())
     };
     let plan = json!({
         "socket": path(&mon)?,
@@ -121,10 +115,7 @@ pub fn qmp_asyncio_client(ctx: &mut Ctx) -> Result<()> {
     client.run(ctx)?;
     let list = hotplug::query_monitors(ctx)?;
     if let Some(entry) = hotplug::find_monitor(&list, &second.id) {
-        bail!(
-            "query-monitors still lists {} after {PACKAGE} removed it: {entry}",
-            second.id
-        );
+        bail!("query-monitors still lists {} after {PACKAGE} removed it: {entry}", second.id);
     }
     gone_then_chardev_remove(ctx, &mon, PACKAGE)
 }
@@ -134,10 +125,7 @@ pub fn qmp_asyncio_client(ctx: &mut Ctx) -> Result<()> {
 fn gone_then_chardev_remove(ctx: &mut Ctx, mon: &DynMon, who: &str) -> Result<()> {
     let list = hotplug::query_monitors(ctx)?;
     if let Some(entry) = hotplug::find_monitor(&list, &mon.id) {
-        bail!(
-            "query-monitors still lists {} after {who} removed it: {entry}",
-            mon.id
-        );
+        bail!("query-monitors still lists {} after {who} removed it: {entry}", mon.id);
     }
     ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
     Ok(())
@@ -163,10 +151,7 @@ impl Client<'_> {
         let (name, text) = self.script;
         let script = dir.join(name);
         fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
-        let (out, err) = (
-            dir.join(format!("{name}.out")),
-            dir.join(format!("{name}.err")),
-        );
+        let (out, err) = (dir.join(format!("{name}.out")), dir.join(format!("{name}.err")));
         let mut command = Command::new(self.interpreter);
         // -B: importing a library must not leave bytecode behind.
         command
@@ -181,14 +166,12 @@ impl Client<'_> {
         if let Some(path) = &self.pythonpath {
             command.env("PYTHONPATH", path);
         }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {}", self.interpreter.display()))?;
+        let child =
+            command.spawn().with_context(|| format!("starting {}", self.interpreter.display()))?;
         let mut driver = Driver(child);
         let pidfd = PidFd::open(driver.0.id()).context("opening a pidfd for the Python client")?;
-        let finished = pidfd
-            .wait_exit(ctx.scenario_deadline())
-            .context("waiting for the Python client")?;
+        let finished =
+            pidfd.wait_exit(ctx.scenario_deadline()).context("waiting for the Python client")?;
         if !finished {
             let _ = driver.0.kill();
         }

@@ -135,9 +135,7 @@ pub fn reconnect(ctx: &mut Ctx) -> Result<()> {
         Ok(_) => bail!("after reconnecting, query-version worked before negotiation"),
         Err(err) => return Err(err).context("query-version before negotiation after reconnecting"),
     }
-    client
-        .negotiate(ctx.wait())
-        .context("qmp_capabilities after reconnecting")?;
+    client.negotiate(ctx.wait()).context("qmp_capabilities after reconnecting")?;
     hotplug::execute(ctx, &mut client, "query-version", Value::Null)?;
     client.close();
     hotplug::remove(ctx, &mon)
@@ -150,10 +148,8 @@ pub fn quit_with_monitors(ctx: &mut Ctx) -> Result<()> {
     for mon in [&negotiated, &connected, &idle] {
         hotplug::add(ctx, mon)?;
     }
-    let mut clients = vec![
-        hotplug::connect_negotiated(ctx, &negotiated)?,
-        hotplug::connect(ctx, &connected)?,
-    ];
+    let mut clients =
+        vec![hotplug::connect_negotiated(ctx, &negotiated)?, hotplug::connect(ctx, &connected)?];
     // The reply races with QEMU closing the socket on exit.
     let wait = ctx.wait();
     match ctx.machine.qmp().execute("quit", Value::Null, wait) {
@@ -170,9 +166,7 @@ pub fn quit_with_monitors(ctx: &mut Ctx) -> Result<()> {
     // The process is gone, so this only drains what was sent before.
     let drain = ctx.wait();
     for client in &mut clients {
-        client
-            .wait_eof(drain)
-            .with_context(|| format!("{} after QEMU exited", client.name()))?;
+        client.wait_eof(drain).with_context(|| format!("{} after QEMU exited", client.name()))?;
     }
     Ok(())
 }
@@ -199,8 +193,6 @@ pub fn self_removal_hmp(ctx: &mut Ctx) -> Result<()> {
     );
     hotplug::check_removed_inert(ctx, &mut client, &mon, false)?;
     ctx.main("chardev-remove", json!({ "id": mon.chardev }))?;
-    client
-        .wait_eof(ctx.wait())
-        .context("the client after chardev-remove must see end of file")?;
+    client.wait_eof(ctx.wait()).context("the client after chardev-remove must see end of file")?;
     Ok(())
 }

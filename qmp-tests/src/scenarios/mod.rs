@@ -88,9 +88,7 @@ pub const MIN_WAIT: Duration = Duration::from_secs(2);
 /// longer waits; a QEMU that withholds a reply fails in seconds, not at
 /// the scenario's deadline.
 pub fn wait_limit(settings: &Settings, start: Duration) -> Duration {
-    settings
-        .wait
-        .unwrap_or_else(|| start.saturating_mul(WAIT_FACTOR).max(MIN_WAIT))
+    settings.wait.unwrap_or_else(|| start.saturating_mul(WAIT_FACTOR).max(MIN_WAIT))
 }
 
 pub struct Scenario {
@@ -162,32 +160,16 @@ impl Scenario {
 static ALL: &[Scenario] = &[
     Scenario::new("test_hotplug_cycle", lifecycle::hotplug_cycle),
     Scenario::new("test_self_removal", lifecycle::self_removal),
-    Scenario::new(
-        "test_self_removal_chardev_remove",
-        lifecycle::self_removal_chardev_remove,
-    ),
-    Scenario {
-        long: true,
-        ..Scenario::new("test_large_response", query::large_response)
-    },
+    Scenario::new("test_self_removal_chardev_remove", lifecycle::self_removal_chardev_remove),
+    Scenario { long: true, ..Scenario::new("test_large_response", query::large_response) },
     Scenario::new("test_events_after_negotiation", events::after_negotiation),
-    Scenario {
-        extra_args: errors::EXTRA_ARGS,
-        ..Scenario::new("test_errors", errors::errors)
-    },
+    Scenario { extra_args: errors::EXTRA_ARGS, ..Scenario::new("test_errors", errors::errors) },
     Scenario::new("test_query_monitors", query::query_monitors),
-    Scenario::new(
-        "test_no_events_before_negotiation",
-        events::none_before_negotiation,
-    ),
+    Scenario::new("test_no_events_before_negotiation", events::none_before_negotiation),
     Scenario::new("test_remove_connected", lifecycle::remove_connected),
     Scenario::new("test_reconnect", lifecycle::reconnect),
     Scenario::new("test_many", events::many),
-    Scenario {
-        scales_with_soak: true,
-        long: true,
-        ..Scenario::new("test_soak", soak::soak)
-    },
+    Scenario { scales_with_soak: true, long: true, ..Scenario::new("test_soak", soak::soak) },
     Scenario::new("test_quit_with_monitors", lifecycle::quit_with_monitors),
     Scenario {
         needs_python: true,
@@ -218,10 +200,7 @@ static ALL: &[Scenario] = &[
     Scenario::new("test_remove_pipelined", removal::remove_pipelined),
     Scenario::new("test_reuse_while_connected", removal::reuse_while_connected),
     Scenario::new("test_self_removal_silence", removal::self_removal_silence),
-    Scenario::new(
-        "test_stalled_client_commands",
-        stall::stalled_client_commands,
-    ),
+    Scenario::new("test_stalled_client_commands", stall::stalled_client_commands),
     Scenario::new("test_stalled_client_quit", stall::stalled_client_quit),
     Scenario::new("test_stalled_client_sigterm", stall::stalled_client_sigterm),
     Scenario::new("test_slow_reader_drains", stall::slow_reader_drains),
@@ -242,44 +221,23 @@ static ALL: &[Scenario] = &[
         "test_pty_new_monitor_after_self_removal",
         backends::pty_new_monitor_after_self_removal,
     ),
-    Scenario::new(
-        "test_reconnecting_client_chardev",
-        backends::reconnecting_client,
-    ),
+    Scenario::new("test_reconnecting_client_chardev", backends::reconnecting_client),
     Scenario::new("test_no_takeover", takeover::no_takeover),
-    Scenario::new(
-        "test_no_takeover_other_frontend",
-        takeover::no_takeover_other_frontend,
-    ),
-    Scenario::new(
-        "test_no_takeover_pending_output",
-        takeover::no_takeover_pending_output,
-    ),
+    Scenario::new("test_no_takeover_other_frontend", takeover::no_takeover_other_frontend),
+    Scenario::new("test_no_takeover_pending_output", takeover::no_takeover_pending_output),
     Scenario {
         routes: &[Route::Qom],
         ..Scenario::new("test_self_removal_hmp", lifecycle::self_removal_hmp)
     },
     Scenario {
         routes: &[Route::Qom],
-        ..Scenario::new(
-            "test_self_removal_silence_hmp",
-            removal::self_removal_silence_hmp,
-        )
+        ..Scenario::new("test_self_removal_silence_hmp", removal::self_removal_silence_hmp)
     },
-    Scenario::new(
-        "test_orphan_outlives_new_frontend",
-        takeover::orphan_outlives_new_frontend,
-    ),
-    Scenario::new(
-        "test_waiting_client_greeted_after_orphan",
-        orphan::waiting_client_greeted,
-    ),
+    Scenario::new("test_orphan_outlives_new_frontend", takeover::orphan_outlives_new_frontend),
+    Scenario::new("test_waiting_client_greeted_after_orphan", orphan::waiting_client_greeted),
     Scenario::new("test_orphan_close_tcp", orphan::tcp_close),
     Scenario::new("test_orphan_eof_after_late_input", orphan::late_input_eof),
-    Scenario::new(
-        "test_self_removed_eof_at_chardev_remove",
-        orphan::eof_at_chardev_remove,
-    ),
+    Scenario::new("test_self_removed_eof_at_chardev_remove", orphan::eof_at_chardev_remove),
     Scenario {
         extra_args: refusals::PRECONFIG_ARGS,
         ..Scenario::new("test_preconfig", refusals::preconfig)
@@ -332,10 +290,7 @@ mod tests {
         assert_eq!(soak.timeout(&settings), settings.timeout);
         settings.soak_cycles = 100_000;
         assert_eq!(soak.timeout(&settings), settings.timeout * 500);
-        assert_eq!(
-            find("test_many").unwrap().timeout(&settings),
-            settings.timeout
-        );
+        assert_eq!(find("test_many").unwrap().timeout(&settings), settings.timeout);
     }
 }
 
@@ -349,9 +304,6 @@ mod readme {
             .expect("docs/scenarios.md has the scenario table");
         let mut suite: Vec<&str> = super::all().iter().map(|s| s.name).collect();
         suite.sort();
-        assert_eq!(
-            listed, suite,
-            "docs/scenarios.md's scenario table and the suite differ"
-        );
+        assert_eq!(listed, suite, "docs/scenarios.md's scenario table and the suite differ");
     }
 }

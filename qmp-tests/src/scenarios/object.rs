@@ -19,10 +19,7 @@ pub const EXTRA_ARGS: &[&str] = &[
 pub fn command_line_object(ctx: &mut Ctx) -> Result<()> {
     let list = hotplug::query_monitors(ctx)?;
     let Some(entry) = hotplug::find_monitor(&list, ID) else {
-        bail!(
-            "query-monitors does not list the -object monitor-qmp {ID}: {}",
-            Value::Array(list)
-        );
+        bail!("query-monitors does not list the -object monitor-qmp {ID}: {}", Value::Array(list));
     };
     // Created with QEMU, not at run time: the spec's `dynamic` is false.
     ensure!(
@@ -33,9 +30,7 @@ pub fn command_line_object(ctx: &mut Ctx) -> Result<()> {
 
     let path = ctx.machine.dir().join("cl-obj.sock");
     let mut client = ctx.connect(&path, ID)?;
-    client
-        .negotiate(ctx.wait())
-        .with_context(|| format!("qmp_capabilities on {ID}"))?;
+    client.negotiate(ctx.wait()).with_context(|| format!("qmp_capabilities on {ID}"))?;
     hotplug::execute(ctx, &mut client, "query-version", Value::Null)?;
 
     ctx.remove_monitor(json!({ "id": ID }))

@@ -55,11 +55,7 @@ fn add_tcp_chardev(ctx: &mut Ctx, chardev: &str) -> Result<Addr> {
 fn on_tcp_chardev(ctx: &mut Ctx, mon: DynMon) -> Result<(DynMon, Addr)> {
     let chardev = "hp-tcp";
     let tcp = add_tcp_chardev(ctx, chardev)?;
-    let mon = DynMon {
-        id: mon.id,
-        chardev: chardev.into(),
-        path: Default::default(),
-    };
+    let mon = DynMon { id: mon.id, chardev: chardev.into(), path: Default::default() };
     Ok((mon, tcp))
 }
 
@@ -83,9 +79,8 @@ pub fn waiting_client_greeted(ctx: &mut Ctx) -> Result<()> {
 fn one_round(ctx: &mut Ctx, old: &DynMon) -> Result<()> {
     hotplug::add_monitor(ctx, old)?;
     let mut a = hotplug::connect_negotiated(ctx, old)?;
-    let mut batch: Vec<(bool, &str, Value)> = (0..4)
-        .map(|_| (false, "query-qmp-schema", Value::Null))
-        .collect();
+    let mut batch: Vec<(bool, &str, Value)> =
+        (0..4).map(|_| (false, "query-qmp-schema", Value::Null)).collect();
     let (command, args) = ctx.remove_request(json!({ "id": old.id }));
     batch.push((false, command, args));
     a.send_batch(&batch, ctx.wait())?;
@@ -95,9 +90,7 @@ fn one_round(ctx: &mut Ctx, old: &DynMon) -> Result<()> {
     // B's connect completes in the listen queue; its greeting comes only
     // once A's connection has ended.
     let b_stream = UnixStream::connect(&old.path).context("connecting B")?;
-    let got = a
-        .read_until_eof(ctx.wait())
-        .context("A reading its output to the end of file")?;
+    let got = a.read_until_eof(ctx.wait()).context("A reading its output to the end of file")?;
     ensure!(
         got.len() == batch.len(),
         "A got {} messages before the end of file, not its {} replies",
@@ -116,8 +109,7 @@ fn one_round(ctx: &mut Ctx, old: &DynMon) -> Result<()> {
         old.chardev
     );
     ctx.remove_monitor(json!({ "id": new.id }))?;
-    b.wait_eof(ctx.wait())
-        .context("B after its monitor was removed")?;
+    b.wait_eof(ctx.wait()).context("B after its monitor was removed")?;
     Ok(())
 }
 
@@ -134,17 +126,10 @@ pub fn tcp_close(ctx: &mut Ctx) -> Result<()> {
     let mut client = Conn::connect(&addr, "tcp", ctx.transcript().clone(), ctx.wait())
         .with_context(|| format!("connecting to {chardev}'s TCP socket"))?;
     let (command, args) = ctx.remove_request(json!({ "id": "hp-mon" }));
-    let requests = [
-        (false, "qmp_capabilities", Value::Null),
-        (false, command, args),
-    ];
+    let requests = [(false, "qmp_capabilities", Value::Null), (false, command, args)];
     client.send(&requests, ctx.wait())?;
     // The greeting and the two replies.
-    for what in [
-        "the greeting",
-        "qmp_capabilities' reply",
-        "the self-removal's reply",
-    ] {
+    for what in ["the greeting", "qmp_capabilities' reply", "the self-removal's reply"] {
         match client.read(ctx.wait(), usize::MAX)? {
             Read::Line(line) => {
                 let message: Value = serde_json::from_slice(&line).unwrap_or(Value::Null);
@@ -159,11 +144,7 @@ pub fn tcp_close(ctx: &mut Ctx) -> Result<()> {
     }
     hotplug::wait_unlisted(
         ctx,
-        &DynMon {
-            id: "hp-mon".into(),
-            chardev: chardev.into(),
-            path: Default::default(),
-        },
+        &DynMon { id: "hp-mon".into(), chardev: chardev.into(), path: Default::default() },
     )?;
     client.close();
     let deadline = ctx.wait();
@@ -219,10 +200,7 @@ fn connect_then_add(ctx: &mut Ctx, mon: &DynMon, addr: &Addr, kind: &str) -> Res
     );
     client.send(&[(false, "qmp_capabilities", Value::Null)], ctx.wait())?;
     let reply = read_message(ctx, &mut client, kind, "qmp_capabilities' reply")?;
-    ensure!(
-        reply.get("return").is_some(),
-        "qmp_capabilities on the {kind} client: {reply}"
-    );
+    ensure!(reply.get("return").is_some(), "qmp_capabilities on the {kind} client: {reply}");
     Ok(client)
 }
 
@@ -244,18 +222,14 @@ fn late_input_eof_on(ctx: &mut Ctx, mon: &DynMon, addr: &Addr, kind: &str) -> Re
         );
     }
     match client.read(ctx.wait(), usize::MAX)? {
-        Read::Eof {
-            partial: None,
-            reset: false,
-        } => {}
+        Read::Eof { partial: None, reset: false } => {}
         Read::Eof { reset: true, .. } => bail!(
             "the self-removed {kind} client, which sent a request after the new monitor was \
              added, saw a connection reset after its output, not an orderly end of file"
         ),
-        Read::Eof {
-            partial: Some(part),
-            ..
-        } => bail!("the self-removed {kind} client's output ended inside a line: {part}"),
+        Read::Eof { partial: Some(part), .. } => {
+            bail!("the self-removed {kind} client's output ended inside a line: {part}")
+        }
         Read::Line(line) => bail!(
             "after its self-removal's reply the {kind} client got {}",
             String::from_utf8_lossy(&line)
@@ -359,11 +333,7 @@ fn read_message(ctx: &Ctx, client: &mut Conn, kind: &str, what: &str) -> Result<
             .with_context(|| format!("{what} on the {kind} client is not JSON")),
         Read::Eof { reset, .. } => bail!(
             "{} before {what} on the {kind} client",
-            if reset {
-                "a connection reset"
-            } else {
-                "end of file"
-            }
+            if reset { "a connection reset" } else { "end of file" }
         ),
         Read::Nothing => bail!("no {what} on the {kind} client"),
     }

@@ -28,18 +28,10 @@ pub fn pretty(ctx: &mut Ctx) -> Result<()> {
 
     let mut client = RawClient::connect(&mon.path, ctx.wait())?;
     let greeting = client.message(ctx, "greeting")?;
-    ensure!(
-        greeting["QMP"]["version"].is_object(),
-        "{} did not greet: {greeting}",
-        mon.id
-    );
+    ensure!(greeting["QMP"]["version"].is_object(), "{} did not greet: {greeting}", mon.id);
     client.send(ctx, r#"{"execute": "qmp_capabilities"}"#)?;
     let reply = client.message(ctx, "qmp_capabilities")?;
-    ensure!(
-        reply["return"].is_object(),
-        "qmp_capabilities on {} returned {reply}",
-        mon.id
-    );
+    ensure!(reply["return"].is_object(), "qmp_capabilities on {} returned {reply}", mon.id);
     client.send(ctx, r#"{"execute": "query-version"}"#)?;
     let version = client.message(ctx, "query-version")?;
     ensure!(
@@ -59,17 +51,10 @@ struct RawClient {
 
 impl RawClient {
     fn connect(path: &Path, deadline: Instant) -> Result<RawClient> {
-        ensure!(
-            remaining(deadline).is_some(),
-            "no time left to connect to {}",
-            path.display()
-        );
+        ensure!(remaining(deadline).is_some(), "no time left to connect to {}", path.display());
         let stream = UnixStream::connect(path)
             .with_context(|| format!("connecting to {}", path.display()))?;
-        Ok(RawClient {
-            stream,
-            pending: Vec::new(),
-        })
+        Ok(RawClient { stream, pending: Vec::new() })
     }
 
     fn send(&mut self, ctx: &Ctx, line: &str) -> Result<()> {
@@ -88,9 +73,7 @@ impl RawClient {
             match values.next() {
                 Some(Ok(value)) => {
                     let end = values.byte_offset();
-                    let text = String::from_utf8_lossy(&self.pending[..end])
-                        .trim()
-                        .to_owned();
+                    let text = String::from_utf8_lossy(&self.pending[..end]).trim().to_owned();
                     self.pending.drain(..end);
                     ctx.log("pretty <", &text);
                     ensure!(

@@ -58,17 +58,9 @@ pub fn large_response(ctx: &mut Ctx) -> Result<()> {
     let reply: Value = serde_json::from_slice(&raw)
         .with_context(|| format!("the {}-byte query-qmp-schema reply is not JSON", raw.len()))?;
     let Some(schema) = reply["return"].as_array() else {
-        bail!(
-            "query-qmp-schema on {} returned no list ({} bytes)",
-            mon.id,
-            raw.len()
-        );
+        bail!("query-qmp-schema on {} returned no list ({} bytes)", mon.id, raw.len());
     };
-    ensure!(
-        !schema.is_empty(),
-        "query-qmp-schema on {} returned an empty list",
-        mon.id
-    );
+    ensure!(!schema.is_empty(), "query-qmp-schema on {} returned an empty list", mon.id);
     ctx.note(format!(
         "query-qmp-schema: {} bytes in one line, {} entries",
         raw.len(),
@@ -78,22 +70,15 @@ pub fn large_response(ctx: &mut Ctx) -> Result<()> {
     // introspection gives, and the schema knows the command under test.
     // (A second query on the main monitor as a reference would double the
     // scenario's time: QEMU builds this reply anew each time.)
-    if let Some(bad) = schema
-        .iter()
-        .find(|e| !e["name"].is_string() || !e["meta-type"].is_string())
+    if let Some(bad) = schema.iter().find(|e| !e["name"].is_string() || !e["meta-type"].is_string())
     {
-        bail!(
-            "query-qmp-schema on {} has an entry without name or meta-type: {bad}",
-            mon.id
-        );
+        bail!("query-qmp-schema on {} has an entry without name or meta-type: {bad}", mon.id);
     }
     // What the route added to the schema: the command, or the object type
     // among object-add's choices.
     let (listed, what) = match ctx.route() {
         Route::Commands => (
-            schema
-                .iter()
-                .any(|e| e["name"] == "monitor-add" && e["meta-type"] == "command"),
+            schema.iter().any(|e| e["name"] == "monitor-add" && e["meta-type"] == "command"),
             "the monitor-add command",
         ),
         Route::Qom => (
@@ -106,11 +91,7 @@ pub fn large_response(ctx: &mut Ctx) -> Result<()> {
             "the monitor-qmp object type",
         ),
     };
-    ensure!(
-        listed,
-        "query-qmp-schema on {} does not list {what}",
-        mon.id
-    );
+    ensure!(listed, "query-qmp-schema on {} does not list {what}", mon.id);
     client.close();
     hotplug::remove(ctx, &mon)
 }

@@ -21,9 +21,7 @@ fn refused_unchanged(
     names: &[&str],
     before: &[Value],
 ) -> Result<()> {
-    let err = ctx
-        .main_refused_naming(request, names)
-        .context(what.to_string())?;
+    let err = ctx.main_refused_naming(request, names).context(what.to_string())?;
     ctx.note(format!("{what}: {err}"));
     let after = hotplug::query_monitors(ctx)?;
     ensure!(
@@ -129,16 +127,8 @@ pub fn add_refused(ctx: &mut Ctx) -> Result<()> {
     let (existing, free) = setup(ctx)?;
     let before = hotplug::query_monitors(ctx)?;
     let mut cases = vec![
-        (
-            "monitor-add without an id".to_string(),
-            json!({ "chardev": free.chardev }),
-            "id",
-        ),
-        (
-            "monitor-add without a chardev".to_string(),
-            json!({ "id": free.id }),
-            "chardev",
-        ),
+        ("monitor-add without an id".to_string(), json!({ "chardev": free.chardev }), "id"),
+        ("monitor-add without a chardev".to_string(), json!({ "id": free.id }), "chardev"),
         (
             "monitor-add on the chardev of rng-egd (a frontend that is no monitor)".to_string(),
             json!({ "id": free.id, "chardev": "rng-chr" }),
@@ -210,11 +200,8 @@ pub fn add_mux_refused(ctx: &mut Ctx) -> Result<()> {
 }
 
 /// QEMU waits in preconfig, with a chardev for the monitor.
-pub const PRECONFIG_ARGS: &[&str] = &[
-    "--preconfig",
-    "-chardev",
-    "socket,id=pre-chr,path={dir}/pre.sock,server=on,wait=off",
-];
+pub const PRECONFIG_ARGS: &[&str] =
+    &["--preconfig", "-chardev", "socket,id=pre-chr,path={dir}/pre.sock,server=on,wait=off"];
 
 /// In `--preconfig` (before the machine is initialised), with a chardev
 /// from the command line: "Adding and removing are allowed in the same
@@ -237,8 +224,6 @@ pub fn preconfig(ctx: &mut Ctx) -> Result<()> {
     hotplug::execute(ctx, &mut client, "query-version", Value::Null)?;
     ctx.remove_monitor(json!({ "id": mon.id }))
         .context("removing, in preconfig, the monitor added there")?;
-    client
-        .wait_eof(ctx.wait())
-        .context("the client of the monitor removed in preconfig")?;
+    client.wait_eof(ctx.wait()).context("the client of the monitor removed in preconfig")?;
     hotplug::wait_unlisted(ctx, &mon)
 }

@@ -36,10 +36,7 @@ pub fn remove_pipelined(ctx: &mut Ctx) -> Result<()> {
         .with_context(|| format!("qmp_capabilities enabling oob on {}", mon.id))?;
     let executed = pipeline_then_remove(ctx, &mon, &mut client)?;
     let rest = client.read_until_eof(ctx.wait()).with_context(|| {
-        format!(
-            "{}'s client after monitor-remove with requests queued",
-            mon.id
-        )
+        format!("{}'s client after monitor-remove with requests queued", mon.id)
     })?;
     // Requests beyond QEMU's queue were never read: closing over them
     // must still be an orderly end of file, not a reset.
@@ -95,13 +92,7 @@ fn pipeline_then_remove(ctx: &mut Ctx, mon: &DynMon, client: &mut Qmp) -> Result
     let wait = ctx.wait();
     let main = ctx.machine.qmp();
     let main_ids = main
-        .send_batch(
-            &[
-                (false, "query-qmp-schema", Value::Null),
-                (false, command, args),
-            ],
-            wait,
-        )
+        .send_batch(&[(false, "query-qmp-schema", Value::Null), (false, command, args)], wait)
         .context("query-qmp-schema and the removal on the main monitor")?;
     main.read_reply("query-qmp-schema", &main_ids[0], wait)
         .context("query-qmp-schema on the main monitor")?;
@@ -134,11 +125,7 @@ fn none_ran_after(ctx: &mut Ctx, mon: &DynMon, executed: usize) -> Result<()> {
         late.describe()
     );
     let status = ctx.main("query-status", Value::Null)?;
-    let expected = if executed % 2 == 1 {
-        "paused"
-    } else {
-        "running"
-    };
+    let expected = if executed % 2 == 1 { "paused" } else { "running" };
     ensure!(
         status["status"] == expected,
         "after {executed} alternating stop/cont ran before monitor-remove of {}, the VM should \
@@ -155,10 +142,7 @@ fn none_ran_after(ctx: &mut Ctx, mon: &DynMon, executed: usize) -> Result<()> {
 fn check_gone(ctx: &mut Ctx, mon: &DynMon) -> Result<()> {
     let list = hotplug::query_monitors(ctx)?;
     if let Some(entry) = hotplug::find_monitor(&list, &mon.id) {
-        bail!(
-            "query-monitors still lists {} after its removal: {entry}",
-            mon.id
-        );
+        bail!("query-monitors still lists {} after its removal: {entry}", mon.id);
     }
     Ok(())
 }
@@ -201,10 +185,7 @@ pub fn self_removal_silence(ctx: &mut Ctx) -> Result<()> {
 /// nothing in the QMP request itself names a monitor removal.
 pub fn self_removal_silence_hmp(ctx: &mut Ctx) -> Result<()> {
     silence_after(ctx, |_, id| {
-        (
-            "human-monitor-command",
-            json!({ "command-line": format!("object_del {id}") }),
-        )
+        ("human-monitor-command", json!({ "command-line": format!("object_del {id}") }))
     })
 }
 
@@ -215,12 +196,7 @@ fn silence_after(
     let mon = DynMon::new(ctx, "")?;
     hotplug::add(ctx, &mon)?;
     let mut client = hotplug::connect(ctx, &mon)?;
-    ensure!(
-        client.offers("oob"),
-        "{} does not offer oob: {}",
-        mon.id,
-        client.greeting()
-    );
+    ensure!(client.offers("oob"), "{} does not offer oob: {}", mon.id, client.greeting());
     client
         .negotiate_with(&["oob"], ctx.wait())
         .with_context(|| format!("qmp_capabilities enabling oob on {}", mon.id))?;

@@ -130,11 +130,7 @@ pub fn stalled_client_quit(ctx: &mut Ctx) -> Result<()> {
         Err(err) => return Err(err).context("quit on the main monitor"),
     }
     let Some(exit) = ctx.machine.wait_exit(limit)? else {
-        let before = if stalled_before {
-            " (in-band commands had stalled already)"
-        } else {
-            ""
-        };
+        let before = if stalled_before { " (in-band commands had stalled already)" } else { "" };
         bail!(
             "QEMU did not exit within {:.1}s of sending quit while {}'s client, which removed its \
              monitor with output pending, does not read{before}",
@@ -200,26 +196,15 @@ pub fn slow_reader_drains(ctx: &mut Ctx) -> Result<()> {
             .read_reply("query-qmp-schema", id, ctx.wait())
             .with_context(|| format!("draining {}'s pending replies after the removal", mon.id))?;
         let Value::Array(entries) = &schema else {
-            bail!(
-                "query-qmp-schema on {} returned no list: {schema:.200}",
-                mon.id
-            );
+            bail!("query-qmp-schema on {} returned no list: {schema:.200}", mon.id);
         };
-        ensure!(
-            !entries.is_empty(),
-            "query-qmp-schema on {} returned an empty list",
-            mon.id
-        );
+        ensure!(!entries.is_empty(), "query-qmp-schema on {} returned an empty list", mon.id);
         bytes += schema.to_string().len();
     }
     let reply = client
         .read_reply(command, &removal, ctx.wait())
         .with_context(|| format!("the reply to {command} after the pending output"))?;
-    ensure!(
-        reply == json!({}),
-        "{command} of itself on {} returned {reply}",
-        mon.id
-    );
+    ensure!(reply == json!({}), "{command} of itself on {} returned {reply}", mon.id);
     ctx.note(format!(
         "read {SCHEMAS} schema replies ({bytes} bytes of JSON) and the removal's reply after the removal"
     ));

@@ -39,10 +39,7 @@ const SYSTEM_ONLY: &[(&str, &str)] = &[
 
 /// Why `scenario` does not run on qemu-storage-daemon; `None`: it does.
 pub fn system_only(scenario: &str) -> Option<&'static str> {
-    SYSTEM_ONLY
-        .iter()
-        .find(|(name, _)| *name == scenario)
-        .map(|(_, why)| *why)
+    SYSTEM_ONLY.iter().find(|(name, _)| *name == scenario).map(|(_, why)| *why)
 }
 
 #[cfg(test)]

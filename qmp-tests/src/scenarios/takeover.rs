@@ -24,10 +24,7 @@ fn removed_with_input(ctx: &mut Ctx, mon: &DynMon) -> Result<Qmp> {
     hotplug::remove_itself(ctx, &mut client, &mon.id)?;
     client
         .send_batch(
-            &[
-                (false, "qmp_capabilities", Value::Null),
-                (false, "stop", Value::Null),
-            ],
+            &[(false, "qmp_capabilities", Value::Null), (false, "stop", Value::Null)],
             ctx.wait(),
         )
         .context("sending qmp_capabilities and stop after self-removal")?;
@@ -139,9 +136,8 @@ fn pending_output(ctx: &mut Ctx, remove_new_first: bool) -> Result<()> {
     let old = DynMon::new(ctx, "")?;
     hotplug::add(ctx, &old)?;
     let mut client = hotplug::connect_negotiated(ctx, &old)?;
-    let mut batch: Vec<(bool, &str, Value)> = (0..SCHEMAS)
-        .map(|_| (false, "query-qmp-schema", Value::Null))
-        .collect();
+    let mut batch: Vec<(bool, &str, Value)> =
+        (0..SCHEMAS).map(|_| (false, "query-qmp-schema", Value::Null)).collect();
     let (command, args) = ctx.remove_request(json!({ "id": old.id }));
     batch.push((false, command, args));
     let ids = client

@@ -29,9 +29,7 @@ pub fn has_asan(pid: u32) -> bool {
 
 pub fn usage(pid: u32) -> Result<Usage> {
     let fd_dir = format!("/proc/{pid}/fd");
-    let fds = fs::read_dir(&fd_dir)
-        .with_context(|| format!("listing {fd_dir}"))?
-        .count() as i64;
+    let fds = fs::read_dir(&fd_dir).with_context(|| format!("listing {fd_dir}"))?.count() as i64;
     let status_path = format!("/proc/{pid}/status");
     let status =
         fs::read_to_string(&status_path).with_context(|| format!("reading {status_path}"))?;

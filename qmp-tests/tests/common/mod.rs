@@ -74,8 +74,5 @@ pub fn run_binary(args: &[&str], tmp: &std::path::Path, limit: Duration) -> Run 
 
 /// Entries left in `dir`; a run must leave its TMPDIR as it found it.
 pub fn leftovers(dir: &std::path::Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect()
+    std::fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().path()).collect()
 }

@@ -119,12 +119,8 @@ pub fn measure(sh: &Shell, base: &str) -> Result<Cold> {
 fn run(sh: &Shell, label: String, commit: &str, clone: &Path, ccache: &Path) -> Result<Run> {
     eprintln!("==> cold cargo xtask test: {label}");
     let root = paths::project_root();
-    cmd!(sh, "git clone --quiet --no-hardlinks {root} {clone}")
-        .quiet()
-        .spawn_run()?;
-    cmd!(sh, "git -C {clone} checkout --quiet --detach {commit}")
-        .quiet()
-        .spawn_run()?;
+    cmd!(sh, "git clone --quiet --no-hardlinks {root} {clone}").quiet().spawn_run()?;
+    cmd!(sh, "git -C {clone} checkout --quiet --detach {commit}").quiet().spawn_run()?;
     let cargo = paths::cargo();
     let mut command: std::process::Command = cmd!(sh, "{cargo} xtask test").into();
     for name in NOT_PASSED {
@@ -154,12 +150,7 @@ fn run(sh: &Shell, label: String, commit: &str, clone: &Path, ccache: &Path) -> 
     // The clone holds a QEMU build: gone before the next one starts.
     let _ = std::fs::remove_dir_all(clone);
     let (commit, steps) = (commit.to_owned(), step_times(&stderr));
-    Ok(Run {
-        label,
-        commit,
-        total,
-        steps,
-    })
+    Ok(Run { label, commit, total, steps })
 }
 
 /// `[4/9] build: configured, ... (103.1s)` -> ("build", 103.1), one per
@@ -169,10 +160,7 @@ fn step_times(log: &str) -> Vec<Step> {
         let (_, rest) = line.strip_prefix('[')?.split_once("] ")?;
         let (name, rest) = rest.split_once(": ")?;
         let secs = rest.strip_suffix("s)")?.rsplit_once(" (")?.1;
-        Some(Step {
-            step: name.to_owned(),
-            s: secs.parse().ok()?,
-        })
+        Some(Step { step: name.to_owned(), s: secs.parse().ok()? })
     };
     log.lines().filter_map(step).collect()
 }
@@ -184,12 +172,6 @@ fn reads_the_finished_step_lines_only() {
                [4/9] qmp-tests binary ... (building beside the steps after it)\n\
                [8/9] build: configured, x (y) built (103.1s)\n\
                test test_x ... ok (0.10s)\n";
-    let step = |name: &str, s| Step {
-        step: name.to_owned(),
-        s,
-    };
-    assert_eq!(
-        step_times(log),
-        [step("host dependencies", 0.1), step("build", 103.1)]
-    );
+    let step = |name: &str, s| Step { step: name.to_owned(), s };
+    assert_eq!(step_times(log), [step("host dependencies", 0.1), step("build", 103.1)]);
 }

@@ -30,10 +30,7 @@ fn launch(qemu: &Path) -> Result<Machine> {
 pub fn floor(qemu: &Path, runs: usize) -> Result<Stats> {
     sample(runs, || {
         let (secs, shutdown) = timed(|| launch(qemu)?.shutdown())?;
-        ensure!(
-            shutdown.exit.success(),
-            "QEMU did not end cleanly on quit: {shutdown}"
-        );
+        ensure!(shutdown.exit.success(), "QEMU did not end cleanly on quit: {shutdown}");
         Ok(secs)
     })
 }
@@ -74,12 +71,7 @@ pub fn schema(qemu: &Path, runs: usize) -> Result<Schema> {
     let (_, main) = replies(machine.qmp(), runs).context("on the main monitor")?;
     client.close();
     machine.shutdown()?;
-    Ok(Schema {
-        bytes,
-        dynamic,
-        main,
-        first,
-    })
+    Ok(Schema { bytes, dynamic, main, first })
 }
 
 /// Adds a socket chardev and a monitor on it, then connects and
@@ -91,23 +83,15 @@ fn dynamic_monitor(machine: &mut Machine) -> Result<Qmp> {
     let data = json!({ "addr": addr, "server": true, "wait": false });
     let backend = json!({ "type": "socket", "data": data });
     machine
-        .cmd(
-            "chardev-add",
-            json!({ "id": "bench-chr", "backend": backend }),
-        )
+        .cmd("chardev-add", json!({ "id": "bench-chr", "backend": backend }))
         .context("chardev-add for the dynamic monitor")?;
     machine
-        .cmd(
-            "monitor-add",
-            json!({ "id": "bench-mon", "chardev": "bench-chr" }),
-        )
+        .cmd("monitor-add", json!({ "id": "bench-mon", "chardev": "bench-chr" }))
         .context("monitor-add (does this QEMU carry the series?)")?;
     let deadline = Instant::now() + TIMEOUT;
     let mut client = Qmp::connect(&path, deadline)
         .with_context(|| format!("connecting to {}", path.display()))?;
-    client
-        .negotiate(deadline)
-        .context("qmp_capabilities on the dynamic monitor")?;
+    client.negotiate(deadline).context("qmp_capabilities on the dynamic monitor")?;
     Ok(client)
 }
 
@@ -137,11 +121,5 @@ fn replies(qmp: &mut Qmp, runs: usize) -> Result<(usize, Reply)> {
     }
     let parsed = Stats::of(&parsed).context("no runs")?;
     let raw_stats = Stats::of(&raw_times).context("no runs")?;
-    Ok((
-        raw.len(),
-        Reply {
-            parsed,
-            raw: raw_stats,
-        },
-    ))
+    Ok((raw.len(), Reply { parsed, raw: raw_stats }))
 }

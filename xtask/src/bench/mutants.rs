@@ -36,15 +36,7 @@ pub fn measure(sh: &Shell) -> Result<Measured> {
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let matrix: Matrix =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let caught = matrix
-        .mutants
-        .iter()
-        .filter(|l| l.outcome == "caught")
-        .count();
+    let caught = matrix.mutants.iter().filter(|l| l.outcome == "caught").count();
     let whole = Stats::of(&[secs]).context("one run")?;
-    Ok(Measured {
-        whole,
-        caught,
-        total: matrix.mutants.len(),
-    })
+    Ok(Measured { whole, caught, total: matrix.mutants.len() })
 }

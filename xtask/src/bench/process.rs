@@ -41,9 +41,7 @@ pub fn suite(
 }
 
 fn read_cases(junit: &Path) -> Result<Cases> {
-    let cases = crate::suite::read_report(junit)?
-        .into_iter()
-        .filter(|case| !case.qom);
+    let cases = crate::suite::read_report(junit)?.into_iter().filter(|case| !case.qom);
     let phases = |out: &str| qmp_tests::junit::read_phases(out);
     Ok(cases.map(|c| (c.name, (c.secs, phases(&c.out)))).collect())
 }
@@ -62,10 +60,7 @@ pub fn pipeline(
     let junit = paths::target_dir().join("bench/junit.xml");
     sample(runs, || {
         before()?;
-        run_timed(cmd!(
-            sh,
-            "{cargo} xtask test {forwarded...} --junit {junit}"
-        ))
+        run_timed(cmd!(sh, "{cargo} xtask test {forwarded...} --junit {junit}"))
     })
 }
 
@@ -93,10 +88,8 @@ fn run_timed(cmd: Cmd<'_>) -> Result<f64> {
     let running = || (cmd.quiet().spawn_output()).with_context(|| format!("running {what}"));
     let (secs, out) = timed(running)?;
     if !out.status.success() {
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-        );
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         bail!(
             "{what} failed ({}); a benchmark of a failing run means nothing. \
              Its output ends:\n{}\n{}",

@@ -30,23 +30,13 @@ impl Stats {
         let n = sorted.len();
         let median = (sorted.get((n.max(1) - 1) / 2)? + sorted.get(n / 2)?) / 2.0;
         let (min, max) = (sorted[0], sorted[n - 1]);
-        Some(Stats {
-            runs: n,
-            median,
-            min,
-            max,
-        })
+        Some(Stats { runs: n, median, min, max })
     }
 
     /// Every run less `offset`, e.g. a whole pipeline less its suite.
     pub fn minus(self, offset: f64) -> Stats {
         let (median, min, max) = (self.median - offset, self.min - offset, self.max - offset);
-        Stats {
-            median,
-            min,
-            max,
-            ..self
-        }
+        Stats { median, min, max, ..self }
     }
 }
 
@@ -123,11 +113,7 @@ impl Host {
             nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cpu: proc_field(&proc("/proc/cpuinfo"), "model name").unwrap_or("unknown".into()),
             memory_kib: memory.unwrap_or(0),
-            kernel: if kernel.is_empty() {
-                "unknown".into()
-            } else {
-                kernel
-            },
+            kernel: if kernel.is_empty() { "unknown".into() } else { kernel },
             qemu,
         }
     }
@@ -163,15 +149,8 @@ impl Report {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let json = serde_json::to_value(self)?;
         let text = format!("{json:#}\n");
-        let stamp: String = self
-            .date
-            .chars()
-            .filter(|c| !matches!(c, '-' | ':'))
-            .collect();
-        let (latest, dated) = (
-            dir.join("latest.json"),
-            dir.join(format!("bench-{stamp}.json")),
-        );
+        let stamp: String = self.date.chars().filter(|c| !matches!(c, '-' | ':')).collect();
+        let (latest, dated) = (dir.join("latest.json"), dir.join(format!("bench-{stamp}.json")));
         for path in [&dated, &latest] {
             crate::files::write_atomic(path, &text)?;
         }
@@ -198,18 +177,9 @@ mod tests {
         let stats = Stats::of(&[0.02]).unwrap();
         let machine = Host::read("10.2.2".into());
         let (key, label) = ("floor".to_owned(), "floor".to_owned());
-        let figures = vec![Figure {
-            key,
-            label,
-            stats,
-            floor_ratio: Some(1.0),
-        }];
+        let figures = vec![Figure { key, label, stats, floor_ratio: Some(1.0) }];
         let phases = BTreeMap::from([("harness".to_owned(), 0.001)]);
-        let seed_phases_s = vec![PhaseRow {
-            scenario: "test_x".into(),
-            phases,
-            total: 0.012,
-        }];
+        let seed_phases_s = vec![PhaseRow { scenario: "test_x".into(), phases, total: 0.012 }];
         let date = "2000-02-29T12:00:00Z".to_owned();
         let (targets, notes) = (Vec::new(), vec!["a note".to_owned()]);
         let report = Report {
@@ -226,22 +196,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (md, latest, dated) = report.write(dir.path()).unwrap();
         assert_eq!(dated.file_name().unwrap(), "bench-20000229T120000Z.json");
-        assert_eq!(
-            std::fs::read(latest).unwrap(),
-            std::fs::read(dated).unwrap()
-        );
-        assert!(
-            md.contains("| floor | 1 | 20.0 ms | 20.0 ms | 20.0 ms | 1.00 |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("| test_x | - | - | - | - | - | - | - | - | - | 1.0 | 12.0 |"),
-            "{md}"
-        );
+        assert_eq!(std::fs::read(latest).unwrap(), std::fs::read(dated).unwrap());
+        assert!(md.contains("| floor | 1 | 20.0 ms | 20.0 ms | 20.0 ms | 1.00 |"), "{md}");
+        assert!(md.contains("| test_x | - | - | - | - | - | - | - | - | - | 1.0 | 12.0 |"), "{md}");
         let cpuinfo = "a: 1\nmodel name\t: X @ 2GHz\n";
-        assert_eq!(
-            proc_field(cpuinfo, "model name").as_deref(),
-            Some("X @ 2GHz")
-        );
+        assert_eq!(proc_field(cpuinfo, "model name").as_deref(), Some("X @ 2GHz"));
     }
 }

@@ -74,11 +74,7 @@ fn first_failure(junit: &Path) -> Result<Option<(String, String)>> {
         return Ok(None);
     };
     let more = failing.count();
-    let name = if more > 0 {
-        format!("{name} (+{more})")
-    } else {
-        name
-    };
+    let name = if more > 0 { format!("{name} (+{more})") } else { name };
     Ok(Some((name, cause)))
 }
 
@@ -98,15 +94,7 @@ pub(super) fn render(
         )),
         _ => out.push_str("the bisect did not finish\n\n"),
     }
-    let header = [
-        "commit",
-        "build s",
-        "test s",
-        "xtask s",
-        "outcome",
-        "failing scenario",
-        "cause",
-    ];
+    let header = ["commit", "build s", "test s", "xtask s", "outcome", "failing scenario", "cause"];
     let mut rows: Vec<[String; 7]> = Vec::new();
     for s in steps {
         let failure = match &s.junit {
@@ -184,28 +172,16 @@ mod tests {
             overhead_secs: 0.5,
             outcome: outcome.into(),
             verdict: verdict.into(),
-            detail: if junit.is_none() {
-                "x.c:1: error: y".into()
-            } else {
-                String::new()
-            },
+            detail: if junit.is_none() { "x.c:1: error: y".into() } else { String::new() },
             junit,
         };
-        record("a", "skip", "does not build", None)
-            .append(dir.path())
-            .unwrap();
-        record("b", "bad", "failed", Some(junit))
-            .append(dir.path())
-            .unwrap();
+        record("a", "skip", "does not build", None).append(dir.path()).unwrap();
+        record("b", "bad", "failed", Some(junit)).append(dir.path()).unwrap();
         let steps = read(dir.path()).unwrap();
         assert_eq!(steps.len(), 2);
         assert_eq!(steps[0].short(), "aaaaaaaaaaaa");
-        let text = render(
-            Some("commit bbbb"),
-            &BisectResult::Found("bbbb".into()),
-            &steps,
-        )
-        .unwrap();
+        let text =
+            render(Some("commit bbbb"), &BisectResult::Found("bbbb".into()), &steps).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "first bad commit bbbb");
         assert!(lines[3].starts_with("aaaaaaaaaaaa"), "{text}");

@@ -110,16 +110,10 @@ pub const BISECT_PID: &str = "XTASK_BISECT_PID";
 /// told, the tree is unwired and reset) when the bisect dies, kill -9
 /// included: the step must not build on, a tree wired, with no lock held.
 fn die_with_the_bisect() -> anyhow::Result<()> {
-    let Some(pid) = std::env::var(BISECT_PID)
-        .ok()
-        .and_then(|p| p.parse::<i32>().ok())
-    else {
+    let Some(pid) = std::env::var(BISECT_PID).ok().and_then(|p| p.parse::<i32>().ok()) else {
         return Ok(());
     };
-    let Ok(bisect) = u32::try_from(pid)
-        .map_err(std::io::Error::other)
-        .and_then(PidFd::open)
-    else {
+    let Ok(bisect) = u32::try_from(pid).map_err(std::io::Error::other).and_then(PidFd::open) else {
         anyhow::bail!("the bisect (process {pid}) is gone");
     };
     std::thread::spawn(move || {
@@ -150,12 +144,7 @@ struct Step<'a> {
 
 fn step(args: impl Iterator<Item = std::ffi::OsString>) -> Result<u8> {
     let start = Instant::now();
-    let BisectStep {
-        qemu_src: tree,
-        qmp_tests,
-        log_dir,
-        step,
-    } = BisectStep::try_parse_from(args)
+    let BisectStep { qemu_src: tree, qmp_tests, log_dir, step } = BisectStep::try_parse_from(args)
         .context("bisect-step is run by `cargo xtask bisect`; see `cargo xtask bisect --help`")?;
     let opts = Options::new(step, pipeline::Targets::AtBuild)?;
     let sh = Shell::new()?;
@@ -166,9 +155,7 @@ fn step(args: impl Iterator<Item = std::ffi::OsString>) -> Result<u8> {
 
     let commit = vcs::head(&sh, &tree)?;
     let short = &commit[..12.min(commit.len())];
-    let subject = cmd!(sh, "git -C {tree} log -1 --format=%s")
-        .quiet()
-        .spawn_read()?;
+    let subject = cmd!(sh, "git -C {tree} log -1 --format=%s").quiet().spawn_read()?;
     eprintln!("==> bisect step {short}: {subject}");
     let step = Step {
         sh: &sh,
@@ -203,10 +190,7 @@ fn step(args: impl Iterator<Item = std::ffi::OsString>) -> Result<u8> {
     }
     .append(&log_dir)?;
     if first_unsupported && code == 125 {
-        eprintln!(
-            "{}",
-            no_monitor_add_hint(short, opts.flags.series.is_some())
-        );
+        eprintln!("{}", no_monitor_add_hint(short, opts.flags.series.is_some()));
     }
     say_verdict(short, &finding, code, &timing, overhead);
     Ok(code)
@@ -300,10 +284,7 @@ fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
     // Declared before the wiring, so that the wiring is undone first.
     let mut _series = None;
     let prepared = match flags.series.as_deref() {
-        None => Prepared {
-            tree,
-            series: "none".into(),
-        },
+        None => Prepared { tree, series: "none".into() },
         Some(path) => {
             let applied = run.own("series", || {
                 let applied = apply_series(step, path)?;
@@ -317,10 +298,7 @@ fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
                 Ok(guard) => _series = Some(guard),
                 Err(why) => return Ok(Finding::SeriesDoesNotApply(why)),
             }
-            Prepared {
-                tree,
-                series: path.display().to_string(),
-            }
+            Prepared { tree, series: path.display().to_string() }
         }
     };
     let guard = run.wire(&prepared.tree, &step.qmp_tests)?;
@@ -334,10 +312,7 @@ fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
         Ok(built) => built,
         Err(err) if is_build_failure(&err) => {
             eprintln!("{err:#}");
-            return Ok(Finding::DoesNotBuild(build_cause(
-                &format!("{err:#}"),
-                &step.tree,
-            )));
+            return Ok(Finding::DoesNotBuild(build_cause(&format!("{err:#}"), &step.tree)));
         }
         Err(err) => return Err(err),
     };
@@ -372,9 +347,7 @@ fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
 /// and so is an interruption.
 fn is_build_failure(err: &anyhow::Error) -> bool {
     !interrupt::interrupted()
-        && !err
-            .chain()
-            .any(|e| e.is::<std::io::Error>() || e.is::<xshell::Error>())
+        && !err.chain().any(|e| e.is::<std::io::Error>() || e.is::<xshell::Error>())
 }
 
 /// Resets the tree to the step's commit when dropped, dropping the series'
@@ -399,19 +372,12 @@ impl SeriesGuard {
             .spawn_read()
             .map(|p| tree.join(p));
         if am_dir.is_ok_and(|d| d.exists()) {
-            let _ = cmd!(sh, "git -C {tree} am --abort")
-                .quiet()
-                .ignore_stderr()
-                .spawn_run();
+            let _ = cmd!(sh, "git -C {tree} am --abort").quiet().ignore_stderr().spawn_run();
         }
-        if let Err(err) = cmd!(sh, "git -C {tree} reset --quiet --hard {commit}")
-            .quiet()
-            .spawn_run()
+        if let Err(err) =
+            cmd!(sh, "git -C {tree} reset --quiet --hard {commit}").quiet().spawn_run()
         {
-            eprintln!(
-                "error: could not reset {} to {commit}: {err}",
-                tree.display()
-            );
+            eprintln!("error: could not reset {} to {commit}: {err}", tree.display());
         }
     }
 }
@@ -422,10 +388,7 @@ impl SeriesGuard {
 fn apply_series(step: &Step, path: &Path) -> Result<Result<SeriesGuard, String>> {
     let files = series::patch_files(path)?;
     // Exists before git am starts, so a cut-off am is undone too.
-    let guard = SeriesGuard {
-        tree: step.tree.clone(),
-        commit: step.commit.clone(),
-    };
+    let guard = SeriesGuard { tree: step.tree.clone(), commit: step.commit.clone() };
     Ok(series::am(step.sh, &step.tree, &files, path)?.map(|()| guard))
 }
 
@@ -444,14 +407,11 @@ fn build_cause(output: &str, tree: &Path) -> String {
     if let Some(rest) = line.strip_prefix(&absolute) {
         return rest.to_owned();
     }
-    let name = tree
-        .file_name()
-        .map(|n| format!("/{}/", n.to_string_lossy()));
+    let name = tree.file_name().map(|n| format!("/{}/", n.to_string_lossy()));
     match name {
-        Some(name) if line.starts_with("../") => line
-            .find(&name)
-            .map_or(line, |i| &line[i + name.len()..])
-            .to_owned(),
+        Some(name) if line.starts_with("../") => {
+            line.find(&name).map_or(line, |i| &line[i + name.len()..]).to_owned()
+        }
         _ => line.to_owned(),
     }
 }
@@ -463,14 +423,8 @@ mod tests {
     #[test]
     fn the_first_step_without_monitor_add_names_series() {
         let hint = no_monitor_add_hint("0123456789ab", false);
-        assert!(
-            hint.starts_with("note: 0123456789ab has no monitor-add"),
-            "{hint}"
-        );
-        assert!(
-            hint.contains("`--series patches/monitor-hotplug`"),
-            "{hint}"
-        );
+        assert!(hint.starts_with("note: 0123456789ab has no monitor-add"), "{hint}");
+        assert!(hint.contains("`--series patches/monitor-hotplug`"), "{hint}");
         assert!(hint.contains("--unsupported good"), "{hint}");
         let hint = no_monitor_add_hint("0123456789ab", true);
         assert!(hint.contains("The --series given applied here"), "{hint}");
@@ -493,9 +447,7 @@ mod tests {
 
     #[test]
     fn build_failures_are_told_from_harness_failures() {
-        assert!(is_build_failure(&anyhow::anyhow!(
-            "building qemu-system-x86_64 failed"
-        )));
+        assert!(is_build_failure(&anyhow::anyhow!("building qemu-system-x86_64 failed")));
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "ninja");
         let err = anyhow::Error::new(io).context("starting ninja");
         assert!(!is_build_failure(&err));
@@ -510,10 +462,7 @@ mod tests {
             "monitor/a.c:104:46: error: expected ';'"
         );
         let configure = "configure failed in /b:\nchecking...\nERROR: glib-2.56 required\n";
-        assert_eq!(
-            build_cause(configure, Path::new("/q")),
-            "ERROR: glib-2.56 required"
-        );
+        assert_eq!(build_cause(configure, Path::new("/q")), "ERROR: glib-2.56 required");
         assert_eq!(build_cause("no details\n", Path::new("/q")), "no details");
         let header = "building x failed:\n/t/qemu/include/q.h:4:9: error: expected ';'\n";
         assert_eq!(

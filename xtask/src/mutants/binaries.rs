@@ -40,28 +40,18 @@ impl Recipe {
         opts: &BuildOptions,
         program: Program,
     ) -> Result<Recipe> {
-        let opts = BuildOptions {
-            program,
-            ..opts.clone()
-        };
+        let opts = BuildOptions { program, ..opts.clone() };
         let mut config = build::configure_args(tree, &opts)?;
         config.push(format!("--python={}", python.display()));
         config.push(opts.sanitize.join(","));
         config.push(opts.binary_name());
-        Ok(Recipe {
-            commit: commit.to_owned(),
-            config,
-        })
+        Ok(Recipe { commit: commit.to_owned(), config })
     }
 
     /// The key of the binary built from this recipe with `diff` applied.
     pub fn key(&self, diff: &[u8], program: Program) -> String {
-        let mut parts: Vec<&[u8]> = vec![
-            b"mutant-binary",
-            self.commit.as_bytes(),
-            diff,
-            program.name().as_bytes(),
-        ];
+        let mut parts: Vec<&[u8]> =
+            vec![b"mutant-binary", self.commit.as_bytes(), diff, program.name().as_bytes()];
         parts.extend(self.config.iter().map(|arg| arg.as_bytes()));
         paths::key(&parts)
     }
@@ -101,9 +91,7 @@ impl Cache {
             .file_name()
             .with_context(|| format!("the binary {} has no file name", binary.display()))?;
         let entry = self.dir.join(key);
-        let partial = self
-            .dir
-            .join(format!(".{key}.partial-{}", std::process::id()));
+        let partial = self.dir.join(format!(".{key}.partial-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&partial);
         std::fs::create_dir_all(&partial)
             .with_context(|| format!("creating {}", partial.display()))?;
@@ -111,11 +99,7 @@ impl Cache {
         // relinked by the next mutant's build, and a linker that wrote
         // in place would change the kept one under us.
         std::fs::copy(binary, partial.join(name)).with_context(|| {
-            format!(
-                "copying the mutant binary {} into {}",
-                binary.display(),
-                partial.display()
-            )
+            format!("copying the mutant binary {} into {}", binary.display(), partial.display())
         })?;
         let _ = std::fs::remove_dir_all(&entry);
         std::fs::rename(&partial, &entry)
@@ -186,10 +170,7 @@ impl Kept {
     /// rewritten, a mutant removed, the series or the configuration
     /// changed); returns how many went.
     pub fn prune(&self, catalogue: &[Mutant]) -> Result<usize> {
-        let keep = catalogue
-            .iter()
-            .map(|mutant| self.key(mutant))
-            .collect::<Result<Vec<_>>>()?;
+        let keep = catalogue.iter().map(|mutant| self.key(mutant)).collect::<Result<Vec<_>>>()?;
         self.cache.retain(&keep)
     }
 
@@ -222,15 +203,10 @@ mod tests {
         assert_eq!(key, base.key(b"diff a", Program::System), "stable");
         assert_ne!(key, base.key(b"diff b", Program::System), "diff");
         assert_ne!(key, base.key(b"diff a", Program::StorageDaemon), "program");
-        let commit = Recipe {
-            commit: "fedcba9876543210".to_owned(),
-            ..recipe()
-        };
+        let commit = Recipe { commit: "fedcba9876543210".to_owned(), ..recipe() };
         assert_ne!(key, commit.key(b"diff a", Program::System), "commit");
-        let config = Recipe {
-            config: vec!["--target-list=aarch64-softmmu".to_owned()],
-            ..recipe()
-        };
+        let config =
+            Recipe { config: vec!["--target-list=aarch64-softmmu".to_owned()], ..recipe() };
         assert_ne!(key, config.key(b"diff a", Program::System), "config");
     }
 
@@ -245,10 +221,7 @@ mod tests {
         let a = at(one.path(), &opts, Program::System);
         let b = at(two.path(), &opts, Program::System);
         assert_eq!(a.key(b"d", Program::System), b.key(b"d", Program::System));
-        let asan = BuildOptions {
-            sanitize: vec!["address".to_owned()],
-            ..BuildOptions::default()
-        };
+        let asan = BuildOptions { sanitize: vec!["address".to_owned()], ..BuildOptions::default() };
         let c = at(one.path(), &asan, Program::System);
         assert_ne!(a.key(b"d", Program::System), c.key(b"d", Program::System));
         let qsd = at(one.path(), &opts, Program::StorageDaemon);

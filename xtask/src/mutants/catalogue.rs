@@ -66,14 +66,10 @@ fn parse(path: &Path) -> Result<Mutant> {
         .and_then(|s| s.to_str())
         .filter(|s| {
             !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         })
         .with_context(|| {
-            format!(
-                "{}: a mutant's file name is NAME.diff, NAME of a-z, 0-9 and -",
-                path.display()
-            )
+            format!("{}: a mutant's file name is NAME.diff, NAME of a-z, 0-9 and -", path.display())
         })?
         .to_owned();
     let text =
@@ -97,10 +93,7 @@ fn parse_text(name: String, path: &Path, text: &str) -> Result<Mutant> {
                 fault = Some(v.trim().to_owned());
             } else if let Some(v) = line.strip_prefix("Program:") {
                 program = Program::parse(v.trim()).with_context(|| {
-                    format!(
-                        "`Program: {}`: the program is system or storage-daemon",
-                        v.trim()
-                    )
+                    format!("`Program: {}`: the program is system or storage-daemon", v.trim())
                 })?;
             }
         }
@@ -108,25 +101,14 @@ fn parse_text(name: String, path: &Path, text: &str) -> Result<Mutant> {
     let spec = spec
         .filter(|s| !s.is_empty())
         .context("no `Spec:` line naming the behaviour the fault breaks")?;
-    let fault = fault
-        .filter(|s| !s.is_empty())
-        .context("no `Fault:` line saying what the edit does")?;
+    let fault =
+        fault.filter(|s| !s.is_empty()).context("no `Fault:` line saying what the edit does")?;
     let file = match files.as_slice() {
         [one] => one.clone(),
         [] => bail!("no diff (a `diff --git a/FILE b/FILE` section, as git diff writes it)"),
-        _ => bail!(
-            "a mutant edits one file; this one edits {}",
-            files.join(", ")
-        ),
+        _ => bail!("a mutant edits one file; this one edits {}", files.join(", ")),
     };
-    Ok(Mutant {
-        name,
-        path: path.to_owned(),
-        file,
-        spec,
-        fault,
-        program,
-    })
+    Ok(Mutant { name, path: path.to_owned(), file, spec, fault, program })
 }
 
 #[cfg(test)]
@@ -165,10 +147,7 @@ mod tests {
         let no_diff = "Spec: s\nFault: f\n";
         let err = parse_text("x".into(), Path::new("x.diff"), no_diff).unwrap_err();
         assert!(err.to_string().contains("no diff"), "{err}");
-        let two = format!(
-            "Spec: s\nFault: f\n{DIFF}{}",
-            DIFF.replace("qmp.c", "hmp.c")
-        );
+        let two = format!("Spec: s\nFault: f\n{DIFF}{}", DIFF.replace("qmp.c", "hmp.c"));
         let err = parse_text("x".into(), Path::new("x.diff"), &two).unwrap_err();
         assert!(err.to_string().contains("one file"), "{err}");
     }
@@ -201,9 +180,6 @@ mod readme {
                 .expect("README has the kill matrix");
         let catalogue = super::load(&super::dir()).unwrap();
         let names: Vec<&str> = catalogue.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(
-            listed, names,
-            "README's kill matrix and patches/mutants differ"
-        );
+        assert_eq!(listed, names, "README's kill matrix and patches/mutants differ");
     }
 }

@@ -29,12 +29,7 @@ const FIXED_SET_SECS: u64 = 24 * 3600;
 pub enum Verdict {
     /// A sequence failed: the first failure's kind, the number of the
     /// first failing sequence, and the shrunk sequence's length.
-    Caught {
-        kind: String,
-        sequence: usize,
-        shrunk_ops: usize,
-        seed: String,
-    },
+    Caught { kind: String, sequence: usize, shrunk_ops: usize, seed: String },
     /// Every sequence passed.
     Missed { sequences: usize },
     /// No verdict within the limit.
@@ -65,12 +60,7 @@ impl Verdict {
     /// One line: what failed and after how many sequences, or why not.
     pub fn detail(&self) -> String {
         match self {
-            Verdict::Caught {
-                kind,
-                sequence,
-                shrunk_ops,
-                seed,
-            } => format!(
+            Verdict::Caught { kind, sequence, shrunk_ops, seed } => format!(
                 "{kind} at sequence {sequence}, shrunk to {shrunk_ops} operations (--replay {seed})"
             ),
             Verdict::Missed { sequences } => format!("{sequences} sequences passed"),
@@ -138,10 +128,7 @@ pub fn run(
     let running = interrupt::spawn(&mut command, "qmp-tests explore")?;
     let Some(status) = super::wait_limited(running, limit)? else {
         let verdict = Verdict::Timeout(limit.unwrap_or_default());
-        return Ok(Run {
-            verdict,
-            secs: start.elapsed().as_secs_f64(),
-        });
+        return Ok(Run { verdict, secs: start.elapsed().as_secs_f64() });
     };
     let secs = start.elapsed().as_secs_f64();
     let summary = dir.join("explore.json");
@@ -171,9 +158,7 @@ fn verdict(text: &str) -> Result<Verdict> {
             shrunk_ops: f.shrunk_ops,
             seed: f.seed,
         },
-        None => Verdict::Missed {
-            sequences: summary.sequences,
-        },
+        None => Verdict::Missed { sequences: summary.sequences },
     })
 }
 
@@ -209,19 +194,10 @@ mod tests {
     fn the_run_is_the_fixed_set_stopping_at_one_failure() {
         let opts = options(200, 2, Path::new("/out/m"));
         assert_eq!(
-            (
-                opts.seed,
-                opts.sequences,
-                opts.time,
-                opts.jobs,
-                opts.max_failures
-            ),
+            (opts.seed, opts.sequences, opts.time, opts.jobs, opts.max_failures),
             (Some(0), Some(200), FIXED_SET_SECS, Some(2), 1)
         );
-        assert_eq!(
-            opts.summary.as_deref(),
-            Some(Path::new("/out/m/explore.json"))
-        );
+        assert_eq!(opts.summary.as_deref(), Some(Path::new("/out/m/explore.json")));
         // What qmp-tests explore parses back from the arguments.
         let argv = ["explore", "--qemu", "/q"].map(std::ffi::OsString::from);
         let back = ExploreCli::try_parse_from(argv.into_iter().chain(opts.to_args())).unwrap();

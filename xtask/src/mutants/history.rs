@@ -78,11 +78,8 @@ impl History {
             if let Some(old) = self.caught.remove(&o.mutant.name) {
                 caught_by.extend(old.caught_by.into_iter().filter(|s| !by.contains(s)));
             }
-            let caught = Caught {
-                name: o.mutant.name.clone(),
-                file: o.mutant.file.clone(),
-                caught_by,
-            };
+            let caught =
+                Caught { name: o.mutant.name.clone(), file: o.mutant.file.clone(), caught_by };
             self.caught.insert(caught.name.clone(), caught);
         }
     }
@@ -213,9 +210,7 @@ mod tests {
         let first = history().first(&mutant("new", "qom/object.c"));
         assert_eq!(first[..2], ["test_errors/commands", "test_errors/qom"]);
         assert_eq!(first[2], "test_soak/commands");
-        assert!(History::default()
-            .first(&mutant("new", "qom/object.c"))
-            .is_empty());
+        assert!(History::default().first(&mutant("new", "qom/object.c")).is_empty());
     }
 
     #[test]
@@ -232,10 +227,7 @@ mod tests {
         std::fs::write(&new, report("test_many")).unwrap();
         let missing = dir.path().join("none.json");
         let history = History::load(&[&old, &missing, &new]).unwrap();
-        assert_eq!(
-            history.first(&mutant("a", "monitor/qmp.c")),
-            ["test_many/commands"]
-        );
+        assert_eq!(history.first(&mutant("a", "monitor/qmp.c")), ["test_many/commands"]);
         std::fs::write(&old, "{").unwrap();
         let err = History::load(&[&old]).unwrap_err();
         assert!(format!("{err:#}").contains("old.json"), "{err:#}");

@@ -40,10 +40,7 @@ fn mark(verdict: &Verdict, scenario: &str) -> &'static str {
         return ".";
     };
     let commands = by.iter().any(|n| n == scenario);
-    let qom = by.iter().any(|n| {
-        n.strip_suffix(" (qom)")
-            .is_some_and(|base| base == scenario)
-    });
+    let qom = by.iter().any(|n| n.strip_suffix(" (qom)").is_some_and(|base| base == scenario));
     match (commands, qom) {
         (true, true) => "x",
         (true, false) => "c",
@@ -87,10 +84,7 @@ pub fn matrix(outcomes: &[MutantOutcome], scenarios: &[String], all_failures: bo
     out.push('\n');
     let mut idle = Vec::new();
     for scenario in scenarios {
-        let marks: Vec<&str> = outcomes
-            .iter()
-            .map(|o| mark(&o.verdict, scenario))
-            .collect();
+        let marks: Vec<&str> = outcomes.iter().map(|o| mark(&o.verdict, scenario)).collect();
         if marks.iter().all(|m| *m == ".") {
             idle.push(scenario.as_str());
         }
@@ -181,12 +175,7 @@ fn explore_json(run: &super::explore::Run) -> serde_json::Value {
         "secs": run.secs,
     });
     match &run.verdict {
-        ExploreVerdict::Caught {
-            kind,
-            sequence,
-            shrunk_ops,
-            seed,
-        } => {
+        ExploreVerdict::Caught { kind, sequence, shrunk_ops, seed } => {
             value["kind"] = json!(kind);
             value["sequence"] = json!(sequence);
             value["shrunk_ops"] = json!(shrunk_ops);
@@ -223,14 +212,10 @@ pub fn junit(path: &Path, outcomes: &[MutantOutcome]) -> Result<()> {
         }
         case
     });
-    let suite = TestSuiteBuilder::new("mutants")
-        .add_testcases(cases)
-        .build();
+    let suite = TestSuiteBuilder::new("mutants").add_testcases(cases).build();
     let report = ReportBuilder::new().add_testsuite(suite).build();
     let mut bytes = Vec::new();
-    report
-        .write_xml(&mut bytes)
-        .context("writing the mutants' JUnit report")?;
+    report.write_xml(&mut bytes).context("writing the mutants' JUnit report")?;
     let text = String::from_utf8(bytes).context("the JUnit report is UTF-8")?;
     crate::files::write_atomic(path, &text)
 }
@@ -261,10 +246,7 @@ mod tests {
     #[test]
     fn the_matrix_marks_routes_and_names_idle_scenarios() {
         let outcomes = [
-            outcome(
-                "a",
-                Verdict::Caught(vec!["test_x".into(), "test_x (qom)".into()]),
-            ),
+            outcome("a", Verdict::Caught(vec!["test_x".into(), "test_x (qom)".into()])),
             outcome("b", Verdict::Caught(vec!["test_y (qom)".into()])),
             outcome("c", Verdict::Missed),
         ];
@@ -281,10 +263,7 @@ mod tests {
         };
         assert_eq!(row("test_x"), "x . .");
         assert_eq!(row("test_y"), ". q .");
-        assert!(
-            text.contains("caught none of these mutants: test_z"),
-            "{text}"
-        );
+        assert!(text.contains("caught none of these mutants: test_z"), "{text}");
     }
 
     #[test]
@@ -307,19 +286,10 @@ mod tests {
         let outcomes = [caught, missed];
         let scenarios = ["test_x".to_owned()];
         let text = matrix(&outcomes, &scenarios, false);
-        let row = text
-            .lines()
-            .find(|l| l.trim_start().starts_with("(explore)"))
-            .unwrap();
-        assert_eq!(
-            row.split_whitespace().skip(1).collect::<Vec<_>>(),
-            ["e", "."]
-        );
+        let row = text.lines().find(|l| l.trim_start().starts_with("(explore)")).unwrap();
+        assert_eq!(row.split_whitespace().skip(1).collect::<Vec<_>>(), ["e", "."]);
         assert!(text.contains("output cut at sequence 3"), "{text}");
-        let plan = Plan {
-            explore: Some(200),
-            ..Plan::default()
-        };
+        let plan = Plan { explore: Some(200), ..Plan::default() };
         let value: serde_json::Value =
             serde_json::from_str(&json(&outcomes, 1.0, &scenarios, &plan)).unwrap();
         assert_eq!(value["explore_sequences"], 200);
@@ -336,10 +306,7 @@ mod tests {
         let outcomes = [
             outcome("caught", Verdict::Caught(vec!["test_x".into()])),
             outcome("missed", Verdict::Missed),
-            outcome(
-                "old",
-                Verdict::NotApplied("patch does not apply\x1b[0m".into()),
-            ),
+            outcome("old", Verdict::NotApplied("patch does not apply\x1b[0m".into())),
         ];
         junit(&path, &outcomes).unwrap();
         let suites =

@@ -36,22 +36,11 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t.invalid",
-            "-c",
-            "commit.gpgsign=false",
-        ])
+        .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid", "-c", "commit.gpgsign=false"])
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -67,14 +56,9 @@ pub fn fixture(git_repo: bool) -> Fixture {
         "[meson]\nmeson = { accepted = \">=1.5.0\", installed = \"1.9.0\", canary = \"meson\" }\n",
     );
     write(&tree.join("tests/functional/generic/meson.build"), LIST);
-    write(
-        &tree.join("tests/functional/meson.build"),
-        "subdir('generic')\n",
-    );
+    write(&tree.join("tests/functional/meson.build"), "subdir('generic')\n");
     write(&tree.join("configure"), CONFIGURE);
-    let mut perm = std::fs::metadata(tree.join("configure"))
-        .unwrap()
-        .permissions();
+    let mut perm = std::fs::metadata(tree.join("configure")).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
     std::fs::set_permissions(tree.join("configure"), perm).unwrap();
     if git_repo {
@@ -83,19 +67,12 @@ pub fn fixture(git_repo: bool) -> Fixture {
         git(&tree, &["commit", "-q", "-m", "stand-in tree"]);
     }
     let cache = dir.path().join("cache");
-    Fixture {
-        _dir: dir,
-        tree,
-        cache,
-    }
+    Fixture { _dir: dir, tree, cache }
 }
 
 pub fn xtask(fx: &Fixture, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    cmd.args(args)
-        .env("XTASK_QEMU_CACHE", &fx.cache)
-        .env_remove("QEMU_SRC")
-        .stdin(Stdio::null());
+    cmd.args(args).env("XTASK_QEMU_CACHE", &fx.cache).env_remove("QEMU_SRC").stdin(Stdio::null());
     if std::env::var_os("QMP_TESTS_BIN").is_none() {
         // Wiring only records this path; the tests that run the suite get
         // the real binary from the project's test command.
@@ -106,10 +83,7 @@ pub fn xtask(fx: &Fixture, args: &[&str]) -> Command {
 
 pub fn run(cmd: &mut Command) -> (i32, String) {
     let Output { status, stderr, .. } = cmd.output().unwrap();
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
+    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stderr).into_owned())
 }
 
 pub fn status(tree: &Path) -> String {
@@ -137,12 +111,7 @@ pub fn tarball_pin(fx: &Fixture) -> (PathBuf, String) {
         .unwrap();
     assert!(ok.success());
     let sum = Command::new("sha256sum").arg(&tarball).output().unwrap();
-    let sha = String::from_utf8(sum.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let sha = String::from_utf8(sum.stdout).unwrap().split_whitespace().next().unwrap().to_owned();
     let pin = dir.join("pin.json");
     let json = serde_json::json!({
         "version": "10.2.50",
@@ -188,20 +157,13 @@ impl Blocked {
         rustix::fs::mknodat(rustix::fs::CWD, &fifo, fifo_type, mode, 0).unwrap();
         let mut cmd = xtask(fx, args);
         cmd.envs(env.iter().copied());
-        cmd.env(
-            "FAKE_BUILD",
-            format!("echo started > {}; exec sleep 600", fifo.display()),
-        )
-        .stderr(Stdio::piped());
+        cmd.env("FAKE_BUILD", format!("echo started > {}; exec sleep 600", fifo.display()))
+            .stderr(Stdio::piped());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let stderr = std::thread::spawn(move || {
-            BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<_>>()
-                .join("\n")
+            BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>().join("\n")
         });
         // Opening the FIFO blocks until the build writes to it; a deadline
         // keeps a build that never starts from hanging the test.
