@@ -30,6 +30,13 @@ pub fn init_base(sh: &Shell, dir: &Path, message: &str) -> Result<()> {
     let _cd = sh.push_dir(dir);
     let run = || -> Result<()> {
         cmd!(sh, "git init --quiet --initial-branch=master").quiet().spawn_run()?;
+        // The release's ten thousand files become as many loose objects,
+        // and the commit would start git's automatic gc behind our back,
+        // packing them all beside the series and the build: a minute of
+        // CPU, for disk space a cache does not need.
+        for (key, value) in [("gc.auto", "0"), ("maintenance.auto", "false")] {
+            cmd!(sh, "git config {key} {value}").quiet().spawn_run()?;
+        }
         // -f: the release's own .gitignore must not hide released files.
         cmd!(sh, "git add --all --force").quiet().spawn_run()?;
         cmd!(sh, "git -c commit.gpgsign=false commit --quiet --no-verify -m {message}")

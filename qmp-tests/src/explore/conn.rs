@@ -82,13 +82,9 @@ impl Pty {
             .open(path)?;
         let mut tio = tcgetattr(&file)?;
         tio.make_raw();
-        tio.local_modes
-            .remove(LocalModes::ECHO | LocalModes::ECHONL);
+        tio.local_modes.remove(LocalModes::ECHO | LocalModes::ECHONL);
         tcsetattr(&file, OptionalActions::Now, &tio)?;
-        Ok(Pty {
-            file,
-            timeout: Cell::new(None),
-        })
+        Ok(Pty { file, timeout: Cell::new(None) })
     }
 
     /// Waits up to `left` for `events`; false when the time ran out.
@@ -194,27 +190,15 @@ impl Conn {
             let id = format!("{}-{}", self.name, self.next_id);
             self.next_id += 1;
             let key = if *oob { "exec-oob" } else { "execute" };
-            let line = request_line(
-                key,
-                command,
-                args.clone(),
-                &id,
-                &self.name,
-                &self.transcript,
-            );
+            let line = request_line(key, command, args.clone(), &id, &self.name, &self.transcript);
             bytes.extend_from_slice(&line);
             ids.push(id);
         }
-        let left = remaining(deadline).ok_or(QmpError::Timeout {
-            awaiting: format!("room to send on {}", self.name),
-        })?;
+        let left = remaining(deadline)
+            .ok_or(QmpError::Timeout { awaiting: format!("room to send on {}", self.name) })?;
         let result = match &mut self.stream {
-            Stream::Unix(s) => s
-                .set_write_timeout(Some(left))
-                .and_then(|()| s.write_all(&bytes)),
-            Stream::Tcp(s) => s
-                .set_write_timeout(Some(left))
-                .and_then(|()| s.write_all(&bytes)),
+            Stream::Unix(s) => s.set_write_timeout(Some(left)).and_then(|()| s.write_all(&bytes)),
+            Stream::Tcp(s) => s.set_write_timeout(Some(left)).and_then(|()| s.write_all(&bytes)),
             Stream::Pty(s) => s.write_all(&bytes, deadline),
         };
         match result {
@@ -234,13 +218,9 @@ impl Conn {
     /// The next line, the end of file, or nothing by `deadline`; reads of
     /// at most `chunk` bytes.
     pub fn read(&mut self, deadline: Instant, chunk: usize) -> Result<Read, QmpError> {
-        match self
-            .reader
-            .read_line_paced(&self.stream, deadline, chunk, &String::new)
-        {
+        match self.reader.read_line_paced(&self.stream, deadline, chunk, &String::new) {
             Ok(line) => {
-                self.transcript
-                    .record(&self.name, Direction::Received, &line);
+                self.transcript.record(&self.name, Direction::Received, &line);
                 Ok(Read::Line(line))
             }
             Err(QmpError::Eof) => {

@@ -154,10 +154,7 @@ impl Ledger {
             owed.push(format!("replies to {}", ids.join(", ")));
         }
         if !self.events.is_empty() {
-            owed.push(format!(
-                "events {}",
-                Vec::from(self.events.clone()).join(", ")
-            ));
+            owed.push(format!("events {}", Vec::from(self.events.clone()).join(", ")));
         }
         if self.eof.is_some() {
             owed.push("end of file".to_string());
@@ -176,17 +173,16 @@ impl Ledger {
             return Err(format!("a line that is no JSON object: {shown}"));
         };
         let id = msg.get("id").and_then(Value::as_str).unwrap_or_default();
-        if self.stale.iter().any(|c| {
-            id.strip_prefix(c.as_str())
-                .is_some_and(|r| r.starts_with('-'))
-        }) {
+        if self
+            .stale
+            .iter()
+            .any(|c| id.strip_prefix(c.as_str()).is_some_and(|r| r.starts_with('-')))
+        {
             self.saw_stale = true;
             return Ok(());
         }
         if let Some(qmp) = msg.get("QMP") {
-            let oob = qmp["capabilities"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c == "oob"));
+            let oob = qmp["capabilities"].as_array().is_some_and(|c| c.iter().any(|c| c == "oob"));
             if qmp["version"]["qemu"].is_null() || !qmp["capabilities"].is_array() {
                 return Err(format!(
                     "a greeting without QMP.version and QMP.capabilities: {shown}"
@@ -224,10 +220,7 @@ impl Ledger {
                 self.events.pop_front();
                 return Ok(());
             }
-            return Err(format!(
-                "event {event}, not owed here (owed: {})",
-                self.describe()
-            ));
+            return Err(format!("event {event}, not owed here (owed: {})", self.describe()));
         }
         // In-band replies come in order; out-of-band ones may overtake.
         let first_in_band = self.replies.iter().position(|(_, _, oob)| !oob);
@@ -262,12 +255,10 @@ impl Ledger {
     /// nothing by its deadline.
     fn take(&mut self, read: Result<Read, QmpError>, name: &str) -> Result<bool, String> {
         match read.map_err(|e| format!("reading {name}: {e}"))? {
-            Read::Line(line) => self
-                .take_line(&line)
-                .map_err(|e| format!("{name} got {e}"))?,
-            Read::Eof { partial, reset } => self
-                .take_eof(partial, reset)
-                .map_err(|e| format!("{name}: {e}"))?,
+            Read::Line(line) => self.take_line(&line).map_err(|e| format!("{name} got {e}"))?,
+            Read::Eof { partial, reset } => {
+                self.take_eof(partial, reset).map_err(|e| format!("{name}: {e}"))?
+            }
             Read::Nothing => return Ok(false),
         }
         Ok(true)
@@ -313,11 +304,8 @@ impl Ledger {
 pub fn situations(model: &Model, op: &Op) -> Vec<&'static str> {
     let mut out = Vec::new();
     let orphan_of = |chardev: usize| model.chardevs[chardev].as_ref().and_then(|c| c.orphan);
-    let pty = |chardev: usize| {
-        model.chardevs[chardev]
-            .as_ref()
-            .is_some_and(|c| c.kind == Kind::Pty)
-    };
+    let pty =
+        |chardev: usize| model.chardevs[chardev].as_ref().is_some_and(|c| c.kind == Kind::Pty);
     let pty_held = |chardev: usize| {
         model.chardevs[chardev]
             .as_ref()
@@ -345,9 +333,7 @@ pub fn situations(model: &Model, op: &Op) -> Vec<&'static str> {
     match op {
         Op::MonitorAdd { chardev, .. }
             if pty_held(*chardev)
-                && model.chardevs[*chardev]
-                    .as_ref()
-                    .is_some_and(|c| c.frontend.is_none()) =>
+                && model.chardevs[*chardev].as_ref().is_some_and(|c| c.frontend.is_none()) =>
         {
             out.push(if orphan_of(*chardev).is_some() {
                 "pty: new frontend after a self-removal greets the holder"
@@ -357,10 +343,7 @@ pub fn situations(model: &Model, op: &Op) -> Vec<&'static str> {
         }
         Op::MonitorAdd { chardev, .. } => {
             if let Some(old) = orphan_of(*chardev) {
-                if model.chardevs[*chardev]
-                    .as_ref()
-                    .is_some_and(|c| c.frontend.is_none())
-                {
+                if model.chardevs[*chardev].as_ref().is_some_and(|c| c.frontend.is_none()) {
                     out.push(if model.clients[old].unread {
                         "new frontend while the orphan's output is unread"
                     } else {
@@ -383,23 +366,12 @@ pub fn situations(model: &Model, op: &Op) -> Vec<&'static str> {
             }
             if matches!(
                 op,
-                Op::Remove {
-                    cmd: RemoveCmd::Hmp,
-                    ..
-                } | Op::RemoveFrom {
-                    cmd: RemoveCmd::Hmp,
-                    ..
-                }
+                Op::Remove { cmd: RemoveCmd::Hmp, .. } | Op::RemoveFrom { cmd: RemoveCmd::Hmp, .. }
             ) {
                 out.push("removal through HMP");
             }
         }
-        Op::RemoveSelf {
-            before,
-            then,
-            cmd,
-            client,
-        } => {
+        Op::RemoveSelf { before, then, cmd, client } => {
             out.push("self-removal");
             if !before.is_empty() {
                 out.push("self-removal behind pipelined requests");
@@ -418,10 +390,7 @@ pub fn situations(model: &Model, op: &Op) -> Vec<&'static str> {
         Op::Connect { chardev, .. } => {
             if orphan_of(*chardev).is_some() {
                 out.push("client waiting behind an orphan");
-            } else if model.chardevs[*chardev]
-                .as_ref()
-                .is_some_and(|c| c.conn.is_some())
-            {
+            } else if model.chardevs[*chardev].as_ref().is_some_and(|c| c.conn.is_some()) {
                 out.push("client waiting behind a connection");
             }
         }
@@ -488,22 +457,16 @@ pub fn run(target: &Target, initial: &Model, ops: &[Op], cpu: Option<usize>) -> 
         Ok(machine) => machine,
         Err(err) => {
             return Run {
-                failure: Some(Failure {
-                    at: "start".into(),
-                    message: format!("{err:#}"),
-                }),
+                failure: Some(Failure { at: "start".into(), message: format!("{err:#}") }),
                 ops: 0,
                 transcript: transcript.render(),
                 reached: BTreeSet::new(),
             }
         }
     };
-    let wait = target.wait.unwrap_or_else(|| {
-        machine
-            .start_time()
-            .saturating_mul(WAIT_FACTOR)
-            .max(MIN_WAIT)
-    });
+    let wait = target
+        .wait
+        .unwrap_or_else(|| machine.start_time().saturating_mul(WAIT_FACTOR).max(MIN_WAIT));
     let mut exec = Exec {
         machine,
         model: initial.clone(),
@@ -531,21 +494,13 @@ pub fn run(target: &Target, initial: &Model, ops: &[Op], cpu: Option<usize>) -> 
     if failure.is_none() {
         transcript.note("explore", &format!("finish: {}", initial.finish));
         if let Err(message) = baseline.and_then(|b| exec.finish(b)) {
-            failure = Some(Failure {
-                at: format!("finish: {}", initial.finish),
-                message,
-            });
+            failure = Some(Failure { at: format!("finish: {}", initial.finish), message });
         }
     }
     // A crash shows in stderr even when the wire looked right.
     let _ = exec.machine.terminate();
     if failure.is_none() {
-        if let Some(report) = exec
-            .machine
-            .stderr()
-            .ok()
-            .as_deref()
-            .and_then(sanitizer::find_report)
+        if let Some(report) = exec.machine.stderr().ok().as_deref().and_then(sanitizer::find_report)
         {
             failure = Some(Failure {
                 at: "exit".into(),
@@ -553,12 +508,7 @@ pub fn run(target: &Target, initial: &Model, ops: &[Op], cpu: Option<usize>) -> 
             });
         }
     }
-    Run {
-        failure,
-        ops: done,
-        transcript: transcript.render(),
-        reached: exec.reached,
-    }
+    Run { failure, ops: done, transcript: transcript.render(), reached: exec.reached }
 }
 
 impl Exec {
@@ -582,13 +532,11 @@ impl Exec {
         let shown = format!("{command} {args}");
         match self.main(command, args) {
             Ok(ret) if want => Ok(ret),
-            Ok(ret) => Err(format!(
-                "{shown} succeeded ({ret}), but the spec refuses it here"
-            )),
+            Ok(ret) => Err(format!("{shown} succeeded ({ret}), but the spec refuses it here")),
             Err(QmpError::Qmp { desc, .. }) if !want => Ok(Value::String(desc)),
-            Err(QmpError::Qmp { class, desc }) => Err(format!(
-                "{shown} was refused ({class}: {desc}), but must succeed"
-            )),
+            Err(QmpError::Qmp { class, desc }) => {
+                Err(format!("{shown} was refused ({class}: {desc}), but must succeed"))
+            }
             Err(err) => Err(format!("{shown} on the main monitor: {err}")),
         }
     }
@@ -648,11 +596,7 @@ impl Exec {
                     step.succeeds,
                 )?;
             }
-            Op::MonitorAdd {
-                monitor,
-                chardev,
-                route,
-            } => {
+            Op::MonitorAdd { monitor, chardev, route } => {
                 let (command, args) = route.add_request(
                     json!({ "id": monitor_id(*monitor), "chardev": chardev_id(*chardev) }),
                 );
@@ -663,9 +607,7 @@ impl Exec {
                 let ret = self.main_expect(
                     command,
                     args,
-                    step.succeeds
-                        .filter(|_| *cmd != RemoveCmd::Hmp)
-                        .or(Some(true)),
+                    step.succeeds.filter(|_| *cmd != RemoveCmd::Hmp).or(Some(true)),
                 )?;
                 if let Some(word) = step.refusal_names {
                     if !ret.as_str().is_some_and(|desc| desc.contains(word)) {
@@ -686,24 +628,13 @@ impl Exec {
                     }
                 }
             }
-            Op::RemoveFrom {
-                client,
-                monitor,
-                cmd,
-            } => {
+            Op::RemoveFrom { client, monitor, cmd } => {
                 let (command, args) = remove_request(*cmd, *monitor);
                 let ok = step.succeeds.expect("decided");
                 let id = self.send(*client, &[(false, command, args)])?.remove(0);
-                self.ledgers[*client]
-                    .replies
-                    .push_back((id, check_for(*cmd, ok), false));
+                self.ledgers[*client].replies.push_back((id, check_for(*cmd, ok), false));
             }
-            Op::RemoveSelf {
-                client,
-                before,
-                cmd,
-                then,
-            } => {
+            Op::RemoveSelf { client, before, cmd, then } => {
                 let own = own_monitor.expect("the model removes live monitors");
                 let (command, args) = remove_request(*cmd, own);
                 let wire = |r: &Request| (r.wire().0, r.wire().1, Value::Null);
@@ -722,17 +653,12 @@ impl Exec {
             }
             Op::StopContFrom { client } => {
                 let command = if was_running { "stop" } else { "cont" };
-                let id = self
-                    .send(*client, &[(false, command, Value::Null)])?
-                    .remove(0);
-                self.ledgers[*client]
-                    .replies
-                    .push_back((id, Check::Answer(Answer::Return), false));
+                let id = self.send(*client, &[(false, command, Value::Null)])?.remove(0);
+                self.ledgers[*client].replies.push_back((id, Check::Answer(Answer::Return), false));
             }
             Op::Connect { client, chardev } => {
-                let addr = self.addrs[*chardev]
-                    .as_ref()
-                    .expect("the model connects to existing chardevs");
+                let addr =
+                    self.addrs[*chardev].as_ref().expect("the model connects to existing chardevs");
                 let deadline = Instant::now() + self.wait;
                 let conn = Conn::connect(
                     addr,
@@ -743,36 +669,22 @@ impl Exec {
                 .map_err(|e| format!("connecting to {}: {e}", chardev_id(*chardev)))?;
                 self.conns[*client] = Some(conn);
                 self.serial += 1;
-                self.ledgers[*client] = Ledger {
-                    stale: self.stale[*chardev].clone(),
-                    ..Ledger::default()
-                };
+                self.ledgers[*client] =
+                    Ledger { stale: self.stale[*chardev].clone(), ..Ledger::default() };
             }
             Op::Negotiate { client, oob } => {
-                let args = if *oob {
-                    json!({ "enable": ["oob"] })
-                } else {
-                    Value::Null
-                };
-                let id = self
-                    .send(*client, &[(false, "qmp_capabilities", args)])?
-                    .remove(0);
-                self.ledgers[*client]
-                    .replies
-                    .push_back((id, Check::Answer(Answer::Return), false));
+                let args = if *oob { json!({ "enable": ["oob"] }) } else { Value::Null };
+                let id = self.send(*client, &[(false, "qmp_capabilities", args)])?.remove(0);
+                self.ledgers[*client].replies.push_back((id, Check::Answer(Answer::Return), false));
             }
             Op::Send { client, requests } => {
-                let wire: Vec<_> = requests
-                    .iter()
-                    .map(|r| (r.wire().0, r.wire().1, Value::Null))
-                    .collect();
+                let wire: Vec<_> =
+                    requests.iter().map(|r| (r.wire().0, r.wire().1, Value::Null)).collect();
                 // An orphan whose end is due may already be closed: its
                 // requests are owed nothing either way.
                 let may_be_closed = matches!(
                     self.model.clients[*client].state,
-                    ClientState::Orphan {
-                        ends_after_drain: true
-                    }
+                    ClientState::Orphan { ends_after_drain: true }
                 );
                 let ids = match self.send(*client, &wire) {
                     Err(_) if may_be_closed => Vec::new(),
@@ -795,8 +707,7 @@ impl Exec {
                     conn.close();
                 }
                 if std::mem::take(&mut self.ledgers[*client]).saw_stale {
-                    self.reached
-                        .insert("reply from an earlier connection delivered");
+                    self.reached.insert("reply from an earlier connection delivered");
                 }
             }
         }
@@ -812,9 +723,7 @@ impl Exec {
                 Owed::Reply { request, answer } => {
                     let (id, oob, hmp) = sent[request].clone();
                     let check = if hmp {
-                        Check::Hmp {
-                            ok: answer == Answer::Return,
-                        }
+                        Check::Hmp { ok: answer == Answer::Return }
                     } else {
                         Check::Answer(answer)
                     };
@@ -849,11 +758,8 @@ impl Exec {
 
     fn send(&mut self, client: usize, requests: &[(bool, &str, Value)]) -> Checked<Vec<String>> {
         let deadline = self.deadline();
-        let conn = self.conns[client]
-            .as_mut()
-            .expect("the model sends on connected clients");
-        conn.send(requests, deadline)
-            .map_err(|e| format!("sending on {}: {e}", conn.name()))
+        let conn = self.conns[client].as_mut().expect("the model sends on connected clients");
+        conn.send(requests, deadline).map_err(|e| format!("sending on {}: {e}", conn.name()))
     }
 
     /// Reads until the client's ledger is empty.
@@ -894,10 +800,8 @@ impl Exec {
 
     fn address(&mut self, id: &str, kind: Kind) -> Checked<Addr> {
         if kind == Kind::Unix {
-            let path = self
-                .machine
-                .socket_path(&format!("{id}.sock"))
-                .map_err(|e| format!("{e:#}"))?;
+            let path =
+                self.machine.socket_path(&format!("{id}.sock")).map_err(|e| format!("{e:#}"))?;
             return Ok(Addr::Unix(path));
         }
         let filename = self.chardev_filename(id)?;
@@ -907,9 +811,8 @@ impl Exec {
     }
 
     fn chardev_filename(&mut self, id: &str) -> Checked<String> {
-        let list = self
-            .main("query-chardev", Value::Null)
-            .map_err(|e| format!("query-chardev: {e}"))?;
+        let list =
+            self.main("query-chardev", Value::Null).map_err(|e| format!("query-chardev: {e}"))?;
         list.as_array()
             .and_then(|l| l.iter().find(|c| c["label"] == id))
             .and_then(|c| c["filename"].as_str())
@@ -944,10 +847,7 @@ impl Exec {
         let deadline = self.deadline();
         loop {
             let listed = self.listed_ids()?;
-            if !listed
-                .iter()
-                .any(|m| m.split('@').next() == Some(id.as_str()))
-            {
+            if !listed.iter().any(|m| m.split('@').next() == Some(id.as_str())) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -960,9 +860,8 @@ impl Exec {
     }
 
     fn listed_ids(&mut self) -> Checked<Vec<String>> {
-        let list = self
-            .main("query-monitors", Value::Null)
-            .map_err(|e| format!("query-monitors: {e}"))?;
+        let list =
+            self.main("query-monitors", Value::Null).map_err(|e| format!("query-monitors: {e}"))?;
         Ok(list
             .as_array()
             .into_iter()
@@ -1000,10 +899,7 @@ impl Exec {
         }
         // One monitor's life first, so that what QEMU makes once (the
         // monitor I/O thread, the schema) is not counted.
-        let path = self
-            .machine
-            .socket_path("warm.sock")
-            .map_err(|e| format!("{e:#}"))?;
+        let path = self.machine.socket_path("warm.sock").map_err(|e| format!("{e:#}"))?;
         let backend = json!({ "type": "socket", "data": { "addr": { "type": "unix", "data": { "path": path } }, "server": true, "wait": false } });
         self.main("chardev-add", json!({ "id": "warm", "backend": backend }))
             .map_err(|e| format!("warm-up: {e}"))?;
@@ -1013,17 +909,13 @@ impl Exec {
         let mut client =
             crate::Qmp::connect_named(&path, "warm", self.transcript.clone(), deadline)
                 .map_err(|e| format!("warm-up: {e}"))?;
-        client
-            .negotiate(deadline)
-            .map_err(|e| format!("warm-up: {e}"))?;
+        client.negotiate(deadline).map_err(|e| format!("warm-up: {e}"))?;
         client
             .execute_raw("query-qmp-schema", Value::Null, deadline)
             .map_err(|e| format!("warm-up: {e}"))?;
         self.main("monitor-remove", json!({ "id": "warm" }))
             .map_err(|e| format!("warm-up: {e}"))?;
-        client
-            .wait_eof(deadline)
-            .map_err(|e| format!("warm-up: {e}"))?;
+        client.wait_eof(deadline).map_err(|e| format!("warm-up: {e}"))?;
         self.main("chardev-remove", json!({ "id": "warm" }))
             .map_err(|e| format!("warm-up: {e}"))?;
         let u = usage(self.machine.pid()).map_err(|e| format!("{e:#}"))?;
@@ -1035,10 +927,7 @@ impl Exec {
     fn read_all(&mut self) -> Checked<()> {
         for client in 0..CLIENTS {
             if self.model.clients[client].state != ClientState::Free {
-                self.op(&Op::Read {
-                    client,
-                    chunk: ALL_AT_ONCE,
-                })?;
+                self.op(&Op::Read { client, chunk: ALL_AT_ONCE })?;
             }
         }
         Ok(())
@@ -1053,17 +942,12 @@ impl Exec {
             self.op(&Op::StopCont)?;
             self.read_all()?;
         }
-        let status = self
-            .main("query-status", Value::Null)
-            .map_err(|e| format!("query-status: {e}"))?;
+        let status =
+            self.main("query-status", Value::Null).map_err(|e| format!("query-status: {e}"))?;
         if status["running"] != self.model.running {
             return Err(format!(
                 "query-status says {status}, but the VM must be {}",
-                if self.model.running {
-                    "running"
-                } else {
-                    "paused"
-                }
+                if self.model.running { "running" } else { "paused" }
             ));
         }
         self.window()?;
@@ -1072,18 +956,14 @@ impl Exec {
             Finish::Quit => {
                 let shutdown = self.machine.shutdown().map_err(|e| format!("{e:#}"))?;
                 if shutdown.stopped_by != StoppedBy::Quit || !shutdown.exit.success() {
-                    return Err(format!(
-                        "quit with dynamic monitors present: QEMU {shutdown}"
-                    ));
+                    return Err(format!("quit with dynamic monitors present: QEMU {shutdown}"));
                 }
                 Ok(())
             }
             Finish::Sigterm => {
                 let shutdown = self.machine.terminate().map_err(|e| format!("{e:#}"))?;
                 if shutdown.stopped_by != StoppedBy::Sigterm || !shutdown.exit.success() {
-                    return Err(format!(
-                        "SIGTERM with dynamic monitors present: QEMU {shutdown}"
-                    ));
+                    return Err(format!("SIGTERM with dynamic monitors present: QEMU {shutdown}"));
                 }
                 Ok(())
             }
@@ -1103,17 +983,14 @@ impl Exec {
                 continue;
             }
             let name = conn.name().to_string();
-            match conn
-                .read(end, ALL_AT_ONCE)
-                .map_err(|e| format!("reading {name}: {e}"))?
-            {
+            match conn.read(end, ALL_AT_ONCE).map_err(|e| format!("reading {name}: {e}"))? {
                 Read::Nothing => {}
                 Read::Line(line) => ledger
                     .take_line(&line)
                     .map_err(|e| format!("{name} got {e} after everything owed was read"))?,
-                Read::Eof { partial, reset } => ledger
-                    .take_eof(partial, reset)
-                    .map_err(|e| format!("{name}: {e}"))?,
+                Read::Eof { partial, reset } => {
+                    ledger.take_eof(partial, reset).map_err(|e| format!("{name}: {e}"))?
+                }
             }
         }
         Ok(())
@@ -1153,8 +1030,7 @@ impl Exec {
             if now.fds - fds <= FD_TOLERANCE || Instant::now() >= deadline {
                 break now;
             }
-            self.main("query-status", Value::Null)
-                .map_err(|e| format!("query-status: {e}"))?;
+            self.main("query-status", Value::Null).map_err(|e| format!("query-status: {e}"))?;
         };
         if now.fds - fds > FD_TOLERANCE || (!asan && now.rss_kib - rss > RSS_BOUND_KIB) {
             return Err(format!(
@@ -1176,10 +1052,9 @@ fn remove_request(cmd: RemoveCmd, monitor: usize) -> (&'static str, Value) {
     match cmd {
         RemoveCmd::MonitorRemove => ("monitor-remove", json!({ "id": id })),
         RemoveCmd::ObjectDel => ("object-del", json!({ "id": id })),
-        RemoveCmd::Hmp => (
-            "human-monitor-command",
-            json!({ "command-line": format!("object_del {id}") }),
-        ),
+        RemoveCmd::Hmp => {
+            ("human-monitor-command", json!({ "command-line": format!("object_del {id}") }))
+        }
     }
 }
 

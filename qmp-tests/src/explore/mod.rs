@@ -192,10 +192,7 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Summary {
             scope.spawn(|| worker(opts, seed, start, cpus, &shared, progress));
         }
     });
-    shared
-        .tally
-        .into_inner()
-        .expect("no worker panicked holding the tally")
+    shared.tally.into_inner().expect("no worker panicked holding the tally")
 }
 
 fn worker(
@@ -384,11 +381,7 @@ impl Found {
     /// The shrunk sequence as numbered lines, with how the run ends.
     pub fn sequence(&self) -> String {
         let mut out = String::new();
-        let pinned = if self.initial.pinned {
-            ", QEMU on one CPU"
-        } else {
-            ""
-        };
+        let pinned = if self.initial.pinned { ", QEMU on one CPU" } else { "" };
         let _ = writeln!(out, "sequence {:016x}{pinned}:", self.seed);
         for (i, op) in self.ops.iter().enumerate() {
             let _ = writeln!(out, "  {:>2}. {op}", i + 1);
@@ -411,22 +404,10 @@ impl Summary {
             self.ops as f64 / secs,
             self.seed
         );
-        let kinds: Vec<String> = self
-            .op_kinds
-            .iter()
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect();
+        let kinds: Vec<String> = self.op_kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
         let _ = writeln!(out, "operations: {}", kinds.join(", "));
-        let reached: Vec<String> = self
-            .reached
-            .iter()
-            .map(|(k, n)| format!("{k} ({n})"))
-            .collect();
-        let _ = writeln!(
-            out,
-            "situations reached (sequences): {}",
-            reached.join("; ")
-        );
+        let reached: Vec<String> = self.reached.iter().map(|(k, n)| format!("{k} ({n})")).collect();
+        let _ = writeln!(out, "situations reached (sequences): {}", reached.join("; "));
         if self.race_reruns.0 > 0 {
             let _ = writeln!(
                 out,
@@ -445,11 +426,8 @@ impl Summary {
         if !unreached.is_empty() {
             let _ = writeln!(out, "not reached: {}", unreached.join("; "));
         }
-        let failures: Vec<String> = self
-            .failures
-            .iter()
-            .map(|(k, n)| format!("{k} ({n})"))
-            .collect();
+        let failures: Vec<String> =
+            self.failures.iter().map(|(k, n)| format!("{k} ({n})")).collect();
         let failures = match self.first_failure {
             None => "none".to_string(),
             Some(n) => format!("{} (the first: sequence {n})", failures.join("; ")),

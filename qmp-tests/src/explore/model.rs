@@ -323,18 +323,11 @@ impl Model {
             | Op::MonitorAdd { .. }
             | Op::StopCont => true,
             Op::Remove { monitor, .. } => self.leaves_holder_clean(*monitor),
-            Op::RemoveFrom {
-                client, monitor, ..
-            } => {
+            Op::RemoveFrom { client, monitor, .. } => {
                 matches!(self.live_monitor_of(*client), Some(own) if own != *monitor)
                     && self.leaves_holder_clean(*monitor)
             }
-            Op::RemoveSelf {
-                client,
-                before,
-                cmd,
-                then,
-            } => {
+            Op::RemoveSelf { client, before, cmd, then } => {
                 let Some(monitor) = self.live_monitor_of(*client) else {
                     return false;
                 };
@@ -407,11 +400,9 @@ impl Model {
                 step.succeeds = Some(ok);
             }
             Op::ChardevRemove { chardev } => self.chardev_remove(*chardev, &mut step),
-            Op::MonitorAdd {
-                monitor,
-                chardev,
-                route,
-            } => self.monitor_add(*monitor, *chardev, *route, &mut step),
+            Op::MonitorAdd { monitor, chardev, route } => {
+                self.monitor_add(*monitor, *chardev, *route, &mut step)
+            }
             Op::Remove { monitor, cmd } => {
                 let ok = self.removable(*monitor, *cmd);
                 step.succeeds = Some(ok);
@@ -420,11 +411,7 @@ impl Model {
                     self.remove_from_elsewhere(*monitor, &mut step);
                 }
             }
-            Op::RemoveFrom {
-                client,
-                monitor,
-                cmd,
-            } => {
+            Op::RemoveFrom { client, monitor, cmd } => {
                 let ok = self.removable(*monitor, *cmd);
                 step.succeeds = Some(ok);
                 self.settle(*client, &mut step);
@@ -432,12 +419,9 @@ impl Model {
                     self.remove_from_elsewhere(*monitor, &mut step);
                 }
             }
-            Op::RemoveSelf {
-                client,
-                before,
-                cmd,
-                then,
-            } => self.remove_self(*client, before, *cmd, then, &mut step),
+            Op::RemoveSelf { client, before, cmd, then } => {
+                self.remove_self(*client, before, *cmd, then, &mut step)
+            }
             Op::StopCont => {
                 step.succeeds = Some(true);
                 self.toggle_run_state(&mut step);
@@ -479,17 +463,13 @@ impl Model {
     /// it runs in the main loop and its greeting offers no "oob"".
     pub fn offers_oob(&self, client: usize) -> bool {
         let chardev = self.clients[client].chardev;
-        self.chardevs[chardev]
-            .as_ref()
-            .is_some_and(|c| matches!(c.kind, Kind::Unix | Kind::Tcp))
+        self.chardevs[chardev].as_ref().is_some_and(|c| matches!(c.kind, Kind::Unix | Kind::Tcp))
     }
 
     /// Whether the client's chardev has connections (not a pty).
     fn has_connections(&self, client: usize) -> bool {
         let chardev = self.clients[client].chardev;
-        self.chardevs[chardev]
-            .as_ref()
-            .is_none_or(|c| c.kind.has_connections())
+        self.chardevs[chardev].as_ref().is_none_or(|c| c.kind.has_connections())
     }
 
     /// A removal of `monitor` from elsewhere leaves its chardev's holder
@@ -508,16 +488,11 @@ impl Model {
     }
 
     fn queued(&self, client: usize) -> bool {
-        self.chardevs
-            .iter()
-            .flatten()
-            .any(|c| c.backlog.contains(&client))
+        self.chardevs.iter().flatten().any(|c| c.backlog.contains(&client))
     }
 
     fn has_unsure(&self, chardev: usize) -> bool {
-        self.clients
-            .iter()
-            .any(|c| c.chardev == chardev && c.state == ClientState::Unsure)
+        self.clients.iter().any(|c| c.chardev == chardev && c.state == ClientState::Unsure)
     }
 
     /// "Only monitors created by monitor-add can be removed. ... an
@@ -525,9 +500,7 @@ impl Model {
     /// refuses an object's monitor and names object-del; object-del of a
     /// monitor-add monitor's id is refused".
     fn removable(&self, monitor: usize, cmd: RemoveCmd) -> bool {
-        self.monitors[monitor]
-            .as_ref()
-            .is_some_and(|m| cmd.removes(m.route))
+        self.monitors[monitor].as_ref().is_some_and(|m| cmd.removes(m.route))
     }
 
     /// "`monitor-remove` refuses an object's monitor and names
@@ -541,9 +514,7 @@ impl Model {
     /// "id is required, unique among all monitors".
     fn monitor_add(&mut self, monitor: usize, chardev: usize, route: Route, step: &mut Step) {
         let ok = self.monitors[monitor].is_none()
-            && self.chardevs[chardev]
-                .as_ref()
-                .is_some_and(|c| c.frontend.is_none());
+            && self.chardevs[chardev].as_ref().is_some_and(|c| c.frontend.is_none());
         step.succeeds = Some(ok);
         if !ok {
             return;
@@ -577,9 +548,7 @@ impl Model {
             // self-removed monitor's client: QEMU first ends that
             // connection ... If the old client still has output pending,
             // its connection ends only after the last byte is written."
-            self.clients[old].state = ClientState::Orphan {
-                ends_after_drain: true,
-            };
+            self.clients[old].state = ClientState::Orphan { ends_after_drain: true };
             if !self.clients[old].unread {
                 self.end_orphan(chardev, step);
             }
@@ -610,13 +579,7 @@ impl Model {
         let ch = self.chardevs[chardev].as_mut().expect("orphan's chardev");
         let old = ch.orphan.take().expect("an orphan");
         self.clients[old].state = ClientState::Ended;
-        step.owed.push((
-            old,
-            Owed::Eof {
-                drop_ok: false,
-                reset_ok: false,
-            },
-        ));
+        step.owed.push((old, Owed::Eof { drop_ok: false, reset_ok: false }));
         self.accept_next(chardev, step);
     }
 
@@ -642,9 +605,7 @@ impl Model {
     /// end-of-file ... and the chardev's frontend is released."
     fn remove_from_elsewhere(&mut self, monitor: usize, step: &mut Step) {
         let m = self.monitors[monitor].take().expect("removable() checked");
-        let ch = self.chardevs[m.chardev]
-            .as_mut()
-            .expect("a monitor's chardev");
+        let ch = self.chardevs[m.chardev].as_mut().expect("a monitor's chardev");
         ch.frontend = None;
         if ch.orphan.is_some() {
             // "Removing the new frontend before the old connection ended
@@ -669,13 +630,7 @@ impl Model {
         }
         if let Some(conn) = ch.conn.take() {
             self.clients[conn].state = ClientState::Ended;
-            step.owed.push((
-                conn,
-                Owed::Eof {
-                    drop_ok: true,
-                    reset_ok: false,
-                },
-            ));
+            step.owed.push((conn, Owed::Eof { drop_ok: true, reset_ok: false }));
             self.accept_next(m.chardev, step);
         }
     }
@@ -700,35 +655,19 @@ impl Model {
         let removal = before.len();
         if !cmd.removes(route) {
             // A refusal changes nothing: what follows runs as usual.
-            step.owed.push((
-                client,
-                Owed::Reply {
-                    request: removal,
-                    answer: Answer::Error,
-                },
-            ));
+            step.owed.push((client, Owed::Reply { request: removal, answer: Answer::Error }));
             self.clients[client].unread = true;
             self.answer(client, then, removal + 1, step);
             return;
         }
-        step.owed.push((
-            client,
-            Owed::Reply {
-                request: removal,
-                answer: Answer::Return,
-            },
-        ));
+        step.owed.push((client, Owed::Reply { request: removal, answer: Answer::Return }));
         self.clients[client].unread = true;
         let chardev = self.monitors[monitor].take().expect("live").chardev;
-        let ch = self.chardevs[chardev]
-            .as_mut()
-            .expect("a monitor's chardev");
+        let ch = self.chardevs[chardev].as_mut().expect("a monitor's chardev");
         ch.frontend = None;
         ch.conn = None;
         ch.orphan = Some(client);
-        self.clients[client].state = ClientState::Orphan {
-            ends_after_drain: false,
-        };
+        self.clients[client].state = ClientState::Orphan { ends_after_drain: false };
         step.wait_unlisted = Some(monitor);
     }
 
@@ -774,13 +713,7 @@ impl Model {
                 // "The new monitor starts in capabilities-negotiation
                 // mode": everything but qmp_capabilities is refused.
                 for i in 0..requests.len() {
-                    step.owed.push((
-                        client,
-                        Owed::Reply {
-                            request: i,
-                            answer: Answer::Error,
-                        },
-                    ));
+                    step.owed.push((client, Owed::Reply { request: i, answer: Answer::Error }));
                 }
                 self.clients[client].unread |= !requests.is_empty();
             }
@@ -797,13 +730,7 @@ impl Model {
                 Request::Oob => Answer::Error,
                 _ => Answer::Return,
             };
-            step.owed.push((
-                client,
-                Owed::Reply {
-                    request: first + i,
-                    answer,
-                },
-            ));
+            step.owed.push((client, Owed::Reply { request: first + i, answer }));
             self.clients[client].large_unread |= *request == Request::Schema;
             if *request == Request::Stop && self.running {
                 self.toggle_run_state(step);
@@ -817,9 +744,7 @@ impl Model {
     fn read(&mut self, client: usize, step: &mut Step) {
         self.settle(client, step);
         match self.clients[client].state.clone() {
-            ClientState::Orphan {
-                ends_after_drain: true,
-            } => {
+            ClientState::Orphan { ends_after_drain: true } => {
                 let chardev = self.clients[client].chardev;
                 self.end_orphan(chardev, step);
                 // The end is read in this same step.
@@ -892,9 +817,7 @@ impl Model {
     /// connection ends ... at chardev-remove, which the client then sees
     /// as end-of-file." Its output still pending may be lost with it.
     fn chardev_remove(&mut self, chardev: usize, step: &mut Step) {
-        let ok = self.chardevs[chardev]
-            .as_ref()
-            .is_some_and(|c| c.frontend.is_none());
+        let ok = self.chardevs[chardev].as_ref().is_some_and(|c| c.frontend.is_none());
         step.succeeds = Some(ok);
         if !ok {
             return;

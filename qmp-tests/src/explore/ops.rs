@@ -45,10 +45,7 @@ impl ReferenceStateMachine for Explore {
             any::<bool>(),
             Mix::strategy(),
         )
-            .prop_map(|(finish, pinned, mix)| Model {
-                mix,
-                ..Model::new(finish, pinned)
-            })
+            .prop_map(|(finish, pinned, mix)| Model { mix, ..Model::new(finish, pinned) })
             .boxed()
     }
 
@@ -56,29 +53,20 @@ impl ReferenceStateMachine for Explore {
         let mix = state.mix;
         // Main-monitor commands on any slot (refusals), and more often on
         // the slots where they succeed, so that sequences get somewhere.
-        let free_chardevs: Vec<usize> = (0..CHARDEVS)
-            .filter(|&c| state.chardevs[c].is_none())
-            .collect();
+        let free_chardevs: Vec<usize> =
+            (0..CHARDEVS).filter(|&c| state.chardevs[c].is_none()).collect();
         let idle_chardevs: Vec<usize> = (0..CHARDEVS)
-            .filter(|&c| {
-                state.chardevs[c]
-                    .as_ref()
-                    .is_some_and(|c| c.frontend.is_none())
-            })
+            .filter(|&c| state.chardevs[c].as_ref().is_some_and(|c| c.frontend.is_none()))
             .collect();
-        let free_monitors: Vec<usize> = (0..MONITORS)
-            .filter(|&m| state.monitors[m].is_none())
-            .collect();
-        let live_monitors: Vec<usize> = (0..MONITORS)
-            .filter(|&m| state.monitors[m].is_some())
-            .collect();
+        let free_monitors: Vec<usize> =
+            (0..MONITORS).filter(|&m| state.monitors[m].is_none()).collect();
+        let live_monitors: Vec<usize> =
+            (0..MONITORS).filter(|&m| state.monitors[m].is_some()).collect();
         let mut options: Vec<(u32, BoxedStrategy<Op>)> = vec![
             (1, chardev_add(0..CHARDEVS)),
             (
                 mix.weight(Mix::CHARDEV_REMOVE, 1),
-                (0..CHARDEVS)
-                    .prop_map(|chardev| Op::ChardevRemove { chardev })
-                    .boxed(),
+                (0..CHARDEVS).prop_map(|chardev| Op::ChardevRemove { chardev }).boxed(),
             ),
             (1, monitor_add(0..MONITORS, 0..CHARDEVS)),
             (mix.weight(Mix::REMOVE, 1), remove(state, 0..MONITORS)),
@@ -96,29 +84,20 @@ impl ReferenceStateMachine for Explore {
             }
         }
         if !live_monitors.is_empty() {
-            options.push((
-                mix.weight(Mix::REMOVE, 2),
-                remove(state, select(live_monitors)),
-            ));
+            options.push((mix.weight(Mix::REMOVE, 2), remove(state, select(live_monitors))));
         }
         let with = |pred: &dyn Fn(usize, &super::model::Client) -> bool| -> Vec<usize> {
-            (0..CLIENTS)
-                .filter(|&i| pred(i, &state.clients[i]))
-                .collect()
+            (0..CLIENTS).filter(|&i| pred(i, &state.clients[i])).collect()
         };
         let free = with(&|_, c| c.state == ClientState::Free);
         let greeted = with(&|_, c| matches!(c.state, ClientState::Greeted(_)));
         let live = with(&|i, _| state.live_monitor_of(i).is_some());
         let senders = with(&|i, c| {
-            matches!(
-                c.state,
-                ClientState::Greeted(_) | ClientState::Orphan { .. }
-            ) || state.live_monitor_of(i).is_some()
+            matches!(c.state, ClientState::Greeted(_) | ClientState::Orphan { .. })
+                || state.live_monitor_of(i).is_some()
         });
         let connected = with(&|_, c| c.state != ClientState::Free);
-        let chardevs: Vec<usize> = (0..CHARDEVS)
-            .filter(|&c| state.chardevs[c].is_some())
-            .collect();
+        let chardevs: Vec<usize> = (0..CHARDEVS).filter(|&c| state.chardevs[c].is_some()).collect();
         if !free.is_empty() && !chardevs.is_empty() {
             let op = (select(free), select(chardevs))
                 .prop_map(|(client, chardev)| Op::Connect { client, chardev });
@@ -131,13 +110,8 @@ impl ReferenceStateMachine for Explore {
         }
         if !live.is_empty() {
             options.push((mix.weight(Mix::REMOVE_SELF, 2), remove_self(state, &live)));
-            let op = (select(live.clone()), 0..MONITORS, remove_cmd()).prop_map(
-                |(client, monitor, cmd)| Op::RemoveFrom {
-                    client,
-                    monitor,
-                    cmd,
-                },
-            );
+            let op = (select(live.clone()), 0..MONITORS, remove_cmd())
+                .prop_map(|(client, monitor, cmd)| Op::RemoveFrom { client, monitor, cmd });
             options.push((mix.weight(Mix::REMOVE_FROM, 1), op.boxed()));
             let op = select(live).prop_map(|client| Op::StopContFrom { client });
             options.push((mix.weight(Mix::STOP_CONT, 1), op.boxed()));
@@ -156,10 +130,7 @@ impl ReferenceStateMachine for Explore {
             options.push((mix.weight(Mix::SEND, 3), op.boxed()));
         }
         if !connected.is_empty() {
-            let op = (
-                select(connected.clone()),
-                select(vec![ALL_AT_ONCE, SLOW_CHUNK]),
-            )
+            let op = (select(connected.clone()), select(vec![ALL_AT_ONCE, SLOW_CHUNK]))
                 .prop_map(|(client, chunk)| Op::Read { client, chunk });
             options.push((mix.weight(Mix::READ, 3), op.boxed()));
             let op = select(connected).prop_map(|client| Op::Close { client });
@@ -262,11 +233,7 @@ fn chardev_add(slots: impl Strategy<Value = usize> + 'static) -> BoxedStrategy<O
             prop_oneof![3 => Just(Kind::Unix), 1 => Just(Kind::Tcp)].boxed()
         }
         bits => {
-            let weighted = [
-                (UNIX, 3, Kind::Unix),
-                (TCP, 1, Kind::Tcp),
-                (PTY, 1, Kind::Pty),
-            ];
+            let weighted = [(UNIX, 3, Kind::Unix), (TCP, 1, Kind::Tcp), (PTY, 1, Kind::Pty)];
             let options: Vec<(u32, BoxedStrategy<Kind>)> = weighted
                 .into_iter()
                 .filter(|(bit, _, _)| bits & bit != 0)
@@ -275,9 +242,7 @@ fn chardev_add(slots: impl Strategy<Value = usize> + 'static) -> BoxedStrategy<O
             Union::new_weighted(options).boxed()
         }
     };
-    (slots, kind)
-        .prop_map(|(chardev, kind)| Op::ChardevAdd { chardev, kind })
-        .boxed()
+    (slots, kind).prop_map(|(chardev, kind)| Op::ChardevAdd { chardev, kind }).boxed()
 }
 
 fn monitor_add(
@@ -285,21 +250,12 @@ fn monitor_add(
     chardevs: impl Strategy<Value = usize> + 'static,
 ) -> BoxedStrategy<Op> {
     (monitors, chardevs, select(Route::ALL.to_vec()))
-        .prop_map(|(monitor, chardev, route)| Op::MonitorAdd {
-            monitor,
-            chardev,
-            route,
-        })
+        .prop_map(|(monitor, chardev, route)| Op::MonitorAdd { monitor, chardev, route })
         .boxed()
 }
 
 fn remove_cmd() -> BoxedStrategy<RemoveCmd> {
-    select(vec![
-        RemoveCmd::MonitorRemove,
-        RemoveCmd::ObjectDel,
-        RemoveCmd::Hmp,
-    ])
-    .boxed()
+    select(vec![RemoveCmd::MonitorRemove, RemoveCmd::ObjectDel, RemoveCmd::Hmp]).boxed()
 }
 
 /// Mostly the command that fits the monitor's route: a wrong one is a
@@ -320,11 +276,8 @@ fn fitting_cmd(route: Option<Route>) -> BoxedStrategy<RemoveCmd> {
 }
 
 fn remove(state: &Model, monitors: impl Strategy<Value = usize> + 'static) -> BoxedStrategy<Op> {
-    let routes: Vec<Option<Route>> = state
-        .monitors
-        .iter()
-        .map(|m| m.as_ref().map(|m| m.route))
-        .collect();
+    let routes: Vec<Option<Route>> =
+        state.monitors.iter().map(|m| m.as_ref().map(|m| m.route)).collect();
     monitors
         .prop_flat_map(move |monitor| {
             fitting_cmd(routes[monitor]).prop_map(move |cmd| Op::Remove { monitor, cmd })
@@ -334,12 +287,7 @@ fn remove(state: &Model, monitors: impl Strategy<Value = usize> + 'static) -> Bo
 
 fn remove_self(state: &Model, live: &[usize]) -> BoxedStrategy<Op> {
     let routes: Vec<Option<Route>> = (0..CLIENTS)
-        .map(|c| {
-            state
-                .live_monitor_of(c)
-                .and_then(|m| state.monitors[m].as_ref())
-                .map(|m| m.route)
-        })
+        .map(|c| state.live_monitor_of(c).and_then(|m| state.monitors[m].as_ref()).map(|m| m.route))
         .collect();
     let oob: Vec<bool> = state.clients.iter().map(|c| c.oob).collect();
     let mix = state.mix;
@@ -353,14 +301,8 @@ fn remove_self(state: &Model, live: &[usize]) -> BoxedStrategy<Op> {
                 2 => Just(Vec::new()),
                 1 => requests(mix, oob[client], true),
             ];
-            (before, fitting_cmd(routes[client]), then).prop_map(move |(before, cmd, then)| {
-                Op::RemoveSelf {
-                    client,
-                    before,
-                    cmd,
-                    then,
-                }
-            })
+            (before, fitting_cmd(routes[client]), then)
+                .prop_map(move |(before, cmd, then)| Op::RemoveSelf { client, before, cmd, then })
         })
         .boxed()
 }
@@ -444,28 +386,15 @@ impl fmt::Display for Op {
             Op::ChardevRemove { chardev } => {
                 write!(f, "main: chardev-remove {}", chardev_id(*chardev))
             }
-            Op::MonitorAdd {
-                monitor,
-                chardev,
-                route,
-            } => {
+            Op::MonitorAdd { monitor, chardev, route } => {
                 let how = match route {
                     Route::Commands => "monitor-add",
                     Route::Qom => "object-add monitor-qmp",
                 };
-                write!(
-                    f,
-                    "main: {how} {} on {}",
-                    monitor_id(*monitor),
-                    chardev_id(*chardev)
-                )
+                write!(f, "main: {how} {} on {}", monitor_id(*monitor), chardev_id(*chardev))
             }
             Op::Remove { monitor, cmd } => write!(f, "main: {cmd} {}", monitor_id(*monitor)),
-            Op::RemoveFrom {
-                client,
-                monitor,
-                cmd,
-            } => {
+            Op::RemoveFrom { client, monitor, cmd } => {
                 write!(
                     f,
                     "{}: {cmd} {} (another monitor), read the reply",
@@ -473,12 +402,7 @@ impl fmt::Display for Op {
                     monitor_id(*monitor)
                 )
             }
-            Op::RemoveSelf {
-                client,
-                before,
-                cmd,
-                then,
-            } => {
+            Op::RemoveSelf { client, before, cmd, then } => {
                 write!(f, "{}: ", c(client))?;
                 if !before.is_empty() {
                     write!(f, "{}, then ", request_list(before))?;
@@ -515,16 +439,11 @@ impl fmt::Display for Op {
                     request_list(requests)
                 )
             }
-            Op::Read {
-                client,
-                chunk: ALL_AT_ONCE,
-            } => write!(f, "{}: read everything owed", c(client)),
+            Op::Read { client, chunk: ALL_AT_ONCE } => {
+                write!(f, "{}: read everything owed", c(client))
+            }
             Op::Read { client, chunk } => {
-                write!(
-                    f,
-                    "{}: read everything owed, {chunk} bytes at a time",
-                    c(client)
-                )
+                write!(f, "{}: read everything owed, {chunk} bytes at a time", c(client))
             }
             Op::Close { client } => write!(f, "{}: close", c(client)),
         }

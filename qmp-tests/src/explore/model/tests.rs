@@ -7,23 +7,10 @@ use crate::explore::ops::ALL_AT_ONCE as ALL;
 fn model_with_negotiated_client(route: Route) -> Model {
     let mut m = Model::new(Finish::Teardown, false);
     for op in [
-        Op::ChardevAdd {
-            chardev: 0,
-            kind: Kind::Unix,
-        },
-        Op::MonitorAdd {
-            monitor: 0,
-            chardev: 0,
-            route,
-        },
-        Op::Connect {
-            client: 0,
-            chardev: 0,
-        },
-        Op::Negotiate {
-            client: 0,
-            oob: false,
-        },
+        Op::ChardevAdd { chardev: 0, kind: Kind::Unix },
+        Op::MonitorAdd { monitor: 0, chardev: 0, route },
+        Op::Connect { client: 0, chardev: 0 },
+        Op::Negotiate { client: 0, oob: false },
     ] {
         assert!(m.allows(&op), "{op:?}");
         m.apply(&op);
@@ -32,29 +19,15 @@ fn model_with_negotiated_client(route: Route) -> Model {
 }
 
 fn owes(step: &Step, client: usize) -> Vec<Owed> {
-    step.owed
-        .iter()
-        .filter(|(c, _)| *c == client)
-        .map(|(_, o)| o.clone())
-        .collect()
+    step.owed.iter().filter(|(c, _)| *c == client).map(|(_, o)| o.clone()).collect()
 }
 
 #[test]
 fn a_connecting_client_is_greeted_with_oob_on_a_plain_socket() {
     let mut m = Model::new(Finish::Quit, false);
-    m.apply(&Op::ChardevAdd {
-        chardev: 1,
-        kind: Kind::Tcp,
-    });
-    m.apply(&Op::MonitorAdd {
-        monitor: 2,
-        chardev: 1,
-        route: Route::Qom,
-    });
-    let step = m.apply(&Op::Connect {
-        client: 3,
-        chardev: 1,
-    });
+    m.apply(&Op::ChardevAdd { chardev: 1, kind: Kind::Tcp });
+    m.apply(&Op::MonitorAdd { monitor: 2, chardev: 1, route: Route::Qom });
+    let step = m.apply(&Op::Connect { client: 3, chardev: 1 });
     assert_eq!(owes(&step, 3), vec![Owed::Greeting { oob: true }]);
     assert_eq!(step.greet_now, vec![3]);
 }
@@ -63,42 +36,19 @@ fn a_connecting_client_is_greeted_with_oob_on_a_plain_socket() {
 fn each_route_refuses_the_other_routes_removal() {
     let mut m = model_with_negotiated_client(Route::Commands);
     assert_eq!(
-        m.apply(&Op::Remove {
-            monitor: 0,
-            cmd: RemoveCmd::ObjectDel
-        })
-        .succeeds,
+        m.apply(&Op::Remove { monitor: 0, cmd: RemoveCmd::ObjectDel }).succeeds,
         Some(false)
     );
-    assert_eq!(
-        m.apply(&Op::Remove {
-            monitor: 0,
-            cmd: RemoveCmd::Hmp
-        })
-        .succeeds,
-        Some(false)
-    );
-    let step = m.apply(&Op::Remove {
-        monitor: 0,
-        cmd: RemoveCmd::MonitorRemove,
-    });
+    assert_eq!(m.apply(&Op::Remove { monitor: 0, cmd: RemoveCmd::Hmp }).succeeds, Some(false));
+    let step = m.apply(&Op::Remove { monitor: 0, cmd: RemoveCmd::MonitorRemove });
     assert_eq!(step.succeeds, Some(true));
-    assert_eq!(
-        owes(&step, 0),
-        vec![Owed::Eof {
-            drop_ok: true,
-            reset_ok: false
-        }]
-    );
+    assert_eq!(owes(&step, 0), vec![Owed::Eof { drop_ok: true, reset_ok: false }]);
 }
 
 #[test]
 fn monitor_remove_of_an_objects_monitor_is_refused_naming_object_del() {
     let mut m = model_with_negotiated_client(Route::Qom);
-    let step = m.apply(&Op::Remove {
-        monitor: 0,
-        cmd: RemoveCmd::MonitorRemove,
-    });
+    let step = m.apply(&Op::Remove { monitor: 0, cmd: RemoveCmd::MonitorRemove });
     assert_eq!(step.succeeds, Some(false));
     assert_eq!(step.refusal_names, Some("object-del"));
 }
@@ -106,21 +56,10 @@ fn monitor_remove_of_an_objects_monitor_is_refused_naming_object_del() {
 #[test]
 fn a_busy_chardev_cannot_be_removed_or_shared() {
     let mut m = model_with_negotiated_client(Route::Qom);
-    assert_eq!(
-        m.apply(&Op::ChardevRemove { chardev: 0 }).succeeds,
-        Some(false)
-    );
-    let step = m.apply(&Op::MonitorAdd {
-        monitor: 1,
-        chardev: 0,
-        route: Route::Commands,
-    });
+    assert_eq!(m.apply(&Op::ChardevRemove { chardev: 0 }).succeeds, Some(false));
+    let step = m.apply(&Op::MonitorAdd { monitor: 1, chardev: 0, route: Route::Commands });
     assert_eq!(step.succeeds, Some(false));
-    let step = m.apply(&Op::MonitorAdd {
-        monitor: 0,
-        chardev: 0,
-        route: Route::Commands,
-    });
+    let step = m.apply(&Op::MonitorAdd { monitor: 0, chardev: 0, route: Route::Commands });
     assert_eq!(step.succeeds, Some(false), "a duplicate id");
 }
 
@@ -133,13 +72,7 @@ fn a_self_removed_client_is_answered_and_then_owed_nothing() {
         cmd: RemoveCmd::MonitorRemove,
         then: vec![Request::Version, Request::Stop],
     });
-    assert_eq!(
-        owes(&step, 0),
-        vec![Owed::Reply {
-            request: 0,
-            answer: Answer::Return
-        }]
-    );
+    assert_eq!(owes(&step, 0), vec![Owed::Reply { request: 0, answer: Answer::Return }]);
     assert_eq!(step.wait_unlisted, Some(0));
     assert!(m.running, "stop after the removal must not run");
     let step = m.apply(&Op::StopCont);
@@ -149,68 +82,31 @@ fn a_self_removed_client_is_answered_and_then_owed_nothing() {
 #[test]
 fn a_new_frontend_ends_the_orphan_after_its_output_and_greets_the_next_client() {
     let mut m = model_with_negotiated_client(Route::Commands);
-    m.apply(&Op::Send {
-        client: 0,
-        requests: vec![Request::Schema],
-    });
+    m.apply(&Op::Send { client: 0, requests: vec![Request::Schema] });
     m.apply(&Op::RemoveSelf {
         client: 0,
         before: vec![],
         cmd: RemoveCmd::MonitorRemove,
         then: vec![],
     });
-    let step = m.apply(&Op::MonitorAdd {
-        monitor: 1,
-        chardev: 0,
-        route: Route::Qom,
-    });
-    assert!(
-        owes(&step, 0).is_empty(),
-        "its output is unread: the end comes after it"
-    );
-    let step = m.apply(&Op::Connect {
-        client: 1,
-        chardev: 0,
-    });
+    let step = m.apply(&Op::MonitorAdd { monitor: 1, chardev: 0, route: Route::Qom });
+    assert!(owes(&step, 0).is_empty(), "its output is unread: the end comes after it");
+    let step = m.apply(&Op::Connect { client: 1, chardev: 0 });
     assert!(step.greet_now.is_empty(), "waits behind the orphan");
     // Removing the new frontend first changes nothing for the old client.
-    let step = m.apply(&Op::Remove {
-        monitor: 1,
-        cmd: RemoveCmd::ObjectDel,
-    });
+    let step = m.apply(&Op::Remove { monitor: 1, cmd: RemoveCmd::ObjectDel });
     assert!(owes(&step, 0).is_empty());
     assert_eq!(owes(&step, 1), vec![Owed::Unsure]);
-    let step = m.apply(&Op::Read {
-        client: 0,
-        chunk: 1,
-    });
-    assert_eq!(
-        owes(&step, 0),
-        vec![Owed::Eof {
-            drop_ok: false,
-            reset_ok: false
-        }]
-    );
+    let step = m.apply(&Op::Read { client: 0, chunk: 1 });
+    assert_eq!(owes(&step, 0), vec![Owed::Eof { drop_ok: false, reset_ok: false }]);
 }
 
 #[test]
 fn the_orphans_own_close_lets_the_waiting_client_in() {
     let mut m = model_with_negotiated_client(Route::Qom);
-    m.apply(&Op::RemoveSelf {
-        client: 0,
-        before: vec![],
-        cmd: RemoveCmd::ObjectDel,
-        then: vec![],
-    });
-    m.apply(&Op::MonitorAdd {
-        monitor: 0,
-        chardev: 0,
-        route: Route::Qom,
-    });
-    m.apply(&Op::Connect {
-        client: 1,
-        chardev: 0,
-    });
+    m.apply(&Op::RemoveSelf { client: 0, before: vec![], cmd: RemoveCmd::ObjectDel, then: vec![] });
+    m.apply(&Op::MonitorAdd { monitor: 0, chardev: 0, route: Route::Qom });
+    m.apply(&Op::Connect { client: 1, chardev: 0 });
     let step = m.apply(&Op::Close { client: 0 });
     assert_eq!(step.greet_now, vec![1]);
 }
@@ -224,22 +120,9 @@ fn an_orphan_with_nothing_unread_ends_at_a_new_frontend() {
         cmd: RemoveCmd::MonitorRemove,
         then: vec![],
     });
-    m.apply(&Op::Read {
-        client: 0,
-        chunk: 1,
-    });
-    let step = m.apply(&Op::MonitorAdd {
-        monitor: 2,
-        chardev: 0,
-        route: Route::Commands,
-    });
-    assert_eq!(
-        owes(&step, 0),
-        vec![Owed::Eof {
-            drop_ok: false,
-            reset_ok: false
-        }]
-    );
+    m.apply(&Op::Read { client: 0, chunk: 1 });
+    let step = m.apply(&Op::MonitorAdd { monitor: 2, chardev: 0, route: Route::Commands });
+    assert_eq!(owes(&step, 0), vec![Owed::Eof { drop_ok: false, reset_ok: false }]);
     assert_eq!(step.idle, Some(0));
 }
 
@@ -247,70 +130,38 @@ fn an_orphan_with_nothing_unread_ends_at_a_new_frontend() {
 /// slave side, greeted and negotiated.
 fn model_with_pty_holder() -> Model {
     let mut m = Model::new(Finish::Teardown, false);
-    m.apply(&Op::ChardevAdd {
-        chardev: 0,
-        kind: Kind::Pty,
-    });
-    let step = m.apply(&Op::Connect {
-        client: 0,
-        chardev: 0,
-    });
+    m.apply(&Op::ChardevAdd { chardev: 0, kind: Kind::Pty });
+    let step = m.apply(&Op::Connect { client: 0, chardev: 0 });
     assert!(step.owed.is_empty(), "no frontend, no greeting");
-    let step = m.apply(&Op::MonitorAdd {
-        monitor: 0,
-        chardev: 0,
-        route: Route::Commands,
-    });
+    let step = m.apply(&Op::MonitorAdd { monitor: 0, chardev: 0, route: Route::Commands });
     assert_eq!(
         owes(&step, 0),
         vec![Owed::Greeting { oob: false }],
         "a pty's monitor runs in the main loop: no oob"
     );
-    assert!(!m.allows(&Op::Negotiate {
-        client: 0,
-        oob: true
-    }));
-    m.apply(&Op::Negotiate {
-        client: 0,
-        oob: false,
-    });
+    assert!(!m.allows(&Op::Negotiate { client: 0, oob: true }));
+    m.apply(&Op::Negotiate { client: 0, oob: false });
     m
 }
 
 #[test]
 fn a_pty_has_one_holder() {
     let m = model_with_pty_holder();
-    assert!(!m.allows(&Op::Connect {
-        client: 1,
-        chardev: 0
-    }));
+    assert!(!m.allows(&Op::Connect { client: 1, chardev: 0 }));
 }
 
 #[test]
 fn removing_a_pty_monitor_gives_no_end_of_file_and_a_new_one_greets_the_holder() {
     let mut m = model_with_pty_holder();
-    m.apply(&Op::Send {
-        client: 0,
-        requests: vec![Request::Version],
-    });
-    let remove = Op::Remove {
-        monitor: 0,
-        cmd: RemoveCmd::MonitorRemove,
-    };
+    m.apply(&Op::Send { client: 0, requests: vec![Request::Version] });
+    let remove = Op::Remove { monitor: 0, cmd: RemoveCmd::MonitorRemove };
     assert!(!m.allows(&remove), "only once the holder read its output");
-    m.apply(&Op::Read {
-        client: 0,
-        chunk: ALL,
-    });
+    m.apply(&Op::Read { client: 0, chunk: ALL });
     let step = m.apply(&remove);
     assert_eq!(step.succeeds, Some(true));
     assert!(owes(&step, 0).is_empty(), "no end of file on a pty");
     assert_eq!(step.idle, None);
-    let step = m.apply(&Op::MonitorAdd {
-        monitor: 1,
-        chardev: 0,
-        route: Route::Qom,
-    });
+    let step = m.apply(&Op::MonitorAdd { monitor: 1, chardev: 0, route: Route::Qom });
     assert_eq!(owes(&step, 0), vec![Owed::Greeting { oob: false }]);
     assert_eq!(step.greet_now, vec![0]);
 }
@@ -324,28 +175,18 @@ fn after_a_self_removal_on_a_pty_the_next_monitor_greets_the_holder() {
         cmd: RemoveCmd::MonitorRemove,
         then: vec![Request::Version],
     };
-    assert!(
-        !m.allows(&with_more),
-        "a pty keeps input for the next frontend"
-    );
+    assert!(!m.allows(&with_more), "a pty keeps input for the next frontend");
     m.apply(&Op::RemoveSelf {
         client: 0,
         before: vec![],
         cmd: RemoveCmd::MonitorRemove,
         then: vec![],
     });
-    assert!(!m.allows(&Op::Send {
-        client: 0,
-        requests: vec![Request::Version]
-    }));
+    assert!(!m.allows(&Op::Send { client: 0, requests: vec![Request::Version] }));
     let step = m.apply(&Op::StopCont);
     assert!(owes(&step, 0).is_empty(), "no events after self-removal");
     // Its reply unread: the greeting comes after it.
-    let step = m.apply(&Op::MonitorAdd {
-        monitor: 0,
-        chardev: 0,
-        route: Route::Commands,
-    });
+    let step = m.apply(&Op::MonitorAdd { monitor: 0, chardev: 0, route: Route::Commands });
     assert_eq!(owes(&step, 0), vec![Owed::Greeting { oob: false }]);
     assert!(matches!(m.clients[0].state, ClientState::Greeted(0)));
 }
@@ -353,21 +194,9 @@ fn after_a_self_removal_on_a_pty_the_next_monitor_greets_the_holder() {
 #[test]
 fn removing_a_pty_hangs_up_on_its_holder() {
     let mut m = model_with_pty_holder();
-    m.apply(&Op::Read {
-        client: 0,
-        chunk: ALL,
-    });
-    m.apply(&Op::Remove {
-        monitor: 0,
-        cmd: RemoveCmd::MonitorRemove,
-    });
+    m.apply(&Op::Read { client: 0, chunk: ALL });
+    m.apply(&Op::Remove { monitor: 0, cmd: RemoveCmd::MonitorRemove });
     let step = m.apply(&Op::ChardevRemove { chardev: 0 });
     assert_eq!(step.succeeds, Some(true));
-    assert_eq!(
-        owes(&step, 0),
-        vec![Owed::Eof {
-            drop_ok: true,
-            reset_ok: false
-        }]
-    );
+    assert_eq!(owes(&step, 0), vec![Owed::Eof { drop_ok: true, reset_ok: false }]);
 }
