@@ -20,8 +20,7 @@ use serde_json::{json, Value};
 use super::{
     conn::{Addr, Conn, Read},
     model::{
-        Answer, ClientState, Finish, Kind, Model, Op, Owed, RemoveCmd, Request, Step, CHARDEVS,
-        CLIENTS,
+        Answer, ClientState, Finish, Kind, Model, Op, Owed, RemoveCmd, Step, CHARDEVS, CLIENTS,
     },
     ops::{chardev_id, client_name, monitor_id, ALL_AT_ONCE},
 };
@@ -637,10 +636,9 @@ impl Exec {
             Op::RemoveSelf { client, before, cmd, then } => {
                 let own = own_monitor.expect("the model removes live monitors");
                 let (command, args) = remove_request(*cmd, own);
-                let wire = |r: &Request| (r.wire().0, r.wire().1, Value::Null);
-                let mut requests: Vec<_> = before.iter().map(wire).collect();
+                let mut requests: Vec<_> = before.iter().map(|r| r.to_send()).collect();
                 requests.push((false, command, args));
-                requests.extend(then.iter().map(wire));
+                requests.extend(then.iter().map(|r| r.to_send()));
                 let ids = self.send(*client, &requests)?;
                 for (i, id) in ids.into_iter().enumerate() {
                     let hmp = i == before.len() && *cmd == RemoveCmd::Hmp;
@@ -678,8 +676,7 @@ impl Exec {
                 self.ledgers[*client].replies.push_back((id, Check::Answer(Answer::Return), false));
             }
             Op::Send { client, requests } => {
-                let wire: Vec<_> =
-                    requests.iter().map(|r| (r.wire().0, r.wire().1, Value::Null)).collect();
+                let wire: Vec<_> = requests.iter().map(|r| r.to_send()).collect();
                 // An orphan whose end is due may already be closed: its
                 // requests are owed nothing either way.
                 let may_be_closed = matches!(

@@ -18,6 +18,7 @@ use proptest::{
     strategy::{BoxedStrategy, Union},
 };
 use proptest_state_machine::ReferenceStateMachine;
+use serde_json::Value;
 
 use super::model::{
     ClientState, Finish, Kind, Model, Op, RemoveCmd, Request, CHARDEVS, CLIENTS, MONITORS,
@@ -326,7 +327,7 @@ fn requests(mix: Mix, oob: bool, allow_stop: bool) -> BoxedStrategy<Vec<Request>
 }
 
 impl Request {
-    /// `(out_of_band, command, arguments)` as the connection sends it.
+    /// `(out_of_band, command)` as the connection sends it.
     pub fn wire(self) -> (bool, &'static str) {
         match self {
             Request::Version => (false, "query-version"),
@@ -335,6 +336,13 @@ impl Request {
             Request::Stop => (false, "stop"),
             Request::Oob => (true, "migrate-pause"),
         }
+    }
+
+    /// `(out_of_band, command, arguments)`, as [`super::conn::Conn::send`]
+    /// takes it: none of these requests has arguments.
+    pub fn to_send(self) -> (bool, &'static str, Value) {
+        let (oob, command) = self.wire();
+        (oob, command, Value::Null)
     }
 }
 

@@ -200,3 +200,15 @@ fn removing_a_pty_hangs_up_on_its_holder() {
     assert_eq!(step.succeeds, Some(true));
     assert_eq!(owes(&step, 0), vec![Owed::Eof { drop_ok: true, reset_ok: false }]);
 }
+
+#[test]
+fn requests_are_sent_without_arguments() {
+    assert_eq!(
+        Request::Oob.to_send(),
+        (true, "migrate-pause", serde_json::Value::Null)
+    );
+    assert_eq!(
+        Request::Schema.to_send(),
+        (false, "query-qmp-schema", serde_json::Value::Null)
+    );
+}
