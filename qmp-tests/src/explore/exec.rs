@@ -15,6 +15,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rustix::{
+    process::Pid,
+    thread::{sched_getaffinity, CpuSet},
+};
 use serde_json::{json, Value};
 
 use super::{
@@ -445,18 +449,35 @@ type Checked<T> = Result<T, String>;
 /// Runs `ops` from `initial` on a QEMU of its own.
 pub fn run(target: &Target, initial: &Model, ops: &[Op], cpu: Option<usize>) -> Run {
     let transcript = Transcript::new();
+    let cpu = cpu.filter(|_| initial.pinned);
     let opts = LaunchOptions {
         name: "explore".into(),
         janitor: target.janitor.clone(),
         transcript: transcript.clone(),
-        cpu: cpu.filter(|_| initial.pinned),
+        cpu,
+        // QEMU names its threads with this, and the monitor I/O thread
+        // is found by its name.
+        extra_args: match initial.io_first {
+            true => vec!["-name".into(), "explore,debug-threads=on".into()],
+            false => Vec::new(),
+        },
         ..LaunchOptions::default()
     };
-    let machine = match Machine::launch(&target.qemu, &opts) {
+    let started = Machine::launch(&target.qemu, &opts)
+        .map_err(|err| format!("{err:#}"))
+        .and_then(|machine| {
+            let schedule = schedule(&machine, cpu, initial.io_first)?;
+            transcript.note("explore", &schedule);
+            Ok(machine)
+        });
+    let machine = match started {
         Ok(machine) => machine,
-        Err(err) => {
+        Err(message) => {
             return Run {
-                failure: Some(Failure { at: "start".into(), message: format!("{err:#}") }),
+                failure: Some(Failure {
+                    at: "start".into(),
+                    message,
+                }),
                 ops: 0,
                 transcript: transcript.render(),
                 reached: BTreeSet::new(),
@@ -508,6 +529,65 @@ pub fn run(target: &Target, initial: &Model, ops: &[Op], cpu: Option<usize>) -> 
         }
     }
     Run { failure, ops: done, transcript: transcript.render(), reached: exec.reached }
+}
+
+/// The name QEMU gives its monitor I/O thread with `debug-threads=on`.
+const IO_THREAD: &str = "IO mon_iothread";
+
+/// Checks that QEMU runs where the sequence says, and puts its monitor
+/// I/O thread first when it says so; the line for the transcript.
+fn schedule(machine: &Machine, cpu: Option<usize>, io_first: bool) -> Checked<String> {
+    let pid = machine.pid();
+    let Some(cpu) = cpu else {
+        return Ok("QEMU on any CPU".into());
+    };
+    // The affinity is set before exec: every thread QEMU starts has it.
+    let allowed = sched_getaffinity(Some(Pid::from_raw(pid as i32).expect("a live pid")))
+        .map_err(|e| format!("reading the CPU affinity of QEMU (pid {pid}): {e}"))?;
+    let cpus: Vec<usize> = (0..CpuSet::MAX_CPU)
+        .filter(|&c| allowed.is_set(c))
+        .collect();
+    if cpus != [cpu] {
+        return Err(format!(
+            "QEMU (pid {pid}) was to run on CPU {cpu} alone, but may run on {cpus:?}"
+        ));
+    }
+    if !io_first {
+        return Ok(format!("QEMU on CPU {cpu}"));
+    }
+    let tasks = format!("/proc/{pid}/task");
+    let entries =
+        std::fs::read_dir(&tasks).map_err(|e| format!("listing QEMU's threads in {tasks}: {e}"))?;
+    let mut io_threads = Vec::new();
+    for entry in entries.flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != IO_THREAD {
+            continue;
+        }
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let param = libc::sched_param { sched_priority: 1 };
+        // SAFETY: the kernel reads `param` during the call and keeps no
+        // pointer to it; a thread that is gone is an error (ESRCH).
+        let rc = unsafe { libc::sched_setscheduler(tid, libc::SCHED_FIFO, &param) };
+        if rc != 0 {
+            return Err(format!(
+                "giving QEMU's monitor I/O thread {tid} real-time priority (SCHED_FIFO): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        io_threads.push(tid.to_string());
+    }
+    if io_threads.is_empty() {
+        return Err(format!(
+            "no thread named {IO_THREAD:?} in {tasks}: QEMU has no monitor I/O thread"
+        ));
+    }
+    Ok(format!(
+        "QEMU on CPU {cpu}, its monitor I/O thread ({}) at real-time priority",
+        io_threads.join(", ")
+    ))
 }
 
 impl Exec {

@@ -202,6 +202,40 @@ fn removing_a_pty_hangs_up_on_its_holder() {
 }
 
 #[test]
+fn the_io_thread_first_start_is_the_same_sequence_on_one_cpu() {
+    let m = model_with_negotiated_client(Route::Qom);
+    let first = m.io_thread_first();
+    assert!(first.pinned && first.io_first);
+    assert_eq!(first.finish, m.finish);
+    assert_eq!(first.mix, m.mix);
+    assert_eq!(first.listed(), m.listed());
+    assert_eq!(first.clients[0].state, m.clients[0].state);
+    // No rule reads the schedule: the same op owes the same.
+    let op = Op::RemoveSelf {
+        client: 0,
+        before: vec![Request::Schema],
+        cmd: RemoveCmd::ObjectDel,
+        then: vec![],
+    };
+    let (mut plain, mut io) = (m.clone(), first);
+    assert_eq!(plain.apply(&op).owed, io.apply(&op).owed);
+}
+
+#[test]
+fn race_reruns_alternate_the_io_thread_first_with_the_sequences_own_start() {
+    let m = Model::new(Finish::Sigterm, false);
+    let starts: Vec<(bool, bool)> = (1..=4)
+        .map(|k| crate::explore::rerun_start(&m, k))
+        .map(|s| (s.pinned, s.io_first))
+        .collect();
+    assert_eq!(
+        starts,
+        vec![(true, true), (false, false), (true, true), (false, false)]
+    );
+    assert_eq!(crate::explore::rerun_start(&m, 1).finish, Finish::Sigterm);
+}
+
+#[test]
 fn requests_are_sent_without_arguments() {
     assert_eq!(
         Request::Oob.to_send(),
