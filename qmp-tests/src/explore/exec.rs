@@ -534,6 +534,29 @@ pub fn run(target: &Target, initial: &Model, ops: &[Op], cpu: Option<usize>) -> 
 /// The name QEMU gives its monitor I/O thread with `debug-threads=on`.
 const IO_THREAD: &str = "IO mon_iothread";
 
+/// Real-time priority for `tid` (0: the calling thread), the lowest
+/// there is: enough to run ahead of every ordinary thread.
+fn real_time(tid: i32) -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: the kernel reads `param` during the call and keeps no
+    // pointer to it; a thread that is gone is an error (ESRCH).
+    let rc = unsafe { libc::sched_setscheduler(tid, libc::SCHED_FIFO, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Whether this process may give a thread real-time priority, tried on
+/// a thread of its own that ends at once.
+pub fn may_raise_priority() -> Result<(), String> {
+    std::thread::spawn(|| real_time(0))
+        .join()
+        .map_err(|_| "the thread trying real-time priority panicked".to_string())?
+        .map_err(|e| format!("no real-time priority for QEMU's monitor I/O thread here ({e})"))
+}
+
 /// Checks that QEMU runs where the sequence says, and puts its monitor
 /// I/O thread first when it says so; the line for the transcript.
 fn schedule(machine: &Machine, cpu: Option<usize>, io_first: bool) -> Checked<String> {
@@ -567,16 +590,9 @@ fn schedule(machine: &Machine, cpu: Option<usize>, io_first: bool) -> Checked<St
         let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
             continue;
         };
-        let param = libc::sched_param { sched_priority: 1 };
-        // SAFETY: the kernel reads `param` during the call and keeps no
-        // pointer to it; a thread that is gone is an error (ESRCH).
-        let rc = unsafe { libc::sched_setscheduler(tid, libc::SCHED_FIFO, &param) };
-        if rc != 0 {
-            return Err(format!(
-                "giving QEMU's monitor I/O thread {tid} real-time priority (SCHED_FIFO): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
+        real_time(tid).map_err(|e| {
+            format!("giving QEMU's monitor I/O thread {tid} real-time priority (SCHED_FIFO): {e}")
+        })?;
         io_threads.push(tid.to_string());
     }
     if io_threads.is_empty() {

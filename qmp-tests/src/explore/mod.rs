@@ -169,6 +169,18 @@ struct Shared {
 pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Summary {
     let seed = opts.seed.unwrap_or_else(random_seed);
     ops::set_kinds(&opts.chardevs);
+    // Race reruns put QEMU's monitor I/O thread first where real-time
+    // priority may be given (root, or CAP_SYS_NICE), else they rerun each
+    // sequence as it is.
+    let io_first = match exec::may_raise_priority() {
+        Ok(()) => true,
+        Err(err) => {
+            progress(&format!(
+                "explore: {err}; race reruns run each sequence as it says, without the I/O thread first"
+            ));
+            false
+        }
+    };
     let start = Instant::now();
     let shared = Shared {
         next: AtomicUsize::new(0),
@@ -189,7 +201,7 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Summary {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     std::thread::scope(|scope| {
         for _ in 0..opts.jobs.max(1) {
-            scope.spawn(|| worker(opts, seed, start, cpus, &shared, progress));
+            scope.spawn(|| worker(opts, seed, start, cpus, io_first, &shared, progress));
         }
     });
     shared.tally.into_inner().expect("no worker panicked holding the tally")
@@ -200,6 +212,7 @@ fn worker(
     base: u64,
     start: Instant,
     cpus: usize,
+    io_first: bool,
     shared: &Shared,
     progress: &(dyn Fn(&str) + Sync),
 ) {
@@ -225,7 +238,7 @@ fn worker(
         let mut ran = initial.clone();
         while racy && run.failure.is_none() && reruns < opts.race_reruns {
             reruns += 1;
-            ran = rerun_start(&initial, reruns);
+            ran = rerun_start(&initial, reruns, io_first);
             run = exec::run(&opts.target, &ran, &ops, cpu);
         }
         // Shrinking first drops what the run never reached.
@@ -283,9 +296,11 @@ fn worker(
 /// race that loses a greeting needs the I/O thread to run between two
 /// steps of the main loop, which one CPU alone gives in one run of five
 /// to twenty (and two CPUs more rarely still); with the I/O thread first,
-/// in every run. The other order is worth its runs too.
-pub fn rerun_start(initial: &Model, rerun: u32) -> Model {
-    if rerun % 2 == 1 {
+/// in every run. The other order is worth its runs too. Without
+/// `io_first` (no real-time priority to give), each rerun is as the
+/// sequence says.
+pub fn rerun_start(initial: &Model, rerun: u32, io_first: bool) -> Model {
+    if io_first && rerun % 2 == 1 {
         initial.io_thread_first()
     } else {
         initial.clone()

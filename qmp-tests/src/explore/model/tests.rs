@@ -224,15 +224,22 @@ fn the_io_thread_first_start_is_the_same_sequence_on_one_cpu() {
 #[test]
 fn race_reruns_alternate_the_io_thread_first_with_the_sequences_own_start() {
     let m = Model::new(Finish::Sigterm, false);
-    let starts: Vec<(bool, bool)> = (1..=4)
-        .map(|k| crate::explore::rerun_start(&m, k))
-        .map(|s| (s.pinned, s.io_first))
-        .collect();
+    let starts = |io_first| -> Vec<(bool, bool)> {
+        (1..=4)
+            .map(|k| crate::explore::rerun_start(&m, k, io_first))
+            .map(|s| (s.pinned, s.io_first))
+            .collect()
+    };
     assert_eq!(
-        starts,
+        starts(true),
         vec![(true, true), (false, false), (true, true), (false, false)]
     );
-    assert_eq!(crate::explore::rerun_start(&m, 1).finish, Finish::Sigterm);
+    assert_eq!(
+        crate::explore::rerun_start(&m, 1, true).finish,
+        Finish::Sigterm
+    );
+    // Where no real-time priority may be given, reruns are as generated.
+    assert_eq!(starts(false), vec![(false, false); 4]);
 }
 
 #[test]
