@@ -463,21 +463,18 @@ pub fn run(target: &Target, initial: &Model, ops: &[Op], cpu: Option<usize>) -> 
         },
         ..LaunchOptions::default()
     };
-    let started = Machine::launch(&target.qemu, &opts)
-        .map_err(|err| format!("{err:#}"))
-        .and_then(|machine| {
+    let started = Machine::launch(&target.qemu, &opts).map_err(|err| format!("{err:#}")).and_then(
+        |machine| {
             let schedule = schedule(&machine, cpu, initial.io_first)?;
             transcript.note("explore", &schedule);
             Ok(machine)
-        });
+        },
+    );
     let machine = match started {
         Ok(machine) => machine,
         Err(message) => {
             return Run {
-                failure: Some(Failure {
-                    at: "start".into(),
-                    message,
-                }),
+                failure: Some(Failure { at: "start".into(), message }),
                 ops: 0,
                 transcript: transcript.render(),
                 reached: BTreeSet::new(),
@@ -567,9 +564,7 @@ fn schedule(machine: &Machine, cpu: Option<usize>, io_first: bool) -> Checked<St
     // The affinity is set before exec: every thread QEMU starts has it.
     let allowed = sched_getaffinity(Some(Pid::from_raw(pid as i32).expect("a live pid")))
         .map_err(|e| format!("reading the CPU affinity of QEMU (pid {pid}): {e}"))?;
-    let cpus: Vec<usize> = (0..CpuSet::MAX_CPU)
-        .filter(|&c| allowed.is_set(c))
-        .collect();
+    let cpus: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c)).collect();
     if cpus != [cpu] {
         return Err(format!(
             "QEMU (pid {pid}) was to run on CPU {cpu} alone, but may run on {cpus:?}"

@@ -344,12 +344,7 @@ fn shrink(
     };
     // What a run depends on: the sequence, and how QEMU runs and ends.
     let key = |initial: &Model, ops: &[Op]| {
-        (
-            initial.finish,
-            initial.pinned,
-            initial.io_first,
-            ops.to_vec(),
-        )
+        (initial.finish, initial.pinned, initial.io_first, ops.to_vec())
     };
     // proptest steps back to a candidate it tried before once a smaller
     // one passes; a race that failed there once is not asked again, or

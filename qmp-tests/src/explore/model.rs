@@ -328,11 +328,7 @@ impl Model {
     /// does: the interleaving a race needs, every time, with no delay
     /// added to either thread.
     pub fn io_thread_first(&self) -> Model {
-        Model {
-            pinned: true,
-            io_first: true,
-            ..self.clone()
-        }
+        Model { pinned: true, io_first: true, ..self.clone() }
     }
 
     /// Whether `op` can be run from this state: it names clients that can

@@ -230,26 +230,14 @@ fn race_reruns_alternate_the_io_thread_first_with_the_sequences_own_start() {
             .map(|s| (s.pinned, s.io_first))
             .collect()
     };
-    assert_eq!(
-        starts(true),
-        vec![(true, true), (false, false), (true, true), (false, false)]
-    );
-    assert_eq!(
-        crate::explore::rerun_start(&m, 1, true).finish,
-        Finish::Sigterm
-    );
+    assert_eq!(starts(true), vec![(true, true), (false, false), (true, true), (false, false)]);
+    assert_eq!(crate::explore::rerun_start(&m, 1, true).finish, Finish::Sigterm);
     // Where no real-time priority may be given, reruns are as generated.
     assert_eq!(starts(false), vec![(false, false); 4]);
 }
 
 #[test]
 fn requests_are_sent_without_arguments() {
-    assert_eq!(
-        Request::Oob.to_send(),
-        (true, "migrate-pause", serde_json::Value::Null)
-    );
-    assert_eq!(
-        Request::Schema.to_send(),
-        (false, "query-qmp-schema", serde_json::Value::Null)
-    );
+    assert_eq!(Request::Oob.to_send(), (true, "migrate-pause", serde_json::Value::Null));
+    assert_eq!(Request::Schema.to_send(), (false, "query-qmp-schema", serde_json::Value::Null));
 }
