@@ -558,20 +558,25 @@ pub fn may_raise_priority() -> Result<(), String> {
 /// I/O thread first when it says so; the line for the transcript.
 fn schedule(machine: &Machine, cpu: Option<usize>, io_first: bool) -> Checked<String> {
     let pid = machine.pid();
-    let Some(cpu) = cpu else {
-        return Ok("QEMU on any CPU".into());
+    let place = match cpu {
+        None => "QEMU on any CPU".to_string(),
+        Some(cpu) => {
+            // The affinity is set before exec: every thread QEMU starts
+            // has it.
+            let allowed =
+                sched_getaffinity(Some(Pid::from_raw(pid as i32).expect("a live pid")))
+                    .map_err(|e| format!("reading the CPU affinity of QEMU (pid {pid}): {e}"))?;
+            let cpus: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c)).collect();
+            if cpus != [cpu] {
+                return Err(format!(
+                    "QEMU (pid {pid}) was to run on CPU {cpu} alone, but may run on {cpus:?}"
+                ));
+            }
+            format!("QEMU on CPU {cpu}")
+        }
     };
-    // The affinity is set before exec: every thread QEMU starts has it.
-    let allowed = sched_getaffinity(Some(Pid::from_raw(pid as i32).expect("a live pid")))
-        .map_err(|e| format!("reading the CPU affinity of QEMU (pid {pid}): {e}"))?;
-    let cpus: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c)).collect();
-    if cpus != [cpu] {
-        return Err(format!(
-            "QEMU (pid {pid}) was to run on CPU {cpu} alone, but may run on {cpus:?}"
-        ));
-    }
     if !io_first {
-        return Ok(format!("QEMU on CPU {cpu}"));
+        return Ok(place);
     }
     let tasks = format!("/proc/{pid}/task");
     let entries =
@@ -595,10 +600,7 @@ fn schedule(machine: &Machine, cpu: Option<usize>, io_first: bool) -> Checked<St
             "no thread named {IO_THREAD:?} in {tasks}: QEMU has no monitor I/O thread"
         ));
     }
-    Ok(format!(
-        "QEMU on CPU {cpu}, its monitor I/O thread ({}) at real-time priority",
-        io_threads.join(", ")
-    ))
+    Ok(format!("{place}, its monitor I/O thread ({}) at real-time priority", io_threads.join(", ")))
 }
 
 impl Exec {
