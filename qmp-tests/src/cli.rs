@@ -243,7 +243,9 @@ pub struct ExploreArgs {
     pub shrink_time: u64,
     /// runs more of a sequence that passed through a race (an orphan's end
     /// with a client waiting for the new monitor, a new monitor removed while
-    /// an orphan drains), up to N, until one fails; 0: none
+    /// an orphan drains), up to N, until one fails, every other one with
+    /// QEMU on one CPU and its monitor I/O thread first (real-time priority,
+    /// where this user may set it); 0: none
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub race_reruns: u32,
     /// the chardevs' kinds, comma-separated, of unix, tcp and pty (default:
