@@ -67,6 +67,14 @@ pub struct Built {
     pub python: PathBuf,
 }
 
+impl Built {
+    /// Built with a sanitizer: configure was given one of its flags.
+    pub fn sanitized(&self) -> bool {
+        let flags = ["address", "undefined"].map(|s| sanitizer_flag(s).ok());
+        self.configure.iter().any(|arg| flags.contains(&Some(arg.as_str())))
+    }
+}
+
 const MARKER: &str = "xtask-configured";
 
 /// The system emulators of the pinned release (its
@@ -389,6 +397,9 @@ mod tests {
         let args = configure_args(tree.path(), &asan).unwrap();
         assert!(!args.contains(&"--disable-debug-info".to_owned()), "{args:?}");
         assert!(args.contains(&"--enable-asan".to_owned()));
+        let built = |configure| Built { binary: "q".into(), configure, python: "p".into() };
+        assert!(built(args).sanitized());
+        assert!(!built(configure_args(tree.path(), &opts).unwrap()).sanitized());
     }
 
     #[test]

@@ -262,7 +262,7 @@ impl<'a> Run<'a> {
         } else {
             Vec::new()
         };
-        let opts = SuiteCli {
+        let mut opts = SuiteCli {
             qemu_src: has_client.then(|| tree.path.clone()),
             python: has_client.then(|| built.python.clone()),
             require_routes,
@@ -270,6 +270,12 @@ impl<'a> Run<'a> {
             program: run.program,
             ..run.opts.clone()
         };
+        // A sanitized QEMU keeps its CPU busy: more of them at once than
+        // CPUs only makes each slower.
+        if built.sanitized() {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            opts.suite.jobs.get_or_insert(cpus);
+        }
         let binary = &built.binary;
         self.own("suite", || {
             eprintln!("==> qmp-tests against {}", binary.display());
