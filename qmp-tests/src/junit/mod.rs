@@ -97,17 +97,22 @@ fn testcase(outcome: &Outcome, classname: &str) -> TestCase {
 
 /// The lines of [`testcase`]'s output that give its phases.
 pub fn phase_lines(outcome: &Outcome) -> impl Iterator<Item = String> + '_ {
-    let phases = outcome.phases.iter();
-    phases.map(|(name, time)| format!("phase {name}: {:.3} ms", time.as_secs_f64() * 1000.0))
+    outcome.phases.iter().map(|(name, time)| time_line("phase", name, *time))
 }
 
-/// The phases of a testcase's output written by [`testcase`], in seconds.
-pub fn read_phases(system_out: &str) -> Vec<(String, f64)> {
-    let phase = |line: &str| {
-        let (name, ms) = line.strip_prefix("phase ")?.rsplit_once(": ")?;
+/// A `KIND NAME: MS ms` line of a testcase's output: a phase, or a time a
+/// scenario measured itself (kind `timing`, written as a note).
+pub fn time_line(kind: &str, name: &str, time: std::time::Duration) -> String {
+    format!("{kind} {name}: {:.3} ms", time.as_secs_f64() * 1000.0)
+}
+
+/// The [`time_line`]s of `kind` in a testcase's output, in seconds.
+pub fn read_times(system_out: &str, kind: &str) -> Vec<(String, f64)> {
+    let time = |line: &str| {
+        let (name, ms) = line.strip_prefix(kind)?.strip_prefix(' ')?.rsplit_once(": ")?;
         Some((name.to_owned(), ms.strip_suffix(" ms")?.parse::<f64>().ok()? / 1000.0))
     };
-    system_out.lines().filter_map(phase).collect()
+    system_out.lines().filter_map(time).collect()
 }
 
 pub fn to_xml(info: &SuiteInfo, outcomes: &[Outcome]) -> Result<Vec<u8>> {

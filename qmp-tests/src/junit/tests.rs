@@ -15,7 +15,7 @@ fn outcomes() -> Vec<Outcome> {
         Outcome {
             name: "test_hotplug_cycle".into(),
             duration: Duration::from_millis(120),
-            notes: vec![],
+            notes: vec![super::time_line("timing", "a reply", Duration::from_micros(2_500))],
             skipped: None,
             phases: vec![
                 ("spawn to greeting", Duration::from_micros(14_250)),
@@ -91,9 +91,10 @@ fn report_round_trips_through_a_junit_parser() {
     assert!(suite.cases[0].status.is_success());
     let out = suite.cases[0].system_out.as_deref().unwrap_or_default();
     assert_eq!(
-        super::read_phases(out),
+        super::read_times(out, "phase"),
         [("spawn to greeting".to_owned(), 0.01425), ("harness".to_owned(), 0.0005)]
     );
+    assert_eq!(super::read_times(out, "timing"), [("a reply".to_owned(), 0.0025)]);
     assert!((suite.cases[1].time - 1.5).abs() < 1e-9);
 
     let TestStatus::Failure(failure) = &suite.cases[1].status else {

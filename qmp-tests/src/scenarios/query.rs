@@ -1,8 +1,11 @@
 //! What dynamic monitors report and return.
 
+use std::time::Instant;
+
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
+use crate::junit::time_line;
 use crate::route::{Route, QOM_TYPE};
 use crate::scenarios::{
     hotplug::{self, DynMon},
@@ -52,11 +55,16 @@ pub fn query_monitors(ctx: &mut Ctx) -> Result<()> {
 
 pub fn large_response(ctx: &mut Ctx) -> Result<()> {
     let (mon, mut client) = hotplug::add_negotiated(ctx, "")?;
+    let start = Instant::now();
     let raw = client
         .execute_raw("query-qmp-schema", Value::Null, ctx.wait())
         .context("query-qmp-schema on the dynamic monitor")?;
+    let received = start.elapsed();
     let reply: Value = serde_json::from_slice(&raw)
         .with_context(|| format!("the {}-byte query-qmp-schema reply is not JSON", raw.len()))?;
+    // A fresh QEMU's first large reply, and our parse (`cargo xtask bench` reads both).
+    ctx.note(time_line("timing", "query-qmp-schema reply", received));
+    ctx.note(time_line("timing", "query-qmp-schema parse", start.elapsed() - received));
     let Some(schema) = reply["return"].as_array() else {
         bail!("query-qmp-schema on {} returned no list ({} bytes)", mon.id, raw.len());
     };

@@ -42,7 +42,7 @@ pub fn suite(
 
 fn read_cases(junit: &Path) -> Result<Cases> {
     let cases = crate::suite::read_report(junit)?.into_iter().filter(|case| !case.qom);
-    let phases = |out: &str| qmp_tests::junit::read_phases(out);
+    let phases = |out: &str| qmp_tests::junit::read_times(out, "phase");
     Ok(cases.map(|c| (c.name, (c.secs, phases(&c.out)))).collect())
 }
 
