@@ -151,7 +151,7 @@ fn bench_command(report: &Value) -> String {
     if figures.is_some_and(|f| f.iter().any(|x| x["key"] == "mutants")) {
         command.push_str(" --mutants");
     }
-    if let Some(commit) = report["cold"]["baseline"]["commit"].as_str() {
+    if let Some(commit) = report["cold"][0]["commit"].as_str() {
         let _ = write!(command, " --cold {commit}");
     }
     command
@@ -260,52 +260,35 @@ fn targets_table(out: &mut String, report: &Value) -> Result<()> {
     Ok(())
 }
 
-/// The cold runs' steps side by side, when the bench took them.
+/// The cold runs' steps side by side, when the bench took them: each run
+/// lists its steps as `[name, seconds]` in the order they finished.
 fn cold_table(out: &mut String, report: &Value) {
-    if let Some(cold) = report.get("cold").filter(|c| !c.is_null()) {
-        out.push_str(
-            "\nCold `cargo xtask test` from fresh clones, side by side (seconds; the steps\n\
-             overlap, so they add up to more than the whole):\n\n",
-        );
-        let runs = ["baseline", "head", "head_warm_ccache"].map(|k| &cold[k]);
-        let _ = writeln!(
-            out,
-            "| step | {} |\n|---|---|---|---|",
-            runs.iter()
-                .map(|r| r["label"].as_str().unwrap_or("?").to_owned())
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
-        let mut steps: Vec<String> = Vec::new();
-        for run in &runs {
-            for s in run["steps"].as_array().into_iter().flatten() {
-                let name = s["step"].as_str().unwrap_or("?").to_owned();
-                if !steps.contains(&name) {
-                    steps.push(name);
-                }
-            }
+    let Some(runs) = report["cold"].as_array() else {
+        return;
+    };
+    out.push_str(
+        "\nCold `cargo xtask test` from fresh clones, side by side (seconds; the steps\n\
+         overlap, so they add up to more than the whole):\n\n",
+    );
+    let labels: Vec<&str> = runs.iter().map(|r| r["label"].as_str().unwrap_or("?")).collect();
+    let _ = writeln!(out, "| step | {} |\n|---{}|", labels.join(" | "), "|---".repeat(runs.len()));
+    let steps = |run: &Value| run["steps"].as_array().cloned().unwrap_or_default();
+    let mut names: Vec<Value> = Vec::new();
+    for step in runs.iter().flat_map(steps) {
+        if !names.contains(&step[0]) {
+            names.push(step[0].clone());
         }
-        for step in steps {
-            let cells: Vec<String> = runs
-                .iter()
-                .map(|r| {
-                    r["steps"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .find(|s| s["step"] == step.as_str())
-                        .and_then(|s| s["s"].as_f64())
-                        .map_or("-".to_owned(), |v| format!("{v:.1}"))
-                })
-                .collect();
-            let _ = writeln!(out, "| {step} | {} |", cells.join(" | "));
-        }
-        let totals: Vec<String> = runs
-            .iter()
-            .map(|r| r["total_s"].as_f64().map_or("-".into(), |v| format!("{v:.1}")))
-            .collect();
-        let _ = writeln!(out, "| whole process | {} |", totals.join(" | "));
     }
+    let cell = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+    for name in names {
+        let cells: Vec<String> = runs
+            .iter()
+            .map(|r| cell(steps(r).iter().find(|s| s[0] == name).and_then(|s| s[1].as_f64())))
+            .collect();
+        let _ = writeln!(out, "| {} | {} |", name.as_str().unwrap_or("?"), cells.join(" | "));
+    }
+    let totals: Vec<String> = runs.iter().map(|r| cell(r["total_s"].as_f64())).collect();
+    let _ = writeln!(out, "| whole process | {} |", totals.join(" | "));
 }
 
 /// The notes the bench recorded, if any.
@@ -336,7 +319,6 @@ mod tests {
                 {"key": "mutants", "label": "cargo xtask mutants", "runs": 1, "median_s": 309.0,
                  "min_s": 309.0, "max_s": 309.0, "floor_ratio": null}
             ],
-            "schema_bytes": 231000,
             "targets": [{"name": "warm overhead", "value": 0.37, "limit": 3.0, "unit": "s",
                          "basis": "median", "pass": true}],
             "notes": ["a note"],
@@ -355,6 +337,25 @@ mod tests {
         assert!(md.contains("| floor | 5 | 2.8 ms | 2.6 ms | 3.1 ms | 1.00 |"), "{md}");
         assert!(md.contains("| cargo xtask mutants | 1 | 309.00 s |"), "{md}");
         assert!(md.contains("| warm overhead (median) | 370.0 ms | 3.00 s | yes |"), "{md}");
+    }
+
+    #[test]
+    fn the_cold_runs_are_side_by_side_step_by_step() {
+        let mut r = report();
+        let run = |label: &str, total: f64, steps: Value| json!({"label": label, "commit": "abc", "total_s": total, "steps": steps});
+        r["cold"] = json!([
+            run("a", 300.0, json!([["source", 10.0], ["build", 200.0]])),
+            run("b", 320.0, json!([["build", 210.0]])),
+            run("c", 120.0, json!([["build", 30.0]])),
+        ]);
+        let md = benchmarks_md(&r).unwrap();
+        assert!(
+            md.contains("- command: `cargo xtask bench --runs 5 --mutants --cold abc`"),
+            "{md}"
+        );
+        let table = "| step | a | b | c |\n|---|---|---|---|\n| source | 10.0 | - | - |\n\
+                     | build | 200.0 | 210.0 | 30.0 |\n| whole process | 300.0 | 320.0 | 120.0 |\n";
+        assert!(md.contains(table), "{md}");
     }
 
     #[test]

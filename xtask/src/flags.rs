@@ -413,11 +413,12 @@ pub struct Ci {
 #[derive(Args)]
 #[command(
     help_template = HELP,
-    before_help = "build what `cargo xtask test` builds, then time, N runs each: a bare \
-                        QEMU started and quit (the floor), each scenario alone, the suite, \
-                        `cargo xtask test` warm and after touching monitor/qmp.c, and the \
-                        query-qmp-schema reply parsed and raw. Prints a table and writes it as \
-                        JSON to target/bench/latest.json and a dated copy. Targets are \
+    before_help = "build what `cargo xtask test` builds, then time, N runs each: a QEMU \
+                        started, probed and quit (the floor), each scenario alone (with the \
+                        query-qmp-schema reply test_large_response times, raw and parsed), \
+                        the suite, the seed scenarios against `meson test`, and `cargo xtask \
+                        test` warm and after touching monitor/qmp.c. Prints a table and writes \
+                        it as JSON to target/bench/latest.json and a dated copy. Targets are \
                         reported, not enforced: a miss still exits 0."
 )]
 pub struct Bench {

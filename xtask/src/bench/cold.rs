@@ -1,52 +1,27 @@
-//! `cargo xtask test` from fresh clones, side by side: this checkout's
-//! HEAD and an earlier commit, each with nothing built, then HEAD again
-//! with the compiler cache the first HEAD run filled. Each step's time is
-//! read off the step lines the run prints.
-//!
-//! Host packages, crates and pip's downloads are already on the machine,
-//! as the figure is defined; nothing else carries over. Each run gets a
-//! clone, a target directory and (until the last) a ccache of its own.
+//! `cargo xtask test` from fresh clones, side by side: an earlier commit
+//! and HEAD with nothing built, then HEAD again with the ccache the first
+//! HEAD run filled; each step's time read off the lines the run prints.
+//! Host packages, crates and pip's downloads are on the machine already,
+//! as the figure is defined; nothing else carries over.
 
 use std::path::Path;
-use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use xshell::{cmd, Shell};
 
-use crate::interrupt::{self, Controlled};
+use super::process::run_timed;
+use crate::interrupt::Controlled;
 use crate::paths;
 
-/// One timed run: the whole process and each of its step lines.
+/// One timed run: the whole process and each step it finished, in the
+/// order they finished.
 #[derive(Serialize)]
 pub struct Run {
     pub label: String,
     pub commit: String,
-    #[serde(rename = "total_s")]
-    pub total: f64,
-    pub steps: Vec<Step>,
-}
-
-#[derive(Serialize, Debug, PartialEq)]
-pub struct Step {
-    step: String,
-    s: f64,
-}
-
-impl Run {
-    /// The seconds of the step named `name`.
-    pub fn step(&self, name: &str) -> Option<f64> {
-        self.steps.iter().find(|s| s.step == name).map(|s| s.s)
-    }
-}
-
-/// The three runs: the earlier commit, HEAD, HEAD with a warm ccache.
-#[derive(Serialize)]
-pub struct Cold {
-    pub baseline: Run,
-    pub head: Run,
-    #[serde(rename = "head_warm_ccache")]
-    pub warm_ccache: Run,
+    pub total_s: f64,
+    pub steps: Vec<(String, f64)>,
 }
 
 /// Variables that would point a nested run at this checkout's caches or
@@ -63,57 +38,31 @@ const NOT_PASSED: &[&str] = &[
 
 /// The commit `rev` names in this checkout, checked before any figure is
 /// taken.
-pub fn resolve(rev: &str) -> Result<String> {
-    let sh = Shell::new()?;
+pub fn resolve(sh: &Shell, rev: &str) -> Result<String> {
     let root = paths::project_root();
     let spec = format!("{rev}^{{commit}}");
     let git = cmd!(sh, "git -C {root} rev-parse --verify --quiet {spec}").quiet();
-    git.spawn_read().map_err(|_| {
-        let root = root.display();
-        anyhow::anyhow!(
-            "--cold {rev}: no such commit in {root}; give a commit, tag or branch of this checkout"
-        )
-    })
+    let no_such = || format!("--cold {rev}: no such commit, tag or branch in {}", root.display());
+    git.spawn_read().ok().with_context(no_such)
 }
 
-/// `base` is a resolved commit (see [`resolve`]).
-pub fn measure(sh: &Shell, base: &str) -> Result<Cold> {
-    let root = paths::project_root();
-    let head = resolve("HEAD")?;
+/// The earlier commit `base` (resolved, see [`resolve`]), HEAD, and HEAD
+/// again with the ccache of the run before.
+pub fn measure(sh: &Shell, base: &str) -> Result<[Run; 3]> {
+    let (root, head) = (paths::project_root(), resolve(sh, "HEAD")?);
     if !crate::vcs::status(sh, &root)?.is_empty() {
-        let root = root.display();
-        eprintln!(
-            "    note: uncommitted changes in {root} are not in the cold figures, which clone HEAD"
-        );
+        eprintln!("    note: {} has uncommitted changes; the cold runs clone HEAD", root.display());
     }
     let scratch = tempfile::Builder::new().prefix("xtask-cold-").tempdir();
     let scratch = scratch.context("creating a directory for the fresh clones")?;
-    let dir = scratch.path();
     let short = |commit: &str| commit[..12.min(commit.len())].to_owned();
-    let (base_label, head_label) = (short(base), format!("HEAD {}", short(&head)));
-    let fresh = |name: &str, commit: &str, label: String, ccache: &str| {
-        run(sh, label, commit, &dir.join(name), &dir.join(ccache))
+    let (b, h, dir) = (short(base), format!("HEAD {}", short(&head)), scratch.path());
+    let go = |commit: &str, name: &str, cache: &str, warm: bool| {
+        let state = if warm { "ccache from the run before" } else { "empty ccache" };
+        let (clone, ccache) = (dir.join(format!("{cache}-{warm}")), dir.join(cache));
+        run(sh, format!("fresh clone of {name}, {state}"), commit, &clone, &ccache)
     };
-    Ok(Cold {
-        baseline: fresh(
-            "baseline",
-            base,
-            format!("fresh clone of {base_label}, empty ccache"),
-            "ccache-baseline",
-        )?,
-        head: fresh(
-            "head",
-            &head,
-            format!("fresh clone of {head_label}, empty ccache"),
-            "ccache-head",
-        )?,
-        warm_ccache: fresh(
-            "head-again",
-            &head,
-            format!("fresh clone of {head_label}, ccache from the run before"),
-            "ccache-head",
-        )?,
-    })
+    Ok([go(base, &b, "base", false)?, go(&head, &h, "head", false)?, go(&head, &h, "head", true)?])
 }
 
 fn run(sh: &Shell, label: String, commit: &str, clone: &Path, ccache: &Path) -> Result<Run> {
@@ -122,45 +71,28 @@ fn run(sh: &Shell, label: String, commit: &str, clone: &Path, ccache: &Path) -> 
     cmd!(sh, "git clone --quiet --no-hardlinks {root} {clone}").quiet().spawn_run()?;
     cmd!(sh, "git -C {clone} checkout --quiet --detach {commit}").quiet().spawn_run()?;
     let cargo = paths::cargo();
-    let mut command: std::process::Command = cmd!(sh, "{cargo} xtask test").into();
-    for name in NOT_PASSED {
-        command.env_remove(name);
-    }
-    command.current_dir(clone).env("CCACHE_DIR", ccache);
-    // The previous run's clone was just removed: its writeback would
-    // slow this run's first steps (a `cargo xtask fetch` right after
-    // another took 10.4 s against 6.9 s), and so favour whichever run
-    // goes first.
+    let _cd = sh.push_dir(clone);
+    let command =
+        NOT_PASSED.iter().fold(cmd!(sh, "{cargo} xtask test"), |c, name| c.env_remove(name));
+    // Else the writeback of the clone just removed slows this run's first
+    // steps (a fetch right after another: 10.4 s against 6.9 s).
     rustix::fs::sync();
-    let start = Instant::now();
-    let out = interrupt::output(command, "a cold cargo xtask test")?;
-    let total = start.elapsed().as_secs_f64();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    std::fs::write(clone.join("cold.log"), stderr.as_bytes()).ok();
-    if !out.status.success() {
-        interrupt::check()?;
-        bail!(
-            "the cold cargo xtask test ({label}) failed ({}); a benchmark of a failing run \
-             means nothing. Its output ends:\n{}",
-            out.status,
-            qmp_tests::text::tail_lines(&stderr, 15)
-        );
-    }
-    eprintln!("    {label}: {total:.1}s");
+    let (total_s, stderr) = run_timed(command.env("CCACHE_DIR", ccache))
+        .with_context(|| format!("the cold cargo xtask test ({label})"))?;
+    eprintln!("    {label}: {total_s:.1}s");
     // The clone holds a QEMU build: gone before the next one starts.
     let _ = std::fs::remove_dir_all(clone);
-    let (commit, steps) = (commit.to_owned(), step_times(&stderr));
-    Ok(Run { label, commit, total, steps })
+    Ok(Run { label, commit: commit.to_owned(), total_s, steps: step_times(&stderr) })
 }
 
 /// `[4/9] build: configured, ... (103.1s)` -> ("build", 103.1), one per
 /// finished step, in the order they finished.
-fn step_times(log: &str) -> Vec<Step> {
+fn step_times(log: &str) -> Vec<(String, f64)> {
     let step = |line: &str| {
         let (_, rest) = line.strip_prefix('[')?.split_once("] ")?;
         let (name, rest) = rest.split_once(": ")?;
         let secs = rest.strip_suffix("s)")?.rsplit_once(" (")?.1;
-        Some(Step { step: name.to_owned(), s: secs.parse().ok()? })
+        Some((name.to_owned(), secs.parse().ok()?))
     };
     log.lines().filter_map(step).collect()
 }
@@ -172,6 +104,6 @@ fn reads_the_finished_step_lines_only() {
                [4/9] qmp-tests binary ... (building beside the steps after it)\n\
                [8/9] build: configured, x (y) built (103.1s)\n\
                test test_x ... ok (0.10s)\n";
-    let step = |name: &str, s| Step { step: name.to_owned(), s };
-    assert_eq!(step_times(log), [step("host dependencies", 0.1), step("build", 103.1)]);
+    let steps = [("host dependencies".to_owned(), 0.1), ("build".to_owned(), 103.1)];
+    assert_eq!(step_times(log), steps);
 }
