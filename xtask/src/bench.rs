@@ -37,8 +37,7 @@ impl flags::Bench {
         let build = self.build.options(pipeline::Targets::of(&src))?;
         let cold = self.cold.as_deref().map(|rev| cold::resolve(sh, rev)).transpose()?;
         // The timed `cargo xtask test` runs build the same tree.
-        let mut forwarded = self.source.to_args();
-        forwarded.extend(self.build.to_args());
+        let forwarded = [self.source.to_args(), self.build.to_args()].concat();
         let _lock = lock::cache()?;
         let ready = pipeline::ready(sh, &src, &build, true)?;
         let (tree, qemu) = (&ready.prepared.tree.path, ready.built.binary.as_path());
@@ -72,13 +71,16 @@ impl flags::Bench {
             b.mutants(sh)?;
         }
         let cold = cold.map(|rev| b.cold(sh, &rev)).transpose()?;
-        b.write(cold)?;
+        let (table, latest, dated) = b.write(cold, &paths::target_dir().join("bench"))?;
+        println!("{table}");
+        eprintln!("wrote {} and {}", latest.display(), dated.display());
         Ok(Done::Ok)
     }
 }
 
 /// The figures, targets and notes so far, each figure announced as it is
 /// taken: a bench takes minutes.
+#[derive(Default)]
 struct Bench {
     runs: usize,
     machine: Value,
@@ -86,7 +88,6 @@ struct Bench {
     figures: Vec<Value>,
     targets: Vec<Value>,
     notes: Vec<String>,
-    /// The seeds' phase table.
     phases: Value,
 }
 
@@ -101,8 +102,7 @@ impl Bench {
         // Untimed: the version, and the binary in the page cache.
         let machine = report::host(probe()?.full_version());
         let floor = sample(runs, || Ok(timed(probe)?.0))?;
-        let (figures, targets, notes, phases) = Default::default();
-        let mut b = Bench { runs, machine, floor, figures, targets, notes, phases };
+        let mut b = Bench { runs, machine, floor, ..Default::default() };
         b.add("floor", "floor: bare QEMU start, negotiate, probe, quit", floor);
         Ok(b)
     }
@@ -110,11 +110,12 @@ impl Bench {
     /// Figures keyed `pipeline`, `schema` or `mutants` hold no QEMU of
     /// their own: they are not set against the floor.
     fn add(&mut self, key: &str, label: &str, stats: Stats) {
-        let (median, min, max) = (secs(stats.median), secs(stats.min), secs(stats.max));
-        eprintln!("    {label}: {median} (min {min}, max {max}, {} runs)", stats.runs);
+        let Stats { runs, median, min, max } = stats;
+        eprintln!("    {label}: {} ({} to {}, {runs} runs)", secs(median), secs(min), secs(max));
         let own = ["pipeline", "schema", "mutants"].iter().any(|k| key.starts_with(k));
-        let floor_ratio = (!own).then(|| stats.median / self.floor.median);
-        self.figures.push(stats.json(key, label, floor_ratio));
+        let floor_ratio = (!own).then(|| median / self.floor.median);
+        self.figures.push(json!({"key": key, "label": label, "runs": runs, "median_s": median,
+            "min_s": min, "max_s": max, "floor_ratio": floor_ratio}));
     }
 
     /// A target met when `value` is at most `limit`.
@@ -148,16 +149,11 @@ impl Bench {
         self.add("schema.parsed", &format!("{first}, received and parsed"), parsed);
         let name = "query-qmp-schema parsed by our client, over raw";
         self.ratio(name, (parsed.median, "parsed"), (raw.median, "raw"), 1.1);
-        let mut lines = runs.iter().flat_map(|c| c.get(large)).flat_map(|c| c.out.lines());
-        let size = lines.find(|line| line.starts_with("query-qmp-schema: "));
-        self.notes.extend(size.map(|size| format!("test_large_response notes '{size}'.")));
         self.add("suite.jobs1", "whole suite, --jobs 1", one_job);
         let (default_jobs, _) = suite(&[])?;
         self.add("suite.default", "whole suite, default jobs", default_jobs);
-        let mut seed_args: Vec<&str> =
-            scenarios::SPECIFIED.iter().flat_map(|s| ["--scenario", s]).collect();
-        seed_args.extend(["--route", "commands"]);
-        let (seeds, _) = suite(&seed_args)?;
+        let seeds = scenarios::SPECIFIED.iter().flat_map(|s| ["--scenario", s]);
+        let (seeds, _) = suite(&seeds.chain(["--route", "commands"]).collect::<Vec<_>>())?;
         self.add("seeds.default", SEEDS_LABEL, seeds);
         let (phases, heaviest) = phase_table(&runs);
         self.notes.extend(heaviest);
@@ -223,8 +219,8 @@ impl Bench {
         Ok(runs)
     }
 
-    /// The notes, then the report: printed, and written as JSON.
-    fn write(mut self, cold: Option<[cold::Run; 3]>) -> Result<()> {
+    /// The notes, then the report written into `dir` (see [`report::write`]).
+    fn write(mut self, cold: Option<[cold::Run; 3]>, dir: &Path) -> Result<report::Written> {
         let (quiet, floor) = (secs(scenarios::QUIET_WINDOW.as_secs_f64()), secs(self.floor.median));
         self.notes.extend([
             format!(
@@ -244,10 +240,7 @@ impl Bench {
             "machine": self.machine, "runs": self.runs, "figures": self.figures,
             "targets": self.targets, "notes": self.notes, "seed_phases_s": self.phases,
             "cold": cold});
-        let (table, latest, dated) = report::write(&report, &paths::target_dir().join("bench"))?;
-        println!("{table}");
-        eprintln!("wrote {} and {}", latest.display(), dated.display());
-        Ok(())
+        report::write(&report, dir)
     }
 }
 
@@ -283,4 +276,25 @@ fn phase_table(runs: &[Cases]) -> (Value, Option<String>) {
         )
     });
     (json!(rows), note)
+}
+
+#[test]
+fn the_report_is_written_as_the_docs_read_it() {
+    let (floor, machine) = (Stats::of(&[0.02]).unwrap(), report::host("10.2.2".into()));
+    let out = "phase harness: 1.000 ms".to_owned();
+    let case =
+        Case { name: "test_hotplug_cycle".into(), qom: false, secs: 0.012, failure: None, out };
+    let (phases, _) = phase_table(&[Cases::from([(case.name.clone(), case)])]);
+    let mut b = Bench { runs: 1, machine, floor, phases, ..Default::default() };
+    b.add("floor", "floor", floor);
+    b.target("a target", 0.5, 1.0, "s", "a basis".into());
+    let dir = tempfile::tempdir().unwrap();
+    let (md, latest, dated) = b.write(None, dir.path()).unwrap();
+    assert!(dated.file_name().unwrap().to_string_lossy().starts_with("bench-20"), "{dated:?}");
+    assert_eq!(std::fs::read(latest).unwrap(), std::fs::read(dated).unwrap());
+    assert!(md.contains("| floor | 1 | 20.0 ms | 20.0 ms | 20.0 ms | 1.00 |"), "{md}");
+    assert!(md.contains("| a target (a basis) | 500.0 ms | 1.00 s | yes |"), "{md}");
+    let row =
+        "| test_hotplug_cycle | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 1.0 | 12.0 |";
+    assert!(md.contains(row) && md.contains("- QEMU: 10.2.2\n"), "{md}");
 }

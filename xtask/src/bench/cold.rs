@@ -1,8 +1,7 @@
 //! `cargo xtask test` from fresh clones, side by side: an earlier commit
-//! and HEAD with nothing built, then HEAD again with the ccache the first
-//! HEAD run filled; each step's time read off the lines the run prints.
-//! Host packages, crates and pip's downloads are on the machine already,
-//! as the figure is defined; nothing else carries over.
+//! and HEAD with nothing built, then HEAD with the ccache of the run before
+//! (host packages, crates and pip's downloads present, nothing else); each
+//! step's time read off the lines the run prints.
 
 use std::path::Path;
 
@@ -14,8 +13,7 @@ use super::process::run_timed;
 use crate::interrupt::Controlled;
 use crate::paths;
 
-/// One timed run: the whole process and each step it finished, in the
-/// order they finished.
+/// One timed run: the whole process, and each step in the order it ended.
 #[derive(Serialize)]
 pub struct Run {
     pub label: String,
@@ -25,7 +23,7 @@ pub struct Run {
 }
 
 /// Variables that would point a nested run at this checkout's caches or
-/// binaries instead of its own.
+/// binaries instead of its own (CCACHE_DIR is set for each run).
 const NOT_PASSED: &[&str] = &[
     "CARGO_TARGET_DIR",
     "XTASK_QEMU_CACHE",
@@ -33,11 +31,9 @@ const NOT_PASSED: &[&str] = &[
     crate::lock::HELD,
     "QMP_TESTS_BIN",
     "QEMU_SRC",
-    "CCACHE_DIR",
 ];
 
-/// The commit `rev` names in this checkout, checked before any figure is
-/// taken.
+/// The commit `rev` names in this checkout, checked before any figure.
 pub fn resolve(sh: &Shell, rev: &str) -> Result<String> {
     let root = paths::project_root();
     let spec = format!("{rev}^{{commit}}");

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 /// A figure's runs, summarised. Times are in seconds.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Stats {
     pub runs: usize,
     pub median: f64,
@@ -32,14 +32,6 @@ impl Stats {
     pub fn minus(self, offset: f64) -> Stats {
         let (median, min, max) = (self.median - offset, self.min - offset, self.max - offset);
         Stats { median, min, max, ..self }
-    }
-
-    /// The figure `key` (stable, for tools) as the report holds it;
-    /// `floor_ratio` for figures that contain a QEMU.
-    pub fn json(self, key: &str, label: &str, floor_ratio: Option<f64>) -> Value {
-        let Stats { runs, median, min, max } = self;
-        json!({"key": key, "label": label, "runs": runs, "median_s": median, "min_s": min,
-            "max_s": max, "floor_ratio": floor_ratio})
     }
 }
 
@@ -76,10 +68,12 @@ pub fn host(qemu: String) -> Value {
     })
 }
 
+/// The report as `cargo xtask docs --bench` renders it, and where it went.
+pub type Written = (String, PathBuf, PathBuf);
+
 /// Writes `report` as `latest.json` and a copy named after its date into
-/// `dir`; returns it as `cargo xtask docs --bench` renders it, and both
-/// paths.
-pub fn write(report: &Value, dir: &Path) -> Result<(String, PathBuf, PathBuf)> {
+/// `dir`.
+pub fn write(report: &Value, dir: &Path) -> Result<Written> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let stamp = report["date"].as_str().unwrap_or_default().replace(['-', ':'], "");
     let (latest, dated) = (dir.join("latest.json"), dir.join(format!("bench-{stamp}.json")));
@@ -97,20 +91,4 @@ fn medians_of_odd_even_and_no_runs() {
     assert_eq!(Stats::of(&[0.5]).unwrap().median, 0.5);
     assert_eq!(Stats::of(&[]), None);
     assert_eq!(odd.minus(1.5).max, 1.5);
-}
-
-#[test]
-fn the_report_is_written_as_the_docs_read_it() {
-    let floor = Stats::of(&[0.02]).unwrap().json("floor", "floor", Some(1.0));
-    let phases = json!({"harness": 0.001});
-    let report = json!({"date": "2000-02-29T12:00:00Z", "machine": host("10.2.2".into()),
-        "runs": 1, "figures": [floor], "targets": [], "notes": ["a note"], "cold": null,
-        "seed_phases_s": [{"scenario": "test_x", "phases": phases, "total": 0.012}]});
-    let dir = tempfile::tempdir().unwrap();
-    let (md, latest, dated) = write(&report, dir.path()).unwrap();
-    assert_eq!(dated.file_name().unwrap(), "bench-20000229T120000Z.json");
-    assert_eq!(std::fs::read(latest).unwrap(), std::fs::read(dated).unwrap());
-    assert!(md.contains("| floor | 1 | 20.0 ms | 20.0 ms | 20.0 ms | 1.00 |"), "{md}");
-    assert!(md.contains("| test_x | - | - | - | - | - | - | - | - | - | 1.0 | 12.0 |"), "{md}");
-    assert!(md.contains("- QEMU: 10.2.2\n"), "{md}");
 }
