@@ -14,9 +14,7 @@ use anyhow::{Context, Result};
 use qmp_tests::{phases::PHASES, probe, route::Route, scenarios};
 use xshell::Shell;
 
-use crate::docs::secs;
-use crate::suite::Case;
-use crate::{flags, lock, paths, pipeline, Done};
+use crate::{docs::secs, flags, lock, paths, pipeline, suite::Case, Done};
 use process::{time, Cases};
 use report::{sample, timed, Stats};
 use serde_json::{json, Value};
@@ -57,8 +55,8 @@ impl flags::Bench {
         let wired = (tree.as_path(), qemu, ready.qmp_tests.as_path());
         let meson = process::meson(sh, wired, &build.target, self.runs)?;
         b.add("seeds.meson", "  the same four through meson test (wired)", meson);
-        let floor = b.floor.median;
-        let basis = format!("1.5 x (floor {} + the reply {})", secs(floor), secs(reply));
+        let (floor, f, r) = (b.floor.median, secs(b.floor.median), secs(reply));
+        let basis = format!("1.5 x (floor {f} + a fresh QEMU's query-qmp-schema reply {r})");
         b.target(SEEDS_LABEL, seeds, 1.5 * (floor + reply), "s", basis);
         let name = "four seed scenarios, how many times faster than through meson test";
         b.ratio(name, (meson.median, "meson test"), (seeds, "qmp-tests"), 10.0);
@@ -226,8 +224,9 @@ impl Bench {
             format!(
                 "test_self_removal and the other silence checks watch {quiet} after a removal \
                  for anything a removed monitor must not send: that window is their 'harness' \
-                 phase, and the seeds cannot end sooner. x floor: over the floor ({floor})."
+                 phase, and the seeds cannot end sooner."
             ),
+            format!("x floor: a median over the floor's median ({floor})."),
             "each scenario alone, the phase table and the query-qmp-schema times are read off \
              the JUnit reports of the whole suite with --jobs 1."
                 .into(),
@@ -281,17 +280,21 @@ fn phase_table(runs: &[Cases]) -> (Value, Option<String>) {
 #[test]
 fn the_report_is_written_as_the_docs_read_it() {
     let (floor, machine) = (Stats::of(&[0.02]).unwrap(), report::host("10.2.2".into()));
-    let out = "phase harness: 1.000 ms".to_owned();
-    let case =
-        Case { name: "test_hotplug_cycle".into(), qom: false, secs: 0.012, failure: None, out };
-    let (phases, _) = phase_table(&[Cases::from([(case.name.clone(), case)])]);
+    let (name, out) = ("test_hotplug_cycle".to_owned(), "phase harness: 1.000 ms".to_owned());
+    let case = Case { name: name.clone(), qom: false, secs: 0.012, failure: None, out };
+    let (phases, _) = phase_table(&[Cases::from([(name, case)])]);
     let mut b = Bench { runs: 1, machine, floor, phases, ..Default::default() };
     b.add("floor", "floor", floor);
     b.target("a target", 0.5, 1.0, "s", "a basis".into());
     let dir = tempfile::tempdir().unwrap();
-    let (md, latest, dated) = b.write(None, dir.path()).unwrap();
+    let run = |label: &str| {
+        let (commit, steps) = ("abc".to_owned(), vec![("build".to_owned(), 200.0)]);
+        cold::Run { label: label.into(), commit, total_s: 300.0, steps }
+    };
+    let (md, latest, dated) = b.write(Some([run("a"), run("b"), run("c")]), dir.path()).unwrap();
     assert!(dated.file_name().unwrap().to_string_lossy().starts_with("bench-20"), "{dated:?}");
     assert_eq!(std::fs::read(latest).unwrap(), std::fs::read(dated).unwrap());
+    assert!(md.contains("--cold abc`") && md.contains("| build | 200.0 | 200.0 | 200.0 |"), "{md}");
     assert!(md.contains("| floor | 1 | 20.0 ms | 20.0 ms | 20.0 ms | 1.00 |"), "{md}");
     assert!(md.contains("| a target (a basis) | 500.0 ms | 1.00 s | yes |"), "{md}");
     let row =

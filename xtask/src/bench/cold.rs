@@ -10,8 +10,7 @@ use serde::Serialize;
 use xshell::{cmd, Shell};
 
 use super::process::run_timed;
-use crate::interrupt::Controlled;
-use crate::paths;
+use crate::{interrupt::Controlled, paths};
 
 /// One timed run: the whole process, and each step in the order it ended.
 #[derive(Serialize)]
