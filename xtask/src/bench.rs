@@ -204,7 +204,7 @@ impl Bench {
     /// and totals are the report's cold table.
     fn cold(&mut self, sh: &Shell, rev: &str) -> Result<[cold::Run; 3]> {
         let runs = cold::measure(sh, rev)?;
-        let [base, head, _] = &runs;
+        let [base, head, warm] = &runs;
         let build = |run: &cold::Run| {
             let step = run.steps.iter().find(|(name, _)| name == "build").map(|(_, s)| *s);
             step.with_context(|| format!("the run of {} printed no build step", run.label))
@@ -214,6 +214,18 @@ impl Bench {
         self.ratio(name, (head.total_s, "the whole"), (build, "its build step"), 1.15);
         let name = "its build step against the earlier commit's";
         self.ratio(name, (build, "HEAD"), (base_build, "side by side"), 1.0);
+        let basis = "host packages, crates and pip downloads present".to_owned();
+        self.target(
+            "cold cargo xtask test, fresh clone, empty ccache",
+            head.total_s,
+            240.0,
+            "s",
+            basis,
+        );
+        let name = "cold cargo xtask test against the earlier commit's";
+        self.ratio(name, (head.total_s, "HEAD"), (base.total_s, "the earlier commit"), 0.5);
+        let name = "the same from a second clone, ccache warm, against it";
+        self.ratio(name, (warm.total_s, "ccache warm"), (base.total_s, "the earlier commit"), 0.5);
         Ok(runs)
     }
 
