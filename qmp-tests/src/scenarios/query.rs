@@ -60,7 +60,7 @@ pub fn large_response(ctx: &mut Ctx) -> Result<()> {
         .execute_raw("query-qmp-schema", Value::Null, ctx.wait())
         .context("query-qmp-schema on the dynamic monitor")?;
     let received = start.elapsed();
-    let reply: Value = serde_json::from_slice(&raw)
+    let reply = crate::qmp::parse(&raw)
         .with_context(|| format!("the {}-byte query-qmp-schema reply is not JSON", raw.len()))?;
     // A fresh QEMU's first large reply, and our parse (`cargo xtask bench` reads both).
     ctx.note(time_line("timing", "query-qmp-schema reply", received));
