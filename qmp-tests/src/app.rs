@@ -70,12 +70,8 @@ fn config(args: &SuiteCli, qemu: &Path) -> Result<RunConfig> {
     let suite = &args.suite;
     Ok(RunConfig {
         qemu: qemu.to_owned(),
-        // A scenario spends most of its time waiting: on QEMU's start, a
-        // reply, or a window of silence. Twice the CPUs keeps them busy
-        // (the whole suite 9-10 s against 14-16 s with one per CPU, on 2
-        // cores).
         jobs: (suite.jobs)
-            .unwrap_or_else(|| 2 * thread::available_parallelism().map_or(1, |n| n.get())),
+            .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get())),
         settings: Settings {
             timeout: (suite.timeout).map_or(defaults.timeout, std::time::Duration::from_secs),
             wait: suite.wait,

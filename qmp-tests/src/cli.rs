@@ -17,7 +17,8 @@ pub struct SuiteArgs {
     /// run only NAME (repeatable; `qmp-tests --list` names them)
     #[arg(long = "scenario", value_name = "NAME", value_parser = scenario)]
     pub scenarios: Vec<String>,
-    /// scenarios run at once (default: twice the number of CPUs)
+    /// scenarios run at once (default: number of CPUs; twice that in
+    /// cargo xtask test's suite step, but for a sanitizer build)
     #[arg(long, value_name = "N", value_parser = positive::<usize>)]
     pub jobs: Option<usize>,
     /// how monitors are added and removed: commands (monitor-add,
