@@ -1,8 +1,8 @@
 //! What each step did, as one JSON line per step in the log directory,
 //! and the report made from those lines and the steps' JUnit files.
 
-use std::fs::File;
-use std::io::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::{first_line, BisectResult};
 
 const RECORDS: &str = "steps.jsonl";
+
+/// Seconds a step may spend outside configure, build and suite.
+const OVERHEAD_BUDGET: f64 = 2.0;
 
 /// What one step did.
 #[derive(Serialize, Deserialize)]
@@ -40,7 +43,7 @@ impl Record {
         let path = log_dir.join(RECORDS);
         let line = serde_json::to_string(self)
             .with_context(|| format!("encoding the record of step {}", self.short()))?;
-        let mut file = File::options()
+        let mut file = std::fs::File::options()
             .create(true)
             .append(true)
             .open(&path)
@@ -53,16 +56,13 @@ impl Record {
 pub(super) fn read(log_dir: &Path) -> Result<Vec<Record>> {
     let path = log_dir.join(RECORDS);
     let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        read => read.with_context(|| format!("reading {}", path.display()))?,
     };
-    text.lines()
-        .map(|line| {
-            serde_json::from_str(line)
-                .with_context(|| format!("parsing a step record in {}", path.display()))
-        })
-        .collect()
+    serde_json::Deserializer::from_str(&text)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing a step record in {}", path.display()))
 }
 
 /// The first failing (or erroring) scenario of a JUnit report and the
@@ -85,22 +85,18 @@ pub(super) fn render(
     result: &BisectResult,
     steps: &[Record],
 ) -> Result<String> {
-    let mut out = String::new();
-    match (first_bad, result) {
-        (Some(desc), _) => out.push_str(&format!("first bad {desc}\n\n")),
-        (None, BisectResult::Candidates(list)) => out.push_str(&format!(
+    let mut out = match (first_bad, result) {
+        (Some(desc), _) => format!("first bad {desc}\n\n"),
+        (None, BisectResult::Candidates(list)) => format!(
             "no single first bad commit (skipped commits in the way); one of:\n  {}\n\n",
             list.join("\n  ")
-        )),
-        _ => out.push_str("the bisect did not finish\n\n"),
-    }
+        ),
+        _ => "the bisect did not finish\n\n".to_owned(),
+    };
     let header = ["commit", "build s", "test s", "xtask s", "outcome", "failing scenario", "cause"];
-    let mut rows: Vec<[String; 7]> = Vec::new();
+    let mut rows = vec![header.map(str::to_owned)];
     for s in steps {
-        let failure = match &s.junit {
-            Some(junit) => first_failure(junit)?,
-            None => None,
-        };
+        let failure = s.junit.as_deref().map(first_failure).transpose()?.flatten();
         let (scenario, cause) = failure.unwrap_or_else(|| (String::new(), s.detail.clone()));
         rows.push([
             s.short().to_owned(),
@@ -112,40 +108,34 @@ pub(super) fn render(
             cause,
         ]);
     }
-    let mut widths = header.map(str::len);
+    let mut widths = [0; 7];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; 7]| {
-        let mut l = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            // Numbers right-aligned, text left; the last column unpadded.
-            match i {
-                1..=3 => l.push_str(&format!("{cell:>w$}  ")),
-                6 => l.push_str(cell),
-                _ => l.push_str(&format!("{cell:<w$}  ")),
-            }
-        }
-        l.trim_end().to_owned() + "\n"
-    };
-    out.push_str(&line(header));
     for row in &rows {
-        out.push_str(&line(row.each_ref().map(String::as_str)));
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            // Numbers right-aligned, text left; the last column unpadded.
+            let _ = match i {
+                1..=3 => write!(line, "{cell:>w$}  "),
+                6 => write!(line, "{cell}"),
+                _ => write!(line, "{cell:<w$}  "),
+            };
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     for s in steps.iter().filter(|s| s.overhead_secs > OVERHEAD_BUDGET) {
-        out.push_str(&format!(
-            "note: step {} spent {:.1}s in the xtask itself, over the {OVERHEAD_BUDGET}s budget\n",
+        let _ = writeln!(
+            out,
+            "note: step {} spent {:.1}s in the xtask itself, over the {OVERHEAD_BUDGET}s budget",
             s.short(),
             s.overhead_secs
-        ));
+        );
     }
     Ok(out)
 }
-
-/// Seconds a step may spend outside configure, build and suite.
-const OVERHEAD_BUDGET: f64 = 2.0;
 
 #[cfg(test)]
 mod tests {
