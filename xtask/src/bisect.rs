@@ -20,7 +20,7 @@ use crate::interrupt::Controlled;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::build::{self, BuildOptions};
+use crate::build;
 use crate::flags::{self, StepFlags, Unsupported};
 use crate::{deps, interrupt, lock, meson, paths, pipeline, series, source, suite, vcs, Done};
 
@@ -29,34 +29,20 @@ pub use step::step_main;
 /// The exit status that makes git abort the bisect: anything from 128 up.
 const ABORT: u8 = 128;
 
-/// The options a step needs; the bisect passes them on unchanged.
-struct Options {
-    flags: StepFlags,
-    /// The build's options from `flags`, checked.
-    build: BuildOptions,
-}
-
-impl Options {
-    fn new(flags: StepFlags, targets: pipeline::Targets) -> Result<Options> {
-        let build = flags.build.options(targets)?;
-        Ok(Options { flags, build })
-    }
-}
-
 /// What `git bisect run` passes to each step; paths that are not UTF-8
 /// reach the steps unchanged.
-fn step_args(tree: &Path, qmp_tests: &Path, log_dir: &Path, opts: &Options) -> Vec<OsString> {
+fn step_args(tree: &Path, qmp_tests: &Path, log_dir: &Path, flags: &StepFlags) -> Vec<OsString> {
     let mut args = qmp_tests::cli::Argv(vec![OsString::from("bisect-step")]);
     args.path("qemu-src", Some(tree));
     args.path("qmp-tests", Some(qmp_tests));
     args.path("log-dir", Some(log_dir));
-    args.0.extend(opts.flags.to_args());
+    args.0.extend(flags.to_args());
     args.0
 }
 
 /// `cargo xtask bisect`'s input, checked against the tree before
 /// anything moves: the tree, the good and bad commits, the steps' options.
-type Request = (PathBuf, String, String, Options);
+type Request = (PathBuf, String, String, StepFlags);
 
 impl flags::Bisect {
     pub fn run(self, sh: &Shell) -> Result<Done> {
@@ -71,7 +57,7 @@ impl flags::Bisect {
 /// The request checked against the tree before anything moves.
 fn check(sh: &Shell, flags: flags::Bisect) -> Result<Request> {
     let tree = source::locate(&flags.qemu_src)?.path;
-    let opts = Options::new(flags.step, pipeline::Targets::Tree(&tree))?;
+    let build = flags.step.build.options(pipeline::Targets::Tree(&tree))?;
     if !vcs::is_repo(sh, &tree) {
         bail!(
             "{} is not the top of a git repository; bisect needs the tree's history",
@@ -81,14 +67,14 @@ fn check(sh: &Shell, flags: flags::Bisect) -> Result<Request> {
     let good = resolve(sh, &tree, &flags.good, "--good")?;
     let bad = resolve(sh, &tree, &flags.bad, "--bad")?;
     // Mistakes every step would make are caught before anything moves.
-    build::configure_args(&tree, &opts.build)?;
-    if let Some(path) = &opts.flags.series {
+    build::configure_args(&tree, &build)?;
+    if let Some(path) = &flags.step.series {
         series::patch_files(path)?;
     }
-    Ok((tree, good, bad, opts))
+    Ok((tree, good, bad, flags.step))
 }
 
-fn run(sh: &Shell, (tree, good, bad, opts): &Request) -> Result<()> {
+fn run(sh: &Shell, (tree, good, bad, flags): &Request) -> Result<()> {
     restore_killed(sh, tree)?;
     check_tree(sh, tree)?;
     deps::ensure_host(sh)?;
@@ -99,7 +85,7 @@ fn run(sh: &Shell, (tree, good, bad, opts): &Request) -> Result<()> {
     eprintln!("==> bisecting {} (log: {})", tree.display(), log_dir.display());
 
     let session = Session::start(sh, tree, good, bad)?;
-    let status = run_steps(tree, &qmp_tests, &log_dir, opts);
+    let status = run_steps(tree, &qmp_tests, &log_dir, flags);
     // git may be gone (Ctrl-C) while a step still cleans up the tree: wait
     // for it before the reset, and keep later steps out.
     let lock = step_lock(&log_dir)?;
@@ -137,10 +123,9 @@ fn conclude(
     steps: &[report::Record],
     status: std::process::ExitStatus,
 ) -> Result<()> {
-    let unsupported = "no monitor-add";
     if !matches!(result, BisectResult::Found(_))
         && !steps.is_empty()
-        && steps.iter().all(|s| s.outcome == unsupported)
+        && steps.iter().all(|s| s.outcome == step::NO_MONITOR_ADD)
     {
         bail!(
             "every step's QEMU had no monitor-add, so no commit could be judged; \
@@ -189,9 +174,7 @@ fn restore_killed(sh: &Shell, tree: &Path) -> Result<()> {
     eprintln!("==> a killed cargo xtask bisect left {} mid-bisect; restoring it", tree.display());
     interrupt::cleanup(|| -> Result<()> {
         meson::unwire(tree)?;
-        if git_path(sh, tree, "rebase-apply")?.exists() {
-            cmd!(sh, "git -C {tree} am --abort").quiet().spawn_run()?;
-        }
+        abort_am(sh, tree)?;
         if git_path(sh, tree, "BISECT_START")?.exists() {
             reset(tree)?;
         }
@@ -199,6 +182,14 @@ fn restore_killed(sh: &Shell, tree: &Path) -> Result<()> {
     })
     .with_context(|| format!("restoring {} after a killed bisect", tree.display()))?;
     std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))
+}
+
+/// Ends the `git am` a step was cut off in, if any.
+fn abort_am(sh: &Shell, tree: &Path) -> Result<()> {
+    if git_path(sh, tree, "rebase-apply")?.exists() {
+        cmd!(sh, "git -C {tree} am --abort").quiet().spawn_run()?;
+    }
+    Ok(())
 }
 
 /// Refuses a tree that bisecting would lose work in.
@@ -341,7 +332,7 @@ fn run_steps(
     tree: &Path,
     qmp_tests: &Path,
     log_dir: &Path,
-    opts: &Options,
+    flags: &StepFlags,
 ) -> Result<std::process::ExitStatus> {
     let exe = std::env::current_exe().context("locating the xtask binary for the bisect steps")?;
     let mut command = std::process::Command::new("git");
@@ -350,7 +341,7 @@ fn run_steps(
         .arg(tree)
         .args(["bisect", "run"])
         .arg(exe)
-        .args(step_args(tree, qmp_tests, log_dir, opts))
+        .args(step_args(tree, qmp_tests, log_dir, flags))
         .env(step::BISECT_PID, std::process::id().to_string())
         .stdin(std::process::Stdio::null());
     // The signal thread passes a signal on to git and the steps, also when it
@@ -405,6 +396,11 @@ fn describe_commit(sh: &Shell, tree: &Path, commit: &str) -> Result<String> {
         .with_context(|| format!("describing {commit} in {}", tree.display()))
 }
 
+/// A commit's hash, shortened as the report shows it.
+fn short(commit: &str) -> &str {
+    &commit[..12.min(commit.len())]
+}
+
 /// The first non-blank line, trimmed: a cause that fits in a table cell.
 fn first_line(text: &str) -> &str {
     text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
@@ -448,24 +444,23 @@ mod tests {
         else {
             panic!("bisect's flags do not parse")
         };
-        let opts = Options::new(bisect.step, pipeline::Targets::AtBuild).unwrap();
         // Paths that are not UTF-8 reach the step byte for byte.
         use std::os::unix::ffi::OsStrExt;
         let odd = |name: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(name));
         let (tree, bin, logs) = (odd(b"/q/caf\xe9"), odd(b"/b\xff"), odd(b"/l\xfe"));
-        let argv = step_args(&tree, &bin, &logs, &opts);
+        let argv = step_args(&tree, &bin, &logs, &bisect.step);
         assert_eq!(argv[0], "bisect-step");
         let back = crate::flags::BisectStep::try_parse_from(&argv).unwrap();
         assert_eq!(back.qemu_src, tree);
         assert_eq!(back.qmp_tests, bin);
         assert_eq!(back.log_dir, logs);
-        let back = Options::new(back.step, pipeline::Targets::AtBuild).unwrap();
-        assert_eq!(back.flags.suite, opts.flags.suite);
-        assert_eq!(back.flags.suite.scenarios, ["test_self_removal"]);
-        assert_eq!(back.build.target, "aarch64");
-        assert_eq!(back.build.configure_args, ["--enable-debug"]);
-        assert_eq!(back.build.sanitize, ["address"]);
-        assert_eq!(back.flags.unsupported, Unsupported::Bad);
-        assert_eq!(back.flags.series, Some(PathBuf::from("/s")));
+        let build = back.step.build.options(pipeline::Targets::AtBuild).unwrap();
+        assert_eq!(back.step.suite, bisect.step.suite);
+        assert_eq!(back.step.suite.scenarios, ["test_self_removal"]);
+        assert_eq!(build.target, "aarch64");
+        assert_eq!(build.configure_args, ["--enable-debug"]);
+        assert_eq!(build.sanitize, ["address"]);
+        assert_eq!(back.step.unsupported, Unsupported::Bad);
+        assert_eq!(back.step.series, Some(PathBuf::from("/s")));
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{first_line, BisectResult};
+use super::{first_line, short, BisectResult};
 
 const RECORDS: &str = "steps.jsonl";
 
@@ -34,7 +34,7 @@ pub(super) struct Record {
 
 impl Record {
     pub fn short(&self) -> &str {
-        &self.commit[..12.min(self.commit.len())]
+        short(&self.commit)
     }
 
     /// Steps run one after another, so appending a line each keeps them

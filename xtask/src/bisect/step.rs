@@ -3,6 +3,7 @@
 //! suite), then the tree put back for the next checkout.
 //! Its exit status is its verdict.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -13,14 +14,18 @@ use qmp_tests::pidfd::PidFd;
 use rustix::process::{getpid, kill_process, Signal};
 use xshell::{cmd, Shell};
 
-use super::report::Record;
-use super::{first_line, step_lock, Options, Unsupported, ABORT};
+use super::report::{self, Record};
+use super::{first_line, short, step_lock, StepFlags, Unsupported, ABORT};
+use crate::build::BuildOptions;
 use crate::flags::BisectStep;
-use crate::pipeline::{self, Prepared, Run, SourceArgs, SuiteRun};
+use crate::pipeline::{Prepared, Run, SourceArgs, SuiteRun, Targets};
 use crate::suite::Outcome;
 use crate::{interrupt, series, source, vcs};
 use clap::Parser as _;
 use qmp_tests::cli::SuiteCli;
+
+/// The outcome of a step whose QEMU has no monitor-add.
+pub(super) const NO_MONITOR_ADD: &str = "no monitor-add";
 
 /// What a step found.
 #[derive(Debug)]
@@ -51,22 +56,16 @@ impl Finding {
         }
     }
 
-    fn outcome(&self) -> &'static str {
+    /// The outcome, as the report names it, and the detail that says why.
+    fn outcome(&self) -> (&'static str, &str) {
         match self {
-            Finding::Passed => "passed",
-            Finding::Failed => "failed",
-            Finding::Unsupported => "no monitor-add",
-            Finding::DoesNotBuild(_) => "does not build",
-            Finding::SeriesDoesNotApply(_) => "series does not apply",
-            Finding::Harness(_) => "harness failure",
-            Finding::Interrupted => "interrupted",
-        }
-    }
-
-    fn detail(&self) -> &str {
-        match self {
-            Finding::DoesNotBuild(d) | Finding::SeriesDoesNotApply(d) | Finding::Harness(d) => d,
-            _ => "",
+            Finding::Passed => ("passed", ""),
+            Finding::Failed => ("failed", ""),
+            Finding::Unsupported => (NO_MONITOR_ADD, ""),
+            Finding::DoesNotBuild(d) => ("does not build", d),
+            Finding::SeriesDoesNotApply(d) => ("series does not apply", d),
+            Finding::Harness(d) => ("harness failure", d),
+            Finding::Interrupted => ("interrupted", ""),
         }
     }
 }
@@ -82,13 +81,12 @@ fn verdict_name(code: u8) -> &'static str {
 
 /// The step's entry point. Every way out maps to an exit status git
 /// understands; a panic (which would exit 101, "bad") aborts instead.
-pub fn step_main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
+pub fn step_main(args: impl Iterator<Item = OsString>) -> ExitCode {
     if let Err(err) = die_with_the_bisect() {
         eprintln!("error: bisect step: {err:#}; aborting the bisect");
         return ExitCode::from(ABORT);
     }
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(args)));
-    let code = match result {
+    let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(args))) {
         Ok(Ok(code)) => code,
         Ok(Err(err)) => {
             eprintln!("error: bisect step: {err:#}\nerror: aborting the bisect");
@@ -109,13 +107,11 @@ pub const BISECT_PID: &str = "XTASK_BISECT_PID";
 /// Ends this step like a Ctrl-C (SIGTERM to itself: its children are
 /// told, the tree is unwired and reset) when the bisect dies, kill -9
 /// included: the step must not build on, a tree wired, with no lock held.
-fn die_with_the_bisect() -> anyhow::Result<()> {
-    let Some(pid) = std::env::var(BISECT_PID).ok().and_then(|p| p.parse::<i32>().ok()) else {
+fn die_with_the_bisect() -> Result<()> {
+    let Some(pid) = std::env::var(BISECT_PID).ok().and_then(|p| p.parse::<u32>().ok()) else {
         return Ok(());
     };
-    let Ok(bisect) = u32::try_from(pid).map_err(std::io::Error::other).and_then(PidFd::open) else {
-        anyhow::bail!("the bisect (process {pid}) is gone");
-    };
+    let bisect = PidFd::open(pid).with_context(|| format!("the bisect (process {pid}) is gone"))?;
     std::thread::spawn(move || {
         // No deadline but the bisect's end: a day at a time.
         let day = Duration::from_secs(86_400);
@@ -137,16 +133,20 @@ struct Step<'a> {
     sh: &'a Shell,
     tree: PathBuf,
     qmp_tests: PathBuf,
+    /// Where the suite writes its report.
     dir: PathBuf,
     commit: String,
-    opts: &'a Options,
+    flags: StepFlags,
+    build: BuildOptions,
 }
 
-fn step(args: impl Iterator<Item = std::ffi::OsString>) -> Result<u8> {
+fn step(args: impl Iterator<Item = OsString>) -> Result<u8> {
     let start = Instant::now();
-    let BisectStep { qemu_src: tree, qmp_tests, log_dir, step } = BisectStep::try_parse_from(args)
-        .context("bisect-step is run by `cargo xtask bisect`; see `cargo xtask bisect --help`")?;
-    let opts = Options::new(step, pipeline::Targets::AtBuild)?;
+    let BisectStep { qemu_src: tree, qmp_tests, log_dir, step: flags } =
+        BisectStep::try_parse_from(args).context(
+            "bisect-step is run by `cargo xtask bisect`; see `cargo xtask bisect --help`",
+        )?;
+    let build = flags.build.options(Targets::AtBuild)?;
     let sh = Shell::new()?;
     let _lock = step_lock(&log_dir)?;
     // A step that git started just before a Ctrl-C must not touch the tree
@@ -154,45 +154,56 @@ fn step(args: impl Iterator<Item = std::ffi::OsString>) -> Result<u8> {
     interrupt::check()?;
 
     let commit = vcs::head(&sh, &tree)?;
-    let short = &commit[..12.min(commit.len())];
+    let short = short(&commit);
     let subject = cmd!(sh, "git -C {tree} log -1 --format=%s").quiet().spawn_read()?;
     eprintln!("==> bisect step {short}: {subject}");
-    let step = Step {
-        sh: &sh,
-        dir: log_dir.join(format!("step-{short}")),
-        tree,
-        qmp_tests,
-        commit: commit.clone(),
-        opts: &opts,
-    };
+    let dir = log_dir.join(format!("step-{short}"));
+    let step = Step { sh: &sh, tree, qmp_tests, dir, commit: commit.clone(), flags, build };
     let mut timing = Timing::default();
     let finding = test_leaving_clean(&step, &mut timing);
-    let junit = keep_junit(&step.dir, &log_dir.join(format!("step-{short}.xml")))?;
-    let code = finding.exit_code(opts.flags.unsupported);
+    // The suite's report, when it wrote one, goes beside the bisect log,
+    // where the report and the user look for it.
+    let written = step.dir.join("junit.xml");
+    let junit = written.exists().then(|| log_dir.join(format!("step-{short}.xml")));
+    if let Some(to) = &junit {
+        std::fs::copy(&written, to)
+            .with_context(|| format!("copying {} to {}", written.display(), to.display()))?;
+    }
+    let code = finding.exit_code(step.flags.unsupported);
+    let (outcome, detail) = finding.outcome();
     // Read before this step's record is added: is it the first to find
     // no monitor-add?
-    let first_unsupported = matches!(finding, Finding::Unsupported)
-        && !super::report::read(&log_dir)?
-            .iter()
-            .any(|r| r.outcome == Finding::Unsupported.outcome());
-    let total = start.elapsed();
-    let overhead = total.saturating_sub(timing.build + timing.test);
+    let first_unsupported = outcome == NO_MONITOR_ADD
+        && !report::read(&log_dir)?.iter().any(|r| r.outcome == NO_MONITOR_ADD);
+    let overhead = start.elapsed().saturating_sub(timing.build + timing.test);
     Record {
         commit: commit.clone(),
         subject,
         build_secs: timing.build.as_secs_f64(),
         test_secs: timing.test.as_secs_f64(),
         overhead_secs: overhead.as_secs_f64(),
-        outcome: finding.outcome().to_owned(),
+        outcome: outcome.to_owned(),
         verdict: verdict_name(code).to_owned(),
-        detail: first_line(finding.detail()).to_owned(),
+        detail: first_line(detail).to_owned(),
         junit,
     }
     .append(&log_dir)?;
     if first_unsupported && code == 125 {
-        eprintln!("{}", no_monitor_add_hint(short, opts.flags.series.is_some()));
+        eprintln!("{}", no_monitor_add_hint(short, step.flags.series.is_some()));
     }
-    say_verdict(short, &finding, code, &timing, overhead);
+    // A harness failure says the bisect stops.
+    if matches!(finding, Finding::Harness(_)) {
+        eprintln!("error: {detail}\nerror: not the commit's fault: aborting the bisect");
+    } else if !detail.is_empty() {
+        eprintln!("{detail}");
+    }
+    eprintln!(
+        "==> bisect step {short}: {} ({outcome}; build {:.1}s, tests {:.2}s, xtask {:.2}s)",
+        verdict_name(code),
+        timing.build.as_secs_f64(),
+        timing.test.as_secs_f64(),
+        overhead.as_secs_f64()
+    );
     Ok(code)
 }
 
@@ -217,58 +228,23 @@ fn test_leaving_clean(step: &Step, timing: &mut Timing) -> Finding {
     }
 }
 
-/// The step's verdict and times; a harness failure says the bisect stops.
-fn say_verdict(short: &str, finding: &Finding, code: u8, timing: &Timing, overhead: Duration) {
-    let detail = finding.detail();
-    if matches!(finding, Finding::Harness(_)) {
-        eprintln!("error: {detail}\nerror: not the commit's fault: aborting the bisect");
-    } else if !detail.is_empty() {
-        eprintln!("{detail}");
-    }
-    eprintln!(
-        "==> bisect step {short}: {} ({}; build {:.1}s, tests {:.2}s, xtask {:.2}s)",
-        verdict_name(code),
-        finding.outcome(),
-        timing.build.as_secs_f64(),
-        timing.test.as_secs_f64(),
-        overhead.as_secs_f64()
-    );
-}
-
 /// Said on the first step whose QEMU has no monitor-add, when such steps
 /// are skipped: upstream QEMU has none, so a plain bisect of it skips
 /// every step and ends without an answer.
-pub(super) fn no_monitor_add_hint(short: &str, with_series: bool) -> String {
-    let mut hint = format!(
+fn no_monitor_add_hint(short: &str, with_series: bool) -> String {
+    let advice = if with_series {
+        "The --series given applied here, yet gave no monitor-add: \
+         check that it is the monitor-hotplug series."
+    } else {
+        "To bisect it with the series applied on each commit, add \
+         `--series patches/monitor-hotplug` (or your own series); \
+         `--unsupported good` or `bad` counts such commits instead."
+    };
+    format!(
         "note: {short} has no monitor-add, so this step is skipped (--unsupported skip). \
          QEMU without a monitor-hotplug series has none: a bisect of such a history \
-         skips every step and ends without an answer."
-    );
-    if with_series {
-        hint.push_str(
-            " The --series given applied here, yet gave no monitor-add: \
-             check that it is the monitor-hotplug series.",
-        );
-    } else {
-        hint.push_str(
-            " To bisect it with the series applied on each commit, add \
-             `--series patches/monitor-hotplug` (or your own series); \
-             `--unsupported good` or `bad` counts such commits instead.",
-        );
-    }
-    hint
-}
-
-/// Copies the suite's report (when it wrote one) beside the bisect log,
-/// where the report and the user look for it.
-fn keep_junit(step_dir: &Path, to: &Path) -> Result<Option<PathBuf>> {
-    let junit = step_dir.join("junit.xml");
-    if !junit.exists() {
-        return Ok(None);
-    }
-    std::fs::copy(&junit, to)
-        .with_context(|| format!("copying {} to {}", junit.display(), to.display()))?;
-    Ok(Some(to.to_path_buf()))
+         skips every step and ends without an answer. {advice}"
+    )
 }
 
 /// The steps of `cargo xtask test` on the step's commit: the tree as it
@@ -277,17 +253,22 @@ fn keep_junit(step_dir: &Path, to: &Path) -> Result<Option<PathBuf>> {
 /// failures (a venv pip cannot make included: that is the machine's
 /// fault, not the commit's); the commit's own failures are findings.
 fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
-    let sh = step.sh;
-    let flags = &step.opts.flags;
-    let mut run = Run::new(sh, 5 + usize::from(flags.series.is_some()));
-    let tree = run.source(&SourceArgs::located(source::locate(&step.tree)?))?;
+    let (sh, tree) = (step.sh, &step.tree);
+    let mut run = Run::new(sh, 5 + usize::from(step.flags.series.is_some()));
+    let located = run.source(&SourceArgs::located(source::locate(tree)?))?;
     // Declared before the wiring, so that the wiring is undone first.
     let mut _series = None;
-    let prepared = match flags.series.as_deref() {
-        None => Prepared { tree, series: "none".into() },
+    let series = match step.flags.series.as_deref() {
+        None => "none".to_owned(),
         Some(path) => {
+            // Applied in place with the same `git am` as `cargo xtask test`;
+            // the outer error is the harness's, the inner one says why the
+            // series does not apply here.
             let applied = run.own("series", || {
-                let applied = apply_series(step, path)?;
+                let files = series::patch_files(path)?;
+                // Exists before git am starts, so a cut-off am is undone too.
+                let guard = SeriesGuard { tree: tree.clone(), commit: step.commit.clone() };
+                let applied = series::am(sh, tree, &files, path)?.map(|()| guard);
                 let summary = match &applied {
                     Ok(_) => format!("{} applied in place", path.display()),
                     Err(_) => "does not apply".to_owned(),
@@ -298,38 +279,38 @@ fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
                 Ok(guard) => _series = Some(guard),
                 Err(why) => return Ok(Finding::SeriesDoesNotApply(why)),
             }
-            Prepared { tree, series: path.display().to_string() }
+            path.display().to_string()
         }
     };
+    let prepared = Prepared { tree: located, series };
     let guard = run.wire(&prepared.tree, &step.qmp_tests)?;
     let started = Instant::now();
     let python = run
-        .venv(&step.tree)
+        .venv(tree)
         .context("making the python venv failed: the machine's fault, not the commit's")?;
-    let built = run.build(&step.tree, &python, &step.opts.build);
+    let built = run.build(tree, &python, &step.build);
     timing.build += started.elapsed();
     let built = match built {
         Ok(built) => built,
         Err(err) if is_build_failure(&err) => {
             eprintln!("{err:#}");
-            return Ok(Finding::DoesNotBuild(build_cause(&format!("{err:#}"), &step.tree)));
+            return Ok(Finding::DoesNotBuild(build_cause(&format!("{err:#}"), tree)));
         }
         Err(err) => return Err(err),
     };
     let started = Instant::now();
-    let suite = SuiteCli {
-        suite: flags.suite.clone(),
-        junit: Some(step.dir.join("junit.xml")),
-        ..SuiteCli::default()
-    };
     let outcome = run.suite(SuiteRun {
         prepared: &prepared,
         commit: Some(step.commit.clone()),
         built: &built,
         qmp_tests: &step.qmp_tests,
         qmp_python: None,
-        program: step.opts.build.program,
-        opts: &suite,
+        program: step.build.program,
+        opts: &SuiteCli {
+            suite: step.flags.suite.clone(),
+            junit: Some(step.dir.join("junit.xml")),
+            ..SuiteCli::default()
+        },
     });
     timing.test += started.elapsed();
     if let Some(guard) = guard {
@@ -359,37 +340,16 @@ struct SeriesGuard {
 
 impl Drop for SeriesGuard {
     fn drop(&mut self) {
-        interrupt::cleanup(|| self.reset());
-    }
-}
-
-impl SeriesGuard {
-    fn reset(&self) {
         let (tree, commit) = (&self.tree, &self.commit);
         let Ok(sh) = Shell::new() else { return };
-        let am_dir = cmd!(sh, "git -C {tree} rev-parse --git-path rebase-apply")
-            .quiet()
-            .spawn_read()
-            .map(|p| tree.join(p));
-        if am_dir.is_ok_and(|d| d.exists()) {
-            let _ = cmd!(sh, "git -C {tree} am --abort").quiet().ignore_stderr().spawn_run();
-        }
-        if let Err(err) =
-            cmd!(sh, "git -C {tree} reset --quiet --hard {commit}").quiet().spawn_run()
-        {
-            eprintln!("error: could not reset {} to {commit}: {err}", tree.display());
-        }
+        interrupt::cleanup(|| {
+            let _ = super::abort_am(&sh, tree);
+            let reset = cmd!(sh, "git -C {tree} reset --quiet --hard {commit}").quiet().spawn_run();
+            if let Err(err) = reset {
+                eprintln!("error: could not reset {} to {commit}: {err}", tree.display());
+            }
+        });
     }
-}
-
-/// Applies the series on the step's commit, in place, with the same
-/// `git am` as `cargo xtask test`. The outer error is the harness's; the
-/// inner one says why the series does not apply here.
-fn apply_series(step: &Step, path: &Path) -> Result<Result<SeriesGuard, String>> {
-    let files = series::patch_files(path)?;
-    // Exists before git am starts, so a cut-off am is undone too.
-    let guard = SeriesGuard { tree: step.tree.clone(), commit: step.commit.clone() };
-    Ok(series::am(step.sh, &step.tree, &files, path)?.map(|()| guard))
 }
 
 /// The line of a failed configure or build that says why: the first error
@@ -404,16 +364,11 @@ fn build_cause(output: &str, tree: &Path) -> String {
     // Sources are named relative to the build directory
     // (../../src/qemu/monitor/x.c), headers often by absolute path.
     let absolute = format!("{}/", tree.display());
-    if let Some(rest) = line.strip_prefix(&absolute) {
-        return rest.to_owned();
-    }
-    let name = tree.file_name().map(|n| format!("/{}/", n.to_string_lossy()));
-    match name {
-        Some(name) if line.starts_with("../") => {
-            line.find(&name).map_or(line, |i| &line[i + name.len()..]).to_owned()
-        }
-        _ => line.to_owned(),
-    }
+    let relative = match tree.file_name().map(|n| format!("/{}/", n.to_string_lossy())) {
+        Some(name) if line.starts_with("../") => line.find(&name).map(|i| &line[i + name.len()..]),
+        _ => None,
+    };
+    line.strip_prefix(&absolute).or(relative).unwrap_or(line).to_owned()
 }
 
 #[cfg(test)]
