@@ -17,17 +17,22 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::interrupt::Controlled;
-use anyhow::{bail, Context, Result};
+use anyhow::{ensure, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::build;
 use crate::flags::{self, StepFlags, Unsupported};
-use crate::{deps, interrupt, lock, meson, paths, pipeline, series, source, suite, vcs, Done};
+use crate::pipeline::Targets;
+use crate::{build, deps, interrupt, lock, meson, paths, series, source, suite, vcs, Done};
 
 pub use step::step_main;
 
 /// The exit status that makes git abort the bisect: anything from 128 up.
 const ABORT: u8 = 128;
+
+/// Marks a tree as being bisected by the xtask, in its git directory:
+/// a run that finds it and no bisect running (it holds the lock) knows a
+/// killed one left the tree mid-bisect.
+const MARKER: &str = "xtask-bisect";
 
 /// What `git bisect run` passes to each step; paths that are not UTF-8
 /// reach the steps unchanged.
@@ -40,55 +45,75 @@ fn step_args(tree: &Path, qmp_tests: &Path, log_dir: &Path, flags: &StepFlags) -
     args.0
 }
 
-/// `cargo xtask bisect`'s input, checked against the tree before
-/// anything moves: the tree, the good and bad commits, the steps' options.
-type Request = (PathBuf, String, String, StepFlags);
-
 impl flags::Bisect {
     pub fn run(self, sh: &Shell) -> Result<Done> {
-        let request = check(sh, self)?;
+        // Checked against the tree before anything moves.
+        let tree = source::locate(&self.qemu_src)?.path;
+        let build = self.step.build.options(Targets::Tree(&tree))?;
+        ensure!(
+            vcs::is_repo(sh, &tree),
+            "{} is not the top of a git repository; bisect needs the tree's history",
+            tree.display()
+        );
+        let good = resolve(sh, &tree, &self.good, "--good")?;
+        let bad = resolve(sh, &tree, &self.bad, "--bad")?;
+        // Mistakes every step would make are caught before anything moves.
+        build::configure_args(&tree, &build)?;
+        if let Some(path) = &self.step.series {
+            series::patch_files(path)?;
+        }
         // The steps build in the cache under this lock, not their own.
         let _lock = lock::cache()?;
-        run(sh, &request)?;
+        restore_killed(sh, &tree)?;
+        // A tree that bisecting would lose work in is refused.
+        let dirty = vcs::status(sh, &tree)?;
+        ensure!(
+            dirty.is_empty(),
+            "{} has uncommitted changes; commit or stash them first (nothing was touched):\n  {}",
+            tree.display(),
+            dirty.join("\n  ")
+        );
+        ensure!(
+            !git_path(sh, &tree, "BISECT_START")?.exists(),
+            "a bisect is already in progress in {}; end it with `git bisect reset` first",
+            tree.display()
+        );
+        deps::ensure_host(sh)?;
+        // Made once here, so no step pays for it (or for pip) as overhead.
+        deps::ensure_python(sh, &tree)?;
+        let qmp_tests = suite::binary(sh)?;
+        let log_dir = new_log_dir()?;
+        eprintln!("==> bisecting {} (log: {})", tree.display(), log_dir.display());
+        let exe =
+            std::env::current_exe().context("locating the xtask binary for the bisect steps")?;
+        let mut git = std::process::Command::new("git");
+        git.arg("-C").arg(&tree).args(["bisect", "run"]).arg(exe);
+        git.args(step_args(&tree, &qmp_tests, &log_dir, &self.step))
+            .env(step::BISECT_PID, std::process::id().to_string())
+            .stdin(std::process::Stdio::null());
+        bisect(sh, &tree, [&good, &bad], git, &log_dir)?;
         Ok(Done::Ok)
     }
 }
 
-/// The request checked against the tree before anything moves.
-fn check(sh: &Shell, flags: flags::Bisect) -> Result<Request> {
-    let tree = source::locate(&flags.qemu_src)?.path;
-    let build = flags.step.build.options(pipeline::Targets::Tree(&tree))?;
-    if !vcs::is_repo(sh, &tree) {
-        bail!(
-            "{} is not the top of a git repository; bisect needs the tree's history",
-            tree.display()
-        );
-    }
-    let good = resolve(sh, &tree, &flags.good, "--good")?;
-    let bad = resolve(sh, &tree, &flags.bad, "--bad")?;
-    // Mistakes every step would make are caught before anything moves.
-    build::configure_args(&tree, &build)?;
-    if let Some(path) = &flags.step.series {
-        series::patch_files(path)?;
-    }
-    Ok((tree, good, bad, flags.step))
-}
-
-fn run(sh: &Shell, (tree, good, bad, flags): &Request) -> Result<()> {
-    restore_killed(sh, tree)?;
-    check_tree(sh, tree)?;
-    deps::ensure_host(sh)?;
-    // Made once here, so no step pays for it (or for pip) as overhead.
-    deps::ensure_python(sh, tree)?;
-    let qmp_tests = suite::binary(sh)?;
-    let log_dir = new_log_dir()?;
-    eprintln!("==> bisecting {} (log: {})", tree.display(), log_dir.display());
-
+/// Runs `git bisect run`, `git`, over `good..bad`, and reports what it
+/// found.
+fn bisect(
+    sh: &Shell,
+    tree: &Path,
+    [good, bad]: [&str; 2],
+    mut git: std::process::Command,
+    log_dir: &Path,
+) -> Result<()> {
     let session = Session::start(sh, tree, good, bad)?;
-    let status = run_steps(tree, &qmp_tests, &log_dir, flags);
+    // The signal thread passes a signal on to git and the steps, also when it
+    // was sent to the xtask alone, and from the moment git starts: a
+    // check-then-wait loop here would lose one that came in between.
+    let status = interrupt::spawn(&mut git, "git bisect run")
+        .and_then(|mut git| git.child.wait().context("waiting for git bisect run"));
     // git may be gone (Ctrl-C) while a step still cleans up the tree: wait
     // for it before the reset, and keep later steps out.
-    let lock = step_lock(&log_dir)?;
+    let lock = step_lock(log_dir)?;
     // What git concluded is in the log's comment lines, which are meant for
     // people and stable across git versions.
     let git_log = interrupt::cleanup(|| {
@@ -100,9 +125,16 @@ fn run(sh: &Shell, (tree, good, bad, flags): &Request) -> Result<()> {
     let reset = interrupt::cleanup(|| session.finish());
     drop(lock);
 
-    let steps = report::read(&log_dir)?;
+    let steps = report::read(log_dir)?;
     let first_bad = match &result {
-        BisectResult::Found(commit) => Some(describe_commit(sh, tree, commit)?),
+        BisectResult::Found(commit) => {
+            let format = "--format=commit %H%n  subject: %s%n  author:  %an <%ae>%n  date:    %ad";
+            let show = cmd!(sh, "git -C {tree} show --no-patch {format} {commit}").quiet();
+            Some(
+                show.spawn_read()
+                    .with_context(|| format!("describing {commit} in {}", tree.display()))?,
+            )
+        }
         _ => None,
     };
     let report = report::render(first_bad.as_deref(), &result, &steps)?;
@@ -111,31 +143,22 @@ fn run(sh: &Shell, (tree, good, bad, flags): &Request) -> Result<()> {
     std::fs::write(&log, format!("{report}\ngit bisect log:\n{git_log}\n"))
         .with_context(|| format!("writing the bisect log {}", log.display()))?;
     eprintln!("bisect log: {}", log.display());
-
     reset?;
     interrupt::check()?;
-    conclude(result, &steps, status?)
-}
+    let status = status?;
 
-/// What the bisect concluded: a first bad commit, or why there is none.
-fn conclude(
-    result: BisectResult,
-    steps: &[report::Record],
-    status: std::process::ExitStatus,
-) -> Result<()> {
-    if !matches!(result, BisectResult::Found(_))
-        && !steps.is_empty()
-        && steps.iter().all(|s| s.outcome == step::NO_MONITOR_ADD)
-    {
-        bail!(
-            "every step's QEMU had no monitor-add, so no commit could be judged; \
-             bisect with the series applied on each commit: --series patches/monitor-hotplug \
-             (or your own series)"
-        );
-    }
+    // What the bisect concluded: a first bad commit, or why there is none.
+    ensure!(
+        matches!(result, BisectResult::Found(_))
+            || steps.is_empty()
+            || steps.iter().any(|s| s.outcome != step::NO_MONITOR_ADD),
+        "every step's QEMU had no monitor-add, so no commit could be judged; \
+         bisect with the series applied on each commit: --series patches/monitor-hotplug \
+         (or your own series)"
+    );
     match result {
         BisectResult::Found(_) => Ok(()),
-        BisectResult::Candidates(list) => bail!(
+        BisectResult::Candidates(list) => anyhow::bail!(
             "only skipped commits are left: the first bad commit is one of {}",
             list.join(", ")
         ),
@@ -144,17 +167,12 @@ fn conclude(
                 .iter()
                 .rev()
                 .find(|s| s.verdict == "abort")
-                .map(|s| format!(": step {} aborted it: {}", s.short(), s.detail))
+                .map(|s| format!(": step {} aborted it: {}", short(&s.commit), s.detail))
                 .unwrap_or_default();
-            bail!("git bisect run did not finish ({status}){why}")
+            anyhow::bail!("git bisect run did not finish ({status}){why}")
         }
     }
 }
-
-/// Marks a tree as being bisected by the xtask, in its git directory:
-/// a run that finds it and no bisect running (it holds the lock) knows a
-/// killed one left the tree mid-bisect.
-const MARKER: &str = "xtask-bisect";
 
 fn git_path(sh: &Shell, tree: &Path, name: &str) -> Result<PathBuf> {
     let path = cmd!(sh, "git -C {tree} rev-parse --git-path {name}")
@@ -162,6 +180,14 @@ fn git_path(sh: &Shell, tree: &Path, name: &str) -> Result<PathBuf> {
         .spawn_read()
         .with_context(|| format!("locating the git directory of {}", tree.display()))?;
     Ok(tree.join(path))
+}
+
+/// Ends the `git am` a step was cut off in, if any.
+fn abort_am(sh: &Shell, tree: &Path) -> Result<()> {
+    if git_path(sh, tree, "rebase-apply")?.exists() {
+        cmd!(sh, "git -C {tree} am --abort").quiet().spawn_run()?;
+    }
+    Ok(())
 }
 
 /// Puts back what a killed bisect left: the wiring and series of its last
@@ -184,33 +210,6 @@ fn restore_killed(sh: &Shell, tree: &Path) -> Result<()> {
     std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))
 }
 
-/// Ends the `git am` a step was cut off in, if any.
-fn abort_am(sh: &Shell, tree: &Path) -> Result<()> {
-    if git_path(sh, tree, "rebase-apply")?.exists() {
-        cmd!(sh, "git -C {tree} am --abort").quiet().spawn_run()?;
-    }
-    Ok(())
-}
-
-/// Refuses a tree that bisecting would lose work in.
-fn check_tree(sh: &Shell, tree: &Path) -> Result<()> {
-    let dirty = vcs::status(sh, tree)?;
-    if !dirty.is_empty() {
-        bail!(
-            "{} has uncommitted changes; commit or stash them first (nothing was touched):\n  {}",
-            tree.display(),
-            dirty.join("\n  ")
-        );
-    }
-    if git_path(sh, tree, "BISECT_START")?.exists() {
-        bail!(
-            "a bisect is already in progress in {}; end it with `git bisect reset` first",
-            tree.display()
-        );
-    }
-    Ok(())
-}
-
 fn resolve(sh: &Shell, tree: &Path, rev: &str, flag: &str) -> Result<String> {
     let spec = format!("{rev}^{{commit}}");
     cmd!(sh, "git -C {tree} rev-parse --verify --quiet {spec}")
@@ -224,38 +223,40 @@ fn new_log_dir() -> Result<PathBuf> {
     let parent = paths::target_dir().join("bisect");
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
     let stamp = crate::files::compact(SystemTime::now());
-    for n in 1.. {
-        let name = if n == 1 { stamp.clone() } else { format!("{stamp}-{n}") };
-        let dir = parent.join(name);
+    let mut dir = parent.join(&stamp);
+    for n in 2.. {
         match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                dir = parent.join(format!("{stamp}-{n}"));
+            }
             Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
         }
     }
-    unreachable!()
+    Ok(dir)
+}
+
+/// The branch HEAD is on, or the commit when it is detached.
+fn position(sh: &Shell, tree: &Path) -> Result<String> {
+    let branch = cmd!(sh, "git -C {tree} symbolic-ref --quiet --short HEAD").quiet().spawn_read();
+    branch.or_else(|_| vcs::head(sh, tree))
 }
 
 /// A bisect in progress; dropping it puts the tree back where the user
 /// had it, on success, error and Ctrl-C alike.
 struct Session {
-    tree: Option<PathBuf>,
+    tree: PathBuf,
     /// The branch (or detached commit) the user was on.
     origin: String,
+    finished: bool,
 }
 
 impl Session {
     fn start(sh: &Shell, tree: &Path, good: &str, bad: &str) -> Result<Session> {
-        let origin = match cmd!(sh, "git -C {tree} symbolic-ref --quiet --short HEAD")
-            .quiet()
-            .spawn_read()
-        {
-            Ok(branch) => branch,
-            Err(_) => vcs::head(sh, tree)?,
-        };
+        let origin = position(sh, tree)?;
         // The guard exists before git starts, so a start that fails half
         // way is undone too.
-        let session = Session { tree: Some(tree.to_path_buf()), origin };
+        let session = Session { tree: tree.to_path_buf(), origin, finished: false };
         let marker = git_path(sh, tree, MARKER)?;
         std::fs::write(&marker, "")
             .with_context(|| format!("marking the bisect in {}", marker.display()))?;
@@ -268,46 +269,39 @@ impl Session {
 
     /// Resets, and checks that the tree is where it was and clean.
     fn finish(mut self) -> Result<()> {
-        let Some(tree) = self.tree.take() else {
-            return Ok(());
-        };
-        reset(&tree)?;
+        self.finished = true;
+        let (tree, origin) = (&self.tree, &self.origin);
+        reset(tree)?;
         let sh = Shell::new()?;
-        let now = cmd!(sh, "git -C {tree} symbolic-ref --quiet --short HEAD")
-            .quiet()
-            .spawn_read()
-            .or_else(|_| vcs::head(&sh, &tree))?;
-        if now != self.origin {
-            bail!(
-                "after git bisect reset, {} is on {now}, not on {} where the bisect started",
-                tree.display(),
-                self.origin
-            );
-        }
-        let dirty = vcs::status(&sh, &tree)?;
-        if !dirty.is_empty() {
-            bail!(
-                "after the bisect, {} has changes the xtask did not expect:\n  {}",
-                tree.display(),
-                dirty.join("\n  ")
-            );
-        }
+        let now = position(&sh, tree)?;
+        ensure!(
+            &now == origin,
+            "after git bisect reset, {} is on {now}, not on {origin} where the bisect started",
+            tree.display()
+        );
+        let dirty = vcs::status(&sh, tree)?;
+        ensure!(
+            dirty.is_empty(),
+            "after the bisect, {} has changes the xtask did not expect:\n  {}",
+            tree.display(),
+            dirty.join("\n  ")
+        );
         Ok(())
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let Some(tree) = self.tree.take() {
-            if let Err(err) = reset(&tree) {
-                eprintln!(
-                    "error: could not end the bisect in {}: {err:#}\n  \
-                     run `git -C {} bisect reset` to go back to {}",
-                    tree.display(),
-                    tree.display(),
-                    self.origin
-                );
-            }
+        if self.finished {
+            return;
+        }
+        if let Err(err) = reset(&self.tree) {
+            let tree = self.tree.display();
+            eprintln!(
+                "error: could not end the bisect in {tree}: {err:#}\n  \
+                 run `git -C {tree} bisect reset` to go back to {}",
+                self.origin
+            );
         }
     }
 }
@@ -327,30 +321,6 @@ fn reset(tree: &Path) -> Result<()> {
     }
 }
 
-/// Runs `git bisect run` with this binary as the step command.
-fn run_steps(
-    tree: &Path,
-    qmp_tests: &Path,
-    log_dir: &Path,
-    flags: &StepFlags,
-) -> Result<std::process::ExitStatus> {
-    let exe = std::env::current_exe().context("locating the xtask binary for the bisect steps")?;
-    let mut command = std::process::Command::new("git");
-    command
-        .arg("-C")
-        .arg(tree)
-        .args(["bisect", "run"])
-        .arg(exe)
-        .args(step_args(tree, qmp_tests, log_dir, flags))
-        .env(step::BISECT_PID, std::process::id().to_string())
-        .stdin(std::process::Stdio::null());
-    // The signal thread passes a signal on to git and the steps, also when it
-    // was sent to the xtask alone, and from the moment git starts: a
-    // check-then-wait loop here would lose one that came in between.
-    let mut git = interrupt::spawn(&mut command, "git bisect run")?;
-    git.child.wait().context("waiting for git bisect run")
-}
-
 /// Held by a step for its whole life, and by the bisect after git is gone:
 /// the tree is never touched by both at once.
 fn step_lock(log_dir: &Path) -> Result<File> {
@@ -368,32 +338,21 @@ enum BisectResult {
 }
 
 fn parse_result(log: &str) -> BisectResult {
-    let hash = |rest: &str| {
-        rest.strip_prefix('[').and_then(|r| r.split_once(']')).map(|(h, _)| h.to_owned())
+    // The hashes of the lines "PREFIX[HASH] subject".
+    let hashes = |prefix: &str| -> Vec<String> {
+        let hash = |l: &str| {
+            Some(l.strip_prefix(prefix)?.strip_prefix('[')?.split_once(']')?.0.to_owned())
+        };
+        log.lines().filter_map(hash).collect()
     };
-    if let Some(commit) =
-        log.lines().find_map(|l| l.strip_prefix("# first bad commit: ")).and_then(hash)
-    {
-        return BisectResult::Found(commit);
+    match (
+        hashes("# first bad commit: ").into_iter().next(),
+        hashes("# possible first bad commit: "),
+    ) {
+        (Some(commit), _) => BisectResult::Found(commit),
+        (None, list) if list.is_empty() => BisectResult::None,
+        (None, list) => BisectResult::Candidates(list),
     }
-    let candidates: Vec<String> = log
-        .lines()
-        .filter_map(|l| l.strip_prefix("# possible first bad commit: "))
-        .filter_map(hash)
-        .collect();
-    if candidates.is_empty() {
-        BisectResult::None
-    } else {
-        BisectResult::Candidates(candidates)
-    }
-}
-
-fn describe_commit(sh: &Shell, tree: &Path, commit: &str) -> Result<String> {
-    let format = "--format=commit %H%n  subject: %s%n  author:  %an <%ae>%n  date:    %ad";
-    cmd!(sh, "git -C {tree} show --no-patch {format} {commit}")
-        .quiet()
-        .spawn_read()
-        .with_context(|| format!("describing {commit} in {}", tree.display()))
 }
 
 /// A commit's hash, shortened as the report shows it.
@@ -426,20 +385,11 @@ mod tests {
     #[test]
     fn step_arguments_parse_back_to_the_same_options() {
         use clap::Parser;
-        let flags = crate::flags::parse(&[
-            "bisect",
-            "--qemu-src=/t",
-            "--good=a",
-            "--bad=b",
-            "--scenario=test_self_removal",
-            "--route=qom",
-            "--target=aarch64",
-            "--configure-arg",
-            "--enable-debug",
-            "--sanitize=address",
-            "--unsupported=bad",
-            "--series=/s",
-        ]);
+        let argv =
+            "bisect --qemu-src=/t --good=a --bad=b --scenario=test_self_removal --route=qom \
+                    --target=aarch64 --configure-arg --enable-debug --sanitize=address \
+                    --unsupported=bad --series=/s";
+        let flags = crate::flags::parse(&argv.split_whitespace().collect::<Vec<_>>());
         let Ok(crate::flags::Xtask { command: crate::flags::Command::Bisect(bisect) }) = flags
         else {
             panic!("bisect's flags do not parse")
@@ -454,13 +404,14 @@ mod tests {
         assert_eq!(back.qemu_src, tree);
         assert_eq!(back.qmp_tests, bin);
         assert_eq!(back.log_dir, logs);
-        let build = back.step.build.options(pipeline::Targets::AtBuild).unwrap();
-        assert_eq!(back.step.suite, bisect.step.suite);
-        assert_eq!(back.step.suite.scenarios, ["test_self_removal"]);
+        let build = back.step.build.options(Targets::AtBuild).unwrap();
+        let step = back.step;
+        assert_eq!(step.suite, bisect.step.suite);
+        assert_eq!(step.suite.scenarios, ["test_self_removal"]);
         assert_eq!(build.target, "aarch64");
         assert_eq!(build.configure_args, ["--enable-debug"]);
         assert_eq!(build.sanitize, ["address"]);
-        assert_eq!(back.step.unsupported, Unsupported::Bad);
-        assert_eq!(back.step.series, Some(PathBuf::from("/s")));
+        assert_eq!(step.unsupported, Unsupported::Bad);
+        assert_eq!(step.series, Some(PathBuf::from("/s")));
     }
 }

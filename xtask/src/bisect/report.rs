@@ -33,16 +33,12 @@ pub(super) struct Record {
 }
 
 impl Record {
-    pub fn short(&self) -> &str {
-        short(&self.commit)
-    }
-
     /// Steps run one after another, so appending a line each keeps them
     /// in order.
     pub fn append(&self, log_dir: &Path) -> Result<()> {
         let path = log_dir.join(RECORDS);
         let line = serde_json::to_string(self)
-            .with_context(|| format!("encoding the record of step {}", self.short()))?;
+            .with_context(|| format!("encoding the record of step {}", short(&self.commit)))?;
         let mut file = std::fs::File::options()
             .create(true)
             .append(true)
@@ -99,7 +95,7 @@ pub(super) fn render(
         let failure = s.junit.as_deref().map(first_failure).transpose()?.flatten();
         let (scenario, cause) = failure.unwrap_or_else(|| (String::new(), s.detail.clone()));
         rows.push([
-            s.short().to_owned(),
+            short(&s.commit).to_owned(),
             format!("{:.1}", s.build_secs),
             format!("{:.2}", s.test_secs),
             format!("{:.2}", s.overhead_secs),
@@ -130,7 +126,7 @@ pub(super) fn render(
         let _ = writeln!(
             out,
             "note: step {} spent {:.1}s in the xtask itself, over the {OVERHEAD_BUDGET}s budget",
-            s.short(),
+            short(&s.commit),
             s.overhead_secs
         );
     }
@@ -169,7 +165,7 @@ mod tests {
         record("b", "bad", "failed", Some(junit)).append(dir.path()).unwrap();
         let steps = read(dir.path()).unwrap();
         assert_eq!(steps.len(), 2);
-        assert_eq!(steps[0].short(), "aaaaaaaaaaaa");
+        assert_eq!(short(&steps[0].commit), "aaaaaaaaaaaa");
         let text =
             render(Some("commit bbbb"), &BisectResult::Found("bbbb".into()), &steps).unwrap();
         let lines: Vec<&str> = text.lines().collect();
