@@ -16,7 +16,7 @@ const RECORDS: &str = "steps.jsonl";
 const OVERHEAD_BUDGET: f64 = 2.0;
 
 /// What one step did.
-#[derive(Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
 pub(super) struct Record {
     pub commit: String,
     pub subject: String,

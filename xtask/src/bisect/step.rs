@@ -70,15 +70,6 @@ impl Finding {
     }
 }
 
-fn verdict_name(code: u8) -> &'static str {
-    match code {
-        0 => "good",
-        1 => "bad",
-        125 => "skip",
-        _ => "abort",
-    }
-}
-
 /// The step's entry point. Every way out maps to an exit status git
 /// understands; a panic (which would exit 101, "bad") aborts instead.
 pub fn step_main(args: impl Iterator<Item = OsString>) -> ExitCode {
@@ -121,13 +112,6 @@ fn die_with_the_bisect() -> Result<()> {
     Ok(())
 }
 
-/// Seconds spent in each part of a step.
-#[derive(Default)]
-struct Timing {
-    build: Duration,
-    test: Duration,
-}
-
 /// What a step knows about where it runs.
 struct Step<'a> {
     sh: &'a Shell,
@@ -159,13 +143,14 @@ fn step(args: impl Iterator<Item = OsString>) -> Result<u8> {
     eprintln!("==> bisect step {short}: {subject}");
     let dir = log_dir.join(format!("step-{short}"));
     let step = Step { sh: &sh, tree, qmp_tests, dir, commit: commit.clone(), flags, build };
-    let mut timing = Timing::default();
-    let finding = test_leaving_clean(&step, &mut timing);
+    // The build and test times are filled in by the step as it runs.
+    let mut record = Record { commit: commit.clone(), subject, ..Record::default() };
+    let finding = test_leaving_clean(&step, &mut record);
     // The suite's report, when it wrote one, goes beside the bisect log,
     // where the report and the user look for it.
     let written = step.dir.join("junit.xml");
-    let junit = written.exists().then(|| log_dir.join(format!("step-{short}.xml")));
-    if let Some(to) = &junit {
+    record.junit = written.exists().then(|| log_dir.join(format!("step-{short}.xml")));
+    if let Some(to) = &record.junit {
         std::fs::copy(&written, to)
             .with_context(|| format!("copying {} to {}", written.display(), to.display()))?;
     }
@@ -175,19 +160,18 @@ fn step(args: impl Iterator<Item = OsString>) -> Result<u8> {
     // no monitor-add?
     let first_unsupported = outcome == NO_MONITOR_ADD
         && !report::read(&log_dir)?.iter().any(|r| r.outcome == NO_MONITOR_ADD);
-    let overhead = start.elapsed().saturating_sub(timing.build + timing.test);
-    Record {
-        commit: commit.clone(),
-        subject,
-        build_secs: timing.build.as_secs_f64(),
-        test_secs: timing.test.as_secs_f64(),
-        overhead_secs: overhead.as_secs_f64(),
-        outcome: outcome.to_owned(),
-        verdict: verdict_name(code).to_owned(),
-        detail: first_line(detail).to_owned(),
-        junit,
-    }
-    .append(&log_dir)?;
+    let overhead = start.elapsed().as_secs_f64() - record.build_secs - record.test_secs;
+    record.overhead_secs = overhead.max(0.0);
+    record.outcome = outcome.to_owned();
+    let verdict = match code {
+        0 => "good",
+        1 => "bad",
+        125 => "skip",
+        _ => "abort",
+    };
+    record.verdict = verdict.to_owned();
+    record.detail = first_line(detail).to_owned();
+    record.append(&log_dir)?;
     if first_unsupported && code == 125 {
         eprintln!("{}", no_monitor_add_hint(short, step.flags.series.is_some()));
     }
@@ -199,18 +183,15 @@ fn step(args: impl Iterator<Item = OsString>) -> Result<u8> {
     }
     eprintln!(
         "==> bisect step {short}: {} ({outcome}; build {:.1}s, tests {:.2}s, xtask {:.2}s)",
-        verdict_name(code),
-        timing.build.as_secs_f64(),
-        timing.test.as_secs_f64(),
-        overhead.as_secs_f64()
+        record.verdict, record.build_secs, record.test_secs, record.overhead_secs
     );
     Ok(code)
 }
 
 /// The commit's finding, or a harness failure when the step left the
 /// tree dirty: the next checkout needs it clean.
-fn test_leaving_clean(step: &Step, timing: &mut Timing) -> Finding {
-    let finding = match test_commit(step, timing) {
+fn test_leaving_clean(step: &Step, record: &mut Record) -> Finding {
+    let finding = match test_commit(step, record) {
         _ if interrupt::interrupted() => Finding::Interrupted,
         Ok(f) => f,
         Err(err) => Finding::Harness(format!("{err:#}")),
@@ -252,7 +233,7 @@ fn no_monitor_add_hint(short: &str, with_series: bool) -> String {
 /// guards undo series and wiring on every way out. Errors are harness
 /// failures (a venv pip cannot make included: that is the machine's
 /// fault, not the commit's); the commit's own failures are findings.
-fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
+fn test_commit(step: &Step, record: &mut Record) -> Result<Finding> {
     let (sh, tree) = (step.sh, &step.tree);
     let mut run = Run::new(sh, 5 + usize::from(step.flags.series.is_some()));
     let located = run.source(&SourceArgs::located(source::locate(tree)?))?;
@@ -289,7 +270,7 @@ fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
         .venv(tree)
         .context("making the python venv failed: the machine's fault, not the commit's")?;
     let built = run.build(tree, &python, &step.build);
-    timing.build += started.elapsed();
+    record.build_secs = started.elapsed().as_secs_f64();
     let built = match built {
         Ok(built) => built,
         Err(err) if is_build_failure(&err) => {
@@ -312,7 +293,7 @@ fn test_commit(step: &Step, timing: &mut Timing) -> Result<Finding> {
             ..SuiteCli::default()
         },
     });
-    timing.test += started.elapsed();
+    record.test_secs = started.elapsed().as_secs_f64();
     if let Some(guard) = guard {
         guard.finish()?;
     }
