@@ -14,8 +14,7 @@ use qmp_tests::pidfd::PidFd;
 use rustix::process::{getpid, kill_process, Signal};
 use xshell::{cmd, Shell};
 
-use super::report::{self, Record};
-use super::{first_line, short, step_lock, StepFlags, Unsupported, ABORT};
+use super::{first_line, records, short, step_lock, Record, StepFlags, Unsupported, ABORT};
 use crate::build::BuildOptions;
 use crate::flags::BisectStep;
 use crate::pipeline::{Prepared, Run, SourceArgs, SuiteRun, Targets};
@@ -159,7 +158,7 @@ fn step(args: impl Iterator<Item = OsString>) -> Result<u8> {
     // Read before this step's record is added: is it the first to find
     // no monitor-add?
     let first_unsupported = outcome == NO_MONITOR_ADD
-        && !report::read(&log_dir)?.iter().any(|r| r.outcome == NO_MONITOR_ADD);
+        && !records(&log_dir)?.iter().any(|r| r.outcome == NO_MONITOR_ADD);
     let overhead = start.elapsed().as_secs_f64() - record.build_secs - record.test_secs;
     record.overhead_secs = overhead.max(0.0);
     record.outcome = outcome.to_owned();
