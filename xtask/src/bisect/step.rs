@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::interrupt::Controlled;
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use qmp_tests::pidfd::PidFd;
 use rustix::process::{getpid, kill_process, Signal};
 use xshell::{cmd, Shell};
@@ -72,22 +72,14 @@ impl Finding {
 /// The step's entry point. Every way out maps to an exit status git
 /// understands; a panic (which would exit 101, "bad") aborts instead.
 pub fn step_main(args: impl Iterator<Item = OsString>) -> ExitCode {
-    if let Err(err) = die_with_the_bisect() {
-        eprintln!("error: bisect step: {err:#}; aborting the bisect");
-        return ExitCode::from(ABORT);
-    }
-    let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(args))) {
-        Ok(Ok(code)) => code,
-        Ok(Err(err)) => {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(args)));
+    match result.unwrap_or_else(|_| Err(anyhow!("it panicked (a bug in the xtask)"))) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
             eprintln!("error: bisect step: {err:#}\nerror: aborting the bisect");
-            ABORT
+            ExitCode::from(ABORT)
         }
-        Err(_) => {
-            eprintln!("error: the bisect step panicked (a bug in the xtask); aborting the bisect");
-            ABORT
-        }
-    };
-    ExitCode::from(code)
+    }
 }
 
 /// The bisect that started this step, by pid: git runs the step through
@@ -125,6 +117,7 @@ struct Step<'a> {
 
 fn step(args: impl Iterator<Item = OsString>) -> Result<u8> {
     let start = Instant::now();
+    die_with_the_bisect()?;
     let BisectStep { qemu_src: tree, qmp_tests, log_dir, step: flags } =
         BisectStep::try_parse_from(args).context(
             "bisect-step is run by `cargo xtask bisect`; see `cargo xtask bisect --help`",
