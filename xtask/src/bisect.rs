@@ -209,7 +209,8 @@ fn restore_killed(sh: &Shell, tree: &Path) -> Result<()> {
         Ok(())
     })
     .with_context(|| format!("restoring {} after a killed bisect", tree.display()))?;
-    std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))
+    // The reset removed the marker if git was mid-bisect.
+    unmark(sh, tree)
 }
 
 fn resolve(sh: &Shell, tree: &Path, rev: &str, flag: &str) -> Result<String> {
@@ -314,7 +315,12 @@ fn reset(tree: &Path) -> Result<()> {
         cmd!(sh, "git -C {tree} bisect reset").quiet().ignore_stdout().spawn_run()
     })
     .with_context(|| format!("running git bisect reset in {}", tree.display()))?;
-    let marker = git_path(&sh, tree, MARKER)?;
+    unmark(&sh, tree)
+}
+
+/// Removes the [`MARKER`], if it is still there.
+fn unmark(sh: &Shell, tree: &Path) -> Result<()> {
+    let marker = git_path(sh, tree, MARKER)?;
     match std::fs::remove_file(&marker) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(e).with_context(|| format!("removing {}", marker.display()))

@@ -317,6 +317,7 @@ fn a_killed_bisect_takes_its_step_along_and_the_next_run_restores_the_tree() {
     )
     .env("FAKE_BUILD", "exit 1"));
     assert!(err.contains("a killed cargo xtask bisect left"), "{seen}\n{err}");
+    assert!(err.contains("only skipped commits are left"), "restored, then bisected: {err}");
     assert_eq!(code, 2, "{err}");
     assert_eq!(git(&fx.tree, &["symbolic-ref", "--short", "HEAD"]), branch, "{err}");
     assert_eq!(status(&fx.tree), before, "{err}");
