@@ -404,12 +404,9 @@ impl Record {
         let path = log_dir.join(RECORDS);
         let line = serde_json::to_string(self)
             .with_context(|| format!("encoding the record of step {}", short(&self.commit)))?;
-        let mut file = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        writeln!(file, "{line}").with_context(|| format!("writing {}", path.display()))
+        let file = std::fs::File::options().create(true).append(true).open(&path);
+        file.and_then(|mut file| writeln!(file, "{line}"))
+            .with_context(|| format!("appending to {}", path.display()))
     }
 }
 
@@ -465,12 +462,8 @@ fn render(first_bad: Option<&str>, result: &BisectResult, steps: &[Record]) -> R
             cause,
         ]);
     }
-    let mut widths = [0; 7];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
+    let widths: [usize; 7] =
+        std::array::from_fn(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0));
     for row in &rows {
         let mut line = String::new();
         for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
