@@ -27,7 +27,6 @@ use qmp_tests::cli::SuiteCli;
 pub(super) const NO_MONITOR_ADD: &str = "no monitor-add";
 
 /// What a step found.
-#[derive(Debug)]
 enum Finding {
     Passed,
     Failed,
@@ -108,8 +107,8 @@ struct Step<'a> {
     sh: &'a Shell,
     tree: PathBuf,
     qmp_tests: PathBuf,
-    /// Where the suite writes its report.
-    dir: PathBuf,
+    /// Where the suite writes its JUnit report.
+    junit: PathBuf,
     commit: String,
     flags: StepFlags,
     build: BuildOptions,
@@ -133,17 +132,17 @@ fn step(args: impl Iterator<Item = OsString>) -> Result<u8> {
     let short = short(&commit);
     let subject = cmd!(sh, "git -C {tree} log -1 --format=%s").quiet().spawn_read()?;
     eprintln!("==> bisect step {short}: {subject}");
-    let dir = log_dir.join(format!("step-{short}"));
-    let step = Step { sh: &sh, tree, qmp_tests, dir, commit: commit.clone(), flags, build };
+    let junit = log_dir.join(format!("step-{short}/junit.xml"));
+    let step = Step { sh: &sh, tree, qmp_tests, junit, commit: commit.clone(), flags, build };
     // The build and test times are filled in by the step as it runs.
     let mut record = Record { commit: commit.clone(), subject, ..Record::default() };
     let finding = test_leaving_clean(&step, &mut record);
     // The suite's report, when it wrote one, goes beside the bisect log,
     // where the report and the user look for it.
-    let written = step.dir.join("junit.xml");
+    let written = &step.junit;
     record.junit = written.exists().then(|| log_dir.join(format!("step-{short}.xml")));
     if let Some(to) = &record.junit {
-        std::fs::copy(&written, to)
+        std::fs::copy(written, to)
             .with_context(|| format!("copying {} to {}", written.display(), to.display()))?;
     }
     let code = finding.exit_code(step.flags.unsupported);
@@ -281,7 +280,7 @@ fn test_commit(step: &Step, record: &mut Record) -> Result<Finding> {
         program: step.build.program,
         opts: &SuiteCli {
             suite: step.flags.suite.clone(),
-            junit: Some(step.dir.join("junit.xml")),
+            junit: Some(step.junit.clone()),
             ..SuiteCli::default()
         },
     });
