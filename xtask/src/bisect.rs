@@ -121,25 +121,21 @@ fn bisect(
     let git_log = interrupt::cleanup(|| {
         cmd!(sh, "git -C {tree} bisect log").quiet().spawn_read().unwrap_or_default()
     });
-    let result = parse_result(&git_log);
+    let mut result = parse_result(&git_log);
     // The report is written even when the reset fails: it says what the
     // steps found, and the error below says what to do about the tree.
     let reset = interrupt::cleanup(|| session.finish());
     drop(lock);
 
     let steps = records(log_dir)?;
-    let first_bad = match &result {
-        BisectResult::Found(commit) => {
-            let format = "--format=commit %H%n  subject: %s%n  author:  %an <%ae>%n  date:    %ad";
-            let show = cmd!(sh, "git -C {tree} show --no-patch {format} {commit}").quiet();
-            Some(
-                show.spawn_read()
-                    .with_context(|| format!("describing {commit} in {}", tree.display()))?,
-            )
-        }
-        _ => None,
-    };
-    let report = render(first_bad.as_deref(), &result, &steps)?;
+    if let BisectResult::Found(commit) = &mut result {
+        let format = "--format=commit %H%n  subject: %s%n  author:  %an <%ae>%n  date:    %ad";
+        let show = cmd!(sh, "git -C {tree} show --no-patch {format} {commit}").quiet();
+        let described = show.spawn_read();
+        *commit =
+            described.with_context(|| format!("describing {commit} in {}", tree.display()))?;
+    }
+    let report = render(&result, &steps)?;
     print!("{report}");
     let log = log_dir.join("bisect.log");
     std::fs::write(&log, format!("{report}\ngit bisect log:\n{git_log}\n"))
@@ -339,6 +335,7 @@ fn step_lock(log_dir: &Path) -> Result<File> {
 }
 
 enum BisectResult {
+    /// The first bad commit: its hash, then its description.
     Found(String),
     /// Skipped commits hide which one is first.
     Candidates(Vec<String>),
@@ -438,14 +435,14 @@ fn first_failure(junit: &Path) -> Result<Option<(String, String)>> {
 
 /// The first bad commit and a table of the steps, with the failing
 /// scenario and its cause from each step's JUnit.
-fn render(first_bad: Option<&str>, result: &BisectResult, steps: &[Record]) -> Result<String> {
-    let mut out = match (first_bad, result) {
-        (Some(desc), _) => format!("first bad {desc}\n\n"),
-        (None, BisectResult::Candidates(list)) => format!(
+fn render(result: &BisectResult, steps: &[Record]) -> Result<String> {
+    let mut out = match result {
+        BisectResult::Found(desc) => format!("first bad {desc}\n\n"),
+        BisectResult::Candidates(list) => format!(
             "no single first bad commit (skipped commits in the way); one of:\n  {}\n\n",
             list.join("\n  ")
         ),
-        _ => "the bisect did not finish\n\n".to_owned(),
+        BisectResult::None => "the bisect did not finish\n\n".to_owned(),
     };
     let header = ["commit", "build s", "test s", "xtask s", "outcome", "failing scenario", "cause"];
     let mut rows = vec![header.map(str::to_owned)];
@@ -566,8 +563,7 @@ mod tests {
         let steps = records(dir.path()).unwrap();
         assert_eq!(steps.len(), 2);
         assert_eq!(short(&steps[0].commit), "aaaaaaaaaaaa");
-        let text =
-            render(Some("commit bbbb"), &BisectResult::Found("bbbb".into()), &steps).unwrap();
+        let text = render(&BisectResult::Found("commit bbbb".into()), &steps).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "first bad commit bbbb");
         assert!(lines[3].starts_with("aaaaaaaaaaaa"), "{text}");
