@@ -1,12 +1,6 @@
-//! `cargo xtask ci`: the project's own test command.
-//!
-//! Lints, unit tests, then the pipeline against real QEMU builds: the
-//! stock release (every scenario must fail with the no-monitor-add
-//! message), the release with the project's series (every scenario must
-//! pass), qemu-storage-daemon with the series (the CI leg `qsd`, beside
-//! the stages after it), the integration tests that need those binaries, the meson
-//! wiring run through `meson test`, every catalogued mutant caught
-//! (`cargo xtask mutants`), and a sanitizer build.
+//! `cargo xtask ci`: the project's own test command, and one leg of the
+//! CI matrix (`--leg`). Both run the jobs of jobs.rs: the local run those
+//! marked for it, in order, as its stages, timed and summed up at the end.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -14,144 +8,252 @@ use std::process::Stdio;
 use std::time::{Instant, SystemTime};
 
 use crate::interrupt::Controlled;
-use anyhow::{bail, Context, Result};
-use qmp_tests::text::tail_lines;
+use anyhow::{bail, ensure, Context, Result};
+use junit_report::TestCaseBuilder;
+use qmp_tests::cli::{SuiteArgs, SuiteCli};
+use qmp_tests::text::{clean, one_line, tail_lines};
 use xshell::{cmd, Shell};
 
 use crate::build::BuildOptions;
-use crate::legs::{self, Leg};
+use crate::jobs::{self, Build, Job, Leg, Local, Work};
 use crate::pipeline::{self, SourceArgs};
 use crate::suite::Outcome;
 use crate::{deps, flags, interrupt, lock, meson, mutants, paths, series, stock, suite, templates};
 use crate::{test, Done};
-use qmp_tests::cli::{SuiteArgs, SuiteCli};
 
 impl flags::Ci {
     pub fn run(self, sh: &Shell) -> Result<Done> {
-        let leg = self.leg()?;
         if self.list_legs {
-            legs::all().iter().for_each(|leg| println!("{}", leg.name));
+            jobs::names(false).iter().for_each(|name| println!("{name}"));
         } else if self.write_templates {
             write_templates()?;
         } else if self.check_templates {
             check_templates(sh)?;
+        } else if let Some(name) = &self.leg {
+            let (legs, mut source) = self.leg(name)?;
+            let _lock = lock::cache()?;
+            let (mut stages, mut built) = (Stages::default(), Built::default());
+            let run = legs.iter().try_for_each(|leg| {
+                stages.run(leg.job.title, || run_job(sh, leg, source.take(), &mut built))
+            });
+            // A leg whose jobs write no report (the checks, the integration
+            // tests) leaves one too: a testcase per job.
+            if !legs.iter().any(|l| l.job.work.reports()) {
+                let failed = run.as_ref().err().zip(legs.get(stages.done.len()));
+                let junit = paths::project_root().join(jobs::junit_path(name));
+                stages.report(&junit, name, failed.map(|(e, l)| (l.job.title, e)))?;
+            }
+            run?;
         } else {
             let _lock = lock::cache()?;
-            match leg {
-                Some((leg, source)) => run_leg(sh, &leg, source)?,
-                None => run_all(sh, self.skip_sanitizer)?,
-            }
+            run_all(sh, self.skip_sanitizer)?;
         }
         Ok(Done::Ok)
     }
 
-    /// `--leg NAME` and the source it tests, checked before any work: the
-    /// pinned release with the project's series (none on the stock leg),
-    /// or the tree of --qemu-src, and the series of --series (the parser
-    /// takes neither without --leg).
-    fn leg(&self) -> Result<Option<(Leg, SourceArgs)>> {
-        let Some(name) = &self.leg else {
-            return Ok(None);
-        };
-        let leg = legs::find(name).with_context(|| {
-            let names: Vec<String> = legs::all().into_iter().map(|l| l.name).collect();
-            format!(
-                "no CI leg `{name}`; `cargo xtask ci --list-legs` lists them: {}",
-                names.join(", ")
-            )
-        })?;
-        if !leg.series && (self.qemu_src.is_some() || self.series.is_some()) {
-            bail!(
-                "leg {}: checks that the suite refuses the stock release; it takes no --qemu-src or --series",
-                leg.name
-            );
+    /// The jobs of `--leg NAME` and the source of --qemu-src and --series,
+    /// checked before any work. Only a leg that tests a QEMU with
+    /// monitor-add takes them; the others test the pinned release.
+    fn leg(&self, name: &str) -> Result<(Vec<Leg>, Option<SourceArgs>)> {
+        let (legs, names) = (jobs::leg(name), jobs::names(false).join(", "));
+        ensure!(
+            !legs.is_empty(),
+            "no CI leg `{name}`; `cargo xtask ci --list-legs` lists them: {names}"
+        );
+        if self.qemu_src.is_none() && self.series.is_none() {
+            return Ok((legs, None));
         }
-        let mut source = match &self.qemu_src {
-            Some(path) => SourceArgs::located(crate::source::locate(path)?),
-            None => SourceArgs::pinned(!leg.series),
-        };
-        if let Some(path) = &self.series {
-            series::patch_files(path)?;
-        }
-        source.series = self.series.clone();
-        Ok(Some((leg, source)))
+        ensure!(
+            legs.iter().all(|l| l.job.on_any_tree()),
+            "leg {name}: tests the project on the pinned release; it takes no --qemu-src or --series"
+        );
+        let located = self.qemu_src.as_deref().map(crate::source::locate).transpose()?;
+        self.series.as_deref().map(series::patch_files).transpose()?;
+        let series = self.series.clone();
+        Ok((legs, Some(SourceArgs { located, series, ..SourceArgs::pinned(false) })))
     }
 }
 
-/// `cargo xtask ci --leg NAME`: the leg's pipeline, as a CI job runs it.
-/// The stock leg's suite report goes to `suite/` below the leg's
-/// directory, and the leg's own report says whether the refusal was the
-/// expected one (stock.rs).
-fn run_leg(sh: &Shell, leg: &Leg, source: SourceArgs) -> Result<()> {
-    let leg_junit = paths::project_root().join(legs::junit_path(&leg.name));
-    let junit = if leg.series {
-        leg_junit.clone()
-    } else {
-        leg_junit.with_file_name("suite").join("junit.xml")
+/// Every job marked for the local run, in order: a stage each, those
+/// beside the others started and awaited at the end.
+fn run_all(sh: &Shell, skip_sanitizer: bool) -> Result<()> {
+    let (cargo, root) = (paths::cargo(), paths::project_root());
+    let mut stages = Stages::default();
+    let (started, mut built, mut beside) = (Instant::now(), Built::default(), Vec::new());
+    for job in jobs::JOBS {
+        let leg = job.local_leg();
+        match job.local {
+            Local::No => {}
+            Local::Sanitizer if skip_sanitizer => {}
+            Local::Beside => {
+                // `cargo xtask mutants` runs the whole catalogue; any other
+                // job beside is its leg. ci tests the pinned release,
+                // whatever QEMU_SRC says.
+                let mut command = std::process::Command::new(&cargo);
+                match job.work {
+                    Work::Mutants => command.args(["xtask", "mutants"]),
+                    _ => command.args(["xtask", "ci", "--leg", &leg.name]),
+                };
+                command.current_dir(&root).env_remove("QEMU_SRC");
+                let log = paths::target_dir().join(format!("ci/{}.log", leg.name));
+                beside.push(stages.start_beside(job.title, log, command)?);
+            }
+            Local::Stage | Local::Sanitizer => {
+                stages.run(job.title, || run_job(sh, &leg, None, &mut built))?
+            }
+        }
+    }
+    for job in beside {
+        stages.join(job)?;
+    }
+    stages.summary(started);
+    Ok(())
+}
+
+/// What the pipelines built, by job: the integration tests and meson test
+/// run on the stock and the series build.
+#[derive(Default)]
+struct Built(Vec<(Job, test::Run)>);
+
+impl Built {
+    /// The binary and tree `job`'s pipeline built, run first when it has
+    /// not run (in the leg of the integration tests).
+    fn get(&mut self, sh: &Shell, job: Job) -> Result<(PathBuf, PathBuf)> {
+        if !self.0.iter().any(|(j, _)| *j == job) {
+            run_job(sh, &job.local_leg(), None, self)?;
+        }
+        let (_, run) = self.0.iter().find(|(j, _)| *j == job).context("no run of the pipeline")?;
+        Ok((run.binary.clone(), run.tree.clone()))
+    }
+}
+
+/// Runs one job: in its leg, as a CI job does, or as `cargo xtask ci`
+/// does (`leg.local`). `source` is the pinned release (with the series
+/// unless the job tests the stock release) unless given.
+fn run_job(sh: &Shell, leg: &Leg, source: Option<SourceArgs>, built: &mut Built) -> Result<()> {
+    let cargo = paths::cargo();
+    let _cd = sh.push_dir(paths::project_root());
+    let junit = paths::project_root().join(jobs::junit_path(&leg.name));
+    match leg.job.work {
+        Work::Fmt => {
+            // A minimal toolchain, as in CI's rust image, lacks both.
+            let rustfmt = cmd!(sh, "rustfmt -V").quiet().spawn_output();
+            if !rustfmt.is_ok_and(|out| out.status.success()) && which::which("rustup").is_ok() {
+                cmd!(sh, "rustup component add rustfmt clippy").spawn_run()?;
+            }
+            cmd!(sh, "{cargo} fmt --all -- --check").spawn_run()
+        }
+        Work::Clippy => {
+            cmd!(sh, "{cargo} clippy --quiet --workspace --all-targets -- -D warnings").spawn_run()
+        }
+        Work::HostDeps => deps::ensure_host(sh).map(drop),
+        Work::Templates => check_templates(sh),
+        Work::UnitTests => cmd!(sh, "{cargo} test --quiet --workspace").spawn_run(),
+        Work::Suite(build) => {
+            let source = source.unwrap_or_else(|| SourceArgs::pinned(!build.series));
+            let run = suite(sh, build, leg, source)?;
+            built.0.push((leg.job, run));
+            Ok(())
+        }
+        Work::IntegrationTests => {
+            let (stock_qemu, stock_tree) = built.get(sh, jobs::STOCK)?;
+            let (hotplug, _) = built.get(sh, jobs::SERIES)?;
+            let (series, qmp_tests) = (series::default_series(), suite::binary(sh)?);
+            cmd!(sh, "{cargo} test --quiet --workspace -- --include-ignored")
+                .env("QMP_TESTS_QEMU", stock_qemu)
+                .env("QMP_TESTS_QEMU_HOTPLUG", hotplug)
+                .env("QMP_TESTS_BIN", qmp_tests)
+                .env("XTASK_TEST_QEMU_TREE", stock_tree)
+                .env("XTASK_TEST_SERIES", series)
+                .spawn_run()
+        }
+        Work::MesonTest => {
+            // Wired for good, run as a QEMU developer would, and unwired.
+            let ((qemu, tree), bin) = (built.get(sh, jobs::SERIES)?, suite::binary(sh)?);
+            meson::test_wired(sh, (&tree, &qemu, &bin), "x86_64", |meson| {
+                (meson(&["--print-errorlogs"]).spawn_run())
+                    .context("running meson test func-x86_64-monitor_hotplug")
+            })
+        }
+        Work::Mutants => {
+            let all = mutants::select(&[])?;
+            let chosen = match leg.shard {
+                Some(shard) => shard.take(all),
+                None => all,
+            };
+            let plan = mutants::Plan { shard: leg.shard, junit: Some(junit), ..Default::default() };
+            if !mutants::execute(sh, chosen, &plan)? {
+                bail!("leg {}: a mutant was not caught; the kill matrix above names it", leg.name);
+            }
+            Ok(())
+        }
+        Work::Explore { sequences, .. } if leg.local => {
+            let (qemu, n) = (built.get(sh, jobs::SERIES)?.0, sequences.to_string());
+            let (bin, out) = (suite::binary(sh)?, paths::target_dir().join("explore"));
+            let junit = out.join("junit.xml");
+            cmd!(sh, "{bin} explore --qemu {qemu} --time 300 --seed 0 --sequences {n} --junit {junit} --out {out}")
+                .spawn_run()
+                .context("explore found a failing sequence or could not run")
+        }
+        Work::Explore { secs, .. } => {
+            let source = source.unwrap_or_else(|| SourceArgs::pinned(false));
+            if !crate::explore::run_leg(sh, source, secs, junit)? {
+                bail!("leg {}: explore found a failing sequence (above)", leg.name);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `cargo xtask test` for one build on the leg's route (or both), the
+/// report in the leg's directory: with the series every scenario must
+/// pass; without it, the suite's own report goes to `suite/` below and the
+/// leg's says whether the refusal was the expected one (stock.rs).
+fn suite(sh: &Shell, build: Build, leg: &Leg, source: SourceArgs) -> Result<test::Run> {
+    let (name, route) = (&leg.name, leg.route);
+    let leg_junit = paths::project_root().join(jobs::junit_path(name));
+    let junit = match build.series {
+        true => leg_junit.clone(),
+        false => leg_junit.with_file_name("suite").join("junit.xml"),
     };
-    if let Some(secs) = leg.explore {
-        if !crate::explore::run_leg(sh, source, secs, leg_junit)? {
-            bail!("leg {}: explore found a failing sequence (above)", leg.name);
-        }
-        return Ok(());
-    }
-    if let Some(shard) = leg.mutants {
-        let plan = mutants::Plan {
-            shard: Some(shard),
-            junit: Some(leg_junit),
-            ..mutants::Plan::default()
-        };
-        if !mutants::execute(sh, shard.take(mutants::select(&[])?), &plan)? {
-            bail!(
-                "leg {}: a mutant of shard {shard} was not caught; the kill matrix above names it",
-                leg.name
-            );
-        }
-        return Ok(());
-    }
+    let sanitize = if build.sanitizers { vec!["address", "undefined"] } else { Vec::new() };
     let plan = pipeline::Test {
         source,
         build: BuildOptions {
-            target: leg.target.to_owned(),
-            sanitize: if leg.sanitizers {
-                vec!["address".to_owned(), "undefined".to_owned()]
-            } else {
-                Vec::new()
-            },
-            program: leg.program,
+            target: build.target.to_owned(),
+            sanitize: sanitize.into_iter().map(str::to_owned).collect(),
+            program: build.program,
             ..BuildOptions::default()
         },
         suite: SuiteCli {
             junit: Some(junit.clone()),
-            suite: SuiteArgs { route: leg.route, ..SuiteArgs::default() },
-            leg: Some(leg.name.clone()),
+            suite: SuiteArgs { route, ..SuiteArgs::default() },
+            leg: Some(name.to_owned()),
             ..SuiteCli::default()
         },
     };
     let run = test::run(sh, &plan)?;
-    let name = &leg.name;
-    match (leg.series, run.outcome) {
-        (true, Outcome::Passed) => Ok(()),
-        (false, Outcome::Unsupported) => {
-            stock::leg_report(&junit, &leg_junit, name)?;
+    match (build.series, run.outcome) {
+        (true, Outcome::Passed) => {}
+        (true, outcome) => bail!("leg {name}: the suite reported {outcome:?}"),
+        (false, outcome) => {
+            // The leg's report says whether each scenario failed naming
+            // monitor-add, and names any that did not.
+            let checked = stock::leg_report(&junit, &leg_junit, name);
+            if outcome != Outcome::Unsupported {
+                bail!("leg {name}: the stock release should lack monitor-add, but the suite reported {outcome:?}");
+            }
+            checked?;
             eprintln!(
                 "leg {name}: the suite refused the stock QEMU, as it must; leg report: {}",
                 leg_junit.display()
             );
-            Ok(())
-        }
-        (true, outcome) => bail!("leg {name}: the suite reported {outcome:?}"),
-        (false, outcome) => {
-            // The leg's report says so too, naming what did not fail.
-            let _ = stock::leg_report(&junit, &leg_junit, name);
-            bail!(
-                "leg {name}: the stock release should lack monitor-add, but the suite reported {outcome:?}"
-            )
         }
     }
+    Ok(run)
 }
 
-/// Writes the CI templates from the legs.
+/// Writes the CI templates from the jobs.
 fn write_templates() -> Result<()> {
     let root = paths::project_root();
     for (file, text, _) in templates::all() {
@@ -184,6 +286,7 @@ fn check_templates(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
+#[derive(Default)]
 struct Stages {
     /// Each stage's name, seconds, and whether it ran beside others.
     done: Vec<(String, f64, bool)>,
@@ -198,6 +301,24 @@ impl Stages {
             eprintln!("  {secs:>7.1}s  {name}{beside}");
         }
         println!("{} passed, 0 failed", self.done.len());
+    }
+
+    /// The stages as a JUnit report at `path`: a testcase each, then the
+    /// one that `failed` (its title and error).
+    fn report(&self, path: &Path, leg: &str, failed: Option<(&str, &anyhow::Error)>) -> Result<()> {
+        let time = junit_report::Duration::seconds_f64;
+        let mut cases: Vec<_> = self
+            .done
+            .iter()
+            .map(|(name, secs, _)| TestCaseBuilder::success(name, time(*secs)))
+            .collect();
+        if let Some((name, error)) = failed {
+            let message = clean(&one_line(&format!("{error:#}")));
+            cases.push(TestCaseBuilder::failure(name, time(0.0), "failure", &message));
+        }
+        let suite = format!("{}.{leg}", qmp_tests::junit::SUITE);
+        let cases = cases.iter_mut().map(|case| case.set_classname(&suite).build()).collect();
+        stock::write_report(path, &suite, cases)
     }
 
     fn run<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -283,172 +404,9 @@ impl Drop for Beside {
     }
 }
 
-/// `cargo xtask test` on the pinned release, whatever QEMU_SRC says: ci
-/// tests the project, not a tree of the user's.
-fn xtask_test(
-    sh: &Shell,
-    no_series: bool,
-    sanitize: &[&str],
-    junit: Option<PathBuf>,
-) -> Result<test::Run> {
-    let plan = pipeline::Test {
-        source: SourceArgs::pinned(no_series),
-        build: BuildOptions {
-            sanitize: sanitize.iter().map(|s| s.to_string()).collect(),
-            ..BuildOptions::default()
-        },
-        suite: SuiteCli { junit, ..SuiteCli::default() },
-    };
-    test::run(sh, &plan)
-}
-
-/// Every stage, in the order that lets the slow ones overlap: the checks
-/// without QEMU, the pipelines, then the stages on what they built.
-fn run_all(sh: &Shell, skip_sanitizer: bool) -> Result<()> {
-    let cargo = paths::cargo();
-    let root = paths::project_root();
-    let _cd = sh.push_dir(&root);
-    let mut stages = Stages { done: Vec::new() };
-    let started = Instant::now();
-
-    static_checks(&mut stages, sh, &cargo)?;
-
-    let stock = stages.run("pipeline, pinned release without the series", || stock_pipeline(sh))?;
-    let hotplug = stages.run("pipeline, pinned release with the series", || {
-        series_pipeline(sh, &[], "the project's series")
-    })?;
-    // qemu-storage-daemon with the series: a build directory of its own
-    // on the series tree the stage above made, and no wiring, so it
-    // touches nothing the stages below use; its build overlaps their
-    // QEMU runs.
-    let qsd = stages.start_beside(
-        "qemu-storage-daemon with the series (leg qsd)",
-        paths::target_dir().join("ci/qsd.log"),
-        nested_xtask(&cargo, &root, &["ci", "--leg", "qsd"]),
-    )?;
-    // The mutants have their own scratch build and touch no tree the
-    // stages below use, and mostly wait on the linker and on QEMUs with
-    // one vCPU-less machine each: they run beside the rest.
-    let mutants = stages.start_beside(
-        "mutants: every catalogued fault caught",
-        paths::target_dir().join("ci/mutants.log"),
-        nested_xtask(&cargo, &root, &["mutants"]),
-    )?;
-    stages.run("integration tests against the built QEMUs", || {
-        let series = series::default_series();
-        let qmp_tests = suite::binary(sh)?;
-        cmd!(sh, "{cargo} test --quiet --workspace -- --include-ignored")
-            .env("QMP_TESTS_QEMU", &stock.binary)
-            .env("QMP_TESTS_QEMU_HOTPLUG", &hotplug.binary)
-            .env("QMP_TESTS_BIN", qmp_tests)
-            .env("XTASK_TEST_QEMU_TREE", &stock.tree)
-            .env("XTASK_TEST_SERIES", &series)
-            .spawn_run()
-    })?;
-    stages
-        .run("meson test through the wiring", || meson_test(sh, &hotplug.tree, &hotplug.binary))?;
-    stages.run("explore: the first 500 sequences of seed 0 against the series", || {
-        explore_stage(sh, &hotplug.binary)
-    })?;
-    if !skip_sanitizer {
-        stages.run("sanitizer build (address,undefined) with the series", || {
-            series_pipeline(sh, &["address", "undefined"], "the sanitizer build").map(drop)
-        })?;
-    }
-    stages.join(qsd)?;
-    stages.join(mutants)?;
-    stages.summary(started);
-    Ok(())
-}
-
-/// What needs no QEMU: formatting, clippy, the CI templates, the host's
-/// packages and the unit tests.
-fn static_checks(stages: &mut Stages, sh: &Shell, cargo: &std::ffi::OsStr) -> Result<()> {
-    stages.run("cargo fmt --check", || cmd!(sh, "{cargo} fmt --all -- --check").spawn_run())?;
-    stages.run("clippy", || {
-        cmd!(sh, "{cargo} clippy --quiet --workspace --all-targets -- -D warnings").spawn_run()
-    })?;
-    stages.run("CI templates against the vendors' schemas", || check_templates(sh))?;
-    // The signal and kill -9 tests build a stand-in tree with real ninja
-    // among the unit tests: the build dependencies come first.
-    stages.run("host dependencies", || deps::ensure_host(sh).map(drop))?;
-    stages.run("unit tests", || cmd!(sh, "{cargo} test --quiet --workspace").spawn_run())?;
-    Ok(())
-}
-
-/// The pinned release without the series: the suite must find no
-/// monitor-add and say so in its report.
-fn stock_pipeline(sh: &Shell) -> Result<test::Run> {
-    let dir = paths::target_dir().join("qmp-tests/stock");
-    let junit = dir.join("junit.xml");
-    let run = xtask_test(sh, true, &[], Some(junit.clone()))?;
-    if run.outcome != Outcome::Unsupported {
-        bail!("stock QEMU should lack monitor-add, but the suite reported {:?}", run.outcome);
-    }
-    let text =
-        std::fs::read_to_string(&junit).with_context(|| format!("reading {}", junit.display()))?;
-    if !text.contains("has no monitor-add") {
-        bail!("{} does not mention `has no monitor-add`", junit.display());
-    }
-    Ok(run)
-}
-
-/// The pinned release with the series, built with `sanitize`: the suite
-/// must pass against `what`.
-fn series_pipeline(sh: &Shell, sanitize: &[&str], what: &str) -> Result<test::Run> {
-    let run = xtask_test(sh, false, sanitize, None)?;
-    if run.outcome != Outcome::Passed {
-        bail!("the suite failed against {what} ({:?})", run.outcome);
-    }
-    Ok(run)
-}
-
-/// `cargo xtask ARGS` in the project root, for a stage beside the others.
-fn nested_xtask(cargo: &std::ffi::OsStr, root: &Path, args: &[&str]) -> std::process::Command {
-    let mut command = std::process::Command::new(cargo);
-    command
-        .arg("xtask")
-        .args(args)
-        .current_dir(root)
-        // ci tests the pinned release, whatever QEMU_SRC says.
-        .env_remove("QEMU_SRC");
-    command
-}
-
-/// `qmp-tests explore` on the series build: the first 500 sequences of
-/// seed 0 (about 60 s here), the same set on every machine, so that a
-/// failure here is the change's. The CI matrix's `explore` leg roams
-/// with a random seed for 600 s; docs/explore.md lists what it finds on
-/// the current series.
-fn explore_stage(sh: &Shell, qemu: &Path) -> Result<()> {
-    let bin = suite::binary(sh)?;
-    let dir = paths::target_dir().join("explore");
-    let junit = dir.join("junit.xml");
-    cmd!(
-        sh,
-        "{bin} explore --qemu {qemu} --time 300 --seed 0 --sequences 500 --junit {junit} --out {dir}"
-    )
-    .spawn_run()
-    .context("explore found a failing sequence or could not run")
-}
-
-/// Wires the pinned tree for good, runs the test the way a QEMU developer
-/// would (`meson test` in the build directory), and unwires.
-fn meson_test(sh: &Shell, tree: &Path, qemu: &Path) -> Result<()> {
-    let bin = suite::binary(sh)?;
-    meson::test_wired(sh, (tree, qemu, &bin), "x86_64", |meson| {
-        (meson(&["--print-errorlogs"]).spawn_run())
-            .context("running meson test func-x86_64-monitor_hotplug")
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn stages() -> Stages {
-        Stages { done: Vec::new() }
-    }
 
     #[test]
     fn a_stage_beside_keeps_its_output_and_is_timed_when_joined() {
@@ -456,7 +414,7 @@ mod tests {
         let log = dir.path().join("ci/echo.log");
         let mut echo = std::process::Command::new("echo");
         echo.arg("caught them all");
-        let mut stages = stages();
+        let mut stages = Stages::default();
         let beside = stages.start_beside("echo", log.clone(), echo).unwrap();
         // The other stages go on after it has ended.
         std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -471,10 +429,26 @@ mod tests {
     }
 
     #[test]
+    fn a_leg_without_reports_of_its_own_reports_each_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checks/junit.xml");
+        let mut stages = Stages::default();
+        stages.run("clippy", || Ok(())).unwrap();
+        let error = anyhow::anyhow!("3 unit tests failed");
+        stages.report(&path, "checks", Some(("unit tests", &error))).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for part in [r#"name="monitor_hotplug.checks""#, r#"tests="2""#, r#"failures="1""#] {
+            assert!(text.contains(part), "{part} not in {text}");
+        }
+        assert!(text.contains(r#"<testcase name="clippy""#), "{text}");
+        assert!(text.contains(r#"message="3 unit tests failed""#), "{text}");
+    }
+
+    #[test]
     fn a_failing_stage_beside_names_its_log() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("false.log");
-        let mut stages = stages();
+        let mut stages = Stages::default();
         let beside =
             stages.start_beside("false", log.clone(), std::process::Command::new("false")).unwrap();
         let err = format!("{:#}", stages.join(beside).unwrap_err());
@@ -487,7 +461,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut sleep = std::process::Command::new("sleep");
         sleep.arg("60");
-        let beside = stages().start_beside("sleep", dir.path().join("sleep.log"), sleep).unwrap();
+        let beside =
+            Stages::default().start_beside("sleep", dir.path().join("sleep.log"), sleep).unwrap();
         let pid = beside.running.child.id() as i32;
         let start = Instant::now();
         drop(beside);

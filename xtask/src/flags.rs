@@ -373,19 +373,23 @@ pub struct BisectStep {
 #[derive(Args)]
 #[command(
     help_template = HELP,
-    before_help = "the project's own test command. Runs cargo fmt --check, clippy, the \
-                        unit tests, then `cargo xtask test` against the pinned release without \
-                        and with the project's series, qemu-storage-daemon with the series (leg \
-                        qsd), the integration tests against those builds, `meson test` through the wiring, `cargo xtask mutants` over \
-                        the whole catalogue, and a sanitizer build."
+    before_help = "the project's own test command: the jobs of the CI list \
+                        (xtask/src/jobs.rs) marked for it, in order. cargo fmt --check, clippy, \
+                        the host's dependencies, the templates' schemas, the unit tests, `cargo \
+                        xtask test` against the pinned release without and with the project's \
+                        series, beside the rest qemu-storage-daemon with the series (leg qsd) \
+                        and `cargo xtask mutants` over the whole catalogue, the integration \
+                        tests against those builds, `meson test` through the wiring, explore's \
+                        first 500 sequences of seed 0, and a sanitizer build; then each stage's \
+                        time."
 )]
 pub struct Ci {
     /// leave out the address,undefined build
     #[arg(long)]
     pub skip_sanitizer: bool,
-    /// run one leg of the CI matrix as the CI templates do: `cargo xtask
-    /// test` for its target, build and route, the JUnit report in
-    /// target/qmp-tests/NAME/
+    /// run one leg of the CI matrix as the CI templates do (its jobs in
+    /// xtask/src/jobs.rs: the checks, a suite build on one route, ...), a
+    /// suite's JUnit report in target/qmp-tests/NAME/
     #[arg(long, value_name = "NAME", help_heading = "CI matrix")]
     pub leg: Option<String>,
     /// with --leg: run the leg on this QEMU tree as it is, not the pinned

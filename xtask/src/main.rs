@@ -13,7 +13,7 @@ mod explore;
 mod files;
 mod flags;
 mod interrupt;
-mod legs;
+mod jobs;
 mod lock;
 mod meson;
 mod mutants;

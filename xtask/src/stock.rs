@@ -8,7 +8,9 @@ use std::fs::File;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use junit_report::{Duration, OffsetDateTime, ReportBuilder, TestCaseBuilder, TestSuiteBuilder};
+use junit_report::{
+    Duration, OffsetDateTime, ReportBuilder, TestCase, TestCaseBuilder, TestSuiteBuilder,
+};
 use qmp_tests::text::{clean, one_line};
 
 /// What the suite says of a QEMU without monitor-add.
@@ -89,12 +91,7 @@ pub fn leg_report(suite_junit: &Path, leg_junit: &Path, leg: &str) -> Result<()>
         case
     };
     check.set_classname(&suite_name);
-    let mut suite = TestSuiteBuilder::new(&suite_name);
-    // Whole seconds, as qmp-tests writes them: JUnit readers choke on
-    // nanoseconds.
-    let now = OffsetDateTime::now_utc();
-    suite.set_timestamp(now.replace_nanosecond(0).unwrap_or(now));
-    suite.add_testcase(check.build());
+    let mut testcases = vec![check.build()];
     for case in &cases {
         let reason = format!(
             "stock QEMU, expected on this leg: {}",
@@ -103,13 +100,9 @@ pub fn leg_report(suite_junit: &Path, leg_junit: &Path, leg: &str) -> Result<()>
         let mut skipped =
             TestCaseBuilder::skipped_with_cause(&case.name, "skipped", &clean(&one_line(&reason)));
         skipped.set_classname(&case.suite);
-        suite.add_testcase(skipped.build());
+        testcases.push(skipped.build());
     }
-    let report = ReportBuilder::new().add_testsuite(suite.build()).build();
-    let mut xml = Vec::new();
-    report.write_xml(&mut xml).context("rendering the stock leg's JUnit report")?;
-    let text = String::from_utf8(xml).context("the JUnit report is UTF-8")?;
-    crate::files::write_atomic(leg_junit, &text)?;
+    write_report(leg_junit, &suite_name, testcases)?;
     if !problems.is_empty() {
         bail!(
             "leg {leg}: the suite should refuse a QEMU without monitor-add in every scenario: {}",
@@ -117,6 +110,22 @@ pub fn leg_report(suite_junit: &Path, leg_junit: &Path, leg: &str) -> Result<()>
         );
     }
     Ok(())
+}
+
+/// Writes a JUnit report of one testsuite, `name`, stamped now, to `path`.
+pub fn write_report(path: &Path, name: &str, testcases: Vec<TestCase>) -> Result<()> {
+    let mut suite = TestSuiteBuilder::new(name);
+    // Whole seconds, as qmp-tests writes them: JUnit readers choke on
+    // nanoseconds.
+    let now = OffsetDateTime::now_utc();
+    suite.set_timestamp(now.replace_nanosecond(0).unwrap_or(now)).add_testcases(testcases);
+    let mut xml = Vec::new();
+    let report = ReportBuilder::new().add_testsuite(suite.build()).build();
+    report.write_xml(&mut xml).with_context(|| format!("rendering {}", path.display()))?;
+    let text = String::from_utf8(xml).context("the JUnit report is UTF-8")?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::files::write_atomic(path, &text)
 }
 
 #[cfg(test)]
