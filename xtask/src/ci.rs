@@ -29,24 +29,26 @@ impl flags::Ci {
             write_templates()?;
         } else if self.check_templates {
             check_templates(sh)?;
-        } else if let Some(name) = &self.leg {
-            let (legs, mut source) = self.leg(name)?;
-            let _lock = lock::cache()?;
-            let (mut stages, mut built) = (Stages::default(), Built::default());
-            let run = legs.iter().try_for_each(|leg| {
-                stages.run(leg.job.title, || run_job(sh, leg, source.take(), &mut built))
-            });
-            // A leg whose jobs write no report (the checks, the integration
-            // tests) leaves one too: a testcase per job.
-            if !legs.iter().any(|l| l.job.work.reports()) {
-                let failed = run.as_ref().err().zip(legs.get(stages.done.len()));
-                let junit = paths::project_root().join(jobs::junit_path(name));
-                stages.report(&junit, name, failed.map(|(e, l)| (l.job.title, e)))?;
-            }
-            run?;
         } else {
+            let (legs, source) = match &self.leg {
+                Some(name) => self.leg(name)?,
+                None => (jobs::local(self.skip_sanitizer), None),
+            };
             let _lock = lock::cache()?;
-            run_all(sh, self.skip_sanitizer)?;
+            let (started, mut stages) = (Instant::now(), Stages::default());
+            let run = run_legs(sh, &legs, source, &mut stages);
+            match &self.leg {
+                None => run.map(|()| stages.summary(started))?,
+                // A leg whose jobs write no report (the checks, the
+                // integration tests) leaves one too: a testcase per job.
+                Some(name) if !legs.iter().any(|l| l.job.work.reports()) => {
+                    let failed = run.as_ref().err().zip(legs.get(stages.done.len()));
+                    let junit = paths::project_root().join(jobs::junit_path(name));
+                    stages.report(&junit, name, failed.map(|(e, l)| (l.job.title, e)))?;
+                    run?
+                }
+                Some(_) => run?,
+            }
         }
         Ok(Done::Ok)
     }
@@ -74,40 +76,34 @@ impl flags::Ci {
     }
 }
 
-/// Every job marked for the local run, in order: a stage each, those
-/// beside the others started and awaited at the end.
-fn run_all(sh: &Shell, skip_sanitizer: bool) -> Result<()> {
+/// Runs `legs` in order, a stage each; in the local run, the jobs beside
+/// the others are started and awaited at the end.
+fn run_legs(
+    sh: &Shell,
+    legs: &[Leg],
+    mut source: Option<SourceArgs>,
+    stages: &mut Stages,
+) -> Result<()> {
     let (cargo, root) = (paths::cargo(), paths::project_root());
-    let mut stages = Stages::default();
-    let (started, mut built, mut beside) = (Instant::now(), Built::default(), Vec::new());
-    for job in jobs::JOBS {
-        let leg = job.local_leg();
-        match job.local {
-            Local::No => {}
-            Local::Sanitizer if skip_sanitizer => {}
-            Local::Beside => {
-                // `cargo xtask mutants` runs the whole catalogue; any other
-                // job beside is its leg. ci tests the pinned release,
-                // whatever QEMU_SRC says.
-                let mut command = std::process::Command::new(&cargo);
-                match job.work {
-                    Work::Mutants => command.args(["xtask", "mutants"]),
-                    _ => command.args(["xtask", "ci", "--leg", &leg.name]),
-                };
-                command.current_dir(&root).env_remove("QEMU_SRC");
-                let log = paths::target_dir().join(format!("ci/{}.log", leg.name));
-                beside.push(stages.start_beside(job.title, log, command)?);
-            }
-            Local::Stage | Local::Sanitizer => {
-                stages.run(job.title, || run_job(sh, &leg, None, &mut built))?
-            }
+    let (mut built, mut beside) = (Built::default(), Vec::new());
+    for leg in legs {
+        if !(leg.local && leg.job.local == Local::Beside) {
+            stages.run(leg.job.title, || run_job(sh, leg, source.take(), &mut built))?;
+            continue;
         }
+        // `cargo xtask mutants` runs the whole catalogue; any other job
+        // beside is its leg. ci tests the pinned release, whatever
+        // QEMU_SRC says.
+        let mut command = std::process::Command::new(&cargo);
+        match leg.job.work {
+            Work::Mutants => command.args(["xtask", "mutants"]),
+            _ => command.args(["xtask", "ci", "--leg", &leg.name]),
+        };
+        command.current_dir(&root).env_remove("QEMU_SRC");
+        let log = paths::target_dir().join(format!("ci/{}.log", leg.name));
+        beside.push(stages.start_beside(leg.job.title, log, command)?);
     }
-    for job in beside {
-        stages.join(job)?;
-    }
-    stages.summary(started);
-    Ok(())
+    beside.into_iter().try_for_each(|job| stages.join(job))
 }
 
 /// What the pipelines built, by job: the integration tests and meson test
