@@ -36,7 +36,7 @@ impl flags::Ci {
             };
             let _lock = lock::cache()?;
             let (started, mut stages) = (Instant::now(), Stages::default());
-            let run = run_legs(sh, &legs, source, &mut stages);
+            let run = stages.run_legs(sh, &legs, source);
             match &self.leg {
                 None => run.map(|()| stages.summary(started))?,
                 // A leg whose jobs write no report (the checks, the
@@ -74,36 +74,6 @@ impl flags::Ci {
         let series = self.series.clone();
         Ok((legs, Some(SourceArgs { located, series, ..SourceArgs::pinned(false) })))
     }
-}
-
-/// Runs `legs` in order, a stage each; in the local run, the jobs beside
-/// the others are started and awaited at the end.
-fn run_legs(
-    sh: &Shell,
-    legs: &[Leg],
-    mut source: Option<SourceArgs>,
-    stages: &mut Stages,
-) -> Result<()> {
-    let (cargo, root) = (paths::cargo(), paths::project_root());
-    let (mut built, mut beside) = (Built::default(), Vec::new());
-    for leg in legs {
-        if !(leg.local && leg.job.local == Local::Beside) {
-            stages.run(leg.job.title, || run_job(sh, leg, source.take(), &mut built))?;
-            continue;
-        }
-        // `cargo xtask mutants` runs the whole catalogue; any other job
-        // beside is its leg. ci tests the pinned release, whatever
-        // QEMU_SRC says.
-        let mut command = std::process::Command::new(&cargo);
-        match leg.job.work {
-            Work::Mutants => command.args(["xtask", "mutants"]),
-            _ => command.args(["xtask", "ci", "--leg", &leg.name]),
-        };
-        command.current_dir(&root).env_remove("QEMU_SRC");
-        let log = paths::target_dir().join(format!("ci/{}.log", leg.name));
-        beside.push(stages.start_beside(leg.job.title, log, command)?);
-    }
-    beside.into_iter().try_for_each(|job| stages.join(job))
 }
 
 /// What the pipelines built, by job: the integration tests and meson test
@@ -147,9 +117,7 @@ fn run_job(sh: &Shell, leg: &Leg, source: Option<SourceArgs>, built: &mut Built)
         Work::UnitTests => cmd!(sh, "{cargo} test --quiet --workspace").spawn_run(),
         Work::Suite(build) => {
             let source = source.unwrap_or_else(|| SourceArgs::pinned(!build.series));
-            let run = suite(sh, build, leg, source)?;
-            built.0.push((leg.job, run));
-            Ok(())
+            suite(sh, build, leg, source).map(|run| built.0.push((leg.job, run)))
         }
         Work::IntegrationTests => {
             let (stock_qemu, stock_tree) = built.get(sh, jobs::STOCK)?;
@@ -315,6 +283,31 @@ impl Stages {
         let suite = format!("{}.{leg}", qmp_tests::junit::SUITE);
         let cases = cases.iter_mut().map(|case| case.set_classname(&suite).build()).collect();
         stock::write_report(path, &suite, cases)
+    }
+
+    /// Runs `legs` in order, a stage each; in the local run, the jobs
+    /// beside the others are started and awaited at the end.
+    fn run_legs(&mut self, sh: &Shell, legs: &[Leg], mut source: Option<SourceArgs>) -> Result<()> {
+        let (cargo, root) = (paths::cargo(), paths::project_root());
+        let (mut built, mut beside) = (Built::default(), Vec::new());
+        for leg in legs {
+            if !(leg.local && leg.job.local == Local::Beside) {
+                self.run(leg.job.title, || run_job(sh, leg, source.take(), &mut built))?;
+                continue;
+            }
+            // `cargo xtask mutants` runs the whole catalogue; any other job
+            // beside is its leg. ci tests the pinned release, whatever
+            // QEMU_SRC says.
+            let mut command = std::process::Command::new(&cargo);
+            match leg.job.work {
+                Work::Mutants => command.args(["xtask", "mutants"]),
+                _ => command.args(["xtask", "ci", "--leg", &leg.name]),
+            };
+            command.current_dir(&root).env_remove("QEMU_SRC");
+            let log = paths::target_dir().join(format!("ci/{}.log", leg.name));
+            beside.push(self.start_beside(leg.job.title, log, command)?);
+        }
+        beside.into_iter().try_for_each(|job| self.join(job))
     }
 
     fn run<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {

@@ -47,16 +47,14 @@ pub struct Build {
     pub program: Program,
 }
 
-/// How `cargo xtask ci` runs a job.
+/// How `cargo xtask ci` runs a job: a stage, in order; started beside the
+/// next stages and awaited at the end; a stage `--skip-sanitizer` leaves
+/// out; or not at all (CI's matrix only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Local {
-    /// A stage, in order.
     Stage,
-    /// Started as a stage beside the next ones, awaited at the end.
     Beside,
-    /// A stage that `--skip-sanitizer` leaves out.
     Sanitizer,
-    /// Not run (CI's matrix only).
     No,
 }
 
