@@ -163,16 +163,12 @@ impl SuiteCli {
         }
         out.path("junit", self.junit.as_ref());
         self.suite.push_args(&mut out);
-        for route in &self.require_routes {
-            out.text("require-route", route.name());
-        }
+        out.each("require-route", &self.require_routes);
         out.path("log-dir", self.log_dir.as_ref());
         out.path("qemu-src", self.qemu_src.as_ref());
         out.path("python", self.python.as_ref());
         out.path("qmp-python", self.qmp_python.as_ref());
-        for (key, value) in &self.properties {
-            out.text("property", format!("{key}={value}"));
-        }
+        out.each("property", self.properties.iter().map(|(key, value)| format!("{key}={value}")));
         out.opt("leg", &self.leg);
         out.switch("tap", self.tap);
         out.switch("list", self.list);
@@ -183,9 +179,7 @@ impl SuiteCli {
 
 impl SuiteArgs {
     fn push_args(&self, out: &mut Argv) {
-        for name in &self.scenarios {
-            out.text("scenario", name);
-        }
+        out.each("scenario", &self.scenarios);
         out.opt("jobs", &self.jobs);
         if let Some(route) = &self.route {
             out.text("route", spelled(route));
@@ -195,12 +189,13 @@ impl SuiteArgs {
             out.text("wait", wait.as_secs_f64());
         }
         out.opt("soak", &self.soak);
-        for pick in &self.first {
-            match pick.route {
-                Some(route) => out.text("first", format!("{}/{}", pick.scenario, route.name())),
-                None => out.text("first", &pick.scenario),
-            }
-        }
+        out.each(
+            "first",
+            self.first.iter().map(|pick| match pick.route {
+                Some(route) => format!("{}/{route}", pick.scenario),
+                None => pick.scenario.clone(),
+            }),
+        );
         out.switch("fail-fast", self.fail_fast);
     }
 
@@ -355,9 +350,7 @@ impl ExploreArgs {
         out.text("reruns", self.reruns);
         out.text("shrink-time", self.shrink_time);
         out.text("race-reruns", self.race_reruns);
-        for kind in &self.chardevs {
-            out.text("chardevs", kind_name(*kind));
-        }
+        out.each("chardevs", self.chardevs.iter().map(|&kind| CHARDEVS[kind as usize]));
         out.text("max-failures", self.max_failures);
         if let Some(wait) = self.wait {
             out.text("wait", wait.as_secs_f64());
@@ -394,6 +387,13 @@ impl Argv {
         }
     }
 
+    /// `--NAME=VALUE` for each value: a repeatable option.
+    pub fn each<T: std::fmt::Display>(&mut self, name: &str, values: impl IntoIterator<Item = T>) {
+        for value in values {
+            self.text(name, value);
+        }
+    }
+
     pub fn switch(&mut self, name: &str, on: bool) {
         if on {
             self.0.push(format!("--{name}").into());
@@ -407,13 +407,8 @@ pub fn spelled(value: &impl ValueEnum) -> String {
     value.get_name().to_owned()
 }
 
-fn kind_name(kind: explore::model::Kind) -> &'static str {
-    match kind {
-        explore::model::Kind::Unix => "unix",
-        explore::model::Kind::Tcp => "tcp",
-        explore::model::Kind::Pty => "pty",
-    }
-}
+/// `--chardevs`' names, in the order of [`explore::model::Kind`]'s variants.
+const CHARDEVS: [&str; 3] = ["unix", "tcp", "pty"];
 
 fn scenario(name: &str) -> Result<String, String> {
     if scenarios::find(name).is_some() {
@@ -482,13 +477,11 @@ fn qemu_src(src: PathBuf) -> Result<PathBuf, String> {
     Ok(src)
 }
 
-fn chardev(kind: &str) -> Result<explore::model::Kind, String> {
-    match kind {
-        "unix" => Ok(explore::model::Kind::Unix),
-        "tcp" => Ok(explore::model::Kind::Tcp),
-        "pty" => Ok(explore::model::Kind::Pty),
-        _ => Err("takes unix, tcp and pty, comma-separated".to_owned()),
-    }
+fn chardev(name: &str) -> Result<explore::model::Kind, String> {
+    use explore::model::Kind;
+    let kind =
+        [Kind::Unix, Kind::Tcp, Kind::Pty].into_iter().find(|&k| CHARDEVS[k as usize] == name);
+    kind.ok_or_else(|| "takes unix, tcp and pty, comma-separated".to_owned())
 }
 
 fn hex(text: &str) -> Result<u64, String> {

@@ -4,8 +4,9 @@ use clap::{CommandFactory, Parser};
 
 use super::*;
 
-fn parse(args: &[&str]) -> Result<SuiteCli, String> {
-    let argv = std::iter::once("qmp-tests").chain(args.iter().copied());
+/// `line` split at whitespace, as qmp-tests' arguments.
+fn parse(line: &str) -> Result<SuiteCli, String> {
+    let argv = std::iter::once("qmp-tests").chain(line.split_whitespace());
     SuiteCli::try_parse_from(argv).map_err(|err| err.to_string())
 }
 
@@ -36,18 +37,9 @@ fn the_declarations_are_consistent() {
 
 #[test]
 fn options_with_separate_and_inline_values() {
-    let args = parse(&[
-        "--qemu=/q",
-        "--scenario",
-        "test_soak",
-        "--jobs",
-        "3",
-        "--timeout=5",
-        "--wait=0.5",
-        "--property",
-        "commit=abc=def",
-        "--tap",
-    ])
+    let args = parse(
+        "--qemu=/q --scenario test_soak --jobs 3 --timeout=5 --wait=0.5 --property commit=abc=def --tap",
+    )
     .unwrap();
     assert_eq!(args.qemu, Some(PathBuf::from("/q")));
     assert_eq!(args.suite.scenarios, ["test_soak"]);
@@ -57,62 +49,44 @@ fn options_with_separate_and_inline_values() {
     assert_eq!(args.properties, [("commit".to_string(), "abc=def".to_string())]);
     assert!(args.tap);
     assert_eq!(args.program, Program::System);
-    let args = parse(&["--qemu", "q", "--program=storage-daemon"]).unwrap();
-    assert_eq!(args.program, Program::StorageDaemon);
-    assert!(parse(&["--qemu", "q", "--program", "qsd"]).unwrap_err().contains("storage-daemon"));
+    assert_eq!(parse("--qemu q --program=storage-daemon").unwrap().program, Program::StorageDaemon);
+    assert!(parse("--qemu q --program qsd").unwrap_err().contains("storage-daemon"));
 }
 
 #[test]
 fn mistakes_are_reported() {
     for (args, needle) in [
-        (&[][..], "--qemu"),
-        (&["--qemu", "/q", "--jobs", "0"], "positive whole number"),
-        (&["--qemu", "/q", "--wait", "0"], "positive number of seconds"),
-        (&["--qemu", "/q", "--scenario", "test_nope"], "test_nope"),
-        (&["--qemu", "/q", "--property", "=x"], "KEY=VALUE"),
-        (&["--qemu", "/q", "--leg", "a b"], "a leg name is"),
-        (&["--qemu", "/q", "--route", "both"], "commands, qom, all"),
-        (&["--qemu", "/q", "--python", "p"], "--qemu-src"),
-        (&["--qemu", "/q", "--qemu-src", "/nonexistent"], "python/qemu/qmp"),
-        (&["--qemu", "/q", "--jobs", "1", "--jobs", "2"], "multiple times"),
-        (&["--qemu"], "a value is required"),
-        (&["--bogus"], "--bogus"),
+        ("", "--qemu"),
+        ("--qemu /q --jobs 0", "positive whole number"),
+        ("--qemu /q --wait 0", "positive number of seconds"),
+        ("--qemu /q --scenario test_nope", "test_nope"),
+        ("--qemu /q --property =x", "KEY=VALUE"),
+        ("--qemu /q --leg a/b", "a leg name is"),
+        ("--qemu /q --route both", "commands, qom, all"),
+        ("--qemu /q --python p", "--qemu-src"),
+        ("--qemu /q --qemu-src /nonexistent", "python/qemu/qmp"),
+        ("--qemu /q --jobs 1 --jobs 2", "multiple times"),
+        ("--qemu", "a value is required"),
+        ("--bogus", "--bogus"),
     ] {
         let err = parse(args).unwrap_err();
         assert!(err.contains(needle), "{args:?}: {err}");
     }
-    assert!(parse(&["--list"]).is_ok());
+    assert!(parse("--list").is_ok());
 }
 
 #[test]
 fn require_route_is_repeatable_and_implies_the_route() {
-    let args = parse(&[
-        "--qemu",
-        "q",
-        "--route",
-        "commands",
-        "--require-route",
-        "qom",
-        "--require-route",
-        "qom",
-    ])
-    .unwrap();
+    let args = parse("--qemu q --route commands --require-route qom --require-route qom").unwrap();
     assert_eq!(args.routes(), vec![Route::Commands, Route::Qom]);
-    assert_eq!(parse(&["--qemu", "q"]).unwrap().routes(), Route::ALL);
-    assert!(parse(&["--qemu", "q", "--require-route", "all"]).is_err());
+    assert_eq!(parse("--qemu q").unwrap().routes(), Route::ALL);
+    assert!(parse("--qemu q --require-route all").is_err());
 }
 
 #[test]
 fn first_lists_scenarios_and_routes_in_order() {
-    let args = parse(&[
-        "--qemu",
-        "q",
-        "--fail-fast",
-        "--first",
-        "test_soak/qom,test_greeting",
-        "--first=test_many",
-    ])
-    .unwrap();
+    let args = parse("--qemu q --fail-fast --first test_soak/qom,test_greeting --first=test_many")
+        .unwrap();
     assert!(args.suite.fail_fast);
     let picks: Vec<(&str, Option<Route>)> =
         args.suite.first.iter().map(|p| (p.scenario.as_str(), p.route)).collect();
@@ -120,11 +94,9 @@ fn first_lists_scenarios_and_routes_in_order() {
         picks,
         [("test_soak", Some(Route::Qom)), ("test_greeting", None), ("test_many", None)]
     );
-    assert!(parse(&["--qemu", "q", "--first", "test_nope"]).unwrap_err().contains("test_nope"));
-    assert!(parse(&["--qemu", "q", "--first", "test_soak/all"])
-        .unwrap_err()
-        .contains("commands or qom"));
-    assert!(!parse(&["--qemu", "q"]).unwrap().suite.fail_fast);
+    assert!(parse("--qemu q --first test_nope").unwrap_err().contains("test_nope"));
+    assert!(parse("--qemu q --first test_soak/all").unwrap_err().contains("commands or qom"));
+    assert!(!parse("--qemu q").unwrap().suite.fail_fast);
 }
 
 /// What `to_args` writes parses back to the same options: the xtask's
@@ -184,20 +156,19 @@ fn explore_defaults_and_mistakes() {
     assert_eq!(opts.time, Duration::from_secs(60));
     assert_eq!((opts.max_ops, opts.reruns, opts.max_failures), (40, 10, 3));
     assert_eq!(opts.chardevs.len(), 2);
-    let parse = |args: &[&str]| {
-        let argv = ["explore", "--qemu", "/q"].iter().chain(args);
+    let parse = |line: &str| {
+        let argv = ["explore", "--qemu", "/q"].into_iter().chain(line.split_whitespace());
         ExploreCli::try_parse_from(argv).map_err(|err| err.to_string())
     };
-    let args = parse(&["--seed", "0xff", "--sockets", "unix"]).unwrap();
+    use explore::model::Kind;
+    let args = parse("--seed 0xff --sockets unix").unwrap();
     assert_eq!(args.explore.seed, Some(255));
-    assert_eq!(args.explore.chardevs, [explore::model::Kind::Unix]);
-    let args = parse(&["--chardevs=unix,pty"]).unwrap();
-    let pty = explore::model::Kind::Pty;
-    assert_eq!(args.explore.chardevs, [explore::model::Kind::Unix, pty]);
+    assert_eq!(args.explore.chardevs, [Kind::Unix]);
+    assert_eq!(parse("--chardevs=unix,pty").unwrap().explore.chardevs, [Kind::Unix, Kind::Pty]);
     for (args, needle) in [
-        (&["--time", "0"][..], "positive whole number"),
-        (&["--seed", "xyz"], "a seed in hex"),
-        (&["--sockets", "unix,udp"], "unix, tcp and pty"),
+        ("--time 0", "positive whole number"),
+        ("--seed xyz", "a seed in hex"),
+        ("--sockets unix,udp", "unix, tcp and pty"),
     ] {
         let err = parse(args).unwrap_err();
         assert!(err.contains(needle), "{args:?}: {err}");
