@@ -106,7 +106,7 @@ fn run_gated(
         held: Vec::new(),
     };
     let plan = runner::Plan { first: args.suite.first.clone(), fail_fast: args.suite.fail_fast };
-    let outcomes = runner::run_planned(config, &plan, selected, |progress| gate.progress(progress));
+    let outcomes = runner::run(config, &plan, selected, |progress| gate.progress(progress));
     let (outcomes, code) = match gate.caps.clone() {
         // Not one QEMU came up far enough to be asked: the binary is the
         // problem, not a scenario.

@@ -8,7 +8,6 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    ffi::OsString,
     panic::{self, AssertUnwindSafe},
     path::{Path, PathBuf},
     sync::{mpsc, Arc},
@@ -52,31 +51,6 @@ pub struct RunConfig {
     /// How long past its deadline a scenario may take before the runner
     /// kills its QEMU, and again before the runner stops waiting for it.
     pub grace: Duration,
-}
-
-impl RunConfig {
-    /// How a scenario's (or the probe's) QEMU is started.
-    pub fn launch_options(
-        &self,
-        name: &str,
-        extra_args: &[&str],
-        transcript: Transcript,
-    ) -> LaunchOptions {
-        LaunchOptions {
-            name: name.to_string(),
-            extra_args: extra_args
-                .iter()
-                .map(|arg| OsString::from(self.settings.program.spell(arg)))
-                .collect(),
-            log_dir: self.log_dir.clone(),
-            janitor: self.janitor.clone(),
-            transcript,
-            start_timeout: self.settings.timeout,
-            command_timeout: self.settings.timeout,
-            cpu: None,
-            program: self.settings.program,
-        }
-    }
 }
 
 /// What the runner reports as it goes.
@@ -157,23 +131,14 @@ impl Pick {
 }
 
 /// Runs each of `scenarios` through each of `config.routes`, at most
-/// `config.jobs` at a time; outcomes come back route by route, each in
-/// the order given.
+/// `config.jobs` at a time, starting the runs `plan` puts first, and with
+/// `plan.fail_fast` ending at the first failure; outcomes come back route
+/// by route, each in the order given.
 ///
 /// The first QEMU is asked what it has before any other starts: a route
 /// it lacks is then not started at all (reported skipped), and a QEMU
 /// with none of the routes fails everything after one start.
 pub fn run(
-    config: &RunConfig,
-    scenarios: &[&'static Scenario],
-    progress: impl FnMut(Progress<'_>),
-) -> Vec<Outcome> {
-    run_planned(config, &Plan::default(), scenarios, progress)
-}
-
-/// [`run`], starting the runs `plan` puts first, and with
-/// `plan.fail_fast` ending at the first failure.
-pub fn run_planned(
     config: &RunConfig,
     plan: &Plan,
     scenarios: &[&'static Scenario],
@@ -540,26 +505,35 @@ fn start(
     started: Instant,
     transcript: &Transcript,
 ) -> Result<Machine, Box<Outcome>> {
-    // One log per scenario and route: the routes' runs must not share a
-    // file (--log-dir).
-    let log_name = format!("{}.{}", scenario.name, route.name());
-    let opts = config.launch_options(&log_name, scenario.extra_args, transcript.clone());
+    let program = config.settings.program;
+    let opts = LaunchOptions {
+        // One log per scenario and route: the routes' runs must not share
+        // a file (--log-dir).
+        name: format!("{}.{}", scenario.name, route.name()),
+        extra_args: scenario.extra_args.iter().map(|arg| program.spell(arg).into()).collect(),
+        log_dir: config.log_dir.clone(),
+        janitor: config.janitor.clone(),
+        transcript: transcript.clone(),
+        start_timeout: config.settings.timeout,
+        command_timeout: config.settings.timeout,
+        cpu: None,
+        program,
+    };
     // Launched here, not by the runner, because QEMU's PDEATHSIG follows
     // the launching thread.
-    let mut machine = match Machine::launch(&config.qemu, &opts) {
-        Ok(machine) => machine,
-        Err(err) => {
-            let cause = one_line(&format!("QEMU did not start: {err:#}"));
-            return Err(Box::new(early_failure(scenario, cause, started, transcript).on(route)));
+    // A scenario that failed before it ran, with what its QEMU said so far.
+    let fail = |cause: String| {
+        let mut outcome = harness_failure(scenario.name, cause).on(route);
+        outcome.duration = started.elapsed();
+        if let Some(failure) = &mut outcome.failure {
+            failure.transcript = transcript.tail(TRANSCRIPT_ENTRIES);
         }
+        Box::new(outcome)
     };
-    let caps = match probe::check(&mut machine) {
-        Ok(caps) => caps,
-        Err(err) => {
-            let cause = one_line(&format!("asking QEMU what it has: {err:#}"));
-            return Err(Box::new(early_failure(scenario, cause, started, transcript).on(route)));
-        }
-    };
+    let mut machine = Machine::launch(&config.qemu, &opts)
+        .map_err(|err| fail(one_line(&format!("QEMU did not start: {err:#}"))))?;
+    let caps = probe::check(&mut machine)
+        .map_err(|err| fail(one_line(&format!("asking QEMU what it has: {err:#}"))))?;
     let needs_route = !config.routes.is_empty();
     let refusal = caps.refusal(&config.qemu, &config.routes).filter(|_| needs_route);
     let has_route = caps.has(route) || !needs_route;
@@ -571,7 +545,7 @@ fn start(
     });
     if let Some(refusal) = refusal {
         // Nothing to run: the caller reports every scenario with this.
-        return Err(Box::new(early_failure(scenario, refusal, started, transcript).on(route)));
+        return Err(fail(refusal));
     }
     if !has_route {
         return Err(Box::new(absent(scenario.name, route)));
@@ -610,35 +584,15 @@ fn shut_down(
     (stderr, report)
 }
 
-/// A scenario that failed before it ran, with what its QEMU said so far.
-fn early_failure(
-    scenario: &Scenario,
-    cause: String,
-    started: Instant,
-    transcript: &Transcript,
-) -> Outcome {
-    let mut outcome = harness_failure(scenario.name, cause);
-    outcome.duration = started.elapsed();
-    if let Some(failure) = &mut outcome.failure {
-        failure.transcript = transcript.tail(TRANSCRIPT_ENTRIES);
-    }
-    outcome
-}
-
 /// Whether a wait for a reply or an event ran out of time.
 fn timed_out(err: &anyhow::Error) -> bool {
     err.chain()
         .any(|cause| matches!(cause.downcast_ref::<QmpError>(), Some(QmpError::Timeout { .. })))
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(text) = panic.downcast_ref::<&str>() {
-        text.to_string()
-    } else if let Some(text) = panic.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "(no message)".to_string()
-    }
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    let text = panic.downcast_ref::<String>().map(String::as_str);
+    text.or_else(|| panic.downcast_ref::<&str>().copied()).unwrap_or("(no message)")
 }
 
 #[cfg(test)]

@@ -82,7 +82,8 @@ fn failures_overruns_and_hangs_are_reported_not_waited_for() {
     let config = config();
     let gate = GATE.lock().unwrap();
     let start = Instant::now();
-    let outcomes = runner::run(&config, &[&PASSES, &OVERRUNS, &STUCK, &PANICS], |_| {});
+    let outcomes =
+        runner::run(&config, &Default::default(), &[&PASSES, &OVERRUNS, &STUCK, &PANICS], |_| {});
     let elapsed = start.elapsed();
     drop(gate);
 
@@ -117,7 +118,7 @@ fn fail_fast_stops_at_the_first_failure_and_skips_the_rest() {
         fail_fast: true,
     };
     let start = Instant::now();
-    let outcomes = runner::run_planned(&config, &plan, &[&PASSES, &OVERRUNS, &PANICS], |_| {});
+    let outcomes = runner::run(&config, &plan, &[&PASSES, &OVERRUNS, &PANICS], |_| {});
     let elapsed = start.elapsed();
 
     let failed: Vec<&str> =
@@ -140,7 +141,7 @@ fn fail_fast_stops_at_the_first_failure_and_skips_the_rest() {
 fn fail_fast_kills_the_failed_scenarios_qemu_without_waiting_for_quit() {
     let plan = runner::Plan { first: Vec::new(), fail_fast: true };
     let start = Instant::now();
-    let outcomes = runner::run_planned(&config(), &plan, &[&FREEZES], |_| {});
+    let outcomes = runner::run(&config(), &plan, &[&FREEZES], |_| {});
     let elapsed = start.elapsed();
     let failure = outcomes[0].failure.as_ref().expect("test_freezes fails");
     // Its own cause alone: the kill is not a second failure.
