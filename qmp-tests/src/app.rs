@@ -10,6 +10,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use qmp_tests::{
     cli::SuiteCli,
+    exit,
     janitor::Janitor,
     junit::{self, SuiteInfo},
     outcome::{Failure, Outcome},
@@ -20,25 +21,18 @@ use qmp_tests::{
     scenarios::{self, PythonClient, Scenario, Settings},
 };
 
-pub use qmp_tests::exit::{
-    FAILED as EXIT_FAILED, HARNESS as EXIT_HARNESS, NO_MONITOR_ADD as EXIT_NO_MONITOR_ADD,
-    PASSED as EXIT_PASSED,
-};
-
 pub fn run(args: SuiteCli) -> Result<u8> {
     let selected = select(&args.suite.scenarios);
     if args.list {
-        let mut out = io::stdout();
-        for scenario in &selected {
-            let _ = writeln!(out, "{}", scenario.name);
-        }
-        return Ok(EXIT_PASSED);
+        let names: String =
+            selected.iter().map(|scenario| format!("{}\n", scenario.name)).collect();
+        let _ = io::stdout().write_all(names.as_bytes());
+        return Ok(exit::PASSED);
     }
     let qemu = args.qemu.clone().expect("the parser insists on --qemu");
-    let mut reporter: Box<dyn Reporter> = if args.tap {
-        Box::new(Tap::new(io::stdout(), args.verbose))
-    } else {
-        Box::new(Console::new(io::stdout(), args.verbose))
+    let mut reporter: Box<dyn Reporter> = match args.tap {
+        true => Box::new(Tap::new(io::stdout(), args.verbose)),
+        false => Box::new(Console::new(io::stdout(), args.verbose)),
     };
     let config = config(&args, &qemu)?;
     let timestamp = junit_report::OffsetDateTime::now_utc();
@@ -119,25 +113,23 @@ fn run_gated(
         }
         None => {
             gate.open(&Capabilities::unknown());
-            (outcomes, EXIT_PASSED)
+            (outcomes, exit::PASSED)
         }
         Some(caps) => match caps.refusal(qemu, &config.routes) {
             Some(refusal) => {
-                let transcript = outcomes
-                    .iter()
-                    .filter_map(|outcome| outcome.failure.as_ref())
-                    .find(|failure| failure.cause == refusal)
-                    .map_or_else(String::new, |failure| failure.transcript.clone());
+                let mut failures = outcomes.iter().filter_map(|outcome| outcome.failure.as_ref());
+                let transcript = (failures.find(|failure| failure.cause == refusal))
+                    .map(|failure| failure.transcript.clone())
+                    .unwrap_or_default();
+                let failure = Failure { cause: refusal, transcript, ..Failure::default() };
                 // Once per scenario, under the first route asked for.
-                let route = config.routes[0];
-                let outcomes: Vec<Outcome> = runner::fail_all(selected, &refusal, &transcript)
-                    .into_iter()
-                    .map(|outcome| outcome.on(route))
-                    .collect();
+                let fail = |s: &&Scenario| Outcome::failing(s.name, failure.clone());
+                let outcomes: Vec<Outcome> =
+                    selected.iter().map(|s| fail(s).on(config.routes[0])).collect();
                 for outcome in &outcomes {
                     gate.reporter.finished(outcome);
                 }
-                (outcomes, EXIT_NO_MONITOR_ADD)
+                (outcomes, exit::NO_MONITOR_ADD)
             }
             None => {
                 // Routes this QEMU lacks were not run: each of their
@@ -148,7 +140,7 @@ fn run_gated(
                     .map(|outcome| account(outcome, &caps, &args.require_routes))
                     .collect();
                 let code =
-                    if outcomes.iter().any(Outcome::failed) { EXIT_FAILED } else { EXIT_PASSED };
+                    if outcomes.iter().any(Outcome::failed) { exit::FAILED } else { exit::PASSED };
                 (outcomes, code)
             }
         },
@@ -191,48 +183,31 @@ impl Gate<'_> {
     /// Prints the plan and what was held back, unless the QEMU refuses.
     fn open(&mut self, caps: &Capabilities) {
         self.caps = Some(caps.clone());
-        let version = match caps.full_version() {
-            version if version.is_empty() => String::new(),
-            version => format!("{version} "),
-        };
-        let present: Vec<Route> =
-            self.routes.iter().copied().filter(|&route| caps.has(route)).collect();
-        let routes: Vec<&str> = present.iter().map(|route| route.name()).collect();
-        let absent: Vec<String> = self
-            .routes
-            .iter()
-            .filter(|&&route| !caps.has(route))
-            .map(|&route| {
-                let verdict = if self.required.contains(&route) {
-                    "required: its scenarios fail"
-                } else {
-                    "its scenarios are skipped"
-                };
-                format!("; route {route} absent ({}, {verdict})", route.lacking())
-            })
-            .collect();
+        let version = caps.full_version() + " ";
+        let qemu = format!("QEMU {}({})", version.trim_start(), self.qemu.display());
         let (total, line) = if self.refused() {
-            (self.scenarios.len(), format!("QEMU {version}({})", self.qemu.display()))
+            (self.scenarios.len(), qemu)
         } else {
+            let (present, absent): (Vec<Route>, Vec<Route>) =
+                self.routes.iter().partition(|&&route| caps.has(route));
+            let present: Vec<&str> = present.iter().map(|route| route.name()).collect();
+            let absent: String = absent
+                .iter()
+                .map(|&route| {
+                    let verdict = match self.required.contains(&route) {
+                        true => "required: its scenarios fail",
+                        false => "its scenarios are skipped",
+                    };
+                    format!("; route {route} absent ({}, {verdict})", route.lacking())
+                })
+                .collect();
             // Some scenarios are for one route only; those of an absent
             // route are reported too, skipped or failed.
-            let runs = self
-                .routes
-                .iter()
-                .map(|route| {
-                    self.scenarios.iter().filter(|scenario| scenario.routes.contains(route)).count()
-                })
+            let runs = (self.routes.iter())
+                .map(|route| self.scenarios.iter().filter(|s| s.routes.contains(route)).count())
                 .sum();
-            (
-                runs,
-                format!(
-                    "QEMU {version}({}), {} {}{}",
-                    self.qemu.display(),
-                    if routes.len() == 1 { "route" } else { "routes" },
-                    routes.join(" and "),
-                    absent.concat()
-                ),
-            )
+            let noun = if present.len() == 1 { "route" } else { "routes" };
+            (runs, format!("{qemu}, {noun} {}{absent}", present.join(" and ")))
         };
         self.reporter.plan(total, &line);
         let held = std::mem::take(&mut self.held);
@@ -281,19 +256,15 @@ fn python_client(args: &SuiteCli) -> Result<Option<PythonClient>> {
     let Some(src) = &args.qemu_src else {
         return Ok(None);
     };
-    let interpreter = match &args.python {
-        Some(python) => interpreter(python)?,
-        None => "python3".into(),
-    };
+    let interpreter = interpreter(args.python.as_deref().unwrap_or("python3".as_ref()))?;
     Ok(Some(PythonClient { interpreter, qemu_src: qmp_tests::absolute(src)? }))
 }
 
 /// A Python given by path is made absolute; a bare name is left to `PATH`.
-fn interpreter(python: &std::path::Path) -> Result<std::path::PathBuf> {
-    if python.components().count() > 1 {
-        qmp_tests::absolute(python)
-    } else {
-        Ok(python.to_owned())
+fn interpreter(python: &Path) -> Result<std::path::PathBuf> {
+    match python.components().count() > 1 {
+        true => qmp_tests::absolute(python),
+        false => Ok(python.to_owned()),
     }
 }
 

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
             Ok(code) => ExitCode::from(code),
             Err(err) => {
                 eprintln!("qmp-tests explore: error: {err:#}\nTry 'qmp-tests explore --help'.");
-                ExitCode::from(app::EXIT_HARNESS)
+                ExitCode::from(qmp_tests::exit::HARNESS)
             }
         };
     }
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("qmp-tests: error: {err:#}");
-            ExitCode::from(app::EXIT_HARNESS)
+            ExitCode::from(qmp_tests::exit::HARNESS)
         }
     }
 }
@@ -57,5 +57,5 @@ fn usage(err: clap::Error, program: &str) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     eprint!("{program}: {err}");
-    ExitCode::from(app::EXIT_HARNESS)
+    ExitCode::from(qmp_tests::exit::HARNESS)
 }

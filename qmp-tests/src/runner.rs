@@ -419,14 +419,6 @@ fn timeout_cause(entry: &Running) -> String {
     format!("timeout: {} did not finish within {}s", entry.name, allowed.as_secs())
 }
 
-/// Every scenario failing for one reason found before any ran.
-pub fn fail_all(scenarios: &[&'static Scenario], cause: &str, transcript: &str) -> Vec<Outcome> {
-    let (cause, transcript) = (cause.to_string(), transcript.to_string());
-    let failure = Failure { cause, transcript, ..Failure::default() };
-    let fail = |scenario: &&Scenario| Outcome::failing(scenario.name, failure.clone());
-    scenarios.iter().map(fail).collect()
-}
-
 fn harness_failure(name: &str, cause: String) -> Outcome {
     Outcome::failing(name, Failure { cause, ..Failure::default() })
 }
