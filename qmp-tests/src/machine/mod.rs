@@ -8,8 +8,6 @@
 
 mod exit;
 mod process;
-mod socket;
-mod work_dir;
 
 use std::{
     ffi::OsString,
@@ -43,15 +41,16 @@ use crate::{
     qmp::{Qmp, QmpError, Transcript},
     text::tail_lines,
 };
-use process::Process;
-use work_dir::WorkDir;
+use process::{Process, WorkDir};
 
 pub use exit::{Exit, Shutdown, StoppedBy};
 pub use process::Killer;
-pub use socket::{check_socket_path, MAX_SOCKET_PATH};
 
 /// Stands for the machine's temp dir in [`LaunchOptions::extra_args`].
 pub const DIR_PLACEHOLDER: &str = "{dir}";
+
+/// `sun_path` holds 108 bytes including the terminating NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
 
 /// Generous because sanitizer builds run leak checks on exit.
 const QUIT_WAIT: Duration = Duration::from_secs(20);
@@ -242,9 +241,6 @@ impl Machine {
 
     /// Stops QEMU: `quit`, then SIGTERM, then SIGKILL, each given a while.
     pub fn shutdown(&mut self) -> Result<Shutdown> {
-        if let Some(exit) = self.process.exit {
-            return Ok(Shutdown { exit, stopped_by: StoppedBy::Itself });
-        }
         if let Some(exit) = self.wait_exit(Instant::now())? {
             return Ok(Shutdown { exit, stopped_by: StoppedBy::Itself });
         }
@@ -370,6 +366,20 @@ fn not_qemu(qemu: &Path, err: QmpError, process: &mut Process, log: &Path) -> an
     )
 }
 
+/// Fails with the fix spelled out when `path` cannot be a unix socket
+/// address; `bind` would otherwise fail with a bare EINVAL.
+pub fn check_socket_path(path: &Path) -> Result<()> {
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        bail!(
+            "socket path {} is {len} bytes, over the {MAX_SOCKET_PATH}-byte limit for unix \
+             sockets; set TMPDIR to a shorter directory",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 fn read_log(log: &Path) -> Result<String> {
     let bytes = fs::read(log).with_context(|| format!("reading QEMU log {}", log.display()))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
@@ -386,5 +396,13 @@ mod tests {
         assert_eq!(expand_dir(&arg, dir), "unix:/tmp/qmp-x/a.sock,server=on");
         let plain = OsString::from("-nodefaults");
         assert_eq!(expand_dir(&plain, dir), plain);
+    }
+
+    #[test]
+    fn long_paths_are_refused_with_the_fix() {
+        let long = format!("/{}/main.sock", "d".repeat(120));
+        let err = check_socket_path(Path::new(&long)).unwrap_err().to_string();
+        assert!(err.contains(&long) && err.contains("TMPDIR"), "{err}");
+        check_socket_path(Path::new("/tmp/qmp-x/main.sock")).unwrap();
     }
 }

@@ -1,8 +1,12 @@
-//! QEMU as a child process: reaped exactly once, killed if dropped alive.
+//! QEMU as a child process, reaped exactly once and killed if dropped
+//! alive, and its private directory; both registered with the janitor.
 
-use std::{io, process::Child, sync::Arc, time::Instant};
+use std::{
+    fs, io, os::unix::fs::PermissionsExt, path::Path, process::Child, sync::Arc, time::Instant,
+};
 
 use anyhow::{Context, Result};
+use tempfile::TempDir;
 
 use super::Exit;
 use crate::{janitor::Janitor, pidfd::PidFd};
@@ -78,6 +82,43 @@ impl Drop for Process {
         let _ = self.pidfd.signal(rustix::process::Signal::KILL);
         if let Ok(status) = self.child.wait() {
             self.reaped(Exit::from_status(status));
+        }
+    }
+}
+
+/// A private temp dir under the system temp dir (short paths matter for
+/// sockets), removed on drop.
+pub(super) struct WorkDir {
+    dir: Option<TempDir>,
+    janitor: Option<Arc<Janitor>>,
+}
+
+impl WorkDir {
+    pub(super) fn create(janitor: Option<Arc<Janitor>>) -> Result<WorkDir> {
+        let parent = std::env::temp_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("qmp-")
+            .permissions(fs::Permissions::from_mode(0o700))
+            .tempdir_in(&parent)
+            .with_context(|| format!("creating a temp dir in {}", parent.display()))?;
+        if let Some(janitor) = &janitor {
+            janitor.register_dir(dir.path());
+        }
+        Ok(WorkDir { dir: Some(dir), janitor })
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        self.dir.as_ref().expect("present until drop").path()
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let Some(dir) = self.dir.take() else { return };
+        let path = dir.path().to_path_buf();
+        let _ = dir.close();
+        if let Some(janitor) = &self.janitor {
+            janitor.unregister_dir(&path);
         }
     }
 }
