@@ -78,6 +78,8 @@ fn config(args: &SuiteCli, qemu: &Path) -> Result<RunConfig> {
         janitor: Some(janitor),
         routes: args.routes(),
         grace: runner::DEFAULT_GRACE,
+        first: suite.first.clone(),
+        fail_fast: suite.fail_fast,
     })
 }
 
@@ -99,8 +101,7 @@ fn run_gated(
         caps: None,
         held: Vec::new(),
     };
-    let plan = runner::Plan { first: args.suite.first.clone(), fail_fast: args.suite.fail_fast };
-    let outcomes = runner::run(config, &plan, selected, |progress| gate.progress(progress));
+    let outcomes = runner::run(config, selected, |progress| gate.progress(progress));
     let (outcomes, code) = match gate.caps.clone() {
         // Not one QEMU came up far enough to be asked: the binary is the
         // problem, not a scenario.

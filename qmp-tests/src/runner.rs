@@ -51,6 +51,13 @@ pub struct RunConfig {
     /// How long past its deadline a scenario may take before the runner
     /// kills its QEMU, and again before the runner stops waiting for it.
     pub grace: Duration,
+    /// These start first, in this order; the rest follow in the usual
+    /// order (long scenarios first).
+    pub first: Vec<Pick>,
+    /// Once a scenario fails, nothing more starts and the scenarios still
+    /// running are stopped (their QEMU killed); both are reported skipped,
+    /// naming the failure that stopped the run.
+    pub fail_fast: bool,
 }
 
 /// What the runner reports as it goes.
@@ -93,18 +100,6 @@ impl Running {
     }
 }
 
-/// Which runs start first, and whether the first failure ends the run.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Plan {
-    /// These start first, in this order; the rest follow in the usual
-    /// order (long scenarios first).
-    pub first: Vec<Pick>,
-    /// Once a scenario fails, nothing more starts and the scenarios still
-    /// running are stopped (their QEMU killed); both are reported skipped,
-    /// naming the failure that stopped the run.
-    pub fail_fast: bool,
-}
-
 /// A scenario on one route, or on each of its routes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pick {
@@ -131,16 +126,15 @@ impl Pick {
 }
 
 /// Runs each of `scenarios` through each of `config.routes`, at most
-/// `config.jobs` at a time, starting the runs `plan` puts first, and with
-/// `plan.fail_fast` ending at the first failure; outcomes come back route
-/// by route, each in the order given.
+/// `config.jobs` at a time, starting the runs `config.first` names first,
+/// and with `config.fail_fast` ending at the first failure; outcomes come
+/// back route by route, each in the order given.
 ///
 /// The first QEMU is asked what it has before any other starts: a route
 /// it lacks is then not started at all (reported skipped), and a QEMU
 /// with none of the routes fails everything after one start.
 pub fn run(
     config: &RunConfig,
-    plan: &Plan,
     scenarios: &[&'static Scenario],
     progress: impl FnMut(Progress<'_>),
 ) -> Vec<Outcome> {
@@ -160,8 +154,7 @@ pub fn run(
     let mut supervisor = Supervisor {
         config,
         tx,
-        queue: start_order(&jobs, &plan.first),
-        fail_fast: plan.fail_fast,
+        queue: start_order(&jobs, &config.first),
         stopped_by: None,
         running: HashMap::new(),
         outcomes: vec![None; jobs.len()],
@@ -208,7 +201,6 @@ struct Supervisor<'a, P> {
     config: &'a RunConfig,
     tx: mpsc::Sender<Message>,
     queue: VecDeque<(usize, Job)>,
-    fail_fast: bool,
     /// The run whose failure stopped the others (`--fail-fast`).
     stopped_by: Option<String>,
     running: HashMap<usize, Running>,
@@ -230,10 +222,9 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
             }
             let started = Instant::now();
             let (config, tx) = (self.config.clone(), self.tx.clone());
-            let fail_fast = self.fail_fast;
             let spawned = thread::Builder::new().name(scenario.name.to_string()).spawn(move || {
                 let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-                    run_one(&config, scenario, route, index, &tx, fail_fast)
+                    run_one(&config, scenario, route, index, &tx)
                 }))
                 .unwrap_or_else(|panic| {
                     let cause = format!("the harness panicked: {}", panic_message(&panic));
@@ -379,7 +370,7 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
     }
 
     fn finish(&mut self, index: usize, outcome: Outcome) {
-        let stops = self.fail_fast && outcome.failed() && self.stopped_by.is_none();
+        let stops = self.config.fail_fast && outcome.failed() && self.stopped_by.is_none();
         if stops {
             self.stopped_by = Some(outcome.display_name());
         }
@@ -429,7 +420,7 @@ fn absent(name: &str, route: Route) -> Outcome {
 }
 
 /// The scenario thread: launch, run, shut down, inspect. With
-/// `fail_fast`, a scenario that failed ends the run: its QEMU is killed
+/// `config.fail_fast`, a scenario that failed ends the run: its QEMU is killed
 /// like the other running scenarios' rather than shut down.
 fn run_one(
     config: &RunConfig,
@@ -437,7 +428,6 @@ fn run_one(
     route: Route,
     index: usize,
     tx: &mpsc::Sender<Message>,
-    fail_fast: bool,
 ) -> Outcome {
     let started = Instant::now();
     let transcript = Transcript::new();
@@ -461,7 +451,7 @@ fn run_one(
     }
     // The verdict is known: a QEMU that hangs on quit (the bug some
     // scenarios catch) would otherwise cost quit's and SIGTERM's windows.
-    let killed = fail_fast && !problems.is_empty();
+    let killed = config.fail_fast && !problems.is_empty();
     let (stderr, report) = shut_down(&mut ctx, &transcript, &mut problems, killed);
 
     let failure = (!problems.is_empty()).then(|| Failure {

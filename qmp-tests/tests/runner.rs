@@ -73,6 +73,8 @@ fn config() -> RunConfig {
         // when this test process exits; the janitor removes it then.
         janitor: Some(Arc::new(Janitor::spawn(Path::new(BIN)).unwrap())),
         grace: Duration::from_secs(2),
+        first: Vec::new(),
+        fail_fast: false,
     }
 }
 
@@ -82,8 +84,7 @@ fn failures_overruns_and_hangs_are_reported_not_waited_for() {
     let config = config();
     let gate = GATE.lock().unwrap();
     let start = Instant::now();
-    let outcomes =
-        runner::run(&config, &Default::default(), &[&PASSES, &OVERRUNS, &STUCK, &PANICS], |_| {});
+    let outcomes = runner::run(&config, &[&PASSES, &OVERRUNS, &STUCK, &PANICS], |_| {});
     let elapsed = start.elapsed();
     drop(gate);
 
@@ -111,14 +112,11 @@ fn fail_fast_stops_at_the_first_failure_and_skips_the_rest() {
     config.jobs = 2;
     // Long enough that a run which waited for test_overruns would show.
     config.settings.timeout = Duration::from_secs(20);
-    let plan = runner::Plan {
-        first: ["test_overruns", "test_panics"]
-            .map(|name| runner::Pick::parse(name).unwrap())
-            .to_vec(),
-        fail_fast: true,
-    };
+    config.first =
+        ["test_overruns", "test_panics"].map(|name| runner::Pick::parse(name).unwrap()).to_vec();
+    config.fail_fast = true;
     let start = Instant::now();
-    let outcomes = runner::run(&config, &plan, &[&PASSES, &OVERRUNS, &PANICS], |_| {});
+    let outcomes = runner::run(&config, &[&PASSES, &OVERRUNS, &PANICS], |_| {});
     let elapsed = start.elapsed();
 
     let failed: Vec<&str> =
@@ -139,9 +137,9 @@ fn fail_fast_stops_at_the_first_failure_and_skips_the_rest() {
 #[test]
 #[ignore = "needs QEMU: set QMP_TESTS_QEMU and run with --include-ignored"]
 fn fail_fast_kills_the_failed_scenarios_qemu_without_waiting_for_quit() {
-    let plan = runner::Plan { first: Vec::new(), fail_fast: true };
+    let config = RunConfig { fail_fast: true, ..config() };
     let start = Instant::now();
-    let outcomes = runner::run(&config(), &plan, &[&FREEZES], |_| {});
+    let outcomes = runner::run(&config, &[&FREEZES], |_| {});
     let elapsed = start.elapsed();
     let failure = outcomes[0].failure.as_ref().expect("test_freezes fails");
     // Its own cause alone: the kill is not a second failure.
