@@ -128,10 +128,9 @@ pub fn serve(input: impl BufRead) -> io::Result<()> {
     let mut pids = BTreeMap::new();
     for line in input.split(b'\n') {
         let line = line?;
-        let Some(space) = line.iter().position(|&b| b == b' ') else {
-            continue;
-        };
-        let (verb, arg) = (&line[..space], &line[space + 1..]);
+        let mut words = line.splitn(2, |&b| b == b' ');
+        let (Some(verb), Some(arg)) = (words.next(), words.next()) else { continue };
+        let pid = || std::str::from_utf8(arg).ok()?.parse::<u32>().ok();
         match verb {
             b"dir" => {
                 dirs.insert(PathBuf::from(OsStr::from_bytes(arg)));
@@ -139,45 +138,35 @@ pub fn serve(input: impl BufRead) -> io::Result<()> {
             b"undir" => {
                 dirs.remove(Path::new(OsStr::from_bytes(arg)));
             }
+            // Opened now, while the runner still holds the child unreaped,
+            // so the fd names QEMU and not a later process that happens to
+            // get the same pid.
             b"pid" => {
-                let Some(pid) = parse_pid(arg) else { continue };
-                // Opened now, while the runner still holds the child
-                // unreaped, so the fd names QEMU and not a later process
-                // that happens to get the same pid.
-                if let Ok(pidfd) = PidFd::open(pid) {
+                if let Some((pid, Ok(pidfd))) = pid().map(|pid| (pid, PidFd::open(pid))) {
                     pids.insert(pid, pidfd);
                 }
             }
             b"unpid" => {
-                if let Some(pid) = parse_pid(arg) {
+                if let Some(pid) = pid() {
                     pids.remove(&pid);
                 }
             }
             _ => {}
         }
     }
-    clean_up(pids.into_values(), dirs);
-    Ok(())
-}
-
-fn parse_pid(arg: &[u8]) -> Option<u32> {
-    std::str::from_utf8(arg).ok()?.parse().ok()
-}
-
-fn clean_up(pids: impl Iterator<Item = PidFd>, dirs: BTreeSet<PathBuf>) {
-    let pids: Vec<PidFd> = pids.collect();
-    for pidfd in &pids {
+    for pidfd in pids.values() {
         let _ = pidfd.signal(Signal::KILL);
     }
     // Dead before their dirs go, so no QEMU recreates a socket in a
     // directory we are removing.
     let deadline = Instant::now() + KILL_WAIT;
-    for pidfd in &pids {
+    for pidfd in pids.values() {
         let _ = pidfd.wait_exit(deadline);
     }
     for dir in dirs {
         let _ = std::fs::remove_dir_all(&dir);
     }
+    Ok(())
 }
 
 #[cfg(test)]
