@@ -99,6 +99,7 @@ fn run_gated(
         required: &args.require_routes,
         qemu,
         caps: None,
+        refused: false,
         held: Vec::new(),
     };
     let outcomes = runner::run(config, selected, |progress| gate.progress(progress));
@@ -160,7 +161,11 @@ struct Gate<'a> {
     routes: &'a [Route],
     required: &'a [Route],
     qemu: &'a Path,
+    /// What the first QEMU that answered has, and whether it has none of
+    /// the routes (then every outcome is reported at the end, with one
+    /// cause).
     caps: Option<Capabilities>,
+    refused: bool,
     held: Vec<Outcome>,
 }
 
@@ -171,22 +176,27 @@ impl Gate<'_> {
                 if self.caps.is_none() {
                     self.open(caps);
                 }
-                if !self.refused() {
+                if !self.refused {
                     self.reporter.started(name, pid, dir);
                 }
             }
-            Progress::Finished(outcome) if self.caps.is_none() => self.held.push(outcome.clone()),
-            Progress::Finished(outcome) if self.shown() => self.finished(outcome.clone()),
-            Progress::Finished(_) => {}
+            Progress::Finished(outcome) => match &self.caps {
+                None => self.held.push(outcome.clone()),
+                Some(caps) if !self.refused => {
+                    self.reporter.finished(&account(outcome.clone(), caps, self.required))
+                }
+                Some(_) => {}
+            },
         }
     }
 
     /// Prints the plan and what was held back, unless the QEMU refuses.
     fn open(&mut self, caps: &Capabilities) {
         self.caps = Some(caps.clone());
+        self.refused = caps.refusal(self.qemu, self.routes).is_some();
         let version = caps.full_version() + " ";
         let qemu = format!("QEMU {}({})", version.trim_start(), self.qemu.display());
-        let (total, line) = if self.refused() {
+        let (total, line) = if self.refused {
             (self.scenarios.len(), qemu)
         } else {
             let (present, absent): (Vec<Route>, Vec<Route>) =
@@ -212,28 +222,9 @@ impl Gate<'_> {
         };
         self.reporter.plan(total, &line);
         let held = std::mem::take(&mut self.held);
-        for outcome in held {
-            if self.shown() {
-                self.finished(outcome);
-            }
+        for outcome in held.into_iter().filter(|_| !self.refused) {
+            self.reporter.finished(&account(outcome, caps, self.required));
         }
-    }
-
-    /// Reports `outcome`, a scenario on a route this QEMU lacks as
-    /// skipped with the reason, or failed if the route is required.
-    fn finished(&mut self, outcome: Outcome) {
-        let caps = self.caps.clone().unwrap_or_else(Capabilities::unknown);
-        self.reporter.finished(&account(outcome, &caps, self.required));
-    }
-
-    /// Whether outcomes are reported as they come: not when the QEMU has
-    /// none of the routes (all are reported at the end with one cause).
-    fn shown(&self) -> bool {
-        !self.refused() && self.caps.is_some()
-    }
-
-    fn refused(&self) -> bool {
-        self.caps.as_ref().is_some_and(|caps| caps.refusal(self.qemu, self.routes).is_some())
     }
 }
 
