@@ -162,7 +162,7 @@ impl SuiteCli {
             out.text("program", self.program.name());
         }
         out.path("junit", self.junit.as_ref());
-        self.suite.push_args(&mut out);
+        out.0.extend(self.suite.to_args());
         out.each("require-route", &self.require_routes);
         out.path("log-dir", self.log_dir.as_ref());
         out.path("qemu-src", self.qemu_src.as_ref());
@@ -178,16 +178,14 @@ impl SuiteCli {
 }
 
 impl SuiteArgs {
-    fn push_args(&self, out: &mut Argv) {
+    /// These options alone as arguments.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut out = Argv::default();
         out.each("scenario", &self.scenarios);
         out.opt("jobs", &self.jobs);
-        if let Some(route) = &self.route {
-            out.text("route", spelled(route));
-        }
+        out.opt("route", &self.route.as_ref().map(spelled));
         out.opt("timeout", &self.timeout);
-        if let Some(wait) = self.wait {
-            out.text("wait", wait.as_secs_f64());
-        }
+        out.opt("wait", &self.wait.map(|wait| wait.as_secs_f64()));
         out.opt("soak", &self.soak);
         out.each(
             "first",
@@ -197,12 +195,6 @@ impl SuiteArgs {
             }),
         );
         out.switch("fail-fast", self.fail_fast);
-    }
-
-    /// These options alone as arguments.
-    pub fn to_args(&self) -> Vec<OsString> {
-        let mut out = Argv::default();
-        self.push_args(&mut out);
         out.0
     }
 }
@@ -339,22 +331,16 @@ impl ExploreArgs {
         let mut out = Argv::default();
         out.text("time", self.time);
         out.opt("jobs", &self.jobs);
-        if let Some(seed) = self.seed {
-            out.text("seed", format!("{seed:016x}"));
-        }
+        out.opt("seed", &self.seed.map(|seed| format!("{seed:016x}")));
         out.opt("sequences", &self.sequences);
-        if let Some(seed) = self.replay {
-            out.text("replay", format!("{seed:016x}"));
-        }
+        out.opt("replay", &self.replay.map(|seed| format!("{seed:016x}")));
         out.text("max-ops", self.max_ops);
         out.text("reruns", self.reruns);
         out.text("shrink-time", self.shrink_time);
         out.text("race-reruns", self.race_reruns);
         out.each("chardevs", self.chardevs.iter().map(|&kind| CHARDEVS[kind as usize]));
         out.text("max-failures", self.max_failures);
-        if let Some(wait) = self.wait {
-            out.text("wait", wait.as_secs_f64());
-        }
+        out.opt("wait", &self.wait.map(|wait| wait.as_secs_f64()));
         out.path("out", self.out.as_ref());
         out.path("junit", self.junit.as_ref());
         out.path("summary", self.summary.as_ref());
