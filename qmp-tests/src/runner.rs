@@ -277,7 +277,7 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
                     return;
                 };
                 if entry.stopped {
-                    let outcome = self.stopped(entry.name, entry.route, entry.started);
+                    let outcome = self.stopped(entry.name, entry.route, entry.started.elapsed());
                     self.finish(index, outcome);
                     return;
                 }
@@ -315,12 +315,10 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
                 continue;
             }
             let entry = self.running.remove(&index).expect("overdue is running");
-            let outcome = if entry.stopped {
-                self.stopped(entry.name, entry.route, entry.started)
-            } else {
-                let mut outcome = harness_failure(entry.name, timeout_cause(&entry));
-                outcome.duration = entry.started.elapsed();
-                outcome
+            let duration = entry.started.elapsed();
+            let outcome = match entry.stopped {
+                true => self.stopped(entry.name, entry.route, duration),
+                false => Outcome { duration, ..harness_failure(entry.name, timeout_cause(&entry)) },
             };
             self.finish(index, outcome);
         }
@@ -355,16 +353,13 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
         }
         let refusal = caps.refusal(&self.config.qemu, &self.config.routes);
         let queue = std::mem::take(&mut self.queue);
-        for (index, job) in queue {
-            let name = job.scenario.name;
+        for (index, Job { scenario, route }) in queue {
             match &refusal {
                 Some(refusal) => {
-                    self.finish(index, harness_failure(name, refusal.clone()).on(job.route))
+                    self.finish(index, harness_failure(scenario.name, refusal.clone()).on(route))
                 }
-                None if !caps.has(job.route) => {
-                    self.finish(index, absent(name, job.route));
-                }
-                None => self.queue.push_back((index, job)),
+                None if !caps.has(route) => self.finish(index, absent(scenario.name, route)),
+                None => self.queue.push_back((index, Job { scenario, route })),
             }
         }
     }
@@ -384,8 +379,7 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
     /// `--fail-fast`: what waits is not started, what runs is stopped.
     fn stop_the_rest(&mut self) {
         for (index, job) in std::mem::take(&mut self.queue) {
-            let mut outcome = self.stopped(job.scenario.name, job.route, Instant::now());
-            outcome.duration = Duration::ZERO;
+            let outcome = self.stopped(job.scenario.name, job.route, Duration::ZERO);
             self.finish(index, outcome);
         }
         for entry in self.running.values_mut() {
@@ -397,11 +391,10 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
     }
 
     /// A run that `--fail-fast` did not start or stopped.
-    fn stopped(&self, name: &str, route: Route, started: Instant) -> Outcome {
+    fn stopped(&self, name: &str, route: Route, duration: Duration) -> Outcome {
         let by = self.stopped_by.as_deref().unwrap_or("a failure");
-        let mut outcome = Outcome::skipped(name, &format!("not run: --fail-fast stopped at {by}"));
-        outcome.duration = started.elapsed();
-        outcome.on(route)
+        let outcome = Outcome::skipped(name, &format!("not run: --fail-fast stopped at {by}"));
+        Outcome { duration, ..outcome.on(route) }
     }
 }
 
@@ -420,8 +413,8 @@ fn absent(name: &str, route: Route) -> Outcome {
 }
 
 /// The scenario thread: launch, run, shut down, inspect. With
-/// `config.fail_fast`, a scenario that failed ends the run: its QEMU is killed
-/// like the other running scenarios' rather than shut down.
+/// `config.fail_fast`, a scenario that failed ends the run: its QEMU is
+/// killed like the other running scenarios' rather than shut down.
 fn run_one(
     config: &RunConfig,
     scenario: &'static Scenario,
@@ -461,15 +454,10 @@ fn run_one(
         sanitizer: report.map(|r| clean(&r.excerpt)),
         log: config.log_dir.as_ref().map(|_| ctx.machine.log_path().to_path_buf()),
     });
-    let outcome = Outcome {
-        name: scenario.name.to_string(),
-        duration: started.elapsed(),
-        notes: ctx.take_notes(),
-        phases: phases::phases(&transcript),
-        failure,
-        skipped: None,
-        route,
-    };
+    let (duration, notes, phases) =
+        (started.elapsed(), ctx.take_notes(), phases::phases(&transcript));
+    let outcome =
+        Outcome { duration, notes, phases, failure, route, ..Outcome::new(scenario.name) };
     // Dropped before reporting, so that when the runner hears of the
     // outcome, this QEMU and its directory are gone.
     drop(ctx);
@@ -501,8 +489,6 @@ fn start(
         cpu: None,
         program,
     };
-    // Launched here, not by the runner, because QEMU's PDEATHSIG follows
-    // the launching thread.
     // A scenario that failed before it ran, with what its QEMU said so far.
     let fail = |cause: String| {
         let mut outcome = harness_failure(scenario.name, cause).on(route);
@@ -512,27 +498,22 @@ fn start(
         }
         Box::new(outcome)
     };
+    // Launched here, not by the runner, because QEMU's PDEATHSIG follows
+    // the launching thread.
     let mut machine = Machine::launch(&config.qemu, &opts)
         .map_err(|err| fail(one_line(&format!("QEMU did not start: {err:#}"))))?;
     let caps = probe::check(&mut machine)
         .map_err(|err| fail(one_line(&format!("asking QEMU what it has: {err:#}"))))?;
-    let needs_route = !config.routes.is_empty();
-    let refusal = caps.refusal(&config.qemu, &config.routes).filter(|_| needs_route);
-    let has_route = caps.has(route) || !needs_route;
-    let _ = tx.send(Message::Started {
-        index,
-        killer: machine.killer(),
-        dir: machine.dir().to_path_buf(),
-        caps,
-    });
-    if let Some(refusal) = refusal {
-        // Nothing to run: the caller reports every scenario with this.
-        return Err(fail(refusal));
+    let lacks_route = !config.routes.is_empty() && !caps.has(route);
+    let refusal = caps.refusal(&config.qemu, &config.routes);
+    let (killer, dir) = (machine.killer(), machine.dir().to_path_buf());
+    let _ = tx.send(Message::Started { index, killer, dir, caps });
+    match lacks_route {
+        // With none of the routes there is nothing to run: the caller
+        // reports every scenario with the refusal.
+        true => Err(refusal.map_or_else(|| Box::new(absent(scenario.name, route)), fail)),
+        false => Ok(machine),
     }
-    if !has_route {
-        return Err(Box::new(absent(scenario.name, route)));
-    }
-    Ok(machine)
 }
 
 /// Shuts the scenario's QEMU down, or with `kill` kills it at once,
