@@ -124,8 +124,7 @@ impl Machine {
             bail!("QEMU binary {} is not an executable file", qemu.display());
         }
         let dir = WorkDir::create(opts.janitor.clone())?;
-        let socket = dir.path().join("main.sock");
-        check_socket_path(&socket)?;
+        let socket = socket_in(dir.path(), "main.sock")?;
         let listener = UnixListener::bind(&socket)
             .with_context(|| format!("binding the main monitor socket {}", socket.display()))?;
         let log = match &opts.log_dir {
@@ -205,9 +204,7 @@ impl Machine {
     /// A path for a socket called `name` in the machine's temp dir,
     /// checked against the unix socket path limit.
     pub fn socket_path(&self, name: &str) -> Result<PathBuf> {
-        let path = self.dir.path().join(name);
-        check_socket_path(&path)?;
-        Ok(path)
+        socket_in(self.dir.path(), name)
     }
 
     /// Where QEMU's stdout and stderr go.
@@ -224,11 +221,6 @@ impl Machine {
     /// harmless once the process is gone.
     pub fn killer(&self) -> Killer {
         self.process.killer()
-    }
-
-    /// How QEMU ended, if it has and was reaped.
-    pub fn exit(&self) -> Option<Exit> {
-        self.process.exit
     }
 
     /// Waits for QEMU to exit by itself (e.g. after a `quit` sent by the
@@ -366,9 +358,10 @@ fn not_qemu(qemu: &Path, err: QmpError, process: &mut Process, log: &Path) -> an
     )
 }
 
-/// Fails with the fix spelled out when `path` cannot be a unix socket
-/// address; `bind` would otherwise fail with a bare EINVAL.
-pub fn check_socket_path(path: &Path) -> Result<()> {
+/// `dir/name`, refused with the fix spelled out when it cannot be a unix
+/// socket address; `bind` would otherwise fail with a bare EINVAL.
+fn socket_in(dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
     let len = path.as_os_str().len();
     if len > MAX_SOCKET_PATH {
         bail!(
@@ -377,7 +370,7 @@ pub fn check_socket_path(path: &Path) -> Result<()> {
             path.display()
         );
     }
-    Ok(())
+    Ok(path)
 }
 
 fn read_log(log: &Path) -> Result<String> {
@@ -400,9 +393,9 @@ mod tests {
 
     #[test]
     fn long_paths_are_refused_with_the_fix() {
-        let long = format!("/{}/main.sock", "d".repeat(120));
-        let err = check_socket_path(Path::new(&long)).unwrap_err().to_string();
-        assert!(err.contains(&long) && err.contains("TMPDIR"), "{err}");
-        check_socket_path(Path::new("/tmp/qmp-x/main.sock")).unwrap();
+        let long = format!("/{}", "d".repeat(120));
+        let err = socket_in(Path::new(&long), "main.sock").unwrap_err().to_string();
+        assert!(err.contains(&format!("{long}/main.sock")) && err.contains("TMPDIR"), "{err}");
+        socket_in(Path::new("/tmp/qmp-x"), "main.sock").unwrap();
     }
 }
