@@ -76,12 +76,11 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        if self.exit.is_some() {
-            return;
-        }
-        let _ = self.pidfd.signal(rustix::process::Signal::KILL);
-        if let Ok(status) = self.child.wait() {
-            self.reaped(Exit::from_status(status));
+        if self.exit.is_none() {
+            let _ = self.pidfd.signal(rustix::process::Signal::KILL);
+            if let Ok(status) = self.child.wait() {
+                self.reaped(Exit::from_status(status));
+            }
         }
     }
 }
@@ -89,7 +88,7 @@ impl Drop for Process {
 /// A private temp dir under the system temp dir (short paths matter for
 /// sockets), removed on drop.
 pub(super) struct WorkDir {
-    dir: Option<TempDir>,
+    dir: TempDir,
     janitor: Option<Arc<Janitor>>,
 }
 
@@ -104,21 +103,21 @@ impl WorkDir {
         if let Some(janitor) = &janitor {
             janitor.register_dir(dir.path());
         }
-        Ok(WorkDir { dir: Some(dir), janitor })
+        Ok(WorkDir { dir, janitor })
     }
 
     pub(super) fn path(&self) -> &Path {
-        self.dir.as_ref().expect("present until drop").path()
+        self.dir.path()
     }
 }
 
 impl Drop for WorkDir {
+    /// Removed before it is unregistered, so that no moment is left in
+    /// which a SIGKILL would leave it behind.
     fn drop(&mut self) {
-        let Some(dir) = self.dir.take() else { return };
-        let path = dir.path().to_path_buf();
-        let _ = dir.close();
+        let _ = fs::remove_dir_all(self.dir.path());
         if let Some(janitor) = &self.janitor {
-            janitor.unregister_dir(&path);
+            janitor.unregister_dir(self.dir.path());
         }
     }
 }
