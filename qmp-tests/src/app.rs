@@ -107,11 +107,8 @@ fn run_gated(
         // Not one QEMU came up far enough to be asked: the binary is the
         // problem, not a scenario.
         None if outcomes.iter().any(Outcome::failed) => {
-            let cause = outcomes
-                .iter()
-                .find_map(|outcome| outcome.failure.as_ref())
-                .map_or_else(String::new, |failure| failure.cause.clone());
-            bail!("{}: {cause}", qemu.display());
+            let failure = outcomes.iter().find_map(|outcome| outcome.failure.as_ref());
+            bail!("{}: {}", qemu.display(), failure.map_or("", |failure| &failure.cause));
         }
         None => {
             gate.open(&Capabilities::unknown());
