@@ -228,13 +228,13 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
                 }))
                 .unwrap_or_else(|panic| {
                     let cause = format!("the harness panicked: {}", panic_message(&panic));
-                    harness_failure(scenario.name, cause).on(route)
+                    harness_failure(scenario.name, route, cause)
                 });
                 let _ = tx.send(Message::Finished { index, outcome });
             });
             if let Err(err) = spawned {
                 let cause = format!("could not start a thread: {err}");
-                self.finish(index, harness_failure(scenario.name, cause).on(route));
+                self.finish(index, harness_failure(scenario.name, route, cause));
                 continue;
             }
             let entry = Running {
@@ -318,7 +318,10 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
             let duration = entry.started.elapsed();
             let outcome = match entry.stopped {
                 true => self.stopped(entry.name, entry.route, duration),
-                false => Outcome { duration, ..harness_failure(entry.name, timeout_cause(&entry)) },
+                false => Outcome {
+                    duration,
+                    ..harness_failure(entry.name, entry.route, timeout_cause(&entry))
+                },
             };
             self.finish(index, outcome);
         }
@@ -356,7 +359,7 @@ impl<P: FnMut(Progress<'_>)> Supervisor<'_, P> {
         for (index, Job { scenario, route }) in queue {
             match &refusal {
                 Some(refusal) => {
-                    self.finish(index, harness_failure(scenario.name, refusal.clone()).on(route))
+                    self.finish(index, harness_failure(scenario.name, route, refusal.clone()))
                 }
                 None if !caps.has(route) => self.finish(index, absent(scenario.name, route)),
                 None => self.queue.push_back((index, Job { scenario, route })),
@@ -403,8 +406,8 @@ fn timeout_cause(entry: &Running) -> String {
     format!("timeout: {} did not finish within {}s", entry.name, allowed.as_secs())
 }
 
-fn harness_failure(name: &str, cause: String) -> Outcome {
-    Outcome::failing(name, Failure { cause, ..Failure::default() })
+fn harness_failure(name: &str, route: Route, cause: String) -> Outcome {
+    Outcome::failing(name, Failure { cause, ..Failure::default() }).on(route)
 }
 
 /// A route this QEMU does not have: not run.
@@ -491,7 +494,7 @@ fn start(
     };
     // A scenario that failed before it ran, with what its QEMU said so far.
     let fail = |cause: String| {
-        let mut outcome = harness_failure(scenario.name, cause).on(route);
+        let mut outcome = harness_failure(scenario.name, route, cause);
         outcome.duration = started.elapsed();
         if let Some(failure) = &mut outcome.failure {
             failure.transcript = transcript.tail(TRANSCRIPT_ENTRIES);

@@ -12,15 +12,18 @@ use std::{
 use anyhow::{Context, Result};
 use qmp_tests::{
     janitor::Janitor,
+    route::Route,
     runner::{self, RunConfig},
     scenarios::{Ctx, Scenario, Settings},
 };
 use rustix::process::{kill_process, Pid, Signal};
 
-use common::{qemu, BIN, STOCK};
+use common::{qemu, BIN, HOTPLUG, STOCK};
 
 /// Held by the test while `test_stuck` must stay stuck.
 static GATE: Mutex<()> = Mutex::new(());
+/// The same for `test_stuck_qom`, whose test runs beside that one.
+static QOM_GATE: Mutex<()> = Mutex::new(());
 
 fn passes(ctx: &mut Ctx) -> Result<()> {
     ctx.main("query-status", serde_json::Value::Null)?;
@@ -37,6 +40,11 @@ fn overruns(ctx: &mut Ctx) -> Result<()> {
 /// Ignores its deadline entirely, as a scenario with a bug might.
 fn stuck(_: &mut Ctx) -> Result<()> {
     drop(GATE.lock());
+    Ok(())
+}
+
+fn stuck_qom(_: &mut Ctx) -> Result<()> {
+    drop(QOM_GATE.lock());
     Ok(())
 }
 
@@ -58,6 +66,7 @@ fn freezes_then_fails(ctx: &mut Ctx) -> Result<()> {
 static PASSES: Scenario = Scenario::new("test_passes", passes);
 static OVERRUNS: Scenario = Scenario::new("test_overruns", overruns);
 static STUCK: Scenario = Scenario::new("test_stuck", stuck);
+static STUCK_QOM: Scenario = Scenario::new("test_stuck_qom", stuck_qom);
 static PANICS: Scenario = Scenario::new("test_panics", panics);
 static FREEZES: Scenario = Scenario::new("test_freezes", freezes_then_fails);
 
@@ -151,4 +160,16 @@ fn fail_fast_kills_the_failed_scenarios_qemu_without_waiting_for_quit() {
     );
     // A shutdown would wait out quit's 20 s and SIGTERM's 10 s.
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+}
+
+#[test]
+#[ignore = "needs QEMU: set QMP_TESTS_QEMU_HOTPLUG and run with --include-ignored"]
+fn a_scenario_given_up_on_is_reported_on_its_route() {
+    let config = RunConfig { qemu: qemu(HOTPLUG), routes: vec![Route::Qom], ..config() };
+    let gate = QOM_GATE.lock().unwrap();
+    let outcomes = runner::run(&config, &[&STUCK_QOM], |_| {});
+    drop(gate);
+    let cause = outcomes[0].failure.as_ref().map(|failure| failure.cause.as_str());
+    assert!(cause.is_some_and(|c| c.starts_with("timeout: test_stuck_qom")), "{cause:?}");
+    assert_eq!(outcomes[0].route, Route::Qom);
 }
