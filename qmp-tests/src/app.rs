@@ -95,9 +95,8 @@ fn run_gated(
     let mut gate = Gate {
         reporter,
         scenarios: selected,
-        routes: &config.routes,
+        config,
         required: &args.require_routes,
-        qemu,
         caps: None,
         refused: false,
         held: Vec::new(),
@@ -155,9 +154,8 @@ fn run_gated(
 struct Gate<'a> {
     reporter: &'a mut dyn Reporter,
     scenarios: &'a [&'static Scenario],
-    routes: &'a [Route],
+    config: &'a RunConfig,
     required: &'a [Route],
-    qemu: &'a Path,
     /// What the first QEMU that answered has, and whether it has none of
     /// the routes (then every outcome is reported at the end, with one
     /// cause).
@@ -190,14 +188,14 @@ impl Gate<'_> {
     /// Prints the plan and what was held back, unless the QEMU refuses.
     fn open(&mut self, caps: &Capabilities) {
         self.caps = Some(caps.clone());
-        self.refused = caps.refusal(self.qemu, self.routes).is_some();
+        self.refused = caps.refusal(&self.config.qemu, &self.config.routes).is_some();
         let version = caps.full_version() + " ";
-        let qemu = format!("QEMU {}({})", version.trim_start(), self.qemu.display());
+        let qemu = format!("QEMU {}({})", version.trim_start(), self.config.qemu.display());
         let (total, line) = if self.refused {
             (self.scenarios.len(), qemu)
         } else {
             let (present, absent): (Vec<Route>, Vec<Route>) =
-                self.routes.iter().partition(|&&route| caps.has(route));
+                self.config.routes.iter().partition(|&&route| caps.has(route));
             let present: Vec<&str> = present.iter().map(|route| route.name()).collect();
             let absent: String = absent
                 .iter()
@@ -211,7 +209,7 @@ impl Gate<'_> {
                 .collect();
             // Some scenarios are for one route only; those of an absent
             // route are reported too, skipped or failed.
-            let runs = (self.routes.iter())
+            let runs = (self.config.routes.iter())
                 .map(|route| self.scenarios.iter().filter(|s| s.routes.contains(route)).count())
                 .sum();
             let noun = if present.len() == 1 { "route" } else { "routes" };

@@ -345,11 +345,9 @@ fn not_qemu(qemu: &Path, err: QmpError, process: &mut Process, log: &Path) -> an
         _ => "it was still running".to_string(),
     };
     let stderr = read_log(log).unwrap_or_default();
-    let stderr = tail_lines(&stderr, 10).trim();
-    let stderr = if stderr.is_empty() {
-        "nothing on stderr".to_string()
-    } else {
-        format!("its stderr ends:\n{stderr}")
+    let stderr = match tail_lines(&stderr, 10).trim() {
+        "" => "nothing on stderr".to_string(),
+        tail => format!("its stderr ends:\n{tail}"),
     };
     anyhow::anyhow!(
         "{} did not start as QEMU (no QMP greeting and negotiation on its monitor: {err}); \
