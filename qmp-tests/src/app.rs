@@ -115,10 +115,13 @@ fn run_gated(
         }
         Some(caps) => match caps.refusal(qemu, &config.routes) {
             Some(refusal) => {
+                // The transcript of a scenario whose QEMU refused; the
+                // scenarios that never started have none.
                 let mut failures = outcomes.iter().filter_map(|outcome| outcome.failure.as_ref());
-                let transcript = (failures.find(|failure| failure.cause == refusal))
-                    .map(|failure| failure.transcript.clone())
-                    .unwrap_or_default();
+                let transcript = (failures
+                    .find(|f| f.cause == refusal && !f.transcript.is_empty()))
+                .map(|failure| failure.transcript.clone())
+                .unwrap_or_default();
                 let failure = Failure { cause: refusal, transcript, ..Failure::default() };
                 // Once per scenario, under the first route asked for.
                 let fail = |s: &&Scenario| Outcome::failing(s.name, failure.clone());

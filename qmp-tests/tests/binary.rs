@@ -119,6 +119,8 @@ fn stock_qemu_fails_every_scenario_at_once_and_exits_3() {
             "{}",
             failure.message
         );
+        // What the QEMU that refused said, whichever scenario asked it.
+        assert!(failure.text.contains("main -> {\"execute\":\"query-commands\""), "{failure:?}");
     }
 }
 
