@@ -230,6 +230,10 @@ static ALL: &[Scenario] = &[
         backends::pty_new_monitor_after_self_removal,
     ),
     Scenario::new("test_reconnecting_client_chardev", backends::reconnecting_client),
+    Scenario::new(
+        "test_reconnecting_client_removed_while_connecting",
+        backends::reconnecting_client_removed_while_connecting,
+    ),
     Scenario::new("test_no_takeover", takeover::no_takeover),
     Scenario::new("test_no_takeover_other_frontend", takeover::no_takeover_other_frontend),
     Scenario::new("test_no_takeover_pending_output", takeover::no_takeover_pending_output),
