@@ -282,7 +282,7 @@ impl Stages {
         }
         let suite = format!("{}.{leg}", qmp_tests::junit::SUITE);
         let cases = cases.iter_mut().map(|case| case.set_classname(&suite).build()).collect();
-        stock::write_report(path, &suite, cases)
+        crate::files::write_junit(path, &suite, cases)
     }
 
     /// Runs `legs` in order, a stage each; in the local run, the jobs

@@ -21,6 +21,22 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Writes a JUnit report of one testsuite, `name`, stamped now, to `path`.
+pub fn write_junit(path: &Path, name: &str, testcases: Vec<junit_report::TestCase>) -> Result<()> {
+    let mut suite = junit_report::TestSuiteBuilder::new(name);
+    // Whole seconds, as qmp-tests writes them: JUnit readers choke on
+    // nanoseconds.
+    let now = time::OffsetDateTime::now_utc();
+    suite.set_timestamp(now.replace_nanosecond(0).unwrap_or(now)).add_testcases(testcases);
+    let mut xml = Vec::new();
+    let report = junit_report::ReportBuilder::new().add_testsuite(suite.build()).build();
+    report.write_xml(&mut xml).with_context(|| format!("rendering {}", path.display()))?;
+    let text = String::from_utf8(xml).context("the JUnit report is UTF-8")?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_atomic(path, &text)
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ`, in UTC.
 pub fn iso(t: SystemTime) -> String {
     utc(t).format(ISO).expect("a UTC date formats")

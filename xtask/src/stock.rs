@@ -8,9 +8,7 @@ use std::fs::File;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use junit_report::{
-    Duration, OffsetDateTime, ReportBuilder, TestCase, TestCaseBuilder, TestSuiteBuilder,
-};
+use junit_report::{Duration, TestCaseBuilder};
 use qmp_tests::text::{clean, one_line};
 
 /// What the suite says of a QEMU without monitor-add.
@@ -102,7 +100,7 @@ pub fn leg_report(suite_junit: &Path, leg_junit: &Path, leg: &str) -> Result<()>
         skipped.set_classname(&case.suite);
         testcases.push(skipped.build());
     }
-    write_report(leg_junit, &suite_name, testcases)?;
+    crate::files::write_junit(leg_junit, &suite_name, testcases)?;
     if !problems.is_empty() {
         bail!(
             "leg {leg}: the suite should refuse a QEMU without monitor-add in every scenario: {}",
@@ -110,22 +108,6 @@ pub fn leg_report(suite_junit: &Path, leg_junit: &Path, leg: &str) -> Result<()>
         );
     }
     Ok(())
-}
-
-/// Writes a JUnit report of one testsuite, `name`, stamped now, to `path`.
-pub fn write_report(path: &Path, name: &str, testcases: Vec<TestCase>) -> Result<()> {
-    let mut suite = TestSuiteBuilder::new(name);
-    // Whole seconds, as qmp-tests writes them: JUnit readers choke on
-    // nanoseconds.
-    let now = OffsetDateTime::now_utc();
-    suite.set_timestamp(now.replace_nanosecond(0).unwrap_or(now)).add_testcases(testcases);
-    let mut xml = Vec::new();
-    let report = ReportBuilder::new().add_testsuite(suite.build()).build();
-    report.write_xml(&mut xml).with_context(|| format!("rendering {}", path.display()))?;
-    let text = String::from_utf8(xml).context("the JUnit report is UTF-8")?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    crate::files::write_atomic(path, &text)
 }
 
 #[cfg(test)]

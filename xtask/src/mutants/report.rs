@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use junit_report::{ReportBuilder, TestCase, TestSuiteBuilder};
+use anyhow::Result;
+use junit_report::TestCase;
 use qmp_tests::text::{clean, one_line};
 use serde_json::json;
 
@@ -212,12 +212,7 @@ pub fn junit(path: &Path, outcomes: &[MutantOutcome]) -> Result<()> {
         }
         case
     });
-    let suite = TestSuiteBuilder::new("mutants").add_testcases(cases).build();
-    let report = ReportBuilder::new().add_testsuite(suite).build();
-    let mut bytes = Vec::new();
-    report.write_xml(&mut bytes).context("writing the mutants' JUnit report")?;
-    let text = String::from_utf8(bytes).context("the JUnit report is UTF-8")?;
-    crate::files::write_atomic(path, &text)
+    crate::files::write_junit(path, "mutants", cases.collect())
 }
 
 #[cfg(test)]
